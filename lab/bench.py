@@ -1,0 +1,142 @@
+"""A bench: the drivers of one test station, built from its inventory entry.
+
+This is the only place that maps inventory fields onto driver arguments (the factory). Drivers
+are created on first use and closed together, so a test that only needs SSH never opens the
+console or the relay.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from lab.drivers.console import ConsoleDriver
+from lab.drivers.net import NetDriver
+from lab.drivers.power import PowerDriver, RelayBoardPower, ScpiPower
+from lab.drivers.provision import ProvisionDriver
+from lab.drivers.ssh import SSHDriver
+from lab.inventory import BenchConfig, Inventory, ScpiPowerConfig
+from lab.steps import NullSteps, StepRecorder
+from lab.strategy import BenchStrategy, ConsolePrompts
+from lab.transcript import Transcript
+
+DEFAULT_PLAYBOOK = Path(__file__).resolve().parent.parent / "inventory" / "playbooks" / "example-provision.yaml"
+
+
+class Bench:
+    def __init__(
+        self,
+        inventory: Inventory,
+        name: str,
+        *,
+        evidence_dir: Path,
+        steps: StepRecorder | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self.config: BenchConfig = inventory.bench(name)
+        self.name = name
+        self.evidence_dir = Path(evidence_dir)
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        self.steps = steps or NullSteps()
+        self._opened: list[object] = []
+
+    # --- secrets --------------------------------------------------------------------------
+    def ssh_password(self) -> str | None:
+        """The lab's login password for this DUT (the label password when none is set apart)."""
+        ref = self.config.ssh.password or self.config.dut.label_password
+        return None if ref is None else self.inventory.resolve_secret(ref, field=f"bench {self.name!r} ssh.password")
+
+    def label_password(self) -> str | None:
+        ref = self.config.dut.label_password
+        return None if ref is None else self.inventory.resolve_secret(ref, field=f"bench {self.name!r} dut.label_password")
+
+    def credentials(self) -> tuple[str, str]:
+        return self.config.ssh.user, self.ssh_password() or ""
+
+    def transcript(self, kind: str) -> Transcript:
+        """An evidence file named after the bench, so parallel benches never mix their logs."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
+        return Transcript(self.evidence_dir / f"{kind}-{safe}.log")
+
+    def _track(self, driver):
+        self._opened.append(driver)
+        return driver
+
+    # --- drivers --------------------------------------------------------------------------
+    @functools.cached_property
+    def power(self) -> PowerDriver:
+        cfg = self.config.power
+        common = dict(channel=cfg.channel, timeout=cfg.timeout, retries=cfg.retries, bench=self.name, steps=self.steps)
+        if isinstance(cfg, ScpiPowerConfig):
+            return self._track(ScpiPower(cfg.resource, dialect=cfg.dialect, **common))
+        return self._track(RelayBoardPower(cfg.url, baud=cfg.baud, **common))
+
+    @functools.cached_property
+    def console(self) -> ConsoleDriver:
+        cfg = self.config.console
+        return self._track(
+            ConsoleDriver(cfg.url, cfg.baud, transcript=self.transcript("console"), bench=self.name, steps=self.steps)
+        )
+
+    @functools.cached_property
+    def ssh(self) -> SSHDriver:
+        cfg = self.config.ssh
+        return self._track(
+            SSHDriver(
+                self.config.network.address,
+                cfg.port,
+                cfg.user,
+                self.ssh_password,
+                transcript=self.transcript("ssh"),
+                timeout=cfg.timeout,
+                bench=self.name,
+                steps=self.steps,
+            )
+        )
+
+    @functools.cached_property
+    def net(self) -> NetDriver:
+        cfg = self.config.network
+        return NetDriver(cfg.address, interface=cfg.interface, bench=self.name, steps=self.steps)
+
+    @functools.cached_property
+    def provision(self) -> ProvisionDriver:
+        return ProvisionDriver(
+            self.inventory.path, self.name, password=self.ssh_password, bench=self.name, steps=self.steps
+        )
+
+    @functools.cached_property
+    def prompts(self) -> ConsolePrompts:
+        cfg = self.config.console
+        return ConsolePrompts(
+            boot_banner=cfg.boot_banner,
+            login_prompt=cfg.login_prompt,
+            password_prompt=cfg.password_prompt,
+            shell_prompt=cfg.shell_prompt,
+            login_incorrect=cfg.login_incorrect,
+        )
+
+    @functools.cached_property
+    def strategy(self) -> BenchStrategy:
+        playbook = self.inventory.resolve_path(self.config.playbook) if self.config.playbook else DEFAULT_PLAYBOOK
+        return BenchStrategy(
+            power=self.power,
+            console=self.console,
+            ssh=self.ssh,
+            provision=self.provision,
+            prompts=self.prompts,
+            credentials=self.credentials,
+            boot_timeout=self.config.console.boot_timeout,
+            playbook=playbook,
+            bench=self.name,
+            steps=self.steps,
+        )
+
+    def close(self) -> None:
+        for driver in reversed(self._opened):
+            try:
+                driver.close()
+            except Exception:  # noqa: BLE001 - closing must never hide the test's own outcome
+                pass
+        self._opened.clear()

@@ -1,0 +1,79 @@
+"""`certlab lab check`: can each bench switch power, show a console and accept SSH?
+
+A bench that fails here must not take work: a run on it would only produce INCONCLUSIVE
+verdicts. Benches are checked in parallel; each result names the layer that failed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.bench import Bench
+from lab.errors import CertlabError, DutError, LabFault
+from lab.inventory import Inventory
+
+
+@dataclass
+class CheckResult:
+    bench: str
+    power: str = "not checked"
+    console: str = "not checked"
+    ssh: str = "not checked"
+    boot_seconds: float | None = None
+    ssh_seconds: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, LabFault):
+        return f"lab fault: {exc.cause}"
+    if isinstance(exc, DutError):
+        return f"DUT: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    if isinstance(exc, CertlabError):
+        return f"input: {exc}"
+    return f"error: {type(exc).__name__}: {exc}"
+
+
+def check_bench(inventory: Inventory, name: str, evidence_dir: Path, *, ssh_timeout: float = 30.0) -> CheckResult:
+    result = CheckResult(name)
+    bench = Bench(inventory, name, evidence_dir=evidence_dir / name)
+    try:
+        try:
+            result.power = f"ok ({bench.power.identify()})"
+        except Exception as exc:  # noqa: BLE001 - each layer's failure is reported, not raised
+            result.power = _describe(exc)
+            result.problems.append(f"power: {result.power}")
+            return result
+        try:
+            result.boot_seconds = bench.strategy.power_cycle()
+            result.console = "ok (boot banner seen)"
+        except Exception as exc:  # noqa: BLE001
+            result.console = _describe(exc)
+            result.problems.append(f"console: {result.console}")
+            return result
+        try:
+            result.ssh_seconds = bench.ssh.wait_reachable(timeout=ssh_timeout)
+            start = time.monotonic()
+            bench.ssh.run("true", timeout=ssh_timeout, check=True)
+            result.ssh = f"ok (login + command in {time.monotonic() - start:.2f} s)"
+        except Exception as exc:  # noqa: BLE001
+            result.ssh = _describe(exc)
+            result.problems.append(f"ssh: {result.ssh}")
+        return result
+    finally:
+        bench.close()
+
+
+def check_lab(inventory: Inventory, benches: list[str] | None = None, evidence_dir: Path | None = None) -> list[CheckResult]:
+    names = benches or list(inventory.benches)
+    evidence_dir = evidence_dir or Path(tempfile.mkdtemp(prefix="certlab-check-"))
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return list(pool.map(lambda n: check_bench(inventory, n, evidence_dir), names))

@@ -1,0 +1,371 @@
+"""The lab inventory: one Ansible YAML inventory file describing every bench.
+
+The same file feeds `ansible-inventory`/ansible-runner (hosts, ansible_* vars) and certlab (the
+`certlab:` host variable of each bench). It is validated into typed models up front, so a typo
+is reported once, with file, bench, field and fix, before any hardware is touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lab.errors import InventoryError
+from lab.flaws import FLAWS, LAB_FAULTS
+from lab.secrets import SecretRef
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScpiPowerConfig(_Model):
+    """A SCPI switch or power supply reached through a pyvisa resource string."""
+
+    driver: Literal["scpi"]
+    resource: str
+    channel: int = Field(ge=1, le=9999)  # switch units number slot+channel, e.g. 101
+    dialect: Literal["route", "output"] = "route"
+    timeout: float = Field(default=2.0, gt=0, le=60)
+    retries: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("resource")
+    @classmethod
+    def _visa_resource(cls, value: str) -> str:
+        if "::" not in value:
+            raise ValueError("not a VISA resource string; write e.g. TCPIP::192.0.2.10::5025::SOCKET")
+        return value
+
+
+class RelayBoardPowerConfig(_Model):
+    """An LCUS-style USB relay board on a serial line."""
+
+    driver: Literal["relay_board"]
+    url: str
+    channel: int = Field(ge=1, le=16)
+    baud: int = Field(default=9600, gt=0)
+    timeout: float = Field(default=2.0, gt=0, le=60)
+    retries: int = Field(default=2, ge=0, le=10)
+
+
+PowerConfig = Annotated[ScpiPowerConfig | RelayBoardPowerConfig, Field(discriminator="driver")]
+
+
+class ConsoleConfig(_Model):
+    """A serial console and the product's prompts (from the manufacturer's IXIT, not guessed)."""
+
+    url: str
+    baud: int = Field(default=115200, gt=0)
+    boot_banner: str = r"login:"
+    login_prompt: str = r"login:\s*$"
+    password_prompt: str = r"[Pp]assword:\s*$"
+    shell_prompt: str = r"[#$]\s*$"
+    login_incorrect: str = r"Login incorrect"
+    boot_timeout: float = Field(default=60.0, gt=0, le=600)
+
+    @field_validator("boot_banner", "login_prompt", "password_prompt", "shell_prompt", "login_incorrect")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+
+class NetworkConfig(_Model):
+    """Where the DUT is on the lab network, and for simulated benches its network namespace."""
+
+    address: str
+    netns: str | None = None
+    interface: str | None = None
+    gateway: str | None = None
+    prefix: int = Field(default=24, ge=8, le=32)
+
+    @field_validator("address", "gateway")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+
+class SSHConfig(_Model):
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+    password: SecretRef | None = None
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+
+class DutConfig(_Model):
+    """The sample on the bench, as received: a certifier traces every verdict back to it."""
+
+    model: str
+    serial: str
+    firmware: str
+    mac: str | None = None
+    label_password: SecretRef | None = None
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", value):
+            raise ValueError("not a MAC address; write six hex pairs like 02:00:00:00:01:01")
+        return value
+
+
+class SimConfig(_Model):
+    """Present only on simulated benches: which product flaws and lab faults to switch on."""
+
+    flaws: list[str] = []
+    lab_faults: list[str] = []
+    boot_seconds: float = Field(default=1.5, ge=0, le=60)
+    telemetry_interval: float = Field(default=5.0, gt=0, le=3600)
+    lockout_attempts: int = Field(default=5, ge=1, le=100)
+    lockout_seconds: float = Field(default=10.0, ge=0, le=3600)
+    cloud_port: int = Field(default=8883, ge=1, le=65535)
+    dirty_expire_seconds: float = Field(default=5.0, gt=0, le=120)
+    update_write_seconds: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("flaws")
+    @classmethod
+    def _flaws(cls, value: list[str]) -> list[str]:
+        for flaw in value:
+            if flaw not in FLAWS:
+                raise ValueError(f"unknown flaw id {flaw!r}; use one of: {', '.join(FLAWS)}")
+        return value
+
+    @field_validator("lab_faults")
+    @classmethod
+    def _faults(cls, value: list[str]) -> list[str]:
+        for fault in value:
+            if fault not in LAB_FAULTS:
+                raise ValueError(f"unknown lab fault id {fault!r}; use one of: {', '.join(LAB_FAULTS)}")
+        return value
+
+
+class BenchConfig(_Model):
+    name: str
+    power: PowerConfig
+    console: ConsoleConfig
+    network: NetworkConfig
+    ssh: SSHConfig = SSHConfig()
+    dut: DutConfig
+    sim: SimConfig | None = None
+    playbook: str | None = None
+    ansible_vars: dict[str, Any] = {}
+
+    @property
+    def simulated(self) -> bool:
+        return self.sim is not None
+
+
+class Inventory(_Model):
+    path: Path
+    lab: str
+    operator: str | None = None
+    benches: dict[str, BenchConfig]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def bench(self, name: str) -> BenchConfig:
+        try:
+            return self.benches[name]
+        except KeyError:
+            raise InventoryError(
+                f"{self.path}: no bench named {name!r}; benches are: {', '.join(self.benches)}"
+            ) from None
+
+    def resolve_secret(self, ref: SecretRef, *, field: str = "secret") -> str:
+        return ref.resolve(self.base_dir, field=f"{self.path}: {field}")
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_FIXES = {
+    "missing": "add it",
+    "extra_forbidden": "remove it or check its spelling",
+    "union_tag_invalid": "use one of: scpi, relay_board",
+    "union_tag_not_found": "add 'driver: scpi' or 'driver: relay_board'",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "string_type": "write a text value (quote it)",
+    "model_type": "write a mapping (key: value lines)",
+    "dict_type": "write a mapping (key: value lines)",
+    "list_type": "write a list",
+    "literal_error": "use one of the allowed values",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than_equal": "use a smaller value",
+}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML silently keeps the last of two equal keys; a lab must hear about it."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges defaults; the keys after it may override them
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise InventoryError(
+                f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                f"(first at line {seen[key]}); each bench and field may appear once"
+            )
+        seen[key] = key_node.start_mark.line + 1
+    loader.flatten_mapping(node)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: file not found; pass an existing inventory with -i") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"{path}: cannot read the inventory ({exc}); check the file") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except InventoryError as exc:
+        raise InventoryError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InventoryError(f"{path}: YAML syntax error at {where}{problem}; fix the YAML") from None
+
+
+def _hosts(data: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Walk the Ansible group tree and return (group vars of 'all', {host: merged vars})."""
+    root = data.get("all", data)
+    if not isinstance(root, dict):
+        raise InventoryError(f"{path}: field 'all' must be a mapping of groups; see inventory/sim.yaml")
+    hosts: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {}
+
+    def walk(group: dict[str, Any], name: str, inherited: dict[str, Any]) -> None:
+        if not isinstance(group, dict):
+            raise InventoryError(f"{path}: group {name!r} must be a mapping; fix its indentation")
+        group_vars = {**inherited, **(group.get("vars") or {})}
+        for host, host_vars in (group.get("hosts") or {}).items():
+            host_vars = host_vars or {}
+            if not isinstance(host_vars, dict):
+                raise InventoryError(f"{path}: bench {host!r}: host variables must be a mapping")
+            if "certlab" in host_vars and host in hosts and "certlab" in hosts[host]:
+                raise InventoryError(
+                    f"{path}: bench {host!r} is defined twice (groups {origin[host]!r} and {name!r}); "
+                    "give each bench one definition"
+                )
+            hosts[host] = {**group_vars, **hosts.get(host, {}), **host_vars}
+            origin[host] = name
+        for child_name, child in (group.get("children") or {}).items():
+            walk(child or {}, child_name, group_vars)
+
+    walk(root, "all", {})
+    return (root.get("vars") or {}), hosts
+
+
+def _loc(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    return re.sub(r"\.(scpi|relay_board)(?=\.|$)", "", loc)
+
+
+def _error_line(path: Path, bench: str | None, exc: ValidationError) -> str:
+    errors = exc.errors()
+    # A misspelt key shows up as "unknown" plus "missing": name the misspelling, suggest the fix.
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
+    loc = _loc(err)
+    msg = err["msg"].removeprefix("Value error, ")
+    fix = _FIXES.get(err["type"], "")
+    if err["type"] == "extra_forbidden":
+        parent = loc.rpartition(".")[0]
+        missing = [_loc(e).rpartition(".")[2] for e in errors if e["type"] == "missing" and _loc(e).rpartition(".")[0] == parent]
+        close = difflib.get_close_matches(loc.rpartition(".")[2], missing, n=1)
+        msg = "unknown field"
+        fix = f"did you mean {close[0]!r}?" if close else fix
+    where = f"bench {bench!r}, " if bench else ""
+    field = f"certlab.{loc}" if bench and loc else loc or "certlab"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}: {where}field {field!r}: {msg}{'; ' + fix if fix and fix not in msg else ''}{more}"
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read and validate an inventory; raise InventoryError with one clear line on any problem."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: an inventory is a mapping with an 'all' group; see inventory/sim.yaml")
+    all_vars, hosts = _hosts(data, path)
+    lab_vars = all_vars.get("certlab") or {}
+    if not isinstance(lab_vars, dict):
+        raise InventoryError(f"{path}: field 'all.vars.certlab' must be a mapping with at least 'lab: NAME'")
+    lab_name = str(lab_vars.get("lab") or path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", lab_name):
+        raise InventoryError(f"{path}: field 'all.vars.certlab.lab': {lab_name!r} is not a simple name; use letters, digits, - or _")
+
+    benches: dict[str, BenchConfig] = {}
+    for host, host_vars in hosts.items():
+        cfg = host_vars.get("certlab")
+        if cfg is None or cfg is lab_vars:
+            continue  # an Ansible host that is not a bench (e.g. a lab server)
+        if not isinstance(cfg, dict):
+            raise InventoryError(f"{path}: bench {host!r}, field 'certlab': must be a mapping; see inventory/sim.yaml")
+        extra_vars = {k: v for k, v in host_vars.items() if k.startswith("ansible_")}
+        try:
+            bench = BenchConfig(name=host, ansible_vars=extra_vars, **cfg)
+        except ValidationError as exc:
+            raise InventoryError(_error_line(path, host, exc)) from None
+        except TypeError as exc:
+            raise InventoryError(f"{path}: bench {host!r}: {exc}; check the field names") from None
+        ansible_host = host_vars.get("ansible_host")
+        if ansible_host is not None and str(ansible_host) != bench.network.address:
+            raise InventoryError(
+                f"{path}: bench {host!r}, field 'ansible_host': {ansible_host} differs from "
+                f"certlab.network.address {bench.network.address}; make them equal"
+            )
+        benches[host] = bench
+    if not benches:
+        raise InventoryError(f"{path}: no bench found; add hosts with a 'certlab:' variable (see inventory/sim.yaml)")
+    _check_shared_resources(path, benches)
+    return Inventory(path=path.resolve(), lab=lab_name, operator=lab_vars.get("operator"), benches=benches)
+
+
+def _check_shared_resources(path: Path, benches: dict[str, BenchConfig]) -> None:
+    """Two benches on one relay channel or one console would switch or read each other's DUT."""
+    seen: dict[tuple[str, ...], str] = {}
+    for bench in benches.values():
+        power = bench.power
+        where = power.resource if isinstance(power, ScpiPowerConfig) else power.url
+        keys = {
+            ("power", where, str(power.channel)): f"power channel {power.channel} of {where}",
+            ("console", bench.console.url): f"console {bench.console.url}",
+            ("address", bench.network.address, str(bench.ssh.port)): f"address {bench.network.address}:{bench.ssh.port}",
+        }
+        for key, label in keys.items():
+            if key in seen:
+                raise InventoryError(
+                    f"{path}: bench {bench.name!r} uses the same {label} as bench {seen[key]!r}; "
+                    "give each bench its own"
+                )
+            seen[key] = bench.name
