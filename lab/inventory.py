@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.errors import InventoryError
 from lab.flaws import FLAWS, LAB_FAULTS
@@ -120,9 +120,13 @@ class DutConfig(_Model):
         return value
 
 
+OFF_THE_SHELF_FLAWS = {"universal_default_password", "open_debug_service", "unauthenticated_console"}
+
+
 class SimConfig(_Model):
     """Present only on simulated benches: which product flaws and lab faults to switch on."""
 
+    dut: Literal["certlab", "offtheshelf"] = "certlab"  # offtheshelf: dropbear + busybox, not our code
     flaws: list[str] = []
     lab_faults: list[str] = []
     boot_seconds: float = Field(default=1.5, ge=0, le=60)
@@ -160,6 +164,17 @@ class BenchConfig(_Model):
     sim: SimConfig | None = None
     playbook: str | None = None
     ansible_vars: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _offtheshelf_flaws(self) -> "BenchConfig":
+        if self.sim and self.sim.dut == "offtheshelf":
+            unsupported = sorted(set(self.sim.flaws) - OFF_THE_SHELF_FLAWS)
+            if unsupported:
+                raise ValueError(
+                    f"sim.flaws {unsupported} cannot be switched on an off-the-shelf DUT; "
+                    f"it supports only {sorted(OFF_THE_SHELF_FLAWS)}"
+                )
+        return self
 
     @property
     def simulated(self) -> bool:

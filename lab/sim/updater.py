@@ -1,0 +1,151 @@
+"""The device's update agent and A/B boot selection.
+
+Both live here because they must agree on what a valid slot is: the agent installs an image into
+the inactive slot and switches `boot.json` only once the image is safely on flash; the boot
+loader verifies the active slot and falls back to the other one. Flaws weaken exactly the check
+they name (DESIGN.md); everything else stays as a conforming device does it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from lab.errors import FirmwareFormatError
+from lab.firmware import FirmwareImage, parse_image, payload_matches, verify_signature
+from lab.sim.flash import Flash, FlashError
+
+SLOTS = ("a", "b")
+BOOT_JSON = "boot.json"
+WRITE_CHUNKS = 32
+
+
+@dataclass(frozen=True)
+class BootState:
+    """What `boot.json` says: the slot to boot and the anti-rollback counter."""
+
+    active: str = "a"
+    security_counter: int = 0
+
+
+def slot_path(slot: str) -> str:
+    return f"slots/{slot}.img"
+
+
+def other_slot(slot: str) -> str:
+    return "b" if slot == "a" else "a"
+
+
+def read_boot_state(flash: Flash) -> BootState:
+    try:
+        raw = json.loads(flash.read(BOOT_JSON))
+        active = raw.get("active", "a")
+        return BootState(active if active in SLOTS else "a", int(raw.get("security_counter", 0)))
+    except (FlashError, ValueError, TypeError, AttributeError):
+        return BootState()
+
+
+def write_boot_state(flash: Flash, state: BootState) -> None:
+    body = {"active": state.active, "security_counter": state.security_counter}
+    flash.write_atomic(BOOT_JSON, (json.dumps(body, sort_keys=True) + "\n").encode())
+
+
+def load_slot(flash: Flash, slot: str, *, model: str, check_payload: bool = True) -> tuple[FirmwareImage | None, str]:
+    """(image, "") if `slot` holds a bootable image, else (None, reason)."""
+    try:
+        img = parse_image(flash.read(slot_path(slot)))
+    except FlashError:
+        return None, "empty"
+    except FirmwareFormatError as exc:
+        return None, f"corrupt ({exc})"
+    if img.model != model:
+        return None, f"wrong model {img.model}"
+    if check_payload and not payload_matches(img):
+        return None, "payload hash mismatch"
+    return img, ""
+
+
+def choose_boot_slot(
+    flash: Flash, *, model: str, flaws: Iterable[str]
+) -> tuple[str | None, FirmwareImage | None, list[str]]:
+    """(slot, image, boot-loader lines). slot is None when nothing is bootable.
+
+    With `update_bricks_on_power_loss` the product has a single slot: no fallback.
+    With `tampered_update_accepted` the loader trusts the header and never hashes the payload.
+    """
+    flaws = set(flaws)
+    state = read_boot_state(flash)
+    check = "tampered_update_accepted" not in flaws
+    order = [state.active] if "update_bricks_on_power_loss" in flaws else [state.active, other_slot(state.active)]
+    lines: list[str] = []
+    for slot in order:
+        img, why = load_slot(flash, slot, model=model, check_payload=check)
+        if img is not None:
+            lines.append(f"## Checking image in slot {slot} ... OK ({img.version})")
+            if slot != state.active:
+                lines.append(f"## Warning: slot {state.active} is not bootable, falling back to slot {slot}")
+            lines.append(f"Booting slot {slot}")
+            return slot, img, lines
+        lines.append(f"## Checking image in slot {slot} ... BAD ({why})")
+    lines.append("## Error: no bootable image found, halting")
+    return None, None, lines
+
+
+@dataclass(frozen=True)
+class UpdateAgent:
+    """Checks and installs one image. `say` prints a line to whoever ran `update`."""
+
+    flash: Flash
+    model: str
+    vendor_pubkey: str
+    flaws: frozenset[str]
+    write_seconds: float = 1.0
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one update at a time
+
+    def install(self, data: bytes, say: Callable[[str], None]) -> int:
+        """0 if installed (the caller reboots), 1 if rejected."""
+        if not self.lock.acquire(blocking=False):
+            say("update: rejected: another update is in progress")
+            return 1
+        try:
+            return self._install(data, say)
+        finally:
+            self.lock.release()
+
+    def _install(self, data: bytes, say: Callable[[str], None]) -> int:
+        try:
+            img = parse_image(data)
+        except FirmwareFormatError:
+            say("update: rejected: not a firmware image")
+            return 1
+        if img.model != self.model:
+            say(f"update: rejected: image is for model {img.model}, this device is {self.model}")
+            return 1
+        if "unsigned_update_accepted" not in self.flaws and not verify_signature(img, self.vendor_pubkey):
+            say("update: rejected: bad signature")
+            return 1
+        if "tampered_update_accepted" not in self.flaws and not payload_matches(img):
+            say("update: rejected: payload does not match its signed hash")
+            return 1
+        state = read_boot_state(self.flash)
+        if "rollback_allowed" not in self.flaws and img.security_version < state.security_counter:
+            say(
+                f"update: rejected: security version {img.security_version} is older than "
+                f"installed {state.security_counter} (rollback)"
+            )
+            return 1
+        in_place = "update_bricks_on_power_loss" in self.flaws
+        slot = state.active if in_place else other_slot(state.active)
+        say(f"update: writing {img.version} to slot {slot} ...")
+        self.flash.mkdir("slots", exist_ok=True)
+        # Open(O_TRUNC) + chunked writes + fsync: a cut before the fsync leaves this slot unusable.
+        self.flash.write_in_place(
+            slot_path(slot), data, seconds=self.write_seconds, chunks=WRITE_CHUNKS, fsync=True
+        )
+        write_boot_state(
+            self.flash, BootState(slot, max(state.security_counter, img.security_version))
+        )
+        say(f"update: installed {img.version} in slot {slot}; rebooting")
+        return 0
