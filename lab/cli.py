@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.catalog.cli import catalog
 from lab.errors import CertlabError
 from lab.inventory import Inventory, load_inventory
 
@@ -29,6 +30,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="certlab: IoT
 lab_app = typer.Typer(no_args_is_help=True, help="Start, check and stop the lab's benches (simulated parts only for up/down).")
 inventory_app = typer.Typer(no_args_is_help=True, help="Inspect and validate lab inventories.")
 app.add_typer(lab_app, name="lab")
+app.command("catalog", help="List EN 303 645 provisions and TS 103 701 test cases of an edition.")(catalog)
 app.add_typer(inventory_app, name="inventory")
 
 out = Console()

@@ -1,0 +1,210 @@
+"""The catalogue: every EN 303 645 provision and TS 103 701 test case of an edition, as data.
+
+Everything else in certlab (ICS validation, test plans, verdict reports) asks the catalogue which
+provisions and test cases exist, so the edition lives in one data file per edition
+(`data/*.yaml`) instead of being scattered through code. Each entry says how sure we are of it.
+
+    cat = load_catalog("v2")
+    cat.provision("5.1-1").status.code()        # 'M C(1)'
+    cat.select_test_cases(coverage="automated")
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping as MappingType
+from dataclasses import dataclass, field
+from importlib import resources
+from types import MappingProxyType
+
+from pydantic import ValidationError
+
+from lab.catalog.models import (
+    CatalogFile,
+    Condition,
+    Confidence,
+    Coverage,
+    Kind,
+    Mapping,
+    Provision,
+    Status,
+    TestCase,
+)
+from lab.catalog.yamlfile import parse_yaml, validation_line
+from lab.errors import CertlabError
+
+__all__ = [
+    "EDITIONS", "Catalog", "CatalogError", "Condition", "Confidence", "Coverage", "Kind", "Mapping",
+    "Provision", "Status", "TestCase", "load_catalog", "matching_cases", "normalise_edition",
+]
+
+#: edition name -> data file (EN 303 645 version with its TS 103 701 version)
+EDITIONS: MappingType[str, str] = MappingProxyType({
+    "v2": "en303645-v2.1.1.yaml",  # EN 303 645 V2.1.1 + TS 103 701 V1.1.1
+    "v3": "en303645-v3.1.3.yaml",  # EN 303 645 V3.1.3 + TS 103 701 V2.1.1
+})
+_ALIASES = {"2": "v2", "2.1.1": "v2", "v2.1.1": "v2", "3": "v3", "3.1.3": "v3", "v3.1.3": "v3"}
+STATUS_FILTERS = ("mandatory", "recommended", "conditional", "unconditional", "M", "R")
+
+
+class CatalogError(CertlabError):
+    """An unknown edition, provision or filter value, or a broken catalogue data file."""
+
+
+def normalise_edition(edition: str) -> str:
+    """'v2', '2.1.1', 'V3.1.3' ... -> 'v2' / 'v3'; anything else is a CatalogError."""
+    key = str(edition).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in EDITIONS:
+        raise CatalogError(f"edition {edition!r}: unknown; use one of: {', '.join(EDITIONS)}")
+    return key
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """One edition's provisions and test cases, with lookups and filters (read-only)."""
+
+    edition: str
+    en: str
+    ts: str
+    confidence: Confidence
+    notes: tuple[str, ...]
+    conditions: MappingType[str, Condition]
+    features: MappingType[str, Condition]
+    provisions: tuple[Provision, ...]
+    _by_id: MappingType[str, Provision] = field(repr=False)
+    _cases: MappingType[str, TestCase] = field(repr=False)
+
+    @classmethod
+    def from_file(cls, data: CatalogFile) -> "Catalog":
+        return cls(
+            edition=data.edition, en=data.en, ts=data.ts, confidence=data.confidence, notes=data.notes,
+            conditions=MappingProxyType(dict(data.conditions)), features=MappingProxyType(dict(data.features)),
+            provisions=data.provisions,
+            _by_id=MappingProxyType({p.id: p for p in data.provisions}),
+            _cases=MappingProxyType({c.id: c for p in data.provisions for c in p.test_cases}),
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.en} / {self.ts}"
+
+    @property
+    def test_cases(self) -> tuple[TestCase, ...]:
+        return tuple(self._cases.values())
+
+    @property
+    def test_groups(self) -> tuple[str, ...]:
+        return tuple(p.test_group for p in self.provisions if p.test_group)
+
+    def has_provision(self, provision_id: str) -> bool:
+        return provision_id in self._by_id
+
+    def replaced_by(self, old_id: str) -> tuple[str, ...]:
+        """Ids of this edition that replace `old_id` of the other edition (split or renumbered)."""
+        return tuple(p.id for p in self.provisions if old_id in p.replaces)
+
+    def unknown_provision_hint(self, provision_id: str) -> str:
+        """The fix for an id this edition lacks: its replacement, a close spelling, or the id format."""
+        newer = self.replaced_by(provision_id)
+        if newer:
+            return f"in {self.edition} it is {' and '.join(newer)}"
+        close = difflib.get_close_matches(provision_id, list(self._by_id), n=1, cutoff=0.8)
+        if close:
+            return f"did you mean {close[0]!r}?"
+        return f"use a provision id of {self.en} (`certlab catalog --edition {self.edition}` lists them)"
+
+    def provision(self, provision_id: str) -> Provision:
+        try:
+            return self._by_id[provision_id]
+        except KeyError:
+            raise CatalogError(
+                f"provision {provision_id!r} is not in {self.en}; {self.unknown_provision_hint(provision_id)}"
+            ) from None
+
+    def test_case(self, test_case_id: str) -> TestCase:
+        try:
+            return self._cases[test_case_id]
+        except KeyError:
+            close = difflib.get_close_matches(test_case_id, list(self._cases), n=1, cutoff=0.8)
+            fix = f"did you mean {close[0]!r}?" if close else "use an id like 5.1-1-2 (<provision>-<n>)"
+            raise CatalogError(f"test case {test_case_id!r} is not in {self.ts}; {fix}") from None
+
+    def condition_texts(self, provision: Provision) -> tuple[str, ...]:
+        """The status's conditions and features spelt out, e.g. ('C1: passwords are used',)."""
+        return tuple(
+            [f"C{c}: {self.conditions[c].text}" for c in provision.status.conditions]
+            + [f"F({f}): {self.features[f].text}" for f in provision.status.features]
+        )
+
+    def select(self, *, chapter: str | None = None, status: str | None = None,
+               kind: str | None = None, coverage: str | None = None) -> tuple[Provision, ...]:
+        """Provisions matching every filter given; with kind/coverage, only those with a matching case."""
+        _check_filter("kind", kind, ("conceptual", "functional", "both"))
+        _check_filter("coverage", coverage, ("automated", "assisted", "manual"))
+        _check_filter("status", status, STATUS_FILTERS)
+        picked = []
+        for prov in self.provisions:
+            if chapter and not _in_chapter(prov.chapter, chapter):
+                continue
+            if status and not _has_status(prov.status, status):
+                continue
+            if (kind or coverage) and not matching_cases(prov, kind, coverage):
+                continue
+            picked.append(prov)
+        return tuple(picked)
+
+    def select_test_cases(self, *, chapter: str | None = None, status: str | None = None,
+                          kind: str | None = None, coverage: str | None = None) -> tuple[TestCase, ...]:
+        """Test cases matching every filter (chapter and status are those of their provision)."""
+        return tuple(
+            case
+            for prov in self.select(chapter=chapter, status=status, kind=kind, coverage=coverage)
+            for case in matching_cases(prov, kind, coverage)
+        )
+
+
+def _check_filter(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise CatalogError(f"filter {name}={value!r}: unknown value; use one of: {', '.join(allowed)}")
+
+
+def _in_chapter(chapter: str, wanted: str) -> bool:
+    wanted = wanted.strip().rstrip(".")
+    return chapter == wanted or chapter.startswith(wanted + ".")
+
+
+def _has_status(status: Status, wanted: str) -> bool:
+    return {
+        "mandatory": status.requirement == "M",
+        "M": status.requirement == "M",
+        "recommended": status.requirement == "R",
+        "R": status.requirement == "R",
+        "conditional": status.conditional,
+        "unconditional": not status.conditional,
+    }[wanted]
+
+
+def matching_cases(prov: Provision, kind: str | None = None, coverage: str | None = None) -> tuple[TestCase, ...]:
+    """The test cases of `prov` of that kind (a "both" case counts as either) and coverage."""
+    return tuple(
+        c for c in prov.test_cases
+        if (kind is None or c.kind == kind or (c.kind == "both" and kind in ("conceptual", "functional")))
+        and (coverage is None or c.coverage == coverage)
+    )
+
+
+def load_catalog(edition: str = "v2") -> Catalog:
+    """Load and validate one edition's catalogue ('v2' or 'v3'); CatalogError if it is broken."""
+    key = normalise_edition(edition)
+    name = EDITIONS[key]
+    source = f"lab/catalog/data/{name}"
+    text = resources.files(__name__).joinpath("data", name).read_text(encoding="utf-8")
+    raw = parse_yaml(text, source, CatalogError)
+    try:
+        data = CatalogFile.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogError(validation_line(source, "catalogue", exc)) from None
+    if data.edition != key:
+        raise CatalogError(f"{source}: field 'edition' is {data.edition!r}, expected {key!r}; fix the data file")
+    return Catalog.from_file(data)

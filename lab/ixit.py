@@ -1,0 +1,569 @@
+"""The manufacturer's IXIT: the facts a tester needs, in TS 103 701's 29 lists (V1.1.1 names).
+
+Automated suites read what they must know from here instead of guessing: which accounts and
+password scheme exist (1-AuthMech), how to deliver and apply an update and with which key it is
+signed (7-UpdMech), which interfaces may listen (15-Intf), what the device sends where
+(11-ComMech), how to erase it (25-DelFunc). Those lists have typed fields; the purely
+descriptive lists carry the TS's fields as text. Every list must be present (an empty list
+says "none"), so an incomplete IXIT is noticed before testing, not during it.
+
+    ixit = load_ixit("inventory/products/TH-100/ixit.yaml")
+    ixit.listening_ports()        # {("tcp", 22)}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from lab.catalog.yamlfile import read_yaml, validation_line
+from lab.errors import CertlabError
+
+_EXAMPLE = "see inventory/products/TH-100/ixit.yaml"
+
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Transport = Literal["tcp", "udp"]
+
+
+class IxitError(CertlabError):
+    """The IXIT file is missing, malformed or refers to entries that do not exist."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Entry(_Model):
+    id: Id
+    description: Text
+
+
+class Product(_Model):
+    """Which product (and firmware) the ICS or IXIT describes."""
+
+    vendor: Text
+    model: Text
+    firmware: str | None = None
+
+
+# --- 1-AuthMech ----------------------------------------------------------------------------
+
+
+class PasswordGeneration(_Model):
+    """How passwords come to be: set by the user, or generated unique per device/user."""
+
+    kind: Literal["user_defined", "unique_per_device", "unique_per_user", "other"]
+    length: int | None = Field(default=None, ge=1, le=1024)
+    min_length: int | None = Field(default=None, ge=1, le=1024)
+    character_classes: tuple[Literal["upper", "lower", "digit", "symbol"], ...] = ()
+    pattern: str | None = None  # a regular expression every generated password matches
+    description: Text
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _generated_needs_shape(self) -> "PasswordGeneration":
+        if self.kind in ("unique_per_device", "unique_per_user") and not (self.length or self.pattern):
+            raise ValueError("a generated password needs 'length' or 'pattern' so samples can be checked")
+        return self
+
+
+class BruteForcePrevention(_Model):
+    """What stops guessing: a lockout after max_attempts, or a delay between attempts."""
+
+    max_attempts: int | None = Field(default=None, ge=1)
+    lockout_seconds: float | None = Field(default=None, ge=0)
+    delay_seconds: float | None = Field(default=None, ge=0)
+    description: Text
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> "BruteForcePrevention":
+        if self.lockout_seconds is None and self.delay_seconds is None:
+            raise ValueError("give lockout_seconds (with max_attempts) or delay_seconds")
+        if self.lockout_seconds is not None and self.max_attempts is None:
+            raise ValueError("lockout_seconds needs max_attempts (failed attempts before the lockout)")
+        return self
+
+
+class ChangeMechanism(_Model):
+    """How the user changes the authentication value (5.1-4)."""
+
+    command: str | None = None
+    min_length: int | None = Field(default=None, ge=1)
+    description: Text
+
+
+class AuthMech(_Entry):
+    factor: Literal["password", "pin", "key", "certificate", "token", "biometric", "other"]
+    user: str | None = None  # account the mechanism logs in to, e.g. root
+    interfaces: tuple[Id, ...] = ()  # 15-Intf ids where it is used
+    password_generation: PasswordGeneration | None = None
+    brute_force_prevention: BruteForcePrevention | None = None
+    change: ChangeMechanism | None = None
+    security_guarantees: str = ""
+    cryptographic_details: str = ""
+
+    @model_validator(mode="after")
+    def _password_needs_generation(self) -> "AuthMech":
+        if self.factor in ("password", "pin") and self.password_generation is None:
+            raise ValueError(f"factor {self.factor} needs 'password_generation' (how the value is made unique)")
+        return self
+
+
+# --- 2-UserInfo ----------------------------------------------------------------------------
+
+
+class UserDocumentation(_Model):
+    """Where the user documentation covers each topic (text or a reference)."""
+
+    change_mechanisms: str | None = None
+    secure_setup: str | None = None
+    setup_check: str | None = None
+    deletion: str | None = None
+    personal_data: str | None = None
+    telemetry_data: str | None = None
+    sensors: str | None = None
+    replacement: str | None = None
+
+
+class Publication(_Model):
+    vulnerability_disclosure_policy: Text  # URL or place
+    support_period: Text
+    non_updatable: str | None = None
+
+
+class SupportPeriod(_Model):
+    end: dt.date
+    description: Text
+
+
+class ModelDesignation(_Model):
+    designation: Text
+    where: Text
+
+
+class UserInfo(_Model):
+    documentation: UserDocumentation
+    publication: Publication
+    support_period: SupportPeriod
+    model_designation: ModelDesignation
+
+
+# --- descriptive lists -----------------------------------------------------------------------
+
+
+class VulnType(_Entry):
+    action: Text
+    time_frame: Text
+
+
+class Confirmation(_Entry):
+    topic: Literal["vulnerability_actions", "vulnerability_monitoring", "update_procedures",
+                   "secure_management", "secure_development"]
+    confirmed: bool
+
+
+class SoftComp(_Entry):
+    update_mechanisms: tuple[Id, ...] = ()  # 7-UpdMech ids; empty = not updatable
+    justification: str | None = None
+    cryptographic_usage: str | None = None
+
+    @model_validator(mode="after")
+    def _not_updatable_justified(self) -> "SoftComp":
+        if not self.update_mechanisms and not self.justification:
+            raise ValueError("a component without update mechanisms needs a 'justification'")
+        return self
+
+
+# --- 7-UpdMech -----------------------------------------------------------------------------
+
+
+class Signature(_Model):
+    algorithm: Literal["Ed25519", "ECDSA-P256", "ECDSA-P384", "RSA-PSS", "RSA-PKCS1v15", "other"]
+    public_key_hex: str | None = None
+    covers: str | None = None
+
+    @field_validator("public_key_hex")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", value):
+            raise ValueError("not hexadecimal; write the raw public key as hex digits")
+        return value.lower() if value else value
+
+    @model_validator(mode="after")
+    def _ed25519_size(self) -> "Signature":
+        if self.algorithm == "Ed25519" and self.public_key_hex is not None and len(self.public_key_hex) != 64:
+            raise ValueError("an Ed25519 public key is 32 bytes: 64 hex digits")
+        return self
+
+
+class AntiRollback(_Model):
+    enabled: bool
+    description: Text
+
+
+class Delivery(_Model):
+    """How a tester hands an image to the device and makes it install it."""
+
+    method: Literal["sftp", "scp", "http", "https", "usb", "ota", "other"]
+    interface: Id | None = None  # 15-Intf id
+    upload_path: str | None = None
+    apply_command: str | None = None  # template, e.g. "update {path}"
+    description: Text
+
+    @field_validator("apply_command")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.format(path="/x")
+            except (KeyError, IndexError, ValueError):
+                raise ValueError("a command template may use only {path}, e.g. 'update {path}'") from None
+        return value
+
+
+class UpdMech(_Entry):
+    image_format: str | None = None
+    signature: Signature | None = None
+    anti_rollback: AntiRollback | None = None
+    ab_slots: bool = False
+    delivery: Delivery | None = None
+    security_guarantees: str = ""
+    cryptographic_details: str = ""
+    initiation_and_interaction: str = ""
+    update_checking: str = ""
+    user_notification: str = ""
+    configuration: str = ""
+
+
+class UpdProc(_Entry):
+    time_frame: Text
+
+
+class ReplSup(_Entry):
+    isolation: Text
+    hardware_replacement: Text
+
+
+class SecParam(_Entry):
+    type: Literal["critical", "public"]
+    security_guarantees: str = ""
+    protection_scheme: str = ""
+    provisioning_mechanism: str = ""
+    generation_mechanism: str = ""
+    communication_mechanisms: tuple[Id, ...] = ()  # 11-ComMech ids
+
+
+# --- 11-ComMech ----------------------------------------------------------------------------
+
+
+class Carries(_Model):
+    credentials: bool = False
+    personal_data: bool = False
+    sensitive_personal_data: bool = False
+    what: tuple[str, ...] = ()
+
+
+class ComMech(_Entry):
+    remote_access: bool  # reachable from outside the device's local interfaces
+    peer: Text
+    port: Port | None = None
+    transport: Transport | None = None
+    protocol: Text
+    tls: bool
+    encrypted: bool
+    carries: Carries
+    security_guarantees: str = ""
+    cryptographic_details: str = ""
+    resilience_measures: str = ""
+
+    @model_validator(mode="after")
+    def _tls_encrypts(self) -> "ComMech":
+        if self.tls and not self.encrypted:
+            raise ValueError("tls: true means the channel is encrypted; set encrypted: true")
+        return self
+
+
+class NetSecImpl(_Entry):
+    review_method: Text
+    report: str = ""
+
+
+class SoftServ(_Entry):
+    status: Literal["enabled", "disabled"]
+    justification: str = ""
+    authentication: tuple[Id, ...] = ()  # 1-AuthMech ids
+    allows_configuration: bool = False
+
+
+# --- 15-Intf -------------------------------------------------------------------------------
+
+
+class Intf(_Entry):
+    kind: Literal["physical", "network", "logical"]
+    protocol: Text
+    port: Port | None = None
+    transport: Transport | None = None
+    status: Literal["enabled", "disabled", "intermittent"]
+    authentication: tuple[Id, ...] = ()  # 1-AuthMech ids; empty = no authentication
+    debug: bool = False
+    disclosed_information: str = ""
+    protection: str = ""
+
+    @model_validator(mode="after")
+    def _network_has_port(self) -> "Intf":
+        if self.kind == "network" and (self.port is None or self.transport is None):
+            raise ValueError("a network interface needs 'port' and 'transport' (tcp or udp)")
+        if self.port is not None and self.transport is None:
+            raise ValueError("a port needs its 'transport' (tcp or udp)")
+        return self
+
+
+class SecBoot(_Entry):
+    security_guarantees: str = ""
+    detection_mechanisms: str = ""
+    user_notification: str = ""
+    notification_functionality: str = ""
+
+
+class PersData(_Entry):
+    processing_activities: Text
+    sensitive: bool
+    communication_mechanisms: tuple[Id, ...] = ()  # 11-ComMech ids
+    obtaining_consent: str = ""
+    withdrawing_consent: str = ""
+
+
+class ResMech(_Entry):
+    type: Literal["network", "power"]
+    security_guarantees: str = ""
+
+
+class TelData(_Entry):
+    personal_data: bool
+    purpose: Text
+    security_examination: str = ""
+
+
+class Wipe(_Model):
+    what: Text
+    path: str | None = None
+
+
+class DelFunc(_Entry):
+    target_type: Literal["device", "associated_service"]
+    command: str | None = None
+    wipes: tuple[Wipe, ...] = Field(min_length=1)
+    initiation_and_interaction: Text
+    confirmation: Text
+    reboots: bool = False
+
+
+class UserDec(_Entry):
+    options: tuple[str, ...] = Field(min_length=1)
+    default: Text
+    triggered_by: Text
+
+    @model_validator(mode="after")
+    def _default_is_option(self) -> "UserDec":
+        if self.default not in self.options:
+            raise ValueError(f"default {self.default!r} is not one of the options {list(self.options)}")
+        return self
+
+
+class Command(_Model):
+    usage: Text
+    purpose: Text
+
+
+class UserIntf(_Entry):
+    interface: Id | None = None  # 15-Intf id
+    commands: tuple[Command, ...] = ()
+
+
+class ExtApi(_Entry):
+    interface: Id  # 15-Intf id
+    protocol: Text
+    port: Port | None = None
+    transport: Transport | None = None
+    authentication: tuple[Id, ...] = ()  # 1-AuthMech ids
+
+
+class InpVal(_Entry):
+    interfaces: tuple[Id, ...] = Field(min_length=1)  # 15-Intf ids
+    inputs: tuple[str, ...] = ()
+    on_invalid: Text
+
+
+def _list(name: str, *older: str) -> Any:
+    """A required IXIT list under its V1.1.1 name (V2.1.1 renames accepted as aliases)."""
+    return Field(validation_alias=AliasChoices(name, *older), serialization_alias=name)
+
+
+class Ixit(_Model):
+    """All 29 IXIT lists of one product."""
+
+    product: Product
+    auth_mech: tuple[AuthMech, ...] = _list("1-AuthMech")
+    user_info: UserInfo = _list("2-UserInfo")
+    vuln_types: tuple[VulnType, ...] = _list("3-VulnTypes")
+    conf: tuple[Confirmation, ...] = _list("4-Conf")
+    vuln_mon: tuple[_Entry, ...] = _list("5-VulnMon")
+    soft_comp: tuple[SoftComp, ...] = _list("6-SoftComp")
+    upd_mech: tuple[UpdMech, ...] = _list("7-UpdMech")
+    upd_proc: tuple[UpdProc, ...] = _list("8-UpdProc")
+    repl_sup: tuple[ReplSup, ...] = _list("9-ReplSup")
+    sec_param: tuple[SecParam, ...] = _list("10-SecParam")
+    com_mech: tuple[ComMech, ...] = _list("11-ComMech", "11-SecComMech")
+    net_sec_impl: tuple[NetSecImpl, ...] = _list("12-NetSecImpl")
+    soft_serv: tuple[SoftServ, ...] = _list("13-SoftServ")
+    sec_mgmt: tuple[_Entry, ...] = _list("14-SecMgmt")
+    intf: tuple[Intf, ...] = _list("15-Intf", "15-PhyIntf")
+    code_min: tuple[_Entry, ...] = _list("16-CodeMin")
+    privl_ctrl: tuple[_Entry, ...] = _list("17-PrivlCtrl")
+    acc_ctrl: tuple[_Entry, ...] = _list("18-AccCtrl")
+    sec_dev: tuple[_Entry, ...] = _list("19-SecDev")
+    sec_boot: tuple[SecBoot, ...] = _list("20-SecBoot")
+    pers_data: tuple[PersData, ...] = _list("21-PersData")
+    ext_sens: tuple[_Entry, ...] = _list("22-ExtSens")
+    res_mech: tuple[ResMech, ...] = _list("23-ResMech")
+    tel_data: tuple[TelData, ...] = _list("24-TelData")
+    del_func: tuple[DelFunc, ...] = _list("25-DelFunc")
+    user_dec: tuple[UserDec, ...] = _list("26-UserDec")
+    user_intf: tuple[UserIntf, ...] = _list("27-UserIntf")
+    ext_api: tuple[ExtApi, ...] = _list("28-ExtAPI", "28-LogIntf")
+    inp_val: tuple[InpVal, ...] = _list("29-InpVal")
+
+    def auth_mechanism(self, ident: str) -> AuthMech:
+        return _by_id(self.auth_mech, ident, "1-AuthMech")
+
+    def interface(self, ident: str) -> Intf:
+        return _by_id(self.intf, ident, "15-Intf")
+
+    def update_mechanism(self, ident: str) -> UpdMech:
+        return _by_id(self.upd_mech, ident, "7-UpdMech")
+
+    def network_interfaces(self, *, enabled_only: bool = True) -> tuple[Intf, ...]:
+        return tuple(i for i in self.intf if i.kind == "network" and (i.status != "disabled" or not enabled_only))
+
+    def listening_ports(self) -> set[tuple[str, int]]:
+        """(transport, port) of every documented network interface that is not disabled."""
+        return {(i.transport, i.port) for i in self.network_interfaces() if i.transport and i.port}
+
+    def debug_interfaces(self) -> tuple[Intf, ...]:
+        return tuple(i for i in self.intf if i.debug)
+
+
+def _by_id(entries: tuple[Any, ...], ident: str, name: str) -> Any:
+    for entry in entries:
+        if entry.id == ident:
+            return entry
+    raise IxitError(f"ixit: {name}: no entry with id {ident!r}; ids are: {', '.join(e.id for e in entries) or 'none'}")
+
+
+#: field name -> IXIT list name (V1.1.1), for error paths
+LIST_NAMES = {name: str(f.serialization_alias) for name, f in Ixit.model_fields.items() if f.serialization_alias}
+
+
+def _reference_problems(ixit: Ixit) -> list[tuple[str, str, str]]:
+    """(field path, problem, fix) for duplicate ids, dangling references and port clashes."""
+    ids = {name: [e.id for e in getattr(ixit, name)] for name in LIST_NAMES if name != "user_info"}
+    problems: list[tuple[str, str, str]] = []
+    for name, values in ids.items():
+        seen: set[str] = set()
+        for i, value in enumerate(values):
+            if value in seen:
+                problems.append((f"{LIST_NAMES[name]}[{i}].id", f"id {value!r} is used twice", "give each entry its own id"))
+            seen.add(value)
+
+    refs = [  # (list field, attribute, target list field)
+        ("auth_mech", "interfaces", "intf"),
+        ("intf", "authentication", "auth_mech"),
+        ("soft_comp", "update_mechanisms", "upd_mech"),
+        ("sec_param", "communication_mechanisms", "com_mech"),
+        ("soft_serv", "authentication", "auth_mech"),
+        ("pers_data", "communication_mechanisms", "com_mech"),
+        ("user_intf", "interface", "intf"),
+        ("ext_api", "interface", "intf"),
+        ("ext_api", "authentication", "auth_mech"),
+        ("inp_val", "interfaces", "intf"),
+    ]
+    for source, attr, target in refs:
+        known = set(ids[target])
+        for i, entry in enumerate(getattr(ixit, source)):
+            value = getattr(entry, attr)
+            values = value if isinstance(value, tuple) else (value,) if value else ()
+            for j, ref in enumerate(values):
+                if ref not in known:
+                    sub = f"[{j}]" if isinstance(value, tuple) else ""
+                    problems.append((f"{LIST_NAMES[source]}[{i}].{attr}{sub} (entry {entry.id!r})",
+                                     f"{ref!r} is not an id in {LIST_NAMES[target]}",
+                                     f"use one of: {', '.join(ids[target]) or '(none defined)'}"))
+    for i, upd in enumerate(ixit.upd_mech):
+        if upd.delivery and upd.delivery.interface and upd.delivery.interface not in ids["intf"]:
+            problems.append((f"7-UpdMech[{i}].delivery.interface", f"{upd.delivery.interface!r} is not an id in 15-Intf",
+                             f"use one of: {', '.join(ids['intf'])}"))
+    ports: dict[tuple[str, int], str] = {}
+    for i, intf in enumerate(ixit.intf):
+        if intf.port is not None and intf.transport is not None:
+            key = (intf.transport, intf.port)
+            if key in ports:
+                problems.append((f"15-Intf[{i}].port", f"{intf.transport}/{intf.port} is already interface {ports[key]!r}",
+                                 "describe each listening port once"))
+            ports[key] = intf.id
+    return problems
+
+
+def _missing_list_fix(exc: ValidationError) -> str | None:
+    """A whole list left out: say how to write 'none' rather than just 'add it'."""
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    if err["type"] == "missing" and len(err["loc"]) == 1 and str(err["loc"][0]) in LIST_NAMES.values():
+        return f"add the {err['loc'][0]} list (write [] if the product has none)"
+    return None
+
+
+def _entry_hint(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """' (entry 'ssh')' when the error is inside a list entry that has an id: easier to find."""
+    if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(raw.get(str(loc[0])), list):
+        items = raw[str(loc[0])]
+        entry = items[loc[1]] if loc[1] < len(items) else None
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            return f" (entry {entry['id']!r})"
+    return ""
+
+
+def load_ixit(path: str | Path) -> Ixit:
+    """Read and validate an IXIT file; IxitError with one line (file, field path, fix) on any problem."""
+    path = Path(path)
+    raw = read_yaml(path, IxitError, "IXIT")
+    if not isinstance(raw, dict):
+        raise IxitError(f"{path}: an IXIT is a mapping of the 29 lists 1-AuthMech ... 29-InpVal; {_EXAMPLE}")
+    raw = {str(k): v for k, v in raw.items()}
+    try:
+        ixit = Ixit.model_validate(raw)
+    except ValidationError as exc:
+        line = validation_line(str(path), "ixit", exc, lambda loc: _entry_hint(raw, loc))
+        fix = _missing_list_fix(exc)
+        if fix:
+            line = line.replace("; add it", f"; {fix}")
+        raise IxitError(line) from None
+    problems = _reference_problems(ixit)
+    if problems:
+        where, problem, fix = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IxitError(f"{path}: ixit: {where}: {problem}; {fix}{more}")
+    return ixit
