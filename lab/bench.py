@@ -102,8 +102,10 @@ class Bench:
 
     @functools.cached_property
     def provision(self) -> ProvisionDriver:
+        cfg = self.config.ssh
         return ProvisionDriver(
-            self.inventory.path, self.name, password=self.ssh_password, bench=self.name, steps=self.steps
+            self.inventory.path, self.name, password=self.ssh_password, user=cfg.user, port=cfg.port,
+            bench=self.name, steps=self.steps,
         )
 
     @functools.cached_property

@@ -88,7 +88,6 @@ def write_sim_inventory(
                 "certlab": {"lab": lab},
                 "ansible_user": "root",
                 "ansible_connection": "paramiko",
-                "ansible_password": "{{ lookup('ansible.builtin.env', 'CERTLAB_SSH_PASSWORD') }}",
             },
             "children": {"benches": {"hosts": hosts}},
         }
