@@ -185,6 +185,7 @@ class Inventory(_Model):
     path: Path
     lab: str
     operator: str | None = None
+    firmware_dir: str | None = None  # where the lab keeps the release files delivered with samples
     benches: dict[str, BenchConfig]
 
     @property
@@ -363,7 +364,8 @@ def load_inventory(path: str | Path) -> Inventory:
     if not benches:
         raise InventoryError(f"{path}: no bench found; add hosts with a 'certlab:' variable (see inventory/sim.yaml)")
     _check_shared_resources(path, benches)
-    return Inventory(path=path.resolve(), lab=lab_name, operator=lab_vars.get("operator"), benches=benches)
+    return Inventory(path=path.resolve(), lab=lab_name, operator=lab_vars.get("operator"),
+                     firmware_dir=lab_vars.get("firmware_dir"), benches=benches)
 
 
 def _check_shared_resources(path: Path, benches: dict[str, BenchConfig]) -> None:

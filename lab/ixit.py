@@ -409,6 +409,45 @@ class InpVal(_Entry):
     on_invalid: Text
 
 
+class TestFacts(_Model):
+    """Facts the lab asked the manufacturer for beyond TS 103 701's lists, so tests can run unattended.
+
+    Everything a test needs to drive this product (how to read its version, change a setting,
+    where user data lives, which release files it was delivered with) comes from here or from
+    the lists above, never from what one simulator happens to print.
+    """
+
+    version_command: Text  # prints the installed firmware version
+    version_pattern: str  # regular expression with a named group 'version'
+    config_set_command: str | None = None  # template with {key} and {value}
+    config_get_command: str | None = None  # template with {key}; prints the value
+    config_probe_key: str = "certlab-probe"  # a harmless setting the lab may write
+    user_data_dir: str | None = None  # where a user's files live (5.11)
+    telemetry_interval_seconds: float | None = Field(default=None, gt=0, le=3600)
+    update_images: dict[str, str] = {}  # role (newer, older) -> file delivered with the sample
+    update_seconds: float = Field(default=60, gt=0, le=3600)  # upper bound: install + reboot
+    boot_seconds: float = Field(default=60, gt=0, le=3600)  # upper bound: power-on to login prompt
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _has_version_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        if "version" not in compiled.groupindex:
+            raise ValueError("needs a named group, e.g. firmware (?P<version>[0-9.]+)")
+        return value
+
+    @field_validator("update_images")
+    @classmethod
+    def _roles(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - {"newer", "older", "current"}
+        if unknown:
+            raise ValueError(f"unknown image roles {sorted(unknown)}; use newer, older, current")
+        return value
+
+
 def _list(name: str, *older: str) -> Any:
     """A required IXIT list under its V1.1.1 name (V2.1.1 renames accepted as aliases)."""
     return Field(validation_alias=AliasChoices(name, *older), serialization_alias=name)
@@ -447,6 +486,7 @@ class Ixit(_Model):
     user_intf: tuple[UserIntf, ...] = _list("27-UserIntf")
     ext_api: tuple[ExtApi, ...] = _list("28-ExtAPI", "28-LogIntf")
     inp_val: tuple[InpVal, ...] = _list("29-InpVal")
+    test_facts: TestFacts | None = None  # not a TS list: what the lab asked for to automate
 
     def auth_mechanism(self, ident: str) -> AuthMech:
         return _by_id(self.auth_mech, ident, "1-AuthMech")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+SHIPPED_PRODUCTS = Path(__file__).resolve().parents[2] / "inventory" / "products"
+
 PROMPTS = {
     "baud": 115200,
     "boot_banner": "Starting kernel",
@@ -48,6 +50,9 @@ def write_sim_inventory(
     """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "secrets").mkdir(exist_ok=True)
+    products = folder / "products"  # the shipped ICS/IXIT of the simulated models
+    if not products.exists():
+        products.symlink_to(SHIPPED_PRODUCTS, target_is_directory=True)
     hosts: dict[str, dict] = {}
     for i in range(1, benches + 1):
         name = f"b{i}"
@@ -85,7 +90,7 @@ def write_sim_inventory(
     doc = {
         "all": {
             "vars": {
-                "certlab": {"lab": lab},
+                "certlab": {"lab": lab, "firmware_dir": f"/tmp/certlab-sim/{lab}/firmware"},
                 "ansible_user": "root",
                 "ansible_connection": "paramiko",
             },
