@@ -73,7 +73,8 @@ def test_shipped_ixit_validates():
     assert upd.signature.algorithm == "Ed25519" and upd.anti_rollback.enabled and upd.ab_slots
     assert [c.port for c in ixit.com_mech if c.peer == "cloud.certlab.test"] == [8883]
     assert ixit.del_func[0].command == "factory-reset"
-    assert len([n for n in type(ixit).model_fields if n != "product"]) == 29
+    assert len([n for n in type(ixit).model_fields if n not in ("product", "test_facts")]) == 29
+    assert ixit.test_facts is not None and ixit.test_facts.update_images["newer"] == "TH-100-1.5.0.clfw"
 
 
 def test_ixit_matches_the_simulated_product():
