@@ -125,6 +125,34 @@ def _print_verdicts(doc: dict) -> Counter:
     return counts
 
 
+def _suite_options(inv: Inventory, *, edition: str, ics: Path | None, ixit: Path | None, assessments: Path | None,
+                   seed: int | None, power_cuts: int | None) -> list[str]:
+    """Check the run's inputs before any bench is touched, and turn them into pytest options."""
+    from lab.catalog import load_catalog
+    from lab.ics import load_ics
+    from lab.ixit import load_ixit
+
+    load_catalog(edition)
+    extra = ["--edition", edition]
+    if ics:
+        load_ics(ics, edition)
+        extra += ["--ics", str(ics.resolve())]
+    if ixit:
+        load_ixit(ixit)
+        extra += ["--ixit", str(ixit.resolve())]
+    if assessments:
+        if not assessments.exists():
+            raise CertlabError(f"--assessments {assessments}: file not found")
+        extra += ["--assessments", str(assessments.resolve())]
+    if seed is not None:
+        extra += ["--seed", str(seed)]
+    if power_cuts is not None:
+        if not 1 <= power_cuts <= 10_000:
+            raise CertlabError(f"--power-cuts {power_cuts}: give a count from 1 to 10000")
+        extra += ["--power-cuts", str(power_cuts)]
+    return extra
+
+
 def _exit_code(counts: Counter) -> int:
     if counts.get("FAIL"):
         return 1
@@ -139,11 +167,18 @@ def run(
     bench: BenchOpt = None,
     suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="test suite folder or file (repeatable)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="reports folder; the run gets its own directory in it")] = ROOT / "reports",
+    edition: Annotated[str, typer.Option("--edition", help="v2 (EN 303 645 V2.1.1) or v3 (V3.1.3)")] = "v2",
+    ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml beside the inventory)")] = None,
+    ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file (default: products/<model>/ixit.yaml)")] = None,
+    assessments: Annotated[Optional[Path], typer.Option("--assessments", help="assessor decisions for conceptual cases")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="seed of the random power-cut moments")] = None,
+    power_cuts: Annotated[Optional[int], typer.Option("--power-cuts", help="power cuts per resilience test")] = None,
 ) -> None:
     """Run suites on benches in parallel (one pytest worker per bench); exit 0 / 1 FAIL / 3 INCONCLUSIVE."""
     from lab.runner import new_run_dir, run_benches
 
     inv = _load(inventory)
+    extra = _suite_options(inv, edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed, power_cuts=power_cuts)
     names = _benches(inv, bench)
     suites = [str(Path(s)) for s in (suite or [str(EXAMPLE_SUITES)])]
     for s in suites:
@@ -151,7 +186,7 @@ def run(
             raise CertlabError(f"--suite {s}: no such file or folder; give a path under testsuites/")
     run_dir = new_run_dir(out_dir)
     out.print(f"run {run_dir.name}: {len(names)} bench(es) in parallel: {', '.join(names)}")
-    run_benches(inv, names, suites, run_dir)
+    run_benches(inv, names, suites, run_dir, extra)
     doc = json.loads((run_dir / "verdicts.json").read_text())
     counts = _print_verdicts(doc)
     out.print(f"run directory: {run_dir}")
@@ -188,7 +223,8 @@ def demo(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns the code of a typer.Exit in this mode
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except CertlabError as exc:

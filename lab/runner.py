@@ -33,7 +33,8 @@ def new_run_dir(reports_dir: Path) -> Path:
     return path
 
 
-def pytest_command(inventory: Inventory, bench: str, suites: list[str], run_dir: Path) -> list[str]:
+def pytest_command(inventory: Inventory, bench: str, suites: list[str], run_dir: Path,
+                   extra: list[str] | None = None) -> list[str]:
     return [
         sys.executable, "-m", "pytest", *suites,
         "--inventory", str(inventory.path),
@@ -42,11 +43,13 @@ def pytest_command(inventory: Inventory, bench: str, suites: list[str], run_dir:
         "--certlab-worker", bench,
         "--alluredir", str(run_dir / "allure-results"),
         "-p", "no:cacheprovider", "-q", "-rA", "--no-header",
-        "-o", "timeout=600",
+        "-o", "timeout=900",
+        *(extra or []),
     ]
 
 
-def run_benches(inventory: Inventory, benches: list[str], suites: list[str], run_dir: Path) -> list[WorkerOutcome]:
+def run_benches(inventory: Inventory, benches: list[str], suites: list[str], run_dir: Path,
+                extra: list[str] | None = None) -> list[WorkerOutcome]:
     """Start one pytest per bench, wait for all, merge their verdicts."""
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -56,7 +59,7 @@ def run_benches(inventory: Inventory, benches: list[str], suites: list[str], run
         log = logs / f"pytest-{bench}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
-                pytest_command(inventory, bench, suites, run_dir),
+                pytest_command(inventory, bench, suites, run_dir, extra),
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )
         started.append((bench, proc, time.monotonic(), log))

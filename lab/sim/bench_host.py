@@ -58,6 +58,9 @@ def _reap_group(pgid: int, deadline: float) -> None:
     log.warning("process group %d still has members after SIGKILL", pgid)
 
 
+PENDING_LIMIT = 4 * 1024 * 1024  # console bytes kept for a reader that is behind; older ones are lost
+
+
 @dataclass(eq=False)
 class Dut:
     """One powered DUT: its process (leader of its own group) and our end of its UART."""
@@ -75,6 +78,8 @@ class BenchHost:
         self.dut: Dut | None = None
         self._lock = asyncio.Lock()
         self._master = -1
+        self._pending = bytearray()  # console bytes the pty could not take yet
+        self._writer_armed = False
 
     # --- console: pty master <-> DUT UART ---------------------------------------------------
 
@@ -102,10 +107,30 @@ class BenchHost:
             return
         if self.silent:
             return
+        self._pending += data
+        if len(self._pending) > PENDING_LIMIT:  # nobody has read the port for a long while: a UART drops
+            del self._pending[: len(self._pending) - PENDING_LIMIT]
+        self._flush_console()
+
+    def _flush_console(self) -> None:
+        """Write what the DUT sent to the pty, as fast as the reader takes it, never blocking the loop."""
+        loop = asyncio.get_running_loop()
         try:
-            os.write(self._master, data)
+            while self._pending:
+                written = os.write(self._master, self._pending)
+                if written <= 0:
+                    break
+                del self._pending[:written]
         except BlockingIOError:
-            pass  # nobody has read the port for a long while: a UART drops, it never blocks
+            pass
+        except OSError:
+            self._pending.clear()
+        if self._pending and not self._writer_armed:
+            loop.add_writer(self._master, self._flush_console)
+            self._writer_armed = True
+        elif not self._pending and self._writer_armed:
+            loop.remove_writer(self._master)
+            self._writer_armed = False
 
     # --- power --------------------------------------------------------------------------------
 

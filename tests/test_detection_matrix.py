@@ -1,0 +1,91 @@
+"""The detection matrix: every automated test case is shown to detect what it checks.
+
+All EN 303 645 suites run on `inventory/sim-flaws.yaml`: one conforming sample and one sample
+per product flaw. The conforming sample gets only PASS and NOT_APPLICABLE; each flawed sample
+gets a FAIL, with a reason, in its flaw's provision; and every automated test case FAILs on at
+least one flaw (a test that cannot fail is a defect).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from lab.flaws import FLAWS
+from lab.inventory import load_inventory
+from lab.sim.lab import SimLab
+from lab.sim.netns import unavailable_reason
+
+ROOT = Path(__file__).resolve().parent.parent
+INVENTORY = ROOT / "inventory" / "sim-flaws.yaml"
+SUITES = ROOT / "testsuites" / "en303645"
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"needs network namespaces: {unavailable_reason()}")
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    inv = load_inventory(INVENTORY)
+    lab = SimLab(inv)
+    out = tmp_path_factory.mktemp("matrix")
+    try:
+        lab.up()
+        proc = subprocess.run(
+            [sys.executable, "-m", "lab.cli", "run", "-i", str(INVENTORY), "--suite", str(SUITES), "--out", str(out)],
+            capture_output=True, text=True, timeout=1500, cwd=ROOT, env={**os.environ, "COLUMNS": "200"},
+        )
+    finally:
+        lab.down()
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, proc.stdout + proc.stderr
+    doc = json.loads((runs[0] / "verdicts.json").read_text())
+    doc["_exit"] = proc.returncode
+    doc["_stdout"] = proc.stdout
+    return doc
+
+
+def _by_bench(doc: dict) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for r in doc["results"]:
+        grouped[r["bench"]].append(r)
+    return grouped
+
+
+def test_run_exits_1_because_flaws_fail(matrix):
+    assert matrix["_exit"] == 1, matrix["_stdout"][-3000:]
+    assert matrix["edition"].startswith("EN 303 645 V2.1.1")
+
+
+def test_conforming_sample_only_passes_or_is_not_applicable(matrix):
+    results = _by_bench(matrix)["conforming"]
+    assert results, "no result for the conforming bench"
+    bad = [(r["test_case"], r["verdict"], r["reason"][:200]) for r in results if r["verdict"] not in ("PASS", "NOT_APPLICABLE")]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("flaw", sorted(FLAWS))
+def test_each_flaw_fails_in_its_provision(matrix, flaw):
+    results = _by_bench(matrix)[flaw]
+    assert results, f"no result for bench {flaw}"
+    wanted = {p for p in FLAWS[flaw].provisions}
+    fails = [r for r in results if r["verdict"] == "FAIL"]
+    hits = [r for r in fails if r["provision"] in wanted or (r["provision"] or "").rstrip("AB") in wanted]
+    assert hits, f"{flaw}: no FAIL in {sorted(wanted)}; got {[(r['test_case'], r['verdict']) for r in results]}"
+    for r in hits:
+        assert len(r["reason"]) > 20, f"{flaw}: {r['test_case']} fails without a readable reason: {r['reason']!r}"
+    assert not [r for r in results if r["verdict"] == "INCONCLUSIVE"], \
+        f"{flaw}: INCONCLUSIVE results: {[(r['test_case'], r['reason'][:150]) for r in results if r['verdict'] == 'INCONCLUSIVE']}"
+
+
+def test_every_automated_test_case_can_fail(matrix):
+    functional = {r["test_case"] for r in matrix["results"] if r["test_case"] and r["bench"] == "conforming"
+                  and r["verdict"] == "PASS" and not r["nodeid"].split("::")[0].endswith("test_conceptual.py")}
+    failed = {r["test_case"] for r in matrix["results"] if r["verdict"] == "FAIL"}
+    assert functional, "no functional test ran"
+    assert functional <= failed, f"test cases that no flaw makes fail: {sorted(functional - failed)}"
