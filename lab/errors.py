@@ -57,6 +57,12 @@ class ProvisionFault(LabFault):
     kind = "provisioning fault"
 
 
+class SampleUnusable(LabFault):
+    """An earlier test left the sample unable to boot: later tests on it cannot be decided."""
+
+    kind = "sample unusable"
+
+
 class DutError(AssertionError):
     """The DUT misbehaved. Subclasses AssertionError so pytest and Allure report a failure."""
 

@@ -21,7 +21,7 @@ from lab.drivers.console import ConsoleDriver
 from lab.drivers.power import PowerDriver
 from lab.drivers.provision import ProvisionDriver
 from lab.drivers.ssh import SSHDriver
-from lab.errors import BootFailure, CertlabError, DutError, ExpectTimeout, LabFault
+from lab.errors import BootFailure, CertlabError, DutError, ExpectTimeout, LabFault, SampleUnusable
 from lab.steps import NullSteps, StepRecorder
 
 
@@ -64,6 +64,7 @@ class BenchStrategy:
         self._lock = threading.RLock()
         self.state = BenchState.UNKNOWN
         self.fault: LabFault | None = None  # latched: this bench is lost for the rest of the run
+        self.unbootable: str | None = None  # latched: the sample stopped booting (a test found a defect)
         self.boot_seconds: float | None = None  # last power-on -> boot banner time
         self.unauthenticated_console: bool | None = None  # the console gave a shell without a login
 
@@ -190,11 +191,21 @@ class BenchStrategy:
             self.state = BenchState.UNKNOWN
             self._note(f"lab fault latched: {exc}")
             raise
+        except BootFailure as exc:
+            # The test that caused it reports the defect; every later test would only wait out
+            # the boot timeout again, so they end at once as undecidable.
+            self.unbootable = str(exc).splitlines()[0][:300]
+            self.state = BenchState.UNKNOWN
+            self._note(f"sample no longer boots: {self.unbootable}")
+            raise
         except BaseException:
             self.state = BenchState.UNKNOWN
             raise
 
     def _raise_latched(self) -> None:
+        if self.unbootable is not None:
+            raise SampleUnusable(f"the sample no longer boots since an earlier test ({self.unbootable})",
+                                 bench=self.bench)
         if self.fault is not None:
             first = self.fault
             raise type(first)(f"{first.cause} (earlier in this run; this bench is not retried)",

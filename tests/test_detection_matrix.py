@@ -79,8 +79,9 @@ def test_each_flaw_fails_in_its_provision(matrix, flaw):
     assert hits, f"{flaw}: no FAIL in {sorted(wanted)}; got {[(r['test_case'], r['verdict']) for r in results]}"
     for r in hits:
         assert len(r["reason"]) > 20, f"{flaw}: {r['test_case']} fails without a readable reason: {r['reason']!r}"
-    assert not [r for r in results if r["verdict"] == "INCONCLUSIVE"], \
-        f"{flaw}: INCONCLUSIVE results: {[(r['test_case'], r['reason'][:150]) for r in results if r['verdict'] == 'INCONCLUSIVE']}"
+    # Only a sample that an earlier test bricked (a found defect) may leave later tests undecided.
+    undecided = [r for r in results if r["verdict"] == "INCONCLUSIVE" and "no longer boots" not in r["reason"]]
+    assert not undecided, f"{flaw}: INCONCLUSIVE results: {[(r['test_case'], r['reason'][:150]) for r in undecided]}"
 
 
 def test_every_automated_test_case_can_fail(matrix):

@@ -6,11 +6,16 @@ Kept free of pytest fixtures so each step reads as what a tester does by hand.
 from __future__ import annotations
 
 import re
+import shlex
+import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from lab.bench import Bench
-from lab.errors import DutError, LabFault, SSHUnreachable
-from lab.ixit import TestFacts
+from lab.errors import CertlabError, DutError, ExpectTimeout, LabFault, SSHUnreachable
+from lab.firmware import FirmwareImage, parse_image
+from lab.ixit import Ixit, TestFacts, UpdMech
 from lab.strategy import BenchState
 
 
@@ -69,3 +74,155 @@ def power_cycle_and_login(bench: Bench, facts: TestFacts, *, why: str) -> float:
 def ensure_booted(bench: Bench) -> None:
     if bench.strategy.state < BenchState.BOOTED:
         bench.strategy.transition(BenchState.BOOTED)
+
+
+# --- updates and power cuts (7-UpdMech, 23-ResMech; used by 5.3-2-2 and 5.9-2-2) -------------
+#
+# A power cut is `strategy.transition(OFF)`: the relay opens while the DUT is busy. Getting the
+# DUT back is `restore_power_after_cut`: a DUT that never reaches its boot banner or its SSH
+# login after a cut the lab made is the DUT's failure (DutError), never a lab fault.
+
+
+def update_mechanism(ixit: Ixit) -> UpdMech:
+    """The one 7-UpdMech entry the lab can drive unattended (files over SFTP/SCP + apply command)."""
+    usable = [m for m in ixit.upd_mech
+              if m.delivery and m.delivery.method in ("sftp", "scp") and m.delivery.upload_path
+              and m.delivery.apply_command]
+    if not usable:
+        raise CertlabError("ixit: 7-UpdMech: no update mechanism with delivery.method sftp/scp, upload_path and "
+                           "apply_command; the lab cannot deliver updates unattended (test this mechanism by hand)")
+    if len(usable) > 1:
+        raise CertlabError(f"ixit: 7-UpdMech: {len(usable)} mechanisms can be driven ({', '.join(m.id for m in usable)}) "
+                           "but test_facts.update_images does not say which one its images are for")
+    return usable[0]
+
+
+def release_image(firmware_dir: Path, facts: TestFacts, role: str) -> tuple[bytes, FirmwareImage]:
+    """A release file the manufacturer delivered (test_facts.update_images[role]), parsed."""
+    name = facts.update_images.get(role)
+    if not name:
+        raise CertlabError(f"ixit: test_facts.update_images has no {role!r} image; ask the manufacturer for one "
+                           f"(roles: newer, older)")
+    path = firmware_dir / name
+    if not path.is_file():
+        raise CertlabError(f"{path}: the {role} release file named in test_facts.update_images is missing; "
+                           "copy the manufacturer's release files into firmware_dir")
+    data = path.read_bytes()
+    return data, parse_image(data)
+
+
+@dataclass
+class UpdateAttempt:
+    """One image handed to the DUT's update mechanism, and what the DUT made of it."""
+
+    image: str  # what the lab sent, in words
+    version: str  # the version in the image's header
+    before: str
+    exit_status: int | None  # None: the session ended without an exit status
+    output: str
+    seconds: float  # from starting the apply command to its exit
+    rebooted: bool = False
+    back_seconds: float = 0.0
+    after: str = ""
+
+    @property
+    def installed(self) -> bool:
+        """Accepted: the command said so, or the DUT now runs the image (and did not before)."""
+        return self.exit_status == 0 or (self.after == self.version and self.before != self.version)
+
+    def describe(self) -> str:
+        status = "gave no exit status" if self.exit_status is None else f"exited {self.exit_status}"
+        return f"update {status}, now runs {self.after or '?'}"
+
+
+def apply_update(bench: Bench, facts: TestFacts, mech: UpdMech, data: bytes, *, image: str, local: Path,
+                 timeout: float | None = None) -> UpdateAttempt:
+    """Deliver `data` as the IXIT says, run the apply command, follow a reboot, read the version.
+
+    The image is kept at `local` (evidence). After an exit status 0 the DUT is expected to reboot
+    (its boot banner on the console), then to come back over SSH within the IXIT's bounds.
+    """
+    delivery = mech.delivery
+    if delivery is None or not delivery.upload_path or not delivery.apply_command:
+        raise CertlabError(f"ixit: 7-UpdMech {mech.id}: delivery needs upload_path and apply_command")
+    local.write_bytes(data)
+    header = parse_image(data)
+    before = installed_version(bench, facts)
+    bench.ssh.put(local, delivery.upload_path)
+    bench.console.open()
+    bench.console.clear()  # a banner from now on is a reboot caused by this update
+    command = delivery.apply_command.format(path=shlex.quote(delivery.upload_path))
+    start = time.monotonic()
+    try:
+        result = bench.ssh.run(command, timeout=timeout or facts.update_seconds)
+        status: int | None = result.exit_status if result.exit_status >= 0 else None
+        output = (result.stdout + result.stderr).strip()
+    except SSHUnreachable as exc:  # the session died under the command: the DUT went down
+        status, output = None, f"(session lost: {exc.cause})"
+    attempt = UpdateAttempt(image, header.version, before, status, output, time.monotonic() - start)
+    try:
+        if status == 0 or status is None:
+            attempt.rebooted = saw_boot_banner(bench, facts.update_seconds + facts.boot_seconds)
+            attempt.back_seconds = wait_until_back(bench, facts, why=f"installing {image}")
+        attempt.after = installed_version(bench, facts)
+    except (LabFault, DutError):
+        if status not in (0, None):  # rejected, yet the DUT went away: see whether it rebooted
+            attempt.rebooted = saw_boot_banner(bench, facts.boot_seconds)
+            attempt.back_seconds = wait_until_back(bench, facts, why=f"rejecting {image}")
+            attempt.after = installed_version(bench, facts)
+        else:
+            raise
+    return attempt
+
+
+def saw_boot_banner(bench: Bench, timeout: float) -> bool:
+    try:
+        bench.console.expect(bench.prompts.boot_banner, timeout=timeout)
+        return True
+    except ExpectTimeout:
+        return False
+
+
+def run_and_cut(bench: Bench, command: str, at: float, *, grace: float = 3.0) -> dict:
+    """Start `command` over SSH and cut the DUT's power `at` seconds later, without waiting for it.
+
+    Returns what the command did before the cut (finished with a status, or was cut off). The
+    DUT is left OFF; the SSH connection is closed once the command's thread has let go of it.
+    """
+    seen: dict = {}
+
+    def run() -> None:
+        try:
+            result = bench.ssh.run(command, timeout=at + grace)
+            seen["exit_status"] = result.exit_status if result.exit_status >= 0 else None
+            seen["output"] = (result.stdout + result.stderr).strip()[-300:]
+        except Exception as exc:  # noqa: BLE001 - cut off: any way the session dies is expected
+            seen["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        seen["ended_after"] = round(time.monotonic() - start, 3)
+
+    worker = threading.Thread(target=run, name=f"cut-{bench.name}", daemon=True)
+    start = time.monotonic()
+    worker.start()
+    time.sleep(max(0.0, start + at - time.monotonic()))
+    cut_at = time.monotonic() - start
+    bench.strategy.transition(BenchState.OFF)  # the cut
+    worker.join(timeout=at + grace + 10)
+    bench.ssh.close()
+    finished = seen.get("exit_status") is not None and seen.get("ended_after", cut_at + 1) <= cut_at
+    return {"command": command, "cut_after_s": round(cut_at, 3), "finished_before_cut": finished, **seen}
+
+
+def restore_power_after_cut(bench: Bench, facts: TestFacts, *, why: str, off_time: float = 1.0) -> dict:
+    """Power on after a cut; the DUT must reach its boot banner and its SSH login (else DutError)."""
+    time.sleep(off_time)
+    bench.ssh.close()
+    try:
+        bench.strategy.transition(BenchState.BOOTED)
+    except DutError as exc:  # BootFailure / ExpectTimeout: the DUT stopped booting after what we did
+        raise DutError(f"after {why}, the DUT did not boot: {exc}") from None
+    boot = bench.strategy.boot_seconds or 0.0
+    try:
+        back = wait_until_back(bench, facts, why=why)
+    except SSHUnreachable as exc:
+        raise DutError(f"after {why}, SSH never came back: {exc.cause}") from None
+    return {"boot_banner_s": round(boot, 3), "ssh_back_s": round(back, 3)}

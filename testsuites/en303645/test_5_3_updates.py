@@ -1,0 +1,184 @@
+"""5.3-2-2: the update mechanism is secure (TS 103 701 V1.1.1, the test group's attack units).
+
+EN 303 645 5.3-2 requires a secure update mechanism: one an attacker cannot misuse. The TS
+asks the lab to design attacks and run them: images with no signature, a wrong signature or a
+flipped payload byte, a rollback to an older validly signed (vulnerable) release, and an
+interruption of the update. Each attack is its own test under the one test case id, so a
+certifier sees which attack succeeded. The mechanism (SFTP upload + apply command), its key and
+its promises come from IXIT 7-UpdMech; the genuine images from the manufacturer's release files
+(test_facts.update_images); the attack images are crafted from them with lab.firmware.
+
+An image counts as installed when the apply command exits 0 (IXIT: 0 installs, non-zero
+rejects) or when the DUT then runs the image's version. The tests are ordered so that the
+attacks run while the DUT still runs the firmware it was received with (a changed version is
+then visible too), then the genuine update, then the attacks that need it.
+
+Side effects: every test may change the running firmware (that is the point); an accepted
+attack image is replaced by the genuine newer release afterwards; the power-loss test cycles the
+DUT's power `--power-cuts` times. All tests leave the DUT booted and reachable over SSH.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import allure
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import support
+from lab.errors import CertlabError, DutError
+from lab.firmware import flip_payload_byte, public_key_hex, resign, strip_signature
+
+pytestmark = pytest.mark.bench_state("shell")
+
+
+def _restore_genuine(bench, test_facts, mech, firmware_dir: Path, evidence, name: str) -> None:
+    """After an attack image got in: put the genuine newer release back (best effort, logged)."""
+    with allure.step("restore the genuine newer release"):
+        data, _ = support.release_image(firmware_dir, test_facts, "newer")
+        try:
+            back = support.apply_update(bench, test_facts, mech, data, image="genuine newer release (restore)",
+                                        local=evidence.path(f"{name}-restore.clfw"))
+            evidence.json(f"{name}-restore", vars(back))
+        except Exception as exc:  # noqa: BLE001 - the verdict (FAIL) is decided; record the DUT's state
+            evidence.text(f"{name}-restore-failed.txt", f"{type(exc).__name__}: {exc}")
+
+
+def _attack(bench, test_facts, ixit, firmware_dir, evidence, *, name: str, image: str, craft, flaw_words: str) -> None:
+    """Send one crafted image; FAIL if the DUT installed it."""
+    mech = support.update_mechanism(ixit)
+    genuine, header = support.release_image(firmware_dir, test_facts, "newer")
+    data = craft(genuine)
+    with allure.step(f"deliver {image} and run `{mech.delivery.apply_command}`"):
+        attempt = support.apply_update(bench, test_facts, mech, data, image=image,
+                                       local=evidence.path(f"{name}.clfw"))
+    evidence.json(f"{name}-attempt", {**vars(attempt), "installed": attempt.installed,
+                                      "crafted_from": test_facts.update_images["newer"], "header": header.header})
+    if attempt.installed:
+        _restore_genuine(bench, test_facts, mech, firmware_dir, evidence, name)
+        raise DutError(f"the DUT installed {flaw_words} ({attempt.describe()}; its answer: {attempt.output[:200]!r})")
+
+
+@pytest.mark.etsi("5.3-2-2")
+def test_5_3_2_2_unsigned_image_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+    """The newer release with its signature removed must be refused (5.3-2: no unauthenticated images)."""
+    _attack(bench, test_facts, ixit, firmware_dir, evidence, name="unsigned", image="the newer release without its signature",
+            craft=strip_signature, flaw_words="an image with no signature")
+
+
+@pytest.mark.etsi("5.3-2-2")
+def test_5_3_2_2_tampered_payload_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+    """The newer release with one payload byte flipped (signed header intact) must be refused."""
+    _attack(bench, test_facts, ixit, firmware_dir, evidence,
+            name="tampered", image="the newer release with one payload byte flipped", craft=flip_payload_byte,
+            flaw_words="an image whose payload no longer matches its signed hash (one byte flipped)")
+
+
+@pytest.mark.etsi("5.3-2-2")
+def test_5_3_2_2_wrong_key_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+    """The newer release signed with a key the lab made (not the vendor's) must be refused."""
+    lab_key = Ed25519PrivateKey.generate()
+    mech = support.update_mechanism(ixit)
+    vendor_key = mech.signature.public_key_hex if mech.signature else None
+    evidence.json("wrong-key-keys", {"lab_public_key": public_key_hex(lab_key), "vendor_public_key_ixit": vendor_key})
+    _attack(bench, test_facts, ixit, firmware_dir, evidence,
+            name="wrong-key", image="the newer release re-signed with a lab-made key", craft=lambda d: resign(d, lab_key),
+            flaw_words="an image signed with a key that is not the vendor's")
+
+
+@pytest.mark.etsi("5.3-2-2")
+def test_5_3_2_2_valid_update_installs(dut, bench, ixit, test_facts, firmware_dir, evidence):
+    """The genuine newer release must install and run: the mechanism works (the control for the attacks)."""
+    mech = support.update_mechanism(ixit)
+    data, header = support.release_image(firmware_dir, test_facts, "newer")
+    with allure.step(f"deliver the genuine newer release {header.version}"):
+        attempt = support.apply_update(bench, test_facts, mech, data, image=f"genuine release {header.version}",
+                                       local=evidence.path("valid-newer.clfw"))
+    evidence.json("valid-attempt", {**vars(attempt), "installed": attempt.installed, "header": header.header})
+    if attempt.exit_status != 0:
+        raise DutError(f"the DUT refused the manufacturer's genuine release {header.version} "
+                       f"({attempt.describe()}; its answer: {attempt.output[:200]!r})")
+    if attempt.after != header.version:
+        raise DutError(f"the update command accepted release {header.version} but the DUT runs {attempt.after} afterwards")
+
+
+@pytest.mark.etsi("5.3-2-2")
+def test_5_3_2_2_rollback_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+    """An older, validly signed release (lower security version) must be refused once newer runs."""
+    mech = support.update_mechanism(ixit)
+    newer, newer_hdr = support.release_image(firmware_dir, test_facts, "newer")
+    older, older_hdr = support.release_image(firmware_dir, test_facts, "older")
+    if older_hdr.security_version >= newer_hdr.security_version:
+        raise CertlabError(
+            f"test_facts.update_images: older {older_hdr.version} has security version {older_hdr.security_version}, "
+            f"not below newer {newer_hdr.version} ({newer_hdr.security_version}); no rollback attack can be made")
+    with allure.step(f"make sure the DUT runs the newer release {newer_hdr.version}"):
+        if support.installed_version(bench, test_facts) != newer_hdr.version:
+            first = support.apply_update(bench, test_facts, mech, newer, image=f"genuine release {newer_hdr.version}",
+                                         local=evidence.path("rollback-newer.clfw"))
+            evidence.json("rollback-precondition", vars(first))
+            if first.after != newer_hdr.version:
+                raise CertlabError(f"precondition: the DUT did not install the newer release {newer_hdr.version} "
+                                   f"({first.describe()}); see 5.3-2-2 valid update")
+    with allure.step(f"deliver the older release {older_hdr.version}"):
+        attempt = support.apply_update(bench, test_facts, mech, older, image=f"older release {older_hdr.version}",
+                                       local=evidence.path("rollback-older.clfw"))
+    anti = mech.anti_rollback
+    evidence.json("rollback-attempt", {**vars(attempt), "installed": attempt.installed, "older": older_hdr.header,
+                                       "newer": newer_hdr.header,
+                                       "ixit_anti_rollback": anti.model_dump() if anti else None})
+    if attempt.installed:
+        _restore_genuine(bench, test_facts, mech, firmware_dir, evidence, "rollback")
+        raise DutError(
+            f"the DUT installed the older release {older_hdr.version} (security version {older_hdr.security_version} "
+            f"< {newer_hdr.security_version} of the running {newer_hdr.version}): rollback to a vulnerable image "
+            f"is possible ({attempt.describe()})" + ("" if anti and anti.enabled else "; the IXIT declares no anti-rollback"))
+
+
+@pytest.mark.etsi("5.3-2-2")
+def test_5_3_2_2_power_loss_during_update_leaves_bootable_device(dut, bench, ixit, test_facts, firmware_dir,
+                                                                 evidence, rng, power_cuts):
+    """Cutting power while an update is written must leave a DUT that boots a valid firmware.
+
+    First one undisturbed update measures how long the apply command runs (the write window);
+    then `--power-cuts` times: upload, start the apply command, cut power at a seeded random
+    moment inside that window, power on. The DUT must reach its boot banner, come back over SSH
+    and run either the firmware it ran before or the new one.
+    """
+    mech = support.update_mechanism(ixit)
+    data, header = support.release_image(firmware_dir, test_facts, "newer")
+    local = evidence.path("power-loss-newer.clfw")
+    with allure.step("measure an undisturbed update (the window for the cuts)"):
+        calib = support.apply_update(bench, test_facts, mech, data, image=f"genuine release {header.version}",
+                                     local=local)
+        evidence.json("power-loss-calibration", vars(calib))
+        if calib.exit_status != 0:
+            raise CertlabError(f"the DUT refused the genuine release {header.version} ({calib.describe()}); "
+                                       "without an update to interrupt this test cannot run")
+    window = min(calib.seconds, test_facts.update_seconds)
+    rows: list[dict] = []
+    command = mech.delivery.apply_command.format(path=shlex.quote(mech.delivery.upload_path))
+    try:
+        for i in range(1, power_cuts + 1):
+            at = rng.uniform(0.05, 0.95) * window
+            why = f"a power cut {at:.2f} s into installing {header.version} (cut {i} of {power_cuts})"
+            with allure.step(f"cut {i}/{power_cuts}: power off {at:.2f} s into the update"):
+                before = support.installed_version(bench, test_facts)
+                bench.ssh.put(local, mech.delivery.upload_path)
+                row = {"cut": i, "during": f"update to {header.version}", "before": before,
+                       **support.run_and_cut(bench, command, at)}
+                rows.append(row)
+                row.update(support.restore_power_after_cut(bench, test_facts, why=why))
+                row["after"] = support.installed_version(bench, test_facts)
+                row["outcome"] = "ok" if row["after"] in (before, header.version) else "unexpected version"
+                if row["after"] not in (before, header.version):
+                    raise DutError(f"after {why} the DUT runs {row['after']}, neither the old {before} "
+                                   f"nor the new {header.version}")
+    except AssertionError as exc:
+        if rows:
+            rows[-1].setdefault("outcome", f"FAIL: {str(exc)[:200]}")
+        raise
+    finally:
+        evidence.json("power-loss-cuts", {"window_s": round(window, 3), "image": header.header, "cuts": rows})

@@ -1,0 +1,252 @@
+"""5.9: the DUT stays resilient to outages (TS 103 701 V1.1.1 5.9-2-2).
+
+EN 303 645 5.9-2 requires the device to recover cleanly after a loss of power: after power
+returns it works again, in the same or a better state. The lab cuts power at seeded random
+moments (`--seed`, `--power-cuts`): while the configuration is written, while an update is
+written, and at an arbitrary moment of normal operation and of the boot that follows. After
+every cut the DUT must boot, come back over SSH, read its configuration without error (a value
+it legitimately held: from before the write or the one being written, nothing else) and keep
+working. Commands, the probe setting and all timing bounds come from the IXIT (test_facts,
+7-UpdMech, 25-DelFunc).
+
+Side effects: many power cycles; the probe setting (test_facts.config_probe_key) is written
+with long random values and put back to its value from before the test when it had one; the
+firmware is updated to the manufacturer's newer release. A DUT whose configuration a cut
+corrupted is restored with its documented factory reset (25-DelFunc), which also erases user
+data and restores the label password. A DUT that no longer boots is left as it is: it FAILed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+
+import allure
+import pytest
+
+import support
+from lab.errors import CertlabError, DutError, SSHUnreachable
+from lab.strategy import BenchState
+
+pytestmark = pytest.mark.bench_state("shell")
+
+
+@dataclass
+class ProbeSetting:
+    """The harmless setting the lab may write, and every value it may legitimately hold."""
+
+    key: str
+    set_template: str
+    get_template: str
+    allowed: set[str] = field(default_factory=set)
+
+    def set_command(self, value: str) -> str:
+        return self.set_template.format(key=shlex.quote(self.key), value=shlex.quote(value))
+
+    def get_command(self) -> str:
+        return self.get_template.format(key=shlex.quote(self.key))
+
+    def read(self, bench) -> tuple[int, str]:
+        result = bench.ssh.run(self.get_command(), timeout=30)
+        return result.exit_status, (result.stdout if result.exit_status == 0 else result.stderr or result.stdout).strip()
+
+    def write(self, bench, value: str) -> float:
+        """Set `value` as documented; the seconds the command took."""
+        self.allowed.add(value)
+        start = time.monotonic()
+        support.ssh_output(bench, self.set_command(value))
+        return time.monotonic() - start
+
+
+def _probe(test_facts) -> ProbeSetting:
+    if not (test_facts.config_set_command and test_facts.config_get_command):
+        raise CertlabError("ixit: test_facts needs config_set_command and config_get_command to check the "
+                           "configuration after power cuts")
+    return ProbeSetting(test_facts.config_probe_key, test_facts.config_set_command, test_facts.config_get_command)
+
+
+def _long_value(rng, tag: str) -> str:
+    """A long-ish, shell-safe text value (about 1 KiB), reproducible from the seed."""
+    return f"certlab-{tag}-{rng.getrandbits(4096):01024x}"
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 40 else f"{value[:28]}…({len(value)} chars)"
+
+
+def _check_after_cut(bench, test_facts, probe: ProbeSetting, row: dict, why: str) -> str | None:
+    """Boot, SSH, configuration and function after a cut; the failure in words, or None.
+
+    A DUT that does not boot or come back raises DutError (support.restore_power_after_cut).
+    """
+    row.update(support.restore_power_after_cut(bench, test_facts, why=why))
+    status, text = probe.read(bench)
+    row["config_after"] = _short(text) if status == 0 else f"error (exit {status}): {text[:120]}"
+    try:
+        row["version_after"] = support.installed_version(bench, test_facts)
+    except DutError as exc:
+        row["outcome"] = "FAIL: not working"
+        return f"after {why} the DUT no longer works as documented: {exc}"
+    if status != 0:
+        row["outcome"] = "FAIL: configuration unreadable"
+        return (f"after {why}, `{probe.get_command()}` failed (exit {status}: {text[:160]!r}): the configuration "
+                "did not survive the power loss intact")
+    if text not in probe.allowed:
+        row["outcome"] = "FAIL: configuration garbled"
+        return (f"after {why}, `{probe.get_command()}` printed {_short(text)!r}, which is neither the value before "
+                "the write nor the one being written")
+    row["outcome"] = "ok"
+    return None
+
+
+def _recover_configuration(bench, ixit, test_facts, evidence) -> None:
+    """Bring a DUT with a corrupt configuration back with its documented factory reset (25-DelFunc)."""
+    funcs = [f for f in ixit.del_func if f.target_type == "device" and f.command]
+    if not funcs:
+        evidence.text("recovery.txt", "no device deletion function with a command in 25-DelFunc; DUT left as it is")
+        return
+    func = funcs[0]
+    with allure.step(f"recover the configuration with `{func.command}` (25-DelFunc {func.id})"):
+        bench.console.open()
+        bench.console.clear()
+        try:
+            result = bench.ssh.run(func.command, timeout=test_facts.update_seconds)
+            evidence.text("recovery.txt", f"$ {func.command}\nexit {result.exit_status}\n{result.stdout}{result.stderr}")
+        except SSHUnreachable:  # the session ended as the DUT rebooted
+            evidence.text("recovery.txt", f"$ {func.command}\n(session ended)")
+        if func.reboots:
+            support.saw_boot_banner(bench, test_facts.update_seconds + test_facts.boot_seconds)
+            support.wait_until_back(bench, test_facts, why=f"the recovery `{func.command}`")
+
+
+def _table(rows: list[dict]) -> str:
+    cols = [("cut", "#"), ("phase", "phase"), ("during", "what was happening"), ("cut_after_s", "cut at (s)"),
+            ("command_state", "command at cut"), ("boot_banner_s", "boot (s)"), ("ssh_back_s", "SSH back (s)"),
+            ("config_after", "config after"), ("version_after", "version after"), ("outcome", "outcome")]
+    cells = [[str(r.get(k, "")) for k, _ in cols] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(cols)]
+
+    def line(values: list[str]) -> str:
+        return " | ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    return "\n".join([line([h for _, h in cols]), "-+-".join("-" * w for w in widths)] + [line(c) for c in cells]) + "\n"
+
+
+def _command_state(cut: dict) -> str:
+    if cut.get("finished_before_cut"):
+        return f"had exited {cut.get('exit_status')}"
+    return "running (cut off)"
+
+
+@pytest.mark.etsi("5.9-2-2")
+def test_5_9_2_2_recovers_cleanly_after_power_loss(dut, bench, ixit, test_facts, firmware_dir, evidence, rng,
+                                                   power_cuts):
+    """Power cuts during a configuration write, during an update and at random moments: clean recovery.
+
+    Each phase makes `--power-cuts` cuts. A cut whose aftermath fails ends its phase; the next
+    phase still runs if the DUT came back; a DUT that does not come back ends the test.
+    """
+    probe = _probe(test_facts)
+    rows: list[dict] = []
+    failures: list[str] = []
+    status, text = probe.read(bench)
+    initial = text if status == 0 else None
+    if initial is not None:
+        probe.allowed.add(initial)
+
+    def new_row(phase: str, during: str) -> dict:
+        rows.append({"cut": len(rows) + 1, "phase": phase, "during": during})
+        return rows[-1]
+
+    try:
+        # (a) during a configuration write; the window is one undisturbed write (at least 0.1 s, at most 1 s)
+        with allure.step("phase a: power cuts while the configuration is written"):
+            took = probe.write(bench, _long_value(rng, "base"))
+            window = min(1.0, max(0.1, 1.5 * took))
+            for i in range(1, power_cuts + 1):
+                value = _long_value(rng, f"w{i}")
+                probe.allowed.add(value)
+                at = rng.uniform(0.0, window)
+                why = (f"a power cut {at:.2f} s into `{probe.set_template}` of a {len(value)}-character value "
+                       f"(cut {i} of {power_cuts})")
+                row = new_row("a", f"config write ({len(value)} chars)")
+                with allure.step(f"cut {i}/{power_cuts}: {at:.2f} s into a configuration write"):
+                    cut = support.run_and_cut(bench, probe.set_command(value), at)
+                    row.update(cut_after_s=cut["cut_after_s"], command_state=_command_state(cut))
+                    failure = _check_after_cut(bench, test_facts, probe, row, why)
+                if failure:
+                    failures.append(failure)
+                    _recover_configuration(bench, ixit, test_facts, evidence)
+                    break
+
+        # (b) during an update; the window is one undisturbed run of the apply command
+        if ixit.upd_mech:
+            mech = support.update_mechanism(ixit)
+            data, header = support.release_image(firmware_dir, test_facts, "newer")
+            local = evidence.path("newer.clfw")
+            with allure.step("phase b: power cuts while an update is written"):
+                probe.write(bench, _long_value(rng, "b"))
+                calib = support.apply_update(bench, test_facts, mech, data, image=f"genuine release {header.version}",
+                                             local=local)
+                evidence.json("update-calibration", vars(calib))
+                if calib.exit_status != 0:
+                    raise CertlabError(f"the DUT refused the genuine release {header.version} ({calib.describe()}); "
+                                       "no update to interrupt")
+                window = min(calib.seconds, test_facts.update_seconds)
+                command = mech.delivery.apply_command.format(path=shlex.quote(mech.delivery.upload_path))
+                for i in range(1, power_cuts + 1):
+                    at = rng.uniform(0.05, 0.95) * window
+                    why = f"a power cut {at:.2f} s into installing {header.version} (update cut {i} of {power_cuts})"
+                    before = support.installed_version(bench, test_facts)
+                    bench.ssh.put(local, mech.delivery.upload_path)
+                    row = new_row("b", f"update to {header.version}")
+                    with allure.step(f"cut {i}/{power_cuts}: {at:.2f} s into an update"):
+                        cut = support.run_and_cut(bench, command, at)
+                        row.update(cut_after_s=cut["cut_after_s"], command_state=_command_state(cut))
+                        failure = _check_after_cut(bench, test_facts, probe, row, why)
+                    if not failure and row["version_after"] not in (before, header.version):
+                        row["outcome"] = "FAIL: unexpected firmware"
+                        failure = (f"after {why} the DUT runs {row['version_after']}, neither the old {before} "
+                                   f"nor the new {header.version}")
+                    if failure:
+                        failures.append(failure)
+                        break
+
+        # (c) at a random moment of normal operation, then at a random moment of the boot that follows;
+        # the window is 1.5 times the slowest power-on-to-SSH time seen so far
+        with allure.step("phase c: power cuts at random moments of operation and boot"):
+            probe.write(bench, _long_value(rng, "c"))
+            up = [r["boot_banner_s"] + r["ssh_back_s"] for r in rows if "ssh_back_s" in r]
+            window = 1.5 * (max(up) if up else test_facts.boot_seconds)
+            for i in range(1, power_cuts + 1):
+                running, booting = rng.uniform(0.0, window), rng.uniform(0.0, window)
+                why = (f"a power cut {running:.2f} s into normal operation, then another {booting:.2f} s after "
+                       f"power-on (random cut {i} of {power_cuts})")
+                row = new_row("c", f"operation, then boot (cut {booting:.2f} s after power-on)")
+                with allure.step(f"cut {i}/{power_cuts}: {running:.2f} s into operation, {booting:.2f} s into boot"):
+                    time.sleep(running)
+                    bench.strategy.transition(BenchState.OFF)  # cut while working
+                    bench.ssh.close()
+                    time.sleep(1.0)
+                    bench.power.on()
+                    time.sleep(booting)
+                    bench.strategy.transition(BenchState.OFF)  # cut while booting
+                    row.update(cut_after_s=round(running, 3), command_state="-")
+                    failure = _check_after_cut(bench, test_facts, probe, row, why)
+                if failure:
+                    failures.append(failure)
+                    break
+    except DutError as exc:  # the DUT did not come back from a cut: nothing more can be tried
+        if rows and "outcome" not in rows[-1]:
+            rows[-1]["outcome"] = "FAIL: did not come back"
+        failures.append(str(exc))
+    finally:
+        evidence.json("power-cuts", {"power_cuts_per_phase": power_cuts, "cuts": rows})
+        evidence.text("power-cuts.txt", _table(rows))
+
+    if not failures and initial is not None:
+        with allure.step("put the probe setting back"):
+            probe.write(bench, initial)
+    if failures:
+        raise DutError(f"{len(failures)} of {len(rows)} power cuts left the DUT unclean: " + " | ".join(failures))
