@@ -604,3 +604,74 @@ def test_telemetry(make_dut, tmp_path: Path, cleartext: bool) -> None:
         assert any(line.startswith(b"LOGIN SN0001 ") for line in lines) == cleartext
     finally:
         srv.close()
+
+
+# --- flaws for 5.1-4 and 5.13-1 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flaw", [None, "password_change_ineffective"])
+def test_passwd_stores_the_new_password_unless_flawed(make_dut, flaw: str | None) -> None:
+    dut = booted(make_dut, flaws=[flaw] if flaw else [])
+    new = "N3w-Strong-Pass"
+    status, out, _ = dut.run("passwd", stdin=f"{LABEL}\n{new}\n{new}\n")
+    assert status == 0 and "passwd: password updated successfully" in out  # both claim success
+    assert dut.try_password(new) is (flaw is None)
+    assert dut.try_password(LABEL) is (flaw is not None)
+
+
+def _send_ident(port: int, line: bytes) -> bytes:
+    """Connect, read the server's banner, send `line`, half-close; what the server answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        banner = s.recv(256)
+        assert banner.startswith(b"SSH-2.0-"), banner
+        s.sendall(line)
+        s.shutdown(socket.SHUT_WR)
+        try:
+            return s.recv(4096)
+        except OSError:
+            return b""
+
+
+@pytest.mark.parametrize("line", [b"GET / HTTP/1.0\r\n", b"SSH-2.0-" + b"A" * 400 + b"\r\n", b"\x00\xff" * 200])
+@pytest.mark.parametrize("flaw", [None, "crashes_on_malformed_input"])
+def test_malformed_ssh_identification(make_dut, flaw: str | None, line: bytes) -> None:
+    dut = booted(make_dut, flaws=[flaw] if flaw else [])
+    assert dut.run("true")[0] == 0
+    _send_ident(dut.ssh_port, line)
+    if flaw is None:
+        assert dut.run("echo alive") == (0, "alive\n", "")
+        return
+    deadline = time.monotonic() + 5
+    while True:  # the daemon dies: the port stops listening, the console lives on
+        try:
+            socket.create_connection(("127.0.0.1", dut.ssh_port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        assert time.monotonic() < deadline, "sshd still listening after a malformed identification line"
+        time.sleep(0.1)
+    dut.send("\r")  # a fresh login prompt
+    dut.console_login()
+    assert dut.console_run("echo alive") == "alive\n"
+
+
+def test_fragile_ssh_parser_accepts_ordinary_clients(make_dut) -> None:
+    dut = booted(make_dut, flaws=["crashes_on_malformed_input"])
+    for _ in range(3):  # paramiko (SSH-2.0-paramiko_x), banner-only probes and port checks are fine
+        assert dut.run("echo ok") == (0, "ok\n", "")
+        socket.create_connection(("127.0.0.1", dut.ssh_port), timeout=2).close()
+    assert dut.run("true")[0] == 0
+
+
+@pytest.mark.parametrize("flaw", [None, "crashes_on_malformed_input"])
+def test_overlong_console_line(make_dut, flaw: str | None) -> None:
+    dut = make_dut(flaws=[flaw] if flaw else []).power_on()
+    dut.console_login()
+    dut.send("y" * 6000 + "\r")
+    if flaw is None:
+        dut.expect(r"# $")
+        assert dut.console_run("echo alive") == "alive\n"
+        return
+    dut.quiet_for(r"# $", 1.5)  # the console hangs: no prompt, ever
+    dut.send("\x03\r")
+    dut.quiet_for(r"# $", 1.0)
+    assert dut.run("echo alive") == (0, "alive\n", "")  # SSH still works

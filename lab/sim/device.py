@@ -29,7 +29,7 @@ from lab.firmware import FirmwareImage
 from lab.flaws import FLAWS
 from lab.sim import vendor
 from lab.sim.flash import Flash, FlashError
-from lab.sim.shell import ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
+from lab.sim.shell import MAX_TERMINAL_LINE, ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
 from lab.sim.sshd import AuthGuard, SshService, generate_host_key_pem, load_host_key
 from lab.sim.telemetry import TelemetryClient
 from lab.sim.updater import BootState, UpdateAgent, choose_boot_slot, slot_path, write_boot_state
@@ -381,7 +381,8 @@ class Device:
                 self.cfg.lockout_seconds,
                 enabled="no_bruteforce_protection" not in self.cfg.flaws,
             )
-            SshService(self, self.cfg.address, self.cfg.ssh_port, key, guard).start()
+            SshService(self, self.cfg.address, self.cfg.ssh_port, key, guard,
+                       fragile_ident_parser="crashes_on_malformed_input" in self.cfg.flaws).start()
             return True
         except Exception:
             log.exception("sshd failed to start")
@@ -450,7 +451,10 @@ class Device:
     def console_loop(self) -> None:
         """getty + login on the UART; returns only when the UART is gone."""
         self.uart.drain()
-        reader = LineReader(self.uart.recv, self.uart.send)
+        recv = self.uart.recv
+        if "crashes_on_malformed_input" in self.cfg.flaws:
+            recv = _overflowing_line_editor(recv)
+        reader = LineReader(recv, self.uart.send)
         term = TerminalIO(self.uart.send, reader)
         while not reader.eof:
             if self._rebooting.is_set():
@@ -512,6 +516,12 @@ class Device:
         return verify_password(password, self._current_hash())
 
     def set_password(self, password: str) -> None:
+        if "password_change_ineffective" in self.cfg.flaws:
+            # The flawed build writes the new hash to a RAM copy of the shadow file that the
+            # login code never reads: passwd says "updated", the old password keeps working.
+            (self.ram / "shadow.new").write_text(hash_password(password) + "\n")
+            log.info("passwd: new password written to RAM only (flaw password_change_ineffective)")
+            return
         self.flash.write_atomic(SHADOW_REL, (hash_password(password) + "\n").encode())
 
     def _default_config(self) -> dict[str, object]:
@@ -582,6 +592,25 @@ class Device:
 
 def _config_bytes(cfg: dict[str, object]) -> bytes:
     return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _overflowing_line_editor(recv: Callable[[], bytes]) -> Callable[[], bytes]:
+    """The `crashes_on_malformed_input` flaw on the console: the flawed getty's line editor keeps
+    a fixed MAX_TERMINAL_LINE buffer without a bounds check; a longer line overruns it and the
+    console hangs (no echo, no prompt) until the next power cycle. SSH is not affected."""
+    run = 0
+
+    def wrapped() -> bytes:
+        nonlocal run
+        data = recv()
+        for byte in data:
+            run = 0 if byte in (10, 13) else run + 1
+            if run > MAX_TERMINAL_LINE:
+                log.error("console line editor overran its %d-byte buffer; console hung", MAX_TERMINAL_LINE)
+                threading.Event().wait()
+        return data
+
+    return wrapped
 
 
 def _sendall_quiet(conn: socket.socket, data: bytes) -> None:

@@ -249,6 +249,47 @@ class VfsSftp(paramiko.SFTPServerInterface):
         return paramiko.sftp.SFTP_OP_UNSUPPORTED
 
 
+# --- the `crashes_on_malformed_input` flaw -------------------------------------------------
+
+IDENT_BUFFER = 255  # RFC 4253 4.2: an identification line is at most 255 characters with CR LF
+
+
+class ServiceCrash(Exception):
+    """The SSH daemon died (what a segfault in a C daemon does): the service is gone."""
+
+
+class _IdentLoggingSocket:
+    """The flawed build's connection logger, between the socket and paramiko.
+
+    It copies the client's identification line into a fixed IDENT_BUFFER-byte buffer and reads
+    the software version after `SSH-2.0-` to log it, trusting both: a line longer than the buffer
+    or without the `SSH-2.0-` prefix is a parser bug that kills the whole daemon, as a buffer
+    overflow or a NULL dereference in a C sshd would. A conforming build has no such logger.
+    """
+
+    def __init__(self, sock: socket.socket, crash: Callable[[str], None]):
+        self._sock = sock
+        self._crash = crash
+        self._buf = b""
+        self._parsed = False
+
+    def recv(self, n: int) -> bytes:
+        data = self._sock.recv(n)
+        if not self._parsed:
+            self._buf += data
+            if b"\n" in self._buf or len(self._buf) > IDENT_BUFFER or (not data and self._buf):
+                self._parsed = True
+                line = self._buf.split(b"\n", 1)[0].rstrip(b"\r")
+                if len(line) > IDENT_BUFFER or not line.startswith(b"SSH-2.0-"):
+                    self._crash(f"client identification {line[:40]!r} ({len(line)} bytes)")
+                    raise ServiceCrash("sshd crashed")
+                log.info("ssh client software: %s", line[8:].decode("ascii", "replace"))
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
 # --- sessions ------------------------------------------------------------------------------
 
 
@@ -298,14 +339,39 @@ class _Server(paramiko.ServerInterface):
 class SshService:
     """Listens on (address, port); one thread per connection, at most MAX_CONNECTIONS."""
 
-    def __init__(self, host: SessionHost, address: str, port: int, host_key: paramiko.PKey, guard: AuthGuard):
+    def __init__(self, host: SessionHost, address: str, port: int, host_key: paramiko.PKey, guard: AuthGuard,
+                 *, fragile_ident_parser: bool = False):
         self.host = host
         self.address = address
         self.port = port
         self.host_key = host_key
         self.guard = guard
+        self.fragile_ident_parser = fragile_ident_parser  # the `crashes_on_malformed_input` flaw
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._sock: socket.socket | None = None
+        self._dead = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+
+    def crash(self, why: str) -> None:
+        """The daemon dies: listening socket and every connection gone, nothing restarts it."""
+        if self._dead.is_set():
+            return
+        self._dead.set()
+        log.error("sshd crashed parsing %s; the SSH service is down until the next boot", why)
+        if self._sock is not None:
+            for action in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close):  # wakes accept()
+                try:
+                    action()
+                except OSError:
+                    pass
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def start(self, *, bind_timeout: float = 5.0) -> None:
         """Bind (retrying while a previous incarnation's socket lingers) and serve in a thread."""
@@ -328,10 +394,12 @@ class SshService:
 
     def _accept_loop(self) -> None:
         assert self._sock is not None
-        while True:
+        while not self._dead.is_set():
             try:
                 conn, peer = self._sock.accept()
             except OSError:
+                if self._dead.is_set():
+                    return
                 time.sleep(0.1)
                 continue
             if not self._slots.acquire(blocking=False):
@@ -342,8 +410,11 @@ class SshService:
 
     def _connection(self, conn: socket.socket, peer: str) -> None:
         transport: paramiko.Transport | None = None
+        with self._conns_lock:
+            self._conns.add(conn)
         try:
-            transport = paramiko.Transport(conn)
+            wire = _IdentLoggingSocket(conn, self.crash) if self.fragile_ident_parser else conn
+            transport = paramiko.Transport(wire)
             transport.local_version = f"SSH-2.0-{SERVER_VERSION}"
             transport.add_server_key(self.host_key)
             transport.set_subsystem_handler("sftp", paramiko.SFTPServer, VfsSftp)
@@ -363,6 +434,8 @@ class SshService:
             if transport is not None:
                 transport.close()
             conn.close()
+            with self._conns_lock:
+                self._conns.discard(conn)
             self._slots.release()
 
     def exec_session(self, channel: paramiko.Channel, command: bytes) -> None:

@@ -1,0 +1,474 @@
+"""5.5-1-2, 5.5-7-2, 5.8-1-2: the DUT's communication is protected as its IXIT says.
+
+EN 303 645 5.5-1 requires best-practice cryptography for communication, 5.5-7 confidentiality of
+critical security parameters (CSPs) sent over the network, 5.8-1 protection of personal data in
+transit. TS 103 701 checks each by observing the traffic of the mechanisms the IXIT lists
+(11-ComMech): TLS where the IXIT says TLS, an acceptable protocol version and cipher suite, and
+nothing confidential in clear text. The three test cases share one capture per bench:
+
+- the lab captures the DUT's traffic (`net.capture`, on the bench interface, DUT address only)
+  for one telemetry interval plus a margin (test_facts.telemetry_interval_seconds), and within
+  that window opens its own session on each remotely reachable mechanism it can drive (SSH with
+  the lab's login; a TLS handshake), so those flows are in the capture too;
+- every TCP flow is reassembled and matched with the ComMech entries by port and direction
+  (outgoing: the peer's port; remotely reachable: the DUT's port);
+- a `tls: true` mechanism must begin with a TLS handshake record from the client, negotiate
+  TLS 1.2 or newer, offer nothing older, and pick no broken cipher suite; an SSH mechanism must
+  speak SSH 2;
+- no clear-text payload may carry the device's serial number, the lab's login password,
+  credential words (LOGIN, token, password) or the data the IXIT says the mechanisms carry
+  (11-ComMech carries.what, 24-TelData ids);
+- an outgoing mechanism with no flow in the window FAILs: the DUT did not communicate as its
+  IXIT says, so its protection could not be shown.
+
+Each test case checks the mechanisms in its scope: 5.5-1-2 all of them, 5.5-7-2 those carrying
+credentials, 5.8-1-2 those carrying personal data; the clear-text scan covers every flow.
+Side effects: the lab's SSH connection is closed and reopened once (to capture a full login).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass, field
+
+import allure
+import pytest
+
+import support
+from lab.errors import CertlabError, DutError, NetworkFault
+from lab.ixit import ComMech
+
+pytestmark = pytest.mark.bench_state("shell")
+
+MAX_WINDOW_S = 900.0  # no capture runs longer than this, whatever the IXIT says
+MARGIN_S = 2.0
+TLS12 = 0x0303
+TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+WEAK_CIPHER_WORDS = ("NULL", "EXPORT", "anon", "RC4", "DES", "MD5")  # DES covers 3DES_EDE
+WEAK_SSH_ALGORITHMS = ("diffie-hellman-group1-sha1", "3des-cbc", "arcfour", "hmac-md5", "ssh-dss", "none", "blowfish-cbc")
+CREDENTIAL_WORDS = (rb"\bLOGIN\b", rb"(?i)token", rb"(?i)passw(or)?d")
+STOP_WORDS = {"number", "device", "version", "images", "image", "value", "values", "about", "their"}
+
+
+# --- flows ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Flow:
+    """One TCP connection (or UDP exchange), both directions reassembled."""
+
+    transport: str
+    client: tuple[str, int]
+    server: tuple[str, int]
+    first_seen: float
+    packets: int = 0
+    c2s: bytes = b""
+    s2c: bytes = b""
+
+    @property
+    def name(self) -> str:
+        return f"{self.transport} {self.client[0]}:{self.client[1]} -> {self.server[0]}:{self.server[1]}"
+
+    @property
+    def kind(self) -> str:
+        first = self.c2s or self.s2c
+        if not first:
+            return "no payload"
+        if len(self.c2s) >= 3 and self.c2s[0] == 0x16 and self.c2s[1] == 0x03 and self.c2s[2] <= 0x04:
+            return "tls"
+        if self.c2s.startswith(b"SSH-") or self.s2c.startswith(b"SSH-"):
+            return "ssh"
+        return "clear"
+
+
+def build_flows(packets) -> list[Flow]:
+    """Group the captured packets into flows; the client is who sent the SYN (else the higher port)."""
+    from scapy.all import IP, TCP, UDP
+
+    segs: dict[frozenset, dict] = {}
+    for pkt in packets:
+        if IP not in pkt or (TCP not in pkt and UDP not in pkt):
+            continue
+        ip = pkt[IP]
+        l4 = pkt[TCP] if TCP in pkt else pkt[UDP]
+        a, b = (ip.src, int(l4.sport)), (ip.dst, int(l4.dport))
+        key = frozenset((a, b, "tcp" if TCP in pkt else "udp"))
+        entry = segs.setdefault(key, {"transport": "tcp" if TCP in pkt else "udp", "first": float(pkt.time),
+                                      "client": None, "data": {a: {}, b: {}}, "packets": 0})
+        entry["packets"] += 1
+        if TCP in pkt:
+            flags = int(l4.flags)
+            if flags & 0x02 and not flags & 0x10 and entry["client"] is None:
+                entry["client"] = a
+            payload = bytes(l4.payload)
+            if payload:
+                entry["data"].setdefault(a, {}).setdefault(int(l4.seq), payload)  # retransmits keep the first
+        else:
+            payload = bytes(l4.payload)
+            if entry["client"] is None:
+                entry["client"] = a
+            if payload:
+                entry["data"].setdefault(a, {})[len(entry["data"][a])] = payload
+    flows = []
+    for key, entry in segs.items():
+        ends = list(entry["data"])
+        client = entry["client"] or max(ends, key=lambda e: e[1])
+        server = next(e for e in ends if e != client)
+        join = lambda end: b"".join(p for _, p in sorted(entry["data"].get(end, {}).items()))  # noqa: E731
+        flows.append(Flow(entry["transport"], client, server, entry["first"], entry["packets"], join(client), join(server)))
+    flows.sort(key=lambda f: f.first_seen)
+    return flows
+
+
+# --- TLS and SSH parsing (record and handshake headers only) -------------------------------
+
+
+def _handshakes(stream: bytes) -> list[tuple[int, bytes]]:
+    """Handshake messages (type, body) from the clear-text handshake records at the start of a stream."""
+    data, pos = b"", 0
+    while pos + 5 <= len(stream):
+        ctype, _ver, length = stream[pos], stream[pos + 1:pos + 3], struct.unpack("!H", stream[pos + 3:pos + 5])[0]
+        if ctype != 0x16:
+            break
+        data += stream[pos + 5:pos + 5 + length]
+        pos += 5 + length
+    out, i = [], 0
+    while i + 4 <= len(data):
+        htype, hlen = data[i], int.from_bytes(data[i + 1:i + 4], "big")
+        out.append((htype, data[i + 4:i + 4 + hlen]))
+        if htype == 2:  # after the ServerHello the rest may be encrypted (TLS 1.3)
+            break
+        i += 4 + hlen
+    return out
+
+
+def _extensions(body: bytes, pos: int) -> dict[int, bytes]:
+    exts: dict[int, bytes] = {}
+    if pos + 2 > len(body):
+        return exts
+    end = min(len(body), pos + 2 + struct.unpack("!H", body[pos:pos + 2])[0])
+    pos += 2
+    while pos + 4 <= end:
+        etype, elen = struct.unpack("!HH", body[pos:pos + 4])
+        exts[etype] = body[pos + 4:pos + 4 + elen]
+        pos += 4 + elen
+    return exts
+
+
+def _grease(v: int) -> bool:
+    return (v & 0x0F0F) == 0x0A0A
+
+
+def parse_tls(flow: Flow) -> dict:
+    """What the handshake says: versions offered and chosen, cipher suite, server name."""
+    from scapy.layers.tls.crypto.suites import _tls_cipher_suites
+
+    info: dict = {"client_hello": False, "server_hello": False}
+    for htype, body in _handshakes(flow.c2s):
+        if htype != 1 or len(body) < 38:
+            continue
+        info["client_hello"] = True
+        legacy = struct.unpack("!H", body[:2])[0]
+        pos = 34
+        pos += 1 + body[pos]
+        pos += 2 + struct.unpack("!H", body[pos:pos + 2])[0]
+        pos += 1 + body[pos]
+        exts = _extensions(body, pos)
+        offered = [legacy]
+        if 0x002B in exts:
+            raw = exts[0x002B][1:]
+            offered = [v for v in struct.unpack(f"!{len(raw) // 2}H", raw[: len(raw) // 2 * 2]) if not _grease(v)]
+        info["offered"] = [TLS_VERSIONS.get(v, hex(v)) for v in offered]
+        info["offered_codes"] = offered
+        if 0x0000 in exts and len(exts[0x0000]) > 5:
+            info["server_name"] = exts[0x0000][5:].decode("ascii", "replace")
+        break
+    for htype, body in _handshakes(flow.s2c):
+        if htype != 2 or len(body) < 38:
+            continue
+        info["server_hello"] = True
+        version = struct.unpack("!H", body[:2])[0]
+        pos = 34
+        pos += 1 + body[pos]
+        suite = struct.unpack("!H", body[pos:pos + 2])[0]
+        exts = _extensions(body, pos + 3)
+        if 0x002B in exts and len(exts[0x002B]) == 2:
+            version = struct.unpack("!H", exts[0x002B])[0]
+        info["version"] = TLS_VERSIONS.get(version, hex(version))
+        info["version_code"] = version
+        info["cipher_suite"] = _tls_cipher_suites.get(suite, hex(suite))
+        break
+    return info
+
+
+def _ssh_ident(stream: bytes) -> str | None:
+    line = stream.split(b"\n", 1)[0].rstrip(b"\r")
+    return line.decode("ascii", "replace") if line.startswith(b"SSH-") else None
+
+
+def parse_ssh(flow: Flow) -> dict:
+    """Both identification lines and the server's offered algorithms (its KEXINIT is clear text)."""
+    info: dict = {"client_ident": _ssh_ident(flow.c2s), "server_ident": _ssh_ident(flow.s2c)}
+    nl = flow.s2c.find(b"\n")
+    pkt = flow.s2c[nl + 1:] if nl >= 0 else b""
+    if len(pkt) > 6 and pkt[5] == 20:  # SSH_MSG_KEXINIT
+        pos, names = 6 + 16, []
+        for _ in range(10):
+            if pos + 4 > len(pkt):
+                break
+            n = struct.unpack("!I", pkt[pos:pos + 4])[0]
+            names.append(pkt[pos + 4:pos + 4 + n].decode("ascii", "replace").split(","))
+            pos += 4 + n
+        if len(names) >= 10:
+            info["server_offers"] = {"kex": names[0], "host_key": names[1], "ciphers": names[2], "macs": names[4]}
+            info["weak_offered"] = sorted({a for group in names[:6] for a in group
+                                           if any(a.startswith(w) for w in WEAK_SSH_ALGORITHMS)})
+    return info
+
+
+# --- clear text -------------------------------------------------------------------------------
+
+
+def _printable(data: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+
+
+def excerpt(data: bytes, at: int, secrets: list[str]) -> str:
+    """A short readable piece of `data` around `at`, with secrets and long tokens masked."""
+    text = _printable(data[max(0, at - 40):at + 80])
+    for s in secrets:
+        if s:
+            text = text.replace(s, "********")
+    return re.sub(r"[A-Za-z0-9+/=_]{16,}", lambda m: f"{m[0][:4]}...({len(m[0])} chars)", text)
+
+
+def leak_markers(ixit, serial: str, password: str | None) -> list[tuple[str, re.Pattern[bytes]]]:
+    """What must never travel in clear text: serial, the lab password, credential words, carried data."""
+    markers = [(f"the serial number {serial!r}", re.compile(re.escape(serial.encode())))]
+    if password:
+        markers.append(("the device's login password", re.compile(re.escape(password.encode()))))
+    markers += [(f"credential word /{w.decode()}/", re.compile(w)) for w in CREDENTIAL_WORDS]
+    words: set[str] = set()
+    for mech in ixit.com_mech:
+        for phrase in mech.carries.what:
+            words |= {w.lower() for w in re.findall(r"[A-Za-z]{5,}", phrase) if w.lower() not in STOP_WORDS}
+    words |= {t.id.lower() for t in ixit.tel_data if len(t.id) >= 5}
+    markers += [(f"carried data {w!r} (IXIT 11/24)", re.compile(re.escape(w.encode()), re.IGNORECASE)) for w in sorted(words)]
+    return markers
+
+
+# --- the shared capture -------------------------------------------------------------------
+
+
+@dataclass
+class Traffic:
+    pcap: str
+    window_s: float
+    interval_s: float
+    flows: list[Flow]
+    exercised: dict[str, str] = field(default_factory=dict)  # mechanism id -> what the lab did
+
+
+@pytest.fixture(scope="module")
+def captures() -> dict[str, Traffic]:
+    """One capture per bench, shared by the three test cases of this module."""
+    return {}
+
+
+def _window(test_facts) -> tuple[float, float]:
+    interval = test_facts.telemetry_interval_seconds
+    if interval is None:
+        raise CertlabError("ixit: test_facts.telemetry_interval_seconds is not set; the lab needs it to know how long "
+                           "to watch the DUT's communication (add the telemetry interval in seconds)")
+    window = max(interval + MARGIN_S, interval * 1.5 + MARGIN_S)
+    if window > MAX_WINDOW_S:
+        raise CertlabError(f"ixit: test_facts.telemetry_interval_seconds {interval}: a capture of {window:.0f} s is longer "
+                           f"than the lab's bound of {MAX_WINDOW_S:.0f} s; capture this product by hand")
+    return interval, window
+
+
+def _exercise(bench, ixit, test_facts) -> dict[str, str]:
+    """Open the lab's own session on each remotely reachable mechanism it knows how to drive."""
+    done: dict[str, str] = {}
+    for mech in ixit.com_mech:
+        if not mech.remote_access or mech.port is None or mech.transport != "tcp":
+            continue
+        if mech.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            try:
+                with socket.create_connection((bench.config.network.address, mech.port), timeout=5) as raw:
+                    with ctx.wrap_socket(raw) as tls:
+                        done[mech.id] = f"TLS handshake by the lab ({tls.version()})"
+            except (OSError, ssl.SSLError) as exc:
+                done[mech.id] = f"TLS handshake by the lab failed: {exc}"
+        elif "ssh" in mech.protocol.lower() and mech.port == bench.config.ssh.port:
+            bench.ssh.close()  # a fresh connection: key exchange and password login in the capture
+            support.ssh_output(bench, test_facts.version_command)
+            done[mech.id] = f"SSH login by the lab and `{test_facts.version_command}`"
+    return done
+
+
+def traffic_for(captures: dict[str, Traffic], bench, net, ixit, test_facts, evidence) -> tuple[Traffic, bool]:
+    """The bench's capture (made now if this is the first of the three test cases); True if new."""
+    if bench.name in captures:
+        return captures[bench.name], False
+    interval, window = _window(test_facts)
+    pcap = evidence.path("communication.pcap")
+    with allure.step(f"capture the DUT's traffic for {window:.1f} s (telemetry every {interval:g} s)"):
+        start = time.monotonic()
+        with net.capture(pcap) as cap:
+            exercised = _exercise(bench, ixit, test_facts)
+            time.sleep(max(0.0, start + window - time.monotonic()))
+    with allure.step(f"reassemble {len(cap.packets)} packets into flows"):
+        flows = build_flows(cap.packets)
+    traffic = Traffic(str(pcap), window, interval, flows, exercised)
+    captures[bench.name] = traffic
+    return traffic, True
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def _flows_of(mech: ComMech, traffic: Traffic, dut: str) -> list[Flow]:
+    if mech.port is None:
+        return []
+    transport = mech.transport or "tcp"
+    if mech.remote_access:
+        return [f for f in traffic.flows if f.transport == transport and f.server == (dut, mech.port)]
+    return [f for f in traffic.flows if f.transport == transport and f.client[0] == dut and f.server[1] == mech.port]
+
+
+def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str]) -> tuple[dict, list[str]]:
+    """One ComMech entry against its flows: (summary, problems)."""
+    where = f"{mech.id} ({mech.peer}:{mech.port})"
+    flows = _flows_of(mech, traffic, dut)
+    summary: dict = {"mechanism": mech.id, "peer": mech.peer, "port": mech.port, "tls": mech.tls,
+                     "remote_access": mech.remote_access, "exercised_by_lab": traffic.exercised.get(mech.id),
+                     "flows": []}
+    problems: list[str] = []
+    if mech.port is None:
+        summary["note"] = "no port in 11-ComMech: not matched with the capture"
+        return summary, problems
+    if not flows:
+        if not mech.remote_access:
+            problems.append(f"{where}: no traffic to {mech.peer}:{mech.port} in {traffic.window_s:.0f} s although the "
+                            f"IXIT says the device communicates every {traffic.interval_s:g} s; its protection could "
+                            "not be observed")
+        elif mech.id in traffic.exercised:
+            raise NetworkFault(f"the lab's own session on {where} ({traffic.exercised[mech.id]}) is missing from the "
+                               f"capture {traffic.pcap}; the capture is not seeing the bench network")
+        else:
+            summary["note"] = "remotely reachable mechanism the lab cannot drive: not exercised"
+        return summary, problems
+    for flow in flows:
+        row: dict = {"flow": flow.name, "kind": flow.kind, "bytes_c2s": len(flow.c2s), "bytes_s2c": len(flow.s2c)}
+        if mech.tls:
+            if flow.kind != "tls":
+                first = flow.c2s or flow.s2c
+                problems.append(f"{where}: {flow.name} does not start with a TLS handshake record; first client bytes: "
+                                f"{excerpt(first, 0, secrets)!r}")
+            else:
+                tls = parse_tls(flow)
+                row["tls"] = {k: v for k, v in tls.items() if not k.endswith("_codes")}
+                old = [TLS_VERSIONS.get(v, hex(v)) for v in tls.get("offered_codes", []) if v < TLS12]
+                if tls.get("client_hello") and old and max(tls["offered_codes"]) < TLS12:
+                    problems.append(f"{where}: {flow.name}: the DUT offers at most {old[-1]} (IXIT: TLS 1.2 or newer)")
+                elif old:
+                    problems.append(f"{where}: {flow.name}: the DUT also offers {', '.join(old)}, open to downgrade "
+                                    "(best practice: TLS 1.2 or newer only)")
+                if tls.get("server_hello"):
+                    if tls["version_code"] < TLS12:
+                        problems.append(f"{where}: {flow.name}: negotiated {tls['version']}, older than TLS 1.2")
+                    if any(w in tls["cipher_suite"] for w in WEAK_CIPHER_WORDS):
+                        problems.append(f"{where}: {flow.name}: negotiated the broken cipher suite {tls['cipher_suite']}")
+                elif not tls.get("client_hello"):
+                    problems.append(f"{where}: {flow.name}: no ClientHello in the TLS records")
+        elif "ssh" in mech.protocol.lower():
+            ssh_info = parse_ssh(flow)
+            row["ssh"] = ssh_info
+            ident = ssh_info.get("server_ident") or ""
+            if not (ident.startswith("SSH-2.0-") or ident.startswith("SSH-1.99-")):
+                problems.append(f"{where}: {flow.name}: the server does not speak SSH 2 (identification {ident[:60]!r})")
+        summary["flows"].append(row)
+    return summary, problems
+
+
+def scan_clear_text(traffic: Traffic, markers, secrets: list[str]) -> tuple[list[dict], list[str]]:
+    """Every flow: confidential data in clear text. The login password is looked for in all bytes."""
+    findings, problems = [], []
+    for flow in traffic.flows:
+        clear = flow.kind == "clear"
+        for direction, data in (("client->server", flow.c2s), ("server->client", flow.s2c)):
+            if not data:
+                continue
+            hits = []
+            for what, rx in markers:
+                if not clear and what != "the device's login password":
+                    continue  # inside TLS/SSH only the password could show up by mistake
+                m = rx.search(data)
+                if m:
+                    hits.append((what, m.start()))
+            if hits:
+                text = excerpt(data, hits[0][1], secrets)
+                findings.append({"flow": flow.name, "direction": direction, "found": [h[0] for h in hits], "excerpt": text})
+                problems.append(f"clear text in {flow.name} ({direction}) carries {', '.join(h[0] for h in hits)}: {text!r}")
+    return findings, problems
+
+
+def _summary(traffic: Traffic, dut: str) -> list[dict]:
+    return [{"flow": f.name, "kind": f.kind, "packets": f.packets, "bytes_c2s": len(f.c2s), "bytes_s2c": len(f.s2c),
+             "dut_is": "client" if f.client[0] == dut else "server"} for f in traffic.flows]
+
+
+def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_facts, evidence) -> None:
+    dut = bench.config.network.address
+    traffic, new = traffic_for(captures, bench, net, ixit, test_facts, evidence)
+    if not new:  # the plugin attaches new evidence files; this one was made by an earlier test case
+        allure.attach.file(traffic.pcap, name=f"{case} (shared) communication.pcap",
+                           attachment_type=allure.attachment_type.PCAP)
+    password = bench.ssh_password()
+    secrets = [password] if password else []
+    mechs = [m for m in ixit.com_mech if select(m)]
+    problems: list[str] = []
+    checked = []
+    with allure.step(f"check {len(mechs)} mechanism(s) of 11-ComMech in scope ({scope})"):
+        for mech in mechs:
+            summary, found = check_mechanism(mech, traffic, dut, secrets)
+            checked.append(summary)
+            problems += found
+    with allure.step("look for confidential data in clear text (every flow)"):
+        findings, found = scan_clear_text(traffic, leak_markers(ixit, bench.config.dut.serial, password), secrets)
+        problems += found
+    evidence.json("flows", {"pcap": traffic.pcap, "window_s": traffic.window_s, "interval_s": traffic.interval_s,
+                            "scope": scope, "mechanisms": checked, "clear_text_findings": findings,
+                            "flows": _summary(traffic, dut), "problems": problems})
+    if not mechs:
+        evidence.text("note.txt", f"no 11-ComMech entry is in scope ({scope}); only the clear-text scan applied\n")
+    if problems:
+        raise DutError(f"{len(problems)} problem(s) in the DUT's communication: " + " | ".join(problems))
+
+
+@pytest.mark.etsi("5.5-1-2")
+def test_5_5_1_2_best_practice_crypto(dut, bench, net, ixit, test_facts, captures, evidence):
+    """Every 11-ComMech mechanism uses the protocol the IXIT names (TLS >= 1.2, SSH 2); nothing leaks in clear."""
+    run_case("5.5-1-2", "all mechanisms", lambda m: True, captures, bench, net, ixit, test_facts, evidence)
+
+
+@pytest.mark.etsi("5.5-7-2")
+def test_5_5_7_2_csp_confidential_in_transit(dut, bench, net, ixit, test_facts, captures, evidence):
+    """Mechanisms carrying credentials (CSPs) keep them confidential: encrypted as documented, never in clear."""
+    run_case("5.5-7-2", "mechanisms carrying credentials", lambda m: m.carries.credentials,
+             captures, bench, net, ixit, test_facts, evidence)
+
+
+@pytest.mark.etsi("5.8-1-2")
+def test_5_8_1_2_personal_data_protected_in_transit(dut, bench, net, ixit, test_facts, captures, evidence):
+    """Mechanisms carrying personal data protect it with best-practice cryptography; none of it travels in clear."""
+    run_case("5.8-1-2", "mechanisms carrying personal data",
+             lambda m: m.carries.personal_data or m.carries.sensitive_personal_data,
+             captures, bench, net, ixit, test_facts, evidence)
