@@ -15,6 +15,15 @@ from pathlib import Path
 
 from _common import median, open_bench, sim_lab
 
+from lab.sim.lab import processes_mentioning
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
 
 def rss_kib(pid: int) -> int:
     try:
@@ -24,19 +33,6 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def processes_mentioning(text: str) -> dict[int, str]:
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmd:
-                found[int(entry.name)] = cmd
-    return found
 
 
 def main() -> None:
@@ -59,7 +55,7 @@ def main() -> None:
             with ThreadPoolExecutor(n) as pool:
                 list(pool.map(boot, benches))
             reach_s = time.monotonic() - t1
-            procs = processes_mentioning(f"/tmp/certlab-sim/bup/")
+            procs = {pid: cmdline(pid) for pid in processes_mentioning("/tmp/certlab-sim/bup/")}
             dut_rss = []
             for name in inv.benches:
                 dut = [pid for pid, cmd in procs.items() if "lab.sim.dut" in cmd and f"/bup/{name} " in cmd + " "]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab.catalog import Catalog, load_catalog, normalise_edition
-from lab.catalog.yamlfile import read_yaml, validation_line
+from lab.yamlfile import read_yaml, validation_line
 from lab.errors import CertlabError, LabFault
 from lab.ixit import LIST_NAMES, Ixit
 

@@ -13,12 +13,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.errors import InventoryError
 from lab.flaws import FLAWS, LAB_FAULTS
 from lab.secrets import SecretRef
+from lab.yamlfile import read_yaml
 
 
 class _Model(BaseModel):
@@ -230,47 +230,6 @@ _FIXES = {
 }
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML silently keeps the last of two equal keys; a lab must hear about it."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # `<<: *anchor` merges defaults; the keys after it may override them
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise InventoryError(
-                f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                f"(first at line {seen[key]}); each bench and field may appear once"
-            )
-        seen[key] = key_node.start_mark.line + 1
-    loader.flatten_mapping(node)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InventoryError(f"{path}: file not found; pass an existing inventory with -i") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"{path}: cannot read the inventory ({exc}); check the file") from None
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except InventoryError as exc:
-        raise InventoryError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InventoryError(f"{path}: YAML syntax error at {where}{problem}; fix the YAML") from None
-
-
 def _hosts(data: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Walk the Ansible group tree and return (group vars of 'all', {host: merged vars})."""
     root = data.get("all", data)
@@ -329,7 +288,7 @@ def _error_line(path: Path, bench: str | None, exc: ValidationError) -> str:
 def load_inventory(path: str | Path) -> Inventory:
     """Read and validate an inventory; raise InventoryError with one clear line on any problem."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path, InventoryError, "inventory")
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: an inventory is a mapping with an 'all' group; see inventory/sim.yaml")
     all_vars, hosts = _hosts(data, path)

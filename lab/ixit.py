@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from lab.catalog.yamlfile import read_yaml, validation_line
+from lab.yamlfile import read_yaml, validation_line
 from lab.errors import CertlabError
 
 _EXAMPLE = "see inventory/products/TH-100/ixit.yaml"

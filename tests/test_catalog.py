@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from lab.catalog import CatalogError, load_catalog, normalise_edition
 from lab.catalog.cli import app, catalog
 from lab.catalog.models import CatalogFile
-from lab.catalog.yamlfile import parse_yaml
+from lab.yamlfile import parse_yaml
 from lab.flaws import FLAWS
 
 AUTOMATED_V2 = {"5.1-1-2", "5.1-2-2", "5.1-4-2", "5.1-5-2", "5.3-2-2", "5.3-10-1", "5.5-1-2", "5.5-7-2", "5.6-1-2",

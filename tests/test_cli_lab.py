@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.sim.genlab import write_sim_inventory
+from lab.sim.lab import processes_mentioning
 from lab.sim.netns import unavailable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,17 +23,8 @@ def certlab(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
                           cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
 
 
-def leftovers(lab: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if f"/tmp/certlab-sim/{lab}/" in cmd or f"/tmp/certlab-sim/{lab} " in cmd:
-                found.append(cmd)
-    return found
+def leftovers(lab: str) -> list[int]:
+    return processes_mentioning(f"/tmp/certlab-sim/{lab}/")
 
 
 def test_up_check_run_down(tmp_path: Path):

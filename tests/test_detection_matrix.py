@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventory" / "sim-flaws.yaml"
 SUITES = ROOT / "testsuites" / "en303645"
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"needs network namespaces: {unavailable_reason()}")
+pytestmark = [
+    pytest.mark.skipif(unavailable_reason() is not None, reason=f"needs network namespaces: {unavailable_reason()}"),
+    pytest.mark.timeout(1800),  # every suite on 15 benches at once
+]
 
 
 @pytest.fixture(scope="module")

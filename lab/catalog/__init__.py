@@ -30,7 +30,7 @@ from lab.catalog.models import (
     Status,
     TestCase,
 )
-from lab.catalog.yamlfile import parse_yaml, validation_line
+from lab.yamlfile import parse_yaml, validation_line
 from lab.errors import CertlabError
 
 __all__ = [

@@ -83,8 +83,8 @@ def _running(pid: int | None, marker: str) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z" and marker.encode() in cmdline
 
 
-def _mentioning(marker: str) -> list[int]:
-    """Every live process whose command line mentions marker (except this one)."""
+def processes_mentioning(marker: str) -> list[int]:
+    """Every live process whose command line mentions marker (except this one); proves `down` left none."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid() and _running(int(entry.name), marker):
@@ -399,7 +399,7 @@ class SimLab:
         recorded = [pid for f in pid_files if (pid := _read_pid(f))]
         deadline = time.monotonic() + timeout
         while True:
-            alive = [p for p in recorded if _running(p, self.marker)] + _mentioning(self.marker)
+            alive = [p for p in recorded if _running(p, self.marker)] + processes_mentioning(self.marker)
             if not alive:
                 break
             if time.monotonic() > deadline:
