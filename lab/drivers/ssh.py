@@ -143,12 +143,22 @@ class SSHDriver:
 
     # --- commands --------------------------------------------------------------------------
     def _exec(self, command: str, timeout: float, stdin: bytes | None) -> tuple[int, bytes, bytes, float]:
-        client = self.connect()
-        start = time.monotonic()
+        for fresh in (False, True):
+            reused = self._client is not None
+            client = self.connect()
+            start = time.monotonic()
+            try:
+                chan = client.get_transport().open_session(timeout=self.timeout)
+                chan.settimeout(0.2)
+                chan.exec_command(command)
+                break
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self._drop()
+                # A kept connection may belong to a DUT that has rebooted since: the command never
+                # started, so one retry on a new connection is safe.
+                if fresh or not reused:
+                    raise SSHUnreachable(f"{self.where}: could not start {command!r} ({exc})", bench=self.bench) from None
         try:
-            chan = client.get_transport().open_session(timeout=self.timeout)
-            chan.settimeout(0.2)
-            chan.exec_command(command)
             if stdin is not None:
                 chan.sendall(stdin)
             chan.shutdown_write()
@@ -242,7 +252,7 @@ class SSHDriver:
             return None
 
     # --- measurements ----------------------------------------------------------------------
-    def try_login(self, user: str, password: str, *, timeout: float = 10) -> LoginAttempt:
+    def try_login(self, user: str, password: str, *, timeout: float = 10, secret: bool = True) -> LoginAttempt:
         """One password login on a fresh connection; the outcome, never an exception."""
         start = time.monotonic()
 
@@ -253,7 +263,8 @@ class SSHDriver:
             return attempt
 
         if self.transcript is not None:
-            self.transcript.add_secret(password)
+            if secret:  # a public factory default (admin, 1234) is evidence, not a secret
+                self.transcript.add_secret(password)
         with self._steps.step("ssh login attempt", bench=self.bench, user=user):
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=timeout)

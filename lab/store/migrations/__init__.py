@@ -1,0 +1,49 @@
+"""Run the store's Alembic migrations from code, from a source tree or an installed package.
+
+The script location is this folder, found through `__file__`, so no alembic.ini is needed. The
+upgrade runs in one transaction holding the database's write lock (SQLite `BEGIN IMMEDIATE`,
+a PostgreSQL advisory lock), so two orchestrators starting at once migrate once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:
+    from lab.store.db import Store
+
+HERE = Path(__file__).resolve().parent
+PG_LOCK_KEY = 0x0CE87_1AB  # any constant: the advisory lock that serialises migrations
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(store: Store, revision: str = "head") -> None:
+    """Bring the schema to `revision`; a no-op when it is already there."""
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

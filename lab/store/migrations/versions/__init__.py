@@ -1,0 +1,1 @@
+"""Alembic revisions of the result store (loaded by Alembic, not imported)."""

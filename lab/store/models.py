@@ -1,0 +1,225 @@
+"""The result store's tables, as SQLAlchemy 2 typed declarative models.
+
+One schema for SQLite and PostgreSQL: only portable column types, timestamps always UTC-aware
+(`UtcDateTime`), JSON for lists and payloads. The schema itself is created by the Alembic
+migrations in `lab.store.migrations`, never by `metadata.create_all`, so that a database
+created today can be upgraded tomorrow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+VERDICTS = ("PASS", "FAIL", "NOT_APPLICABLE", "INCONCLUSIVE")
+RUN_STATES = ("pending", "running", "finished", "interrupted", "cancelled")
+BENCH_STATES = ("available", "leased", "quarantined")
+QUEUE_STATES = ("pending", "claimed", "done", "failed", "cancelled")
+
+# Deterministic constraint names, so that later migrations can refer to them on both backends.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores UTC, returns aware UTC datetimes: SQLite keeps no zone and PostgreSQL would
+    otherwise read naive values in the session's zone, so lease expiry would drift."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("store timestamps must be timezone-aware (use datetime.now(timezone.utc))")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Run(Base):
+    """One campaign: chosen suites on chosen benches for one booking."""
+
+    __tablename__ = "runs"
+    __table_args__ = (CheckConstraint(_one_of("status", RUN_STATES), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    edition: Mapped[str] = mapped_column(String(64))
+    lab: Mapped[str | None] = mapped_column(String(128))
+    inventory_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    operator: Mapped[str | None] = mapped_column(String(256))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    results: Mapped[list[TestResult]] = relationship(back_populates="run", order_by="TestResult.id")
+
+
+class Bench(Base):
+    """A test station. `state` mirrors the lease for quick listing; the Lease row is the truth."""
+
+    __tablename__ = "benches"
+    __table_args__ = (CheckConstraint(_one_of("state", BENCH_STATES), name="state"),)
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    lab: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    capabilities: Mapped[list[Any]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(16), default="available")
+    fault_count: Mapped[int] = mapped_column(Integer, default=0)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sample(Base):
+    """A physical DUT unit; its history (chain of custody) is the results and events naming it."""
+
+    __tablename__ = "samples"
+    __table_args__ = (UniqueConstraint("model", "serial", name="uq_samples_model_serial"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime | None]
+    condition: Mapped[str | None] = mapped_column(Text)
+
+
+class TestResult(Base):
+    """One verdict per (run, bench, test node): the unique key is what makes resume exactly-once."""
+
+    __tablename__ = "test_results"
+    __test__ = False  # not a pytest class
+    __table_args__ = (
+        UniqueConstraint("run_id", "bench", "nodeid", name="uq_test_results_run_bench_nodeid"),
+        CheckConstraint(_one_of("verdict", VERDICTS), name="verdict"),
+        Index("ix_test_results_run_id_bench", "run_id", "bench"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    bench: Mapped[str] = mapped_column(String(128))  # a name, not a key: history outlives benches
+    sample_id: Mapped[int | None] = mapped_column(ForeignKey("samples.id"))
+    dut_serial: Mapped[str | None] = mapped_column(String(128))
+    firmware: Mapped[str | None] = mapped_column(String(64))  # at test time: updates change it
+    nodeid: Mapped[str] = mapped_column(String(1024))
+    test: Mapped[str | None] = mapped_column(String(256))
+    test_case: Mapped[str | None] = mapped_column(String(64))
+    provision: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[list[Any]] = mapped_column(default=list)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    final: Mapped[bool] = mapped_column(default=True)
+    duration: Mapped[float | None] = mapped_column(Double)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    run: Mapped[Run] = relationship(back_populates="results")
+    evidence_files: Mapped[list[Evidence]] = relationship(
+        back_populates="result", order_by="Evidence.id", cascade="all, delete-orphan")
+
+
+class Evidence(Base):
+    """A file attached to a result, with its hash as it was when recorded."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("test_results.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+
+    result: Mapped[TestResult] = relationship(back_populates="evidence_files")
+
+
+class Event(Base):
+    """Append-only log (database triggers refuse UPDATE and DELETE): what happened, when."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_run_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
+    bench: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """A bench reservation. One row per bench; free when `holder` is NULL or `expires_at` passed."""
+
+    __tablename__ = "leases"
+
+    bench: Mapped[str] = mapped_column(ForeignKey("benches.name"), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(256))
+    acquired_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+
+
+class QueuedRun(Base):
+    """A pending run waiting for a bench of its DUT model with the capabilities it needs."""
+
+    __tablename__ = "queued_runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", QUEUE_STATES), name="state"),
+        Index("ix_queued_runs_pick", "state", "model", "priority", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher first
+    model: Mapped[str] = mapped_column(String(128))
+    capabilities: Mapped[list[Any]] = mapped_column(default=list)  # required, all of them
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(256))
+    claimed_at: Mapped[datetime | None]
+    bench: Mapped[str | None] = mapped_column(String(128))
+    run_id: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,224 @@
+"""5.6 Minimise exposed attack surfaces: the functional test cases 5.6-1-2 and 5.6-4-2.
+
+EN 303 645 5.6-1 requires unused network and logical interfaces to be disabled; 5.6-4 that a
+physically accessible debug interface be disabled or protected. TS 103 701 probes the DUT as a
+black box and compares what it finds with IXIT 15-Intf (and 28-ExtAPI): every open port must be
+a documented, enabled interface, and the serial console the IXIT says needs authentication must
+ask for it. Ports, statuses and prompts come from the IXIT and the inventory, never from the
+simulator.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import allure
+import pytest
+
+from lab.errors import CertlabError, DutError, ExpectTimeout
+from lab.ixit import Ixit
+
+# Beyond 1-10000: high ports where embedded devices often leave services (vendor backdoors,
+# UPnP/TR-064 stacks, management agents, test shells), checked in addition to the IXIT's ports.
+COMMON_HIGH_TCP = (10001, 10243, 10443, 12345, 16992, 16993, 18080, 20000, 23231, 31337, 32764, 37215,
+                   37777, 49152, 49153, 50000, 52869, 55443, 60000, 65000, 65535)
+# A small UDP scan: discovery, management and IoT protocols.
+COMMON_UDP = (53, 67, 69, 123, 137, 161, 500, 1900, 5353, 5683, 5684, 47808)
+TCP_RANGE = range(1, 10001)
+# Kernels answer closed UDP ports with ICMP unreachables at about 1/s after a burst of 6, so UDP
+# ports are probed 6 at a time, spaced (the TCP scan between the first two groups).
+UDP_GROUP, ICMP_REFILL_SECONDS = 6, 6.5
+
+
+def _documented(ixit: Ixit) -> dict[tuple[str, int], dict]:
+    """(transport, port) -> what the IXIT says about it (15-Intf network entries, 28-ExtAPI)."""
+    docs: dict[tuple[str, int], dict] = {}
+    for intf in ixit.intf:
+        if intf.port is not None and intf.transport is not None:
+            docs[(intf.transport, intf.port)] = {"id": intf.id, "status": intf.status, "protocol": intf.protocol}
+    for api in ixit.ext_api:
+        if api.port is not None and api.transport is not None and (api.transport, api.port) not in docs:
+            status = ixit.interface(api.interface).status
+            docs[(api.transport, api.port)] = {"id": f"28-ExtAPI {api.id}", "status": status, "protocol": api.protocol}
+    return docs
+
+
+def _printable(data: bytes) -> str:
+    """Bytes a service sent, telnet negotiation removed, as one readable line."""
+    data = re.sub(rb"\xff\xfa.*?\xff\xf0", b"", data, flags=re.S)  # telnet subnegotiation
+    data = re.sub(rb"\xff[\xfb-\xfe].", b"", data)  # telnet WILL/WONT/DO/DONT
+    text = data.decode("utf-8", "replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:200]
+
+
+def _banner(address: str, port: int, timeout: float = 1.5) -> str:
+    """What a TCP service says first (or after an empty line): the evidence that names it."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            s.settimeout(0.3)
+            data = b""
+            for nudge in (None, b"\r\n"):
+                if nudge:
+                    s.sendall(nudge)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and len(data) < 1024:
+                    try:
+                        chunk = s.recv(1024)
+                    except (TimeoutError, socket.timeout):
+                        if _printable(data):
+                            break
+                        continue
+                    if not chunk:
+                        break
+                    data += chunk
+                if _printable(data):
+                    break
+    except OSError as exc:
+        return f"(no banner: {exc})"
+    return _printable(data) or "(no banner)"
+
+
+@pytest.mark.etsi("5.6-1-2")
+@pytest.mark.timeout(600)  # a SYN scan of 10000 ports takes about 20 s idle, minutes on a loaded lab PC
+def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence):
+    """Every open port is a documented, enabled interface of IXIT 15-Intf (5.6-1).
+
+    TCP scan of ports 1-10000, the IXIT's ports and common high ports; a small UDP scan. An
+    undocumented open port (or one the IXIT says is disabled) FAILs, named with its banner.
+    Documented enabled interfaces found closed are reported in the evidence. Side effects: none
+    (probe packets; one connection per open port to read its banner).
+    """
+    docs = _documented(ixit)
+    address = bench.config.network.address
+    ssh_port = bench.config.ssh.port
+    if ("tcp", ssh_port) in docs:
+        with allure.step("wait until the DUT's documented SSH service answers (services are up)"):
+            bench.ssh.wait_reachable(timeout=bench.strategy.boot_timeout)
+    named = {(c.transport, c.port) for c in ixit.com_mech if c.port and c.transport} | set(docs)  # every port the IXIT names
+    tcp_ports = sorted({*TCP_RANGE, *COMMON_HIGH_TCP, *(p for (t, p) in named if t == "tcp")})
+    udp_ports = sorted({*COMMON_UDP, *(p for (t, p) in named if t == "udp")})
+    groups = [udp_ports[i:i + UDP_GROUP] for i in range(0, len(udp_ports), UDP_GROUP)]
+    udp: dict[int, str] = {}
+    with allure.step(f"UDP scan of {len(udp_ports)} ports, part 1"):
+        udp.update(net.scan_udp(groups[0], passes=1))
+    with allure.step(f"TCP scan of {len(tcp_ports)} ports (1-10000, the IXIT's and common high ports)"):
+        scan = net.scan_tcp(tcp_ports)
+        passes = [{"method": scan.method, "seconds": round(scan.seconds, 3), "open": list(scan),
+                   "closed": scan.closed, "no_answer": scan.filtered}]
+        open_tcp = set(scan)
+        if scan.filtered:  # a lost reply must not hide a port: one more pass
+            again = net.scan_tcp(tcp_ports)
+            passes.append({"method": again.method, "seconds": round(again.seconds, 3), "open": list(again),
+                           "closed": again.closed, "no_answer": again.filtered})
+            open_tcp |= set(again)
+    for n, group in enumerate(groups[1:], start=2):
+        with allure.step(f"UDP scan of {len(udp_ports)} ports, part {n}"):
+            if n > 2:
+                time.sleep(ICMP_REFILL_SECONDS)
+            udp.update(net.scan_udp(group, passes=1))
+    open_udp = {p for p, state in udp.items() if state == "open"}
+    found = [("tcp", p) for p in sorted(open_tcp)] + [("udp", p) for p in sorted(open_udp)]
+    banners: dict[str, str] = {}
+    with allure.step("read the banner of every open TCP port"):
+        for transport, port in found:
+            if transport == "tcp":
+                banners[f"tcp/{port}"] = _banner(address, port)
+    problems: list[str] = []
+    for key in found:
+        doc = docs.get(key)
+        where = f"{key[0]}/{key[1]}"
+        banner = banners.get(where, "")
+        said = f", banner {banner!r}" if banner and not banner.startswith("(") else ""
+        if doc is None:
+            problems.append(f"undocumented open port {where}{said} (not in IXIT 15-Intf)")
+        elif doc["status"] == "disabled":
+            problems.append(f"{where} is open but IXIT 15-Intf {doc['id']} says it is disabled{said}")
+    expected_open = [f"{t}/{p} ({d['id']})" for (t, p), d in sorted(docs.items()) if d["status"] == "enabled"]
+    closed_documented = [f"{t}/{p} ({d['id']})" for (t, p), d in sorted(docs.items())
+                         if d["status"] == "enabled" and (t, p) not in found
+                         and not (t == "udp" and udp.get(p) == "open|filtered")]
+    if closed_documented:
+        with allure.step(f"documented as enabled but found closed: {', '.join(closed_documented)}"):
+            pass
+    evidence.json("scan", {
+        "address": address,
+        "tcp": {"ports_scanned": len(tcp_ports), "ranges": "1-10000 + IXIT + common high ports", "passes": passes,
+                "open": sorted(open_tcp)},
+        "udp": {"ports_scanned": udp_ports, "states": udp,
+                "undetermined": [p for p, state in udp.items() if state == "open|filtered"]},
+        "banners": banners,
+        "documented": {f"{t}/{p}": d for (t, p), d in sorted(docs.items())},
+        "documented_enabled_expected_open": expected_open,
+        "documented_enabled_found_closed": closed_documented,
+        "all_documented_enabled_open": not closed_documented,
+        "undocumented_or_disabled_open": problems,
+    })
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.etsi("5.6-4-2", v3="5.6-4A-2")
+def test_5_6_4_2_debug_console_requires_login(bench, ixit, evidence):
+    """The serial console gives no shell without logging in, as IXIT 15-Intf documents (5.6-4).
+
+    Powers the DUT up through the bench strategy, waits for the boot banner and for the console
+    to settle, presses Enter: the console must ask to log in (login or password prompt), and a
+    wrong password must not give a shell. A shell prompt without a login FAILs. Side effects: a
+    power cycle; the DUT is left booted at its login prompt.
+    """
+    consoles = [i for i in ixit.intf if i.kind == "physical" and i.debug]
+    if not consoles:
+        raise CertlabError("ixit: 15-Intf documents no physical debug interface, but the ICS says 5.6-4 applies; "
+                           "correct one of them")
+    protected = [i for i in consoles if i.status != "disabled" and i.authentication]
+    disabled = [i for i in consoles if i.status == "disabled"]
+    if not protected and not disabled:
+        raise CertlabError(f"ixit: 15-Intf: debug interface(s) {', '.join(i.id for i in consoles)} are enabled "
+                           "without authentication; the IXIT itself contradicts 5.6-4 (see 5.6-4-1)")
+    p = bench.prompts
+    con = bench.console
+    report: dict = {"interfaces": [{"id": i.id, "status": i.status, "authentication": list(i.authentication)}
+                                   for i in consoles], "prompts": {"login": p.login_prompt, "password": p.password_prompt,
+                                                                   "shell": p.shell_prompt}}
+    with allure.step("power the DUT on and wait for its boot banner"):
+        report["boot_banner_seconds"] = round(bench.strategy.power_cycle(), 3)
+    with allure.step("let the boot finish, then press Enter on the console"):
+        settle = time.monotonic()
+        boot_log = con.read_until_quiet(quiet=1.0, timeout=bench.strategy.boot_timeout)
+        report["settled_after_seconds"] = round(time.monotonic() - settle, 3)
+        con.sendline("")
+        try:
+            first = con.expect([p.shell_prompt, p.login_prompt, p.password_prompt], timeout=bench.strategy.boot_timeout)
+        except ExpectTimeout as exc:
+            if protected:
+                raise DutError(f"the console ({protected[0].id}) showed no login prompt after boot and Enter "
+                               f"although the IXIT says it requires authentication; last output: {exc.tail[-150:]!r}") from None
+            first = None  # a disabled console that stays silent is what the IXIT says
+    seen = (boot_log + (first.before + first.match.group(0) if first else ""))[-400:]
+    report["console_after_enter"] = seen
+    report["first_prompt"] = ["shell", "login", "password"][first.index] if first else "none"
+    report["strategy_saw_unauthenticated_console"] = bench.strategy.unauthenticated_console  # from earlier logins
+    evidence.json("console", report)
+    shell_without_login = first is not None and first.index == 0
+    assert not shell_without_login, (
+        "the serial console gave a shell prompt without any login after boot + Enter "
+        f"(IXIT 15-Intf {', '.join(i.id for i in consoles)} says it needs authentication); "
+        f"console: {seen[-120:]!r}")
+    if first is None:
+        return  # a disabled console that stays silent: nothing to log in to
+    with allure.step("a wrong password must not give a shell"):
+        user = bench.config.ssh.user
+        if first.index == 1:
+            con.sendline(user)
+            con.expect(p.password_prompt, timeout=10)
+        con.sendline(f"wrong-{time.monotonic_ns() % 10**8}", secret=True)
+        try:
+            after = con.expect([p.shell_prompt, p.login_incorrect, p.login_prompt], timeout=15)
+        except ExpectTimeout as exc:
+            raise DutError(f"after a wrong console password the DUT neither refused nor answered: {exc}") from None
+        report["wrong_password"] = ["shell", "login incorrect", "login prompt again"][after.index]
+        evidence.json("console", report)
+        shell_after_wrong = after.index == 0
+        assert not shell_after_wrong, "the serial console gave a shell after a wrong password"
