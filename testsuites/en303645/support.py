@@ -226,3 +226,19 @@ def restore_power_after_cut(bench: Bench, facts: TestFacts, *, why: str, off_tim
     except SSHUnreachable as exc:
         raise DutError(f"after {why}, SSH never came back: {exc.cause}") from None
     return {"boot_banner_s": round(boot, 3), "ssh_back_s": round(back, 3)}
+
+
+def measure_update_window(bench: Bench, facts: TestFacts, mech: UpdMech, data: bytes, header: FirmwareImage,
+                          local: Path, evidence) -> tuple[float, str]:
+    """One undisturbed install of a genuine release: its duration is the window power cuts aim at.
+
+    Returns (window seconds, the apply command); a DUT that refuses its own vendor's release
+    leaves nothing to interrupt, so the test cannot run (INCONCLUSIVE, not FAIL).
+    """
+    calib = apply_update(bench, facts, mech, data, image=f"genuine release {header.version}", local=local)
+    evidence.json("update-calibration", vars(calib))
+    if calib.exit_status != 0:
+        raise CertlabError(f"the DUT refused the genuine release {header.version} ({calib.describe()}); "
+                           "without an update to interrupt this test cannot run")
+    command = mech.delivery.apply_command.format(path=shlex.quote(mech.delivery.upload_path))
+    return min(calib.seconds, facts.update_seconds), command

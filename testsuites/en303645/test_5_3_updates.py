@@ -20,7 +20,6 @@ DUT's power `--power-cuts` times. All tests leave the DUT booted and reachable o
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import allure
@@ -151,15 +150,8 @@ def test_5_3_2_2_power_loss_during_update_leaves_bootable_device(dut, bench, ixi
     data, header = support.release_image(firmware_dir, test_facts, "newer")
     local = evidence.path("power-loss-newer.clfw")
     with allure.step("measure an undisturbed update (the window for the cuts)"):
-        calib = support.apply_update(bench, test_facts, mech, data, image=f"genuine release {header.version}",
-                                     local=local)
-        evidence.json("power-loss-calibration", vars(calib))
-        if calib.exit_status != 0:
-            raise CertlabError(f"the DUT refused the genuine release {header.version} ({calib.describe()}); "
-                                       "without an update to interrupt this test cannot run")
-    window = min(calib.seconds, test_facts.update_seconds)
+        window, command = support.measure_update_window(bench, test_facts, mech, data, header, local, evidence)
     rows: list[dict] = []
-    command = mech.delivery.apply_command.format(path=shlex.quote(mech.delivery.upload_path))
     try:
         for i in range(1, power_cuts + 1):
             at = rng.uniform(0.05, 0.95) * window

@@ -187,14 +187,7 @@ def test_5_9_2_2_recovers_cleanly_after_power_loss(dut, bench, ixit, test_facts,
             local = evidence.path("newer.clfw")
             with allure.step("phase b: power cuts while an update is written"):
                 probe.write(bench, _long_value(rng, "b"))
-                calib = support.apply_update(bench, test_facts, mech, data, image=f"genuine release {header.version}",
-                                             local=local)
-                evidence.json("update-calibration", vars(calib))
-                if calib.exit_status != 0:
-                    raise CertlabError(f"the DUT refused the genuine release {header.version} ({calib.describe()}); "
-                                       "no update to interrupt")
-                window = min(calib.seconds, test_facts.update_seconds)
-                command = mech.delivery.apply_command.format(path=shlex.quote(mech.delivery.upload_path))
+                window, command = support.measure_update_window(bench, test_facts, mech, data, header, local, evidence)
                 for i in range(1, power_cuts + 1):
                     at = rng.uniform(0.05, 0.95) * window
                     why = f"a power cut {at:.2f} s into installing {header.version} (update cut {i} of {power_cuts})"
