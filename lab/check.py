@@ -15,6 +15,7 @@ from pathlib import Path
 from lab.bench import Bench
 from lab.errors import CertlabError, DutError, LabFault
 from lab.inventory import Inventory
+from lab.strategy import BenchState
 
 
 @dataclass
@@ -42,32 +43,83 @@ def _describe(exc: Exception) -> str:
     return f"error: {type(exc).__name__}: {exc}"
 
 
+def probe(bench: Bench, *, ssh_timeout: float = 30.0) -> CheckResult:
+    """Power, console boot and SSH login on an open bench; each layer's failure is reported, not raised."""
+    result = CheckResult(bench.name)
+    try:
+        result.power = f"ok ({bench.power.identify()})"
+    except Exception as exc:  # noqa: BLE001 - each layer's failure is reported, not raised
+        result.power = _describe(exc)
+        result.problems.append(f"power: {result.power}")
+        return result
+    try:
+        result.boot_seconds = bench.strategy.power_cycle()
+        result.console = "ok (boot banner seen)"
+    except Exception as exc:  # noqa: BLE001
+        result.console = _describe(exc)
+        result.problems.append(f"console: {result.console}")
+        return result
+    try:
+        result.ssh_seconds = bench.ssh.wait_reachable(timeout=ssh_timeout)
+        start = time.monotonic()
+        bench.ssh.run("true", timeout=ssh_timeout, check=True)
+        result.ssh = f"ok (login + command in {time.monotonic() - start:.2f} s)"
+    except Exception as exc:  # noqa: BLE001
+        result.ssh = _describe(exc)
+        result.problems.append(f"ssh: {result.ssh}")
+    return result
+
+
+def health_check(bench: Bench, *, ssh_timeout: float = 30.0) -> None:
+    """The probe a bench passes before it takes work; raises the LabFault that makes it unfit.
+
+    Only lab faults count: a sample that misbehaves is the tests' business, not the bench's.
+    The probe leaves the DUT booted, so the first test does not pay for a second boot.
+    """
+    fault: LabFault | None = None
+
+    def keep(exc: Exception) -> None:
+        nonlocal fault
+        if isinstance(exc, LabFault) and fault is None:
+            fault = exc
+
+    try:
+        bench.power.identify()
+        if bench.power.is_on():
+            if _answers_while_on(bench):
+                return
+            bench.strategy.power_cycle()
+        else:  # switch on and boot: the first test then finds it booted instead of cycling it again
+            bench.strategy.transition(BenchState.OFF)
+            bench.strategy.transition(BenchState.BOOTED)
+        bench.ssh.wait_reachable(timeout=ssh_timeout)
+        bench.ssh.run("true", timeout=ssh_timeout, check=True)
+    except Exception as exc:  # noqa: BLE001 - anything but a lab fault is left to the tests
+        keep(exc)
+    if fault is not None:
+        raise fault
+
+
+def _answers_while_on(bench: Bench) -> bool:
+    """The quick path: a powered DUT that answers a newline on the console and a command over
+    SSH proves relay, console and network without the cost of a boot. Anything less takes the
+    full probe, whose power cycle tells a silent console (lab) from a DUT that does not boot."""
+    try:
+        before = bench.console.bytes_received
+        bench.console.sendline("")
+        bench.console.read_until_quiet(quiet=0.3, timeout=3.0)
+        if bench.console.bytes_received <= before:
+            return False
+        bench.ssh.run("true", timeout=10.0, check=True)
+        return True
+    except Exception:  # noqa: BLE001 - the full probe will say what is wrong
+        return False
+
+
 def check_bench(inventory: Inventory, name: str, evidence_dir: Path, *, ssh_timeout: float = 30.0) -> CheckResult:
-    result = CheckResult(name)
     bench = Bench(inventory, name, evidence_dir=evidence_dir / name)
     try:
-        try:
-            result.power = f"ok ({bench.power.identify()})"
-        except Exception as exc:  # noqa: BLE001 - each layer's failure is reported, not raised
-            result.power = _describe(exc)
-            result.problems.append(f"power: {result.power}")
-            return result
-        try:
-            result.boot_seconds = bench.strategy.power_cycle()
-            result.console = "ok (boot banner seen)"
-        except Exception as exc:  # noqa: BLE001
-            result.console = _describe(exc)
-            result.problems.append(f"console: {result.console}")
-            return result
-        try:
-            result.ssh_seconds = bench.ssh.wait_reachable(timeout=ssh_timeout)
-            start = time.monotonic()
-            bench.ssh.run("true", timeout=ssh_timeout, check=True)
-            result.ssh = f"ok (login + command in {time.monotonic() - start:.2f} s)"
-        except Exception as exc:  # noqa: BLE001
-            result.ssh = _describe(exc)
-            result.problems.append(f"ssh: {result.ssh}")
-        return result
+        return probe(bench, ssh_timeout=ssh_timeout)
     finally:
         bench.close()
 

@@ -6,7 +6,6 @@ a user never sees a traceback (set CERTLAB_DEBUG=1 to get one when reporting a b
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -32,6 +31,10 @@ inventory_app = typer.Typer(no_args_is_help=True, help="Inspect and validate lab
 app.add_typer(lab_app, name="lab")
 app.command("catalog", help="List EN 303 645 provisions and TS 103 701 test cases of an edition.")(catalog)
 app.add_typer(inventory_app, name="inventory")
+queue_app = typer.Typer(invoke_without_command=True, help="The queue of pending runs: show it, add to it, serve it.")
+app.add_typer(queue_app, name="queue")
+bench_app = typer.Typer(no_args_is_help=True, help="Benches in the result store: state, faults, quarantine.")
+app.add_typer(bench_app, name="bench")
 
 out = Console()
 err = Console(stderr=True)
@@ -39,6 +42,8 @@ err = Console(stderr=True)
 InventoryOpt = Annotated[Path, typer.Option("-i", "--inventory", help="lab inventory YAML")]
 BenchOpt = Annotated[Optional[list[str]], typer.Option("--bench", "-b", help="only this bench (repeatable)")]
 
+DEFAULT_CAMPAIGN_SEED = 303645
+DEFAULT_CAMPAIGN_CUTS = 10
 VERDICT_STYLE = {"PASS": "green", "FAIL": "bold red", "INCONCLUSIVE": "yellow", "NOT_APPLICABLE": "dim"}
 
 
@@ -110,6 +115,117 @@ def lab_check(inventory: InventoryOpt = SIM_INVENTORY, bench: BenchOpt = None) -
         raise typer.Exit(1)
 
 
+@queue_app.callback()
+def queue_show(ctx: typer.Context) -> None:
+    """Show pending and claimed runs in the order benches will take them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from lab.store import open_store, queued_runs
+
+    with open_store() as store:
+        rows = queued_runs(store)
+        table = Table(title=f"queue ({store.url})")
+        for col in ("id", "state", "priority", "DUT model", "capabilities", "suites", "queued", "bench / by"):
+            table.add_column(col, overflow="fold")
+        for q in rows:
+            suites = ", ".join(Path(s.split("::")[0]).name for s in (q.payload or {}).get("suites", []))
+            where = f"{q.bench} / {q.claimed_by}" if q.state == "claimed" else ""
+            table.add_row(str(q.id), q.state, str(q.priority), q.model, ", ".join(q.capabilities or []), suites,
+                          q.created_at.strftime("%Y-%m-%d %H:%M:%S"), where)
+    out.print(table)
+    if not rows:
+        out.print("the queue is empty")
+
+
+@queue_app.command("add")
+def queue_add(
+    model: Annotated[str, typer.Option("--model", help="DUT model a bench must hold (e.g. TH-100)")],
+    capability: Annotated[Optional[list[str]], typer.Option("--capability", help="a capability the bench must have (repeatable)")] = None,
+    suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="test suite folder or file (repeatable)")] = None,
+    priority: Annotated[int, typer.Option("--priority", help="higher runs first; equal priorities in queue order")] = 0,
+    edition: Annotated[str, typer.Option("--edition", help="v2 or v3")] = "v2",
+    ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file")] = None,
+    ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="reports folder for the run")] = ROOT / "reports",
+) -> None:
+    """Queue a run for any bench with this DUT model and capabilities."""
+    from lab.orchestrator import queued
+    from lab.store import open_store
+
+    if not 0 <= len(model) <= 128 or not model.strip():
+        raise CertlabError("--model: give the DUT model the run is for, e.g. --model TH-100")
+    if not -1000 <= priority <= 1000:
+        raise CertlabError(f"--priority {priority}: give a number from -1000 to 1000")
+    extra = _suite_options(None, edition=edition, ics=ics, ixit=ixit, assessments=None, seed=None, power_cuts=None)
+    suites = _suites(suite or [str(EXAMPLE_SUITES)])
+    with open_store() as store:
+        qid = queued.add(store, model=model.strip(), capabilities=list(capability or []), suites=suites, options=extra,
+                         edition=edition, reports_dir=out_dir, priority=priority)
+    needs = f" with {', '.join(capability)}" if capability else ""
+    out.print(f"queued run {qid}: any {model} bench{needs}, priority {priority}")
+
+
+@queue_app.command("work")
+def queue_work(
+    inventory: InventoryOpt = SIM_INVENTORY,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="stop dispatching after this long")] = 3600.0,
+    max_runs: Annotated[Optional[int], typer.Option("--max-runs", help="stop after this many runs")] = None,
+) -> None:
+    """Serve the queue with this inventory's benches until it holds nothing they can do."""
+    from lab.orchestrator import queued
+    from lab.store import open_store
+
+    inv = _load(inventory)
+    if not 0 < max_seconds <= 7 * 86400:
+        raise CertlabError(f"--max-seconds {max_seconds}: give a number of seconds up to a week")
+    with open_store() as store:
+        stats = queued.work(store, inv, max_seconds=max_seconds, max_runs=max_runs, console=out)
+    out.print(f"dispatched {stats.dispatched} run(s): {stats.done} done, {stats.failed} failed"
+              + (f"; quarantined: {', '.join(stats.quarantined)}" if stats.quarantined else ""))
+    if stats.failed:
+        raise typer.Exit(1)
+
+
+@bench_app.command("list")
+def bench_list(inventory: InventoryOpt = SIM_INVENTORY) -> None:
+    """Each bench's state in the store: available, leased (by whom), quarantined (why), fault count."""
+    from lab.store import benches, lease_holder, open_store
+
+    inv = _load(inventory)
+    with open_store() as store:
+        known = {b.name: b for b in benches(store, lab=inv.lab)}
+        table = Table(title=f"benches of lab {inv.lab} ({store.url})")
+        for col in ("bench", "DUT model", "capabilities", "state", "lab faults", "why / holder"):
+            table.add_column(col, overflow="fold")
+        for name, cfg in inv.benches.items():
+            row = known.get(name)
+            if row is None:
+                table.add_row(name, cfg.dut.model, ", ".join(cfg.capabilities), "never used", "0", "")
+                continue
+            why = row.state_reason or (lease_holder(store, bench=name) or "") if row.state != "available" else ""
+            style = {"quarantined": "red", "leased": "cyan"}.get(row.state)
+            table.add_row(name, row.model, ", ".join(row.capabilities), row.state, str(row.fault_count), why, style=style)
+    out.print(table)
+
+
+@bench_app.command("release")
+def bench_release(name: Annotated[str, typer.Argument(help="the quarantined bench")],
+                  inventory: InventoryOpt = SIM_INVENTORY) -> None:
+    """Return a quarantined bench to the pool (after the lab fixed it); its fault count restarts."""
+    from lab.store import benches, open_store, release_bench
+
+    inv = _load(inventory)
+    inv.bench(name)
+    with open_store() as store:
+        row = next((b for b in benches(store, lab=inv.lab) if b.name == name), None)
+        if row is None or row.state != "quarantined":
+            state = row.state if row else "never used"
+            out.print(f"bench {name} is not quarantined ({state}); nothing to do")
+            return
+        release_bench(store, bench=name)
+    out.print(f"bench {name} is back in the pool (was quarantined: {row.state_reason})")
+
+
 def _print_verdicts(doc: dict) -> Counter:
     table = Table(title=f"run {doc['run_id']}")
     for col in ("bench", "DUT", "test", "verdict", "reason"):
@@ -118,7 +234,10 @@ def _print_verdicts(doc: dict) -> Counter:
     for r in sorted(doc["results"], key=lambda r: (r["bench"] or "", r["nodeid"])):
         counts[r["verdict"]] += 1
         style = VERDICT_STYLE.get(r["verdict"], "")
-        table.add_row(r["bench"] or "-", f"{r['dut_serial']} fw {r['firmware']}", r["test_case"],
+        where = r["bench"] or "-"
+        if r.get("executed_on") and r["executed_on"] != r["bench"]:
+            where += f" (ran on {r['executed_on']})"
+        table.add_row(where, f"{r['dut_serial']} fw {r['firmware']}", r["test_case"],
                       f"[{style}]{r['verdict']}[/{style}]", (r["reason"] or "").splitlines()[0][:100] if r["reason"] else "")
     out.print(table)
     out.print("  ".join(f"[{VERDICT_STYLE.get(k, '')}]{k}: {v}[/]" for k, v in sorted(counts.items())))
@@ -173,23 +292,74 @@ def run(
     assessments: Annotated[Optional[Path], typer.Option("--assessments", help="assessor decisions for conceptual cases")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed of the random power-cut moments")] = None,
     power_cuts: Annotated[Optional[int], typer.Option("--power-cuts", help="power cuts per resilience test")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="finish the interrupted run in this run directory")] = None,
+    campaign: Annotated[Optional[str], typer.Option("--campaign", help="power-loss: many seeded power cuts, reported as a table")] = None,
+    cuts: Annotated[Optional[int], typer.Option("--cuts", help="power cuts per phase in a power-loss campaign")] = None,
 ) -> None:
     """Run suites on benches in parallel (one pytest worker per bench); exit 0 / 1 FAIL / 3 INCONCLUSIVE."""
-    from lab.runner import new_run_dir, run_benches
+    from lab.orchestrator.launch import resume_run, start_run
 
+    if resume is not None:
+        spec, outcome = resume_run(resume, console=out)
+        _report_run(outcome, campaign=spec.campaign)
+        return
     inv = _load(inventory)
-    extra = _suite_options(inv, edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed, power_cuts=power_cuts)
+    if campaign is not None:
+        suite, options = _campaign_options(campaign, cuts, seed, suite, power_cuts)
+        extra = _suite_options(inv, edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=None,
+                               power_cuts=None) + options
+    else:
+        if cuts is not None:
+            raise CertlabError("--cuts belongs to --campaign power-loss; for a normal run use --power-cuts")
+        extra = _suite_options(inv, edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed,
+                               power_cuts=power_cuts)
     names = _benches(inv, bench)
-    suites = [str(Path(s)) for s in (suite or [str(EXAMPLE_SUITES)])]
-    for s in suites:
-        if not Path(s).exists():
+    suites = _suites(suite or [str(EXAMPLE_SUITES)])
+    outcome = start_run(inv, benches=names, suites=suites, options=extra, edition=edition, reports_dir=out_dir,
+                        console=out, campaign=campaign)
+    _report_run(outcome, campaign=campaign)
+
+
+def _suites(given: list[str]) -> list[str]:
+    """Suite folders, files or node ids, made absolute so that a resume works from anywhere."""
+    suites = []
+    for s in given:
+        path, sep, rest = s.partition("::")
+        full = Path(path) if Path(path).exists() else ROOT / path
+        if not full.exists():
             raise CertlabError(f"--suite {s}: no such file or folder; give a path under testsuites/")
-    run_dir = new_run_dir(out_dir)
-    out.print(f"run {run_dir.name}: {len(names)} bench(es) in parallel: {', '.join(names)}")
-    run_benches(inv, names, suites, run_dir, extra)
-    doc = json.loads((run_dir / "verdicts.json").read_text())
-    counts = _print_verdicts(doc)
-    out.print(f"run directory: {run_dir}")
+        suites.append(str(full.resolve()) + sep + rest)
+    return suites
+
+
+def _campaign_options(campaign: str, cuts: int | None, seed: int | None, suite: list[str] | None,
+                      power_cuts: int | None) -> tuple[list[str], list[str]]:
+    from lab.orchestrator import campaign as power_loss
+
+    if campaign != "power-loss":
+        raise CertlabError(f"--campaign {campaign}: unknown campaign; the one there is: power-loss")
+    if suite or power_cuts is not None:
+        raise CertlabError("--campaign power-loss chooses its own suite and cuts; drop --suite/--power-cuts, use --cuts")
+    seed = DEFAULT_CAMPAIGN_SEED if seed is None else seed
+    cuts = DEFAULT_CAMPAIGN_CUTS if cuts is None else cuts
+    options = power_loss.pytest_options(cuts, seed)  # checks both before anything starts
+    out.print(f"power-loss campaign: {cuts} cut(s) per phase, seed {seed}", highlight=False)
+    return [power_loss.SUITE_NODE], options
+
+
+def _report_run(outcome, *, campaign: str | None) -> None:
+    counts = _print_verdicts(outcome.doc)
+    if campaign == "power-loss":
+        from lab.orchestrator import campaign as power_loss
+        from lab.orchestrator.rundir import write_json
+
+        table = power_loss.summarise(power_loss.collect_cuts(outcome.run_dir))
+        out.print(power_loss.render(table))
+        write_json(outcome.run_dir / "campaign.json", power_loss.to_json(table))
+    if outcome.cancelled:
+        err.print("[yellow]run cancelled: DUTs switched off, unfinished tests are INCONCLUSIVE; "
+                  f"finish it with: certlab run --resume {outcome.run_dir}[/yellow]")
+    out.print(f"run directory: {outcome.run_dir}")
     raise typer.Exit(_exit_code(counts))
 
 
@@ -199,26 +369,24 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="reports folder")] = ROOT / "reports",
 ) -> None:
     """Bring up the simulated lab, run the example tests on every bench, print verdicts, stop the lab."""
-    from lab.runner import new_run_dir, run_benches
-    inv = _load(inventory)
+    from lab.orchestrator.launch import start_run
     from lab.sim.lab import SimLab
 
+    inv = _load(inventory)
     lab = SimLab(inv)
     out.print(f"[bold]certlab demo[/bold] on simulated lab {inv.lab!r} ({len(inv.benches)} benches)")
     try:
         with out.status("starting the simulated lab ..."):
             lab.up()
-        run_dir = new_run_dir(out_dir)
-        with out.status(f"running {EXAMPLE_SUITES.relative_to(ROOT)} on every bench in parallel ..."):
-            run_benches(inv, list(inv.benches), [str(EXAMPLE_SUITES)], run_dir)
-        doc = json.loads((run_dir / "verdicts.json").read_text())
-        counts = _print_verdicts(doc)
-        out.print(f"verdicts: {run_dir / 'verdicts.json'}")
-        out.print(f"evidence: {run_dir / 'evidence'}")
+        outcome = start_run(inv, benches=list(inv.benches), suites=[str(EXAMPLE_SUITES)], options=[], edition="v2",
+                            reports_dir=out_dir, console=out)
+        counts = _print_verdicts(outcome.doc)
+        out.print(f"verdicts: {outcome.run_dir / 'verdicts.json'}")
+        out.print(f"evidence: {outcome.run_dir / 'evidence'}")
     finally:
         with out.status("stopping the simulated lab ..."):
             lab.down()
-    raise typer.Exit(0 if _exit_code(counts) == 0 else _exit_code(counts))
+    raise typer.Exit(_exit_code(counts))
 
 
 def main() -> None:

@@ -164,6 +164,17 @@ class BenchConfig(_Model):
     sim: SimConfig | None = None
     playbook: str | None = None
     ansible_vars: dict[str, Any] = {}
+    # what the bench can do beyond power, console and SSH (e.g. "wifi", "ble", "capture"); a
+    # queued run names the capabilities it needs and only a bench with all of them takes it
+    capabilities: list[str] = []
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capability_names(cls, value: list[str]) -> list[str]:
+        for cap in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", cap):
+                raise ValueError(f"capability {cap!r}: use lower-case words such as wifi, ble, capture")
+        return sorted(set(value))
 
     @model_validator(mode="after")
     def _offtheshelf_flaws(self) -> "BenchConfig":

@@ -2,11 +2,13 @@
 # Install what certlab needs on a fresh Debian/Ubuntu machine, then certlab itself in .venv.
 #   sh scripts/setup.sh           system packages + certlab
 #   sh scripts/setup.sh --test    ... plus the test extras
+#   sh scripts/setup.sh --bench   ... plus the test and benchmark extras (pytest-xdist for bench/overhead.py)
 # System packages come from system-packages.txt; run as root or with sudo available.
 set -eu
 cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
+[ "${1:-}" = "--bench" ] && extras="[test,bench]"
 
 pkgs=$(sed -e 's/#.*//' system-packages.txt | tr -s ' \n' ' ')
 missing=""

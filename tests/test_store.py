@@ -7,26 +7,19 @@ DATABASE), else from a throwaway server these tests start with Debian's binaries
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from lab.errors import CertlabError
@@ -60,104 +53,6 @@ from lab.store.models import Base, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"runs", "benches", "samples", "test_results", "evidence", "events", "leases", "queued_runs"}
-PG_START_TIMEOUT = 30
-
-
-# --- a PostgreSQL server for the tests -------------------------------------------------------
-
-class PgServer:
-    """Hands out a fresh, empty database per test on one server."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = make_url(admin_url)
-        self.engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-
-    def new_database(self) -> str:
-        name = f"certlab_t_{uuid.uuid4().hex[:12]}"
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        return self.admin_url.set(database=name).render_as_string(hide_password=False)
-
-    def drop_database(self, url: str) -> None:
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _as_postgres_user() -> list[str] | None:
-    """Prefix that runs a PostgreSQL binary as a non-root user (initdb refuses root)."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        return None
-    runuser = shutil.which("runuser")
-    return [runuser, "-u", "postgres", "--"] if runuser else None
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    env_url = os.environ.get("CERTLAB_DATABASE_URL", "")
-    if env_url.startswith(("postgresql", "postgres:")):
-        server = PgServer(env_url)
-        try:
-            server.drop_database(server.new_database())
-        except DBAPIError as exc:
-            pytest.skip(f"PostgreSQL tests skipped: CERTLAB_DATABASE_URL's user cannot create test "
-                        f"databases ({str(exc.orig).splitlines()[0]})")
-        yield server
-        server.close()
-        return
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdbs:
-        pytest.skip("PostgreSQL tests skipped: CERTLAB_DATABASE_URL is not a postgresql:// URL and no "
-                    "PostgreSQL server is installed (/usr/lib/postgresql/*/bin/initdb; Debian package "
-                    "'postgresql', see system-packages.txt)")
-    prefix = _as_postgres_user()
-    if prefix is None:
-        pytest.skip("PostgreSQL tests skipped: running as root without a 'postgres' user and runuser "
-                    "to start the server as (initdb refuses root)")
-    bindir = Path(initdbs[-1]).parent
-    tmp = Path(tempfile.mkdtemp(prefix="certlab-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    data, port = tmp / "data", _free_port()
-    run = lambda *args: subprocess.run([*prefix, *map(str, args)], capture_output=True, text=True,  # noqa: E731
-                                       timeout=PG_START_TIMEOUT, cwd=tmp)
-    init = run(bindir / "initdb", "-D", data, "-U", "certlab", "--auth=trust", "-E", "UTF8", "--no-sync")
-    assert init.returncode == 0, init.stderr
-    opts = (f"-h 127.0.0.1 -p {port} -k {tmp} -c fsync=off -c synchronous_commit=off "
-            f"-c full_page_writes=off -c max_connections=200")
-    start = run(bindir / "pg_ctl", "-D", data, "-l", tmp / "server.log", "-w", "-t", PG_START_TIMEOUT,
-                "-o", opts, "start")
-    assert start.returncode == 0, start.stdout + start.stderr + (tmp / "server.log").read_text()
-    server = PgServer(f"postgresql+psycopg://certlab@127.0.0.1:{port}/postgres")
-    try:
-        yield server
-    finally:
-        server.close()
-        run(bindir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'certlab.db'}"
-        return
-    server: PgServer = request.getfixturevalue("pg_server")
-    url = server.new_database()
-    yield url
-    server.drop_database(url)
 
 
 @pytest.fixture

@@ -43,6 +43,8 @@ EDITIONS: MappingType[str, str] = MappingProxyType({
     "v2": "en303645-v2.1.1.yaml",  # EN 303 645 V2.1.1 + TS 103 701 V1.1.1
     "v3": "en303645-v3.1.3.yaml",  # EN 303 645 V3.1.3 + TS 103 701 V2.1.1
 })
+# how a report names an edition: the standard and the test specification that go together
+EDITION_LABELS = {"v2": "EN 303 645 V2.1.1 / TS 103 701 V1.1.1", "v3": "EN 303 645 V3.1.3 / TS 103 701 V2.1.1"}
 _ALIASES = {"2": "v2", "2.1.1": "v2", "v2.1.1": "v2", "3": "v3", "3.1.3": "v3", "v3.1.3": "v3"}
 STATUS_FILTERS = ("mandatory", "recommended", "conditional", "unconditional", "M", "R")
 

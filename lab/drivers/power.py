@@ -228,6 +228,13 @@ class ScpiPower(_RetryingPower):
         return self._query("*IDN?")
 
 
+try:  # a board that vanished (USB unplugged, its pty closed) fails tcflush with termios.error, not OSError
+    import termios
+
+    _TERMIOS_ERRORS: tuple[type[BaseException], ...] = (termios.error,)
+except ImportError:  # pragma: no cover - not POSIX
+    _TERMIOS_ERRORS = ()
+
 _STATUS_LINE = re.compile(rb"CH(\d+)\s*:\s*(ON|OFF)", re.IGNORECASE)
 
 
@@ -291,7 +298,7 @@ class RelayBoardPower(_RetryingPower):
             port.reset_input_buffer()
             port.write(data)
             port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, *_TERMIOS_ERRORS) as exc:
             raise _Transient(f"could not be written to ({exc})") from exc
 
     def _status(self) -> dict[int, bool]:
@@ -313,7 +320,7 @@ class RelayBoardPower(_RetryingPower):
                     states.update({int(m.group(1)): m.group(2).upper() == b"ON"
                                    for m in _STATUS_LINE.finditer(buf)})
                     return states
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, *_TERMIOS_ERRORS) as exc:
             raise _Transient(f"could not be read ({exc})") from exc
         if buf:
             raise _Transient(f"sent a status reply without CH{self.channel} within {self.timeout} s: {buf[-80:]!r}")

@@ -40,13 +40,15 @@ def write_sim_inventory(
     sim: dict | None = None,
     per_bench_sim: dict[int, dict] | None = None,
     ssh_base_port: int = 0,
+    boot_timeout: float | None = None,
 ) -> Path:
     """Write `<folder>/<lab>.yaml` (+ password files) with `benches` simulated benches.
 
     relay: "scpi" (one SCPI switch), "lcus" (one LCUS board, at most 8 channels) or "mixed"
     (odd benches on SCPI, even on LCUS). `subnet` (100-250) keeps labs apart: with netns, bench i is
     10.203.<subnet>.<4i+2>/30 in its own namespace; without, it listens on 127.0.<subnet>.<i+1>
-    at port `ssh_base_port + i` (or 22).
+    at port `ssh_base_port + i` (or 22). `boot_timeout` (s) is how long the console waits for the
+    boot banner (inventory default 60): tests of a silent console set it low.
     """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "secrets").mkdir(exist_ok=True)
@@ -79,7 +81,8 @@ def write_sim_inventory(
             "ansible_host": address,
             "certlab": {
                 "power": power,
-                "console": {**PROMPTS, "url": f"/tmp/certlab-sim/{lab}/{name}/console"},
+                "console": {**PROMPTS, "url": f"/tmp/certlab-sim/{lab}/{name}/console",
+                            **({"boot_timeout": boot_timeout} if boot_timeout else {})},
                 "network": network,
                 "ssh": {"user": "root", "port": ssh_port, "password": {"file": str(pw_file)}},
                 "dut": {"model": "TH-100", "serial": f"{lab.upper()}-{i:04d}", "mac": f"02:c1:{subnet % 256:02x}:00:00:{i:02x}",

@@ -333,8 +333,9 @@ class SimLab:
             net = bench.network
             if net.netns:
                 assert net.interface and net.gateway
-                netns.create(netns.VethSpec(net.netns, net.interface, net.gateway, net.address, net.prefix))
-                netns.set_link(net.interface, "ssh_unreachable" not in bench.sim.lab_faults)  # type: ignore[union-attr]
+                veth = netns.VethSpec(net.netns, net.interface, net.gateway, net.address, net.prefix)
+                netns.create(veth)
+                netns.set_link(veth, "ssh_unreachable" not in bench.sim.lab_faults)  # type: ignore[union-attr]
             if not _running(_read_pid(bdir / "host.pid"), self.marker):
                 _start([sys.executable, "-m", "lab.sim.bench_host", "--bench-dir", str(bdir)],
                        bdir / "host.log", bdir / "host.pid")

@@ -74,9 +74,15 @@ def create(spec: VethSpec) -> None:
     _ip("link", "set", spec.host_if, "up")
 
 
-def set_link(host_if: str, up: bool) -> None:
-    """Plug or unplug the bench's cable (the `ssh_unreachable` lab fault unplugs it)."""
-    _ip("link", "set", host_if, "up" if up else "down")
+def set_link(spec: VethSpec, up: bool) -> None:
+    """Plug or unplug the bench's cable at the DUT's end (the `ssh_unreachable` lab fault unplugs it).
+
+    The host side stays up on purpose: taking it down would drop the connected route, and packets
+    for the bench would then follow the host's default route off the machine. With only the
+    DUT's end down, the route still points into the dead veth and the packets go nowhere.
+    """
+    _ip("-n", spec.netns, "link", "set", DUT_INTERFACE, "up" if up else "down")
+    _ip("link", "set", spec.host_if, "up")
 
 
 def delete(netns: str, host_if: str | None) -> None:

@@ -33,6 +33,8 @@ VERDICTS = ("PASS", "FAIL", "NOT_APPLICABLE", "INCONCLUSIVE")
 RUN_STATES = ("pending", "running", "finished", "interrupted", "cancelled")
 BENCH_STATES = ("available", "leased", "quarantined")
 QUEUE_STATES = ("pending", "claimed", "done", "failed", "cancelled")
+# why a verdict is INCONCLUSIVE; only "lab-fault" is retried on another bench
+CAUSES = ("lab-fault", "sample-unusable", "test-error", "cancelled", "not-run")
 
 # Deterministic constraint names, so that later migrations can refer to them on both backends.
 NAMING = {
@@ -154,6 +156,8 @@ class TestResult(Base):
     evidence: Mapped[list[Any]] = mapped_column(default=list)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     final: Mapped[bool] = mapped_column(default=True)
+    executed_on: Mapped[str | None] = mapped_column(String(128))  # another bench took over the slot
+    cause: Mapped[str | None] = mapped_column(String(32))  # why INCONCLUSIVE: one of CAUSES
     duration: Mapped[float | None] = mapped_column(Double)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -1,14 +1,12 @@
-"""What the orchestrator and the API do with the store: keyword-only functions, one job each.
+"""Runs, benches, samples, results and events: keyword-only functions, one job each.
 
 Each function takes a `Store` (it then runs in its own short transaction and commits) or a
 `Session` (it joins the caller's transaction and only flushes). Objects returned from a Store
-call are detached but fully loaded.
+call are detached but fully loaded. Leases and the queue are in `lab.store.scheduling`.
 
-Concurrency rests on conditional statements that both SQLite and PostgreSQL run atomically:
-a lease is taken by `UPDATE ... WHERE holder IS NULL OR expires_at < now`, a queued run is
-claimed by `UPDATE ... WHERE state = 'pending'`, a result is stored by
-`INSERT ... ON CONFLICT (run_id, bench, nodeid) DO UPDATE ... WHERE <not final>`. Whoever's
-statement changes the row has won; the others see a row count of 0. Timestamps come from this
+A result is stored by `INSERT ... ON CONFLICT (run_id, bench, nodeid) DO UPDATE ... WHERE <not
+final>`, which both SQLite and PostgreSQL run atomically: a resumed run re-reporting a test
+changes nothing. Timestamps come from this
 host's clock (aware UTC): hosts sharing a database keep their clocks in sync (NTP).
 
 Events have no update or delete function here, and database triggers refuse both.
@@ -17,35 +15,32 @@ Events have no update or delete function here, and database triggers refuse both
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from lab.store.db import Store, StoreError, unavailable
+from lab.store.db import StoreError
+from lab.store.unit import Target, insert_for, stamp, unit, where
 from lab.store.models import (
+    CAUSES,
     RUN_STATES,
     VERDICTS,
     Bench,
     Event,
     Evidence,
     Lease,
-    QueuedRun,
     Run,
     Sample,
     TestResult,
     utcnow,
 )
 
-Target = Store | Session
-CLAIM_PAGE = 64
 
 
 @dataclass(frozen=True)
@@ -70,36 +65,6 @@ def hash_evidence(root: Path, paths: Iterable[str | Path]) -> list[EvidenceRef]:
     return refs
 
 
-# --- plumbing -------------------------------------------------------------------------------
-
-@contextmanager
-def _unit(target: Target) -> Iterator[Session]:
-    """One unit of work: its own committed transaction for a Store, the caller's for a Session."""
-    if isinstance(target, Session):
-        try:
-            yield target
-            target.flush()
-        except OperationalError as exc:
-            bind = target.get_bind()
-            raise unavailable(exc, bind.url.render_as_string(hide_password=True), bind.url.password) from None
-        return
-    try:
-        with target.transaction() as session:
-            yield session
-    except OperationalError as exc:
-        raise unavailable(exc, target.url, target.engine.url.password) from None
-
-
-def _insert(session: Session, model: type) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT on both backends."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-
-
-def _ttl(ttl: float | timedelta) -> timedelta:
-    return ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
-
-
 # --- runs, benches, samples -----------------------------------------------------------------
 
 def create_run(target: Target, *, run_id: str, edition: str, lab: str | None = None,
@@ -110,8 +75,8 @@ def create_run(target: Target, *, run_id: str, edition: str, lab: str | None = N
     if status not in RUN_STATES:
         raise ValueError(f"run status must be one of {RUN_STATES}, not {status!r}")
     at = at or utcnow()
-    with _unit(target) as s:
-        s.execute(_insert(s, Run).values(
+    with unit(target) as s:
+        s.execute(insert_for(s, Run).values(
             id=run_id, edition=edition, lab=lab, inventory_hash=inventory_hash, operator=operator,
             options=dict(options or {}), status=status, created_at=at,
             started_at=at if status == "running" else None,
@@ -121,7 +86,7 @@ def create_run(target: Target, *, run_id: str, edition: str, lab: str | None = N
 
 
 def get_run(target: Target, *, run_id: str) -> Run | None:
-    with _unit(target) as s:
+    with unit(target) as s:
         return s.get(Run, run_id)
 
 
@@ -130,10 +95,10 @@ def set_run_status(target: Target, *, run_id: str, status: str, at: datetime | N
     if status not in RUN_STATES:
         raise ValueError(f"run status must be one of {RUN_STATES}, not {status!r}")
     at = at or utcnow()
-    with _unit(target) as s:
+    with unit(target) as s:
         run = s.get(Run, run_id, with_for_update=True)
         if run is None:
-            raise StoreError(f"run {run_id!r} is not in the store {_where(target)}")
+            raise StoreError(f"run {run_id!r} is not in the store {where(target)}")
         run.status = status
         if status == "running":
             run.started_at = run.started_at or at
@@ -149,14 +114,14 @@ def register_bench(target: Target, *, name: str, model: str, lab: str | None = N
     Bench names are unique within one store: a name already used by another lab is refused.
     """
     caps = sorted(set(capabilities))
-    with _unit(target) as s:
-        s.execute(_insert(s, Bench).values(
+    with unit(target) as s:
+        s.execute(insert_for(s, Bench).values(
             name=name, lab=lab, model=model, capabilities=caps, state="available", fault_count=0,
             updated_at=utcnow()).on_conflict_do_nothing(index_elements=["name"]))
         bench = s.get(Bench, name, with_for_update=True, populate_existing=True)
         assert bench is not None
         if bench.lab != lab and bench.lab is not None and lab is not None:
-            raise StoreError(f"bench {name!r} already belongs to lab {bench.lab!r} in {_where(target)}; "
+            raise StoreError(f"bench {name!r} already belongs to lab {bench.lab!r} in {where(target)}; "
                              f"fix: give benches of lab {lab!r} other names, or use another database")
         bench.lab, bench.model, bench.capabilities = lab or bench.lab, model, caps
         bench.updated_at = utcnow()
@@ -164,7 +129,7 @@ def register_bench(target: Target, *, name: str, model: str, lab: str | None = N
 
 
 def benches(target: Target, *, lab: str | None = None) -> list[Bench]:
-    with _unit(target) as s:
+    with unit(target) as s:
         query = select(Bench).order_by(Bench.name)
         return list(s.scalars(query.where(Bench.lab == lab) if lab else query))
 
@@ -180,10 +145,10 @@ def release_bench(target: Target, *, bench: str) -> None:
 
 
 def _set_bench_state(target: Target, *, bench: str, state: str, reason: str | None, kind: str) -> None:
-    with _unit(target) as s:
+    with unit(target) as s:
         row = s.get(Bench, bench, with_for_update=True)
         if row is None:
-            raise StoreError(f"bench {bench!r} is not registered in {_where(target)}; "
+            raise StoreError(f"bench {bench!r} is not registered in {where(target)}; "
                              f"fix: check the name (certlab queue / inventory)")
         if state == "available":  # back in the pool; still "leased" if someone holds a lease
             held = s.execute(select(Lease.holder).where(
@@ -195,7 +160,7 @@ def _set_bench_state(target: Target, *, bench: str, state: str, reason: str | No
 
 def note_bench_fault(target: Target, *, bench: str, message: str, run_id: str | None = None) -> int:
     """Count a lab fault against a bench; returns its fault count (the caller decides on quarantine)."""
-    with _unit(target) as s:
+    with unit(target) as s:
         s.execute(update(Bench).where(Bench.name == bench)
                   .values(fault_count=Bench.fault_count + 1, updated_at=utcnow()))
         s.add(Event(run_id=run_id, bench=bench, kind="lab-fault", message=message))
@@ -203,17 +168,24 @@ def note_bench_fault(target: Target, *, bench: str, message: str, run_id: str | 
         return s.execute(select(Bench.fault_count).where(Bench.name == bench)).scalar_one_or_none() or 0
 
 
+def clear_bench_faults(target: Target, *, bench: str) -> None:
+    """A bench that got through its work without a lab fault starts counting again from zero."""
+    with unit(target) as s:
+        s.execute(update(Bench).where(Bench.name == bench, Bench.fault_count != 0)
+                  .values(fault_count=0, updated_at=utcnow()).execution_options(synchronize_session=False))
+
+
 def register_sample(target: Target, *, serial: str, model: str, firmware: str | None = None,
                     received_at: datetime | None = None, condition: str | None = None) -> Sample:
     """Add a sample (model + serial) or update what is given about it."""
-    with _unit(target) as s:
+    with unit(target) as s:
         return _sample(s, serial=serial, model=model, firmware=firmware,
                        received_at=received_at, condition=condition)
 
 
 def _sample(s: Session, *, serial: str, model: str, firmware: str | None = None,
             received_at: datetime | None = None, condition: str | None = None) -> Sample:
-    s.execute(_insert(s, Sample).values(
+    s.execute(insert_for(s, Sample).values(
         serial=serial, model=model, firmware=firmware, received_at=received_at, condition=condition,
     ).on_conflict_do_nothing(index_elements=["model", "serial"]))
     sample = s.execute(select(Sample).where(Sample.model == model, Sample.serial == serial)
@@ -231,7 +203,8 @@ def record_result(target: Target, *, run_id: str, bench: str, nodeid: str, verdi
                   test: str | None = None, dut_serial: str | None = None, dut_model: str | None = None,
                   firmware: str | None = None, evidence: Sequence[str | EvidenceRef] = (),
                   attempt: int = 1, final: bool = True, duration: float | None = None,
-                  started_at: datetime | None = None, finished_at: datetime | None = None) -> bool:
+                  started_at: datetime | None = None, finished_at: datetime | None = None,
+                  executed_on: str | None = None, cause: str | None = None) -> bool:
     """Store one test's verdict as it finishes; True if this call wrote it.
 
     Keyed on (run, bench, nodeid): a repeated call never adds a row. It replaces a stored
@@ -241,17 +214,19 @@ def record_result(target: Target, *, run_id: str, bench: str, nodeid: str, verdi
     """
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
+    if cause is not None and cause not in CAUSES:
+        raise ValueError(f"cause must be one of {CAUSES}, not {cause!r}")
     refs = [e if isinstance(e, EvidenceRef) else EvidenceRef(str(e)) for e in evidence]
-    with _unit(target) as s:
+    with unit(target) as s:
         sample_id = _sample(s, serial=dut_serial, model=dut_model).id if dut_serial and dut_model else None
         values = dict(
             run_id=run_id, bench=bench, nodeid=nodeid, verdict=verdict, reason=reason or "",
             test_case=test_case, provision=provision, test=test, sample_id=sample_id,
             dut_serial=dut_serial, firmware=firmware, evidence=[r.path for r in refs],
             attempt=attempt, final=final, duration=duration, started_at=started_at,
-            finished_at=finished_at or utcnow(),
+            finished_at=finished_at or utcnow(), executed_on=executed_on, cause=cause,
         )
-        stmt = _insert(s, TestResult).values(**values)
+        stmt = insert_for(s, TestResult).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id", "bench", "nodeid"],
             set_={k: stmt.excluded[k] for k in values if k not in ("run_id", "bench", "nodeid")},
@@ -261,7 +236,7 @@ def record_result(target: Target, *, run_id: str, bench: str, nodeid: str, verdi
             result_id = s.execute(stmt).scalar_one_or_none()
         except IntegrityError as exc:
             raise StoreError(f"cannot record {nodeid!r} for run {run_id!r}: the run is not in "
-                             f"{_where(target)}; fix: create_run first") from exc
+                             f"{where(target)}; fix: create_run first") from exc
         if result_id is None:
             return False
         s.execute(Evidence.__table__.delete().where(Evidence.result_id == result_id))
@@ -273,7 +248,7 @@ def record_result(target: Target, *, run_id: str, bench: str, nodeid: str, verdi
 
 def results(target: Target, *, run_id: str, final_only: bool = False) -> list[TestResult]:
     """A run's results, bench by bench, in the order they were first recorded."""
-    with _unit(target) as s:
+    with unit(target) as s:
         query = (select(TestResult).where(TestResult.run_id == run_id)
                  .options(selectinload(TestResult.evidence_files))
                  .order_by(TestResult.bench, TestResult.id))
@@ -282,19 +257,85 @@ def results(target: Target, *, run_id: str, final_only: bool = False) -> list[Te
         return list(s.scalars(query))
 
 
-def completed_nodeids(target: Target, *, run_id: str, bench: str) -> set[str]:
-    """Tests with a final result on this bench: what `--resume` must not run again."""
-    with _unit(target) as s:
+def completed_nodeids(target: Target, *, run_id: str, bench: str, attempt: int = 1) -> set[str]:
+    """Tests with a final result on this bench (at `attempt` or later): what `--resume` must not run again."""
+    with unit(target) as s:
         return set(s.scalars(select(TestResult.nodeid).where(
-            TestResult.run_id == run_id, TestResult.bench == bench, TestResult.final.is_(True))))
+            TestResult.run_id == run_id, TestResult.bench == bench, TestResult.final.is_(True),
+            TestResult.attempt >= attempt)))
+
+
+def plan_results(target: Target, *, run_id: str, bench: str, tests: Sequence[Mapping[str, Any]],
+                 reason: str = "not run: the run stopped before this test started",
+                 attempt: int = 1, executed_on: str | None = None) -> int:
+    """Record the tests a worker is about to run as unfinished (INCONCLUSIVE, not final).
+
+    A planned row is what a run that dies leaves behind: `--resume` runs exactly these again,
+    and progress knows each bench's total. A test already final at this attempt is untouched.
+    Each item of `tests` has nodeid and may have test, test_case, provision, dut_serial, firmware.
+    """
+    with unit(target) as s:
+        planned = 0
+        for t in tests:
+            planned += record_result(s, run_id=run_id, bench=bench, nodeid=t["nodeid"], verdict="INCONCLUSIVE",
+                                     reason=reason, test=t.get("test"), test_case=t.get("test_case"),
+                                     provision=t.get("provision"), dut_serial=t.get("dut_serial"),
+                                     dut_model=t.get("dut_model"), firmware=t.get("firmware"),
+                                     attempt=attempt, final=False, executed_on=executed_on, cause="not-run")
+        return planned
+
+
+def finalise_unfinished(target: Target, *, run_id: str, reason: str, cause: str,
+                        bench: str | None = None) -> int:
+    """Close every unfinished result of a run (or one bench of it) as INCONCLUSIVE with `reason`."""
+    if cause not in CAUSES:
+        raise ValueError(f"cause must be one of {CAUSES}, not {cause!r}")
+    with unit(target) as s:
+        query = update(TestResult).where(TestResult.run_id == run_id, TestResult.final.is_(False))
+        if bench is not None:
+            query = query.where(TestResult.bench == bench)
+        return s.execute(query.values(verdict="INCONCLUSIVE", reason=reason, cause=cause, final=True,
+                                      finished_at=utcnow())
+                         .execution_options(synchronize_session=False)).rowcount
+
+
+def reopen_results(target: Target, *, run_id: str, cause: str) -> int:
+    """Make a run's results of one cause unfinished again (a resumed run re-runs cancelled tests)."""
+    with unit(target) as s:
+        return s.execute(update(TestResult).where(TestResult.run_id == run_id, TestResult.final.is_(True),
+                                                  TestResult.cause == cause)
+                         .values(final=False, cause="not-run").execution_options(synchronize_session=False)).rowcount
+
+
+def result_counts(target: Target, *, run_id: str) -> dict[str, dict[str, int]]:
+    """Per bench: how many tests are planned in all, and how many are final per verdict."""
+    with unit(target) as s:
+        rows = s.execute(select(TestResult.bench, TestResult.final, TestResult.verdict, func.count())
+                         .where(TestResult.run_id == run_id)
+                         .group_by(TestResult.bench, TestResult.final, TestResult.verdict)).all()
+    counts: dict[str, dict[str, int]] = {}
+    for bench, final, verdict, n in rows:
+        c = counts.setdefault(bench, {"total": 0})
+        c["total"] += n
+        if final:
+            c[verdict] = c.get(verdict, 0) + n
+    return counts
+
+
+def retry_candidates(target: Target, *, run_id: str, bench: str, attempt: int = 1) -> list[TestResult]:
+    """Final results of a bench's slot that a lab fault decided at this attempt: to try elsewhere."""
+    with unit(target) as s:
+        return list(s.scalars(select(TestResult).where(
+            TestResult.run_id == run_id, TestResult.bench == bench, TestResult.final.is_(True),
+            TestResult.cause == "lab-fault", TestResult.attempt == attempt).order_by(TestResult.id)))
 
 
 def export_verdicts(target: Target, *, run_id: str) -> dict[str, Any]:
     """The run's final results in the DESIGN.md `verdicts.json` shape (plus lab, nodeid, timing)."""
-    with _unit(target) as s:
+    with unit(target) as s:
         run = s.get(Run, run_id)
         if run is None:
-            raise StoreError(f"run {run_id!r} is not in the store {_where(target)}")
+            raise StoreError(f"run {run_id!r} is not in the store {where(target)}")
         rows = results(s, run_id=run_id, final_only=True)
         return {
             "run_id": run.id,
@@ -311,9 +352,11 @@ def export_verdicts(target: Target, *, run_id: str) -> dict[str, Any]:
                 "reason": r.reason,
                 "evidence": list(r.evidence or []),
                 "nodeid": r.nodeid,
+                "executed_on": r.executed_on or r.bench,
+                "cause": r.cause,
                 "attempt": r.attempt,
                 "duration": r.duration,
-                "finished": _stamp(r.finished_at) if r.finished_at else None,
+                "finished": stamp(r.finished_at) if r.finished_at else None,
             } for r in rows],
         }
 
@@ -323,200 +366,25 @@ def export_verdicts(target: Target, *, run_id: str) -> dict[str, Any]:
 def append_event(target: Target, *, kind: str, message: str = "", run_id: str | None = None,
                  bench: str | None = None, at: datetime | None = None) -> int:
     """Add one line to the log; returns its id (ids grow: read on with `after_id`)."""
-    with _unit(target) as s:
+    with unit(target) as s:
         event = Event(run_id=run_id, bench=bench, kind=kind, message=message, at=at or utcnow())
         s.add(event)
         s.flush()
         return event.id
 
 
+def last_event_id(target: Target) -> int:
+    """The newest event's id (0 when there is none): read on from here with `after_id`."""
+    with unit(target) as s:
+        return s.execute(select(func.max(Event.id))).scalar_one_or_none() or 0
+
+
 def events(target: Target, *, run_id: str | None = None, bench: str | None = None,
            after_id: int = 0, limit: int = 1000) -> list[Event]:
-    with _unit(target) as s:
+    with unit(target) as s:
         query = select(Event).where(Event.id > after_id).order_by(Event.id).limit(limit)
         if run_id is not None:
             query = query.where(Event.run_id == run_id)
         if bench is not None:
             query = query.where(Event.bench == bench)
         return list(s.scalars(query))
-
-
-# --- leases ---------------------------------------------------------------------------------
-
-def acquire_lease(target: Target, *, bench: str, holder: str, ttl: float | timedelta,
-                  now: datetime | None = None) -> bool:
-    """Reserve a bench for `ttl` (seconds); True if `holder` now holds it.
-
-    Free means no holder or an expired lease; a quarantined bench is never leased. Taking it
-    again as the same holder renews it.
-    """
-    now = now or utcnow()
-    with _unit(target) as s:
-        try:
-            s.execute(_insert(s, Lease).values(bench=bench).on_conflict_do_nothing(index_elements=["bench"]))
-        except IntegrityError:
-            raise StoreError(f"bench {bench!r} is not registered in {_where(target)}; "
-                             f"fix: register_bench before leasing it") from None
-        quarantined = exists().where(Bench.name == bench, Bench.state == "quarantined")
-        won = s.execute(
-            update(Lease)
-            .where(Lease.bench == bench,
-                   or_(Lease.holder.is_(None), Lease.expires_at < now, Lease.holder == holder),
-                   ~quarantined)
-            .values(holder=holder, acquired_at=now, heartbeat_at=now, expires_at=now + _ttl(ttl))
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
-        if won:
-            s.execute(update(Bench).where(Bench.name == bench).values(state="leased", updated_at=now)
-                      .execution_options(synchronize_session=False))
-        return won
-
-
-def renew_lease(target: Target, *, bench: str, holder: str, ttl: float | timedelta,
-                now: datetime | None = None) -> bool:
-    """Heartbeat: extend the lease; False means it was lost (expired and taken, or released)."""
-    now = now or utcnow()
-    with _unit(target) as s:
-        return s.execute(
-            update(Lease).where(Lease.bench == bench, Lease.holder == holder)
-            .values(heartbeat_at=now, expires_at=now + _ttl(ttl))
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
-
-
-def release_lease(target: Target, *, bench: str, holder: str) -> bool:
-    """Give a bench back; False if `holder` no longer held it."""
-    with _unit(target) as s:
-        freed = s.execute(
-            update(Lease).where(Lease.bench == bench, Lease.holder == holder)
-            .values(holder=None, expires_at=None).execution_options(synchronize_session=False)
-        ).rowcount == 1
-        if freed:
-            _mark_available(s, [bench])
-        return freed
-
-
-def expire_leases(target: Target, *, now: datetime | None = None) -> list[str]:
-    """Free every lease whose holder stopped heartbeating; returns those benches."""
-    now = now or utcnow()
-    with _unit(target) as s:
-        rows = s.execute(
-            update(Lease).where(Lease.holder.is_not(None), Lease.expires_at < now)
-            .values(holder=None, expires_at=None)
-            .returning(Lease.bench, Lease.heartbeat_at)
-            .execution_options(synchronize_session=False)
-        ).all()
-        names = sorted(r.bench for r in rows)
-        _mark_available(s, names)
-        for r in rows:
-            s.add(Event(bench=r.bench, kind="lease-expired", at=now,
-                        message=f"holder stopped heartbeating (last {_stamp(r.heartbeat_at)})"))
-        return names
-
-
-def lease_holder(target: Target, *, bench: str, now: datetime | None = None) -> str | None:
-    """Who holds the bench now (None when free or expired)."""
-    now = now or utcnow()
-    with _unit(target) as s:
-        return s.execute(select(Lease.holder).where(
-            Lease.bench == bench, Lease.holder.is_not(None), Lease.expires_at >= now)).scalar_one_or_none()
-
-
-def _mark_available(s: Session, names: Sequence[str]) -> None:
-    if names:
-        s.execute(update(Bench).where(Bench.name.in_(names), Bench.state == "leased")
-                  .values(state="available", updated_at=utcnow())
-                  .execution_options(synchronize_session=False))
-
-
-# --- queue ----------------------------------------------------------------------------------
-
-def enqueue_run(target: Target, *, model: str, capabilities: Iterable[str] = (),
-                payload: Mapping[str, Any] | None = None, priority: int = 0,
-                at: datetime | None = None) -> int:
-    """Queue a run for a bench with this DUT model and all these capabilities; returns its id."""
-    with _unit(target) as s:
-        row = QueuedRun(model=model, capabilities=sorted(set(capabilities)), payload=dict(payload or {}),
-                        priority=priority, state="pending", created_at=at or utcnow())
-        s.add(row)
-        s.flush()
-        return row.id
-
-
-def claim_next_run(target: Target, *, model: str, capabilities: Iterable[str], holder: str,
-                   bench: str | None = None, now: datetime | None = None) -> QueuedRun | None:
-    """Atomically take the best pending run this bench can do: highest priority, then oldest.
-
-    A run fits when its model is the bench's and its required capabilities are a subset of the
-    bench's. Candidates are read in pages (capabilities are matched here, portably) and taken by
-    a conditional UPDATE; one lost to another claimer is skipped and the next one tried.
-    """
-    have = set(capabilities)
-    now = now or utcnow()
-    with _unit(target) as s:
-        after: tuple[int, datetime, int] | None = None
-        while True:
-            query = (select(QueuedRun.id, QueuedRun.priority, QueuedRun.created_at, QueuedRun.capabilities)
-                     .where(QueuedRun.state == "pending", QueuedRun.model == model)
-                     .order_by(QueuedRun.priority.desc(), QueuedRun.created_at, QueuedRun.id)
-                     .limit(CLAIM_PAGE))
-            if after is not None:
-                p, c, i = after
-                query = query.where(or_(QueuedRun.priority < p,
-                                        and_(QueuedRun.priority == p, QueuedRun.created_at > c),
-                                        and_(QueuedRun.priority == p, QueuedRun.created_at == c,
-                                             QueuedRun.id > i)))
-            page = s.execute(query).all()
-            if not page:
-                return None
-            for row in page:
-                if not set(row.capabilities or []) <= have:
-                    continue
-                taken = s.execute(
-                    update(QueuedRun).where(QueuedRun.id == row.id, QueuedRun.state == "pending")
-                    .values(state="claimed", claimed_by=holder, claimed_at=now, bench=bench)
-                    .execution_options(synchronize_session=False)
-                ).rowcount == 1
-                if taken:
-                    return s.execute(select(QueuedRun).where(QueuedRun.id == row.id)
-                                     .execution_options(populate_existing=True)).scalar_one()
-            last = page[-1]
-            after = (last.priority, last.created_at, last.id)
-
-
-def finish_queued_run(target: Target, *, queued_id: int, state: str = "done",
-                      run_id: str | None = None) -> None:
-    """Close a claimed queue entry (done / failed / cancelled), linking the run it became."""
-    with _unit(target) as s:
-        values: dict[str, Any] = {"state": state}
-        if run_id is not None:
-            values["run_id"] = run_id
-        s.execute(update(QueuedRun).where(QueuedRun.id == queued_id).values(**values)
-                  .execution_options(synchronize_session=False))
-
-
-def requeue_claimed(target: Target, *, holder: str) -> int:
-    """Put back the runs a dead holder had claimed but not finished; returns how many."""
-    with _unit(target) as s:
-        return s.execute(
-            update(QueuedRun).where(QueuedRun.state == "claimed", QueuedRun.claimed_by == holder)
-            .values(state="pending", claimed_by=None, claimed_at=None, bench=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-
-
-def queued_runs(target: Target, *, states: Sequence[str] = ("pending", "claimed")) -> list[QueuedRun]:
-    """The queue as `certlab queue` shows it: by state, then the order it will be served."""
-    with _unit(target) as s:
-        return list(s.scalars(select(QueuedRun).where(QueuedRun.state.in_(states)).order_by(
-            QueuedRun.state.desc(), QueuedRun.priority.desc(), QueuedRun.created_at, QueuedRun.id)))
-
-
-def _stamp(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ") if at else "never"
-
-
-def _where(target: Target) -> str:
-    if isinstance(target, Store):
-        return target.url
-    return target.get_bind().url.render_as_string(hide_password=True)

@@ -15,6 +15,10 @@ nothing confidential in clear text. The three test cases share one capture per b
 - a `tls: true` mechanism must begin with a TLS handshake record from the client, negotiate
   TLS 1.2 or newer, offer nothing older, and pick no broken cipher suite; an SSH mechanism must
   speak SSH 2;
+- a flow the window's edges cut (no client bytes inside the window, or opened before the
+  capture began) is recorded as "not judged" and never fails; its bytes are still scanned for
+  clear text. A mechanism whose every flow was cut counts as one without traffic (below); if
+  none of its connections was ever answered, the lab network is at fault (INCONCLUSIVE);
 - no clear-text payload may carry the device's serial number, the lab's login password,
   credential words (LOGIN, token, password) or the data the IXIT says the mechanisms carry
   (11-ComMech carries.what, 24-TelData ids);
@@ -68,6 +72,8 @@ class Flow:
     packets: int = 0
     c2s: bytes = b""
     s2c: bytes = b""
+    opened_in_window: bool = True  # TCP: the client's SYN is in the capture (UDP: always True)
+    server_packets: int = 0  # packets the server sent (0: the connection was never answered)
 
     @property
     def name(self) -> str:
@@ -98,12 +104,14 @@ def build_flows(packets) -> list[Flow]:
         a, b = (ip.src, int(l4.sport)), (ip.dst, int(l4.dport))
         key = frozenset((a, b, "tcp" if TCP in pkt else "udp"))
         entry = segs.setdefault(key, {"transport": "tcp" if TCP in pkt else "udp", "first": float(pkt.time),
-                                      "client": None, "data": {a: {}, b: {}}, "packets": 0})
+                                      "client": None, "data": {a: {}, b: {}}, "packets": 0, "sent": {}})
         entry["packets"] += 1
+        entry["sent"][a] = entry["sent"].get(a, 0) + 1
         if TCP in pkt:
             flags = int(l4.flags)
             if flags & 0x02 and not flags & 0x10 and entry["client"] is None:
                 entry["client"] = a
+                entry["syn"] = True
             payload = bytes(l4.payload)
             if payload:
                 entry["data"].setdefault(a, {}).setdefault(int(l4.seq), payload)  # retransmits keep the first
@@ -119,7 +127,9 @@ def build_flows(packets) -> list[Flow]:
         client = entry["client"] or max(ends, key=lambda e: e[1])
         server = next(e for e in ends if e != client)
         join = lambda end: b"".join(p for _, p in sorted(entry["data"].get(end, {}).items()))  # noqa: E731
-        flows.append(Flow(entry["transport"], client, server, entry["first"], entry["packets"], join(client), join(server)))
+        flows.append(Flow(entry["transport"], client, server, entry["first"], entry["packets"], join(client), join(server),
+                          opened_in_window=entry["transport"] != "tcp" or entry.get("syn", False),
+                          server_packets=entry["sent"].get(server, 0)))
     flows.sort(key=lambda f: f.first_seen)
     return flows
 
@@ -344,8 +354,48 @@ def _flows_of(mech: ComMech, traffic: Traffic, dut: str) -> list[Flow]:
     return [f for f in traffic.flows if f.transport == transport and f.client[0] == dut and f.server[1] == mech.port]
 
 
+def _not_judged(flow: Flow, mech: ComMech) -> str | None:
+    """Why the capture cannot show how `flow` began (so its protocol is not judged), or None.
+
+    A capture window has edges: a connection opened just before it ends may have no client
+    bytes inside it, and one opened before it began shows only its middle. Neither says
+    anything about the protocol the DUT uses; the clear-text scan still covers their bytes.
+    """
+    if not flow.c2s:
+        return ("no client payload inside the capture window (its first client bytes, if any, fell outside "
+                "the window)")
+    if not flow.opened_in_window:
+        began = flow.kind == "tls" if mech.tls else flow.kind == "ssh"
+        if not began:
+            return "opened before the capture began: its first bytes are not in the capture"
+    return None
+
+
+def _unjudged_only(mech: ComMech, where: str, flows: list[Flow], traffic: Traffic) -> str:
+    """All of a mechanism's flows were cut by the window's edges: the 'no traffic' case, in words.
+
+    Returns the problem (outgoing: FAIL, as with no traffic at all). Raises NetworkFault when
+    the lab is to blame: no connection was ever answered, or the lab's own session is incomplete.
+    """
+    listed = "; ".join(f"{f.name}: {_not_judged(f, mech)}" for f in flows[:5])
+    if mech.remote_access:
+        raise NetworkFault(f"the lab's own session on {where} ({traffic.exercised[mech.id]}) shows no complete start "
+                           f"in the capture {traffic.pcap} ({listed}); the capture is not seeing the bench network")
+    if all(f.server_packets == 0 for f in flows):
+        raise NetworkFault(f"the DUT opened {len(flows)} connection(s) to {mech.peer}:{mech.port} in "
+                           f"{traffic.window_s:.0f} s and none was answered ({listed}); the lab network does not reach "
+                           "the peer, so the mechanism's protection could not be observed")
+    return (f"{where}: {len(flows)} connection(s) to {mech.peer}:{mech.port} in {traffic.window_s:.0f} s, but none "
+            f"began with client data inside the window ({listed}) although the IXIT says the device communicates "
+            f"every {traffic.interval_s:g} s; its protection could not be observed")
+
+
 def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str]) -> tuple[dict, list[str]]:
-    """One ComMech entry against its flows: (summary, problems)."""
+    """One ComMech entry against its flows: (summary, problems).
+
+    A flow the capture window cut (see `_not_judged`) is listed as not judged and never fails;
+    when every flow of the mechanism was cut, it is handled like a mechanism without traffic.
+    """
     where = f"{mech.id} ({mech.peer}:{mech.port})"
     flows = _flows_of(mech, traffic, dut)
     summary: dict = {"mechanism": mech.id, "peer": mech.peer, "port": mech.port, "tls": mech.tls,
@@ -366,13 +416,22 @@ def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str
         else:
             summary["note"] = "remotely reachable mechanism the lab cannot drive: not exercised"
         return summary, problems
+    protocol_checked = mech.tls or "ssh" in mech.protocol.lower()
+    judged = 0
     for flow in flows:
         row: dict = {"flow": flow.name, "kind": flow.kind, "bytes_c2s": len(flow.c2s), "bytes_s2c": len(flow.s2c)}
+        summary["flows"].append(row)
+        why_not = _not_judged(flow, mech) if protocol_checked else None
+        if why_not:
+            row.update(judged=False, not_judged=why_not)
+            with allure.step(f"{where}: {flow.name} not judged: {why_not}"):
+                pass
+            continue
+        judged += 1
         if mech.tls:
             if flow.kind != "tls":
-                first = flow.c2s or flow.s2c
                 problems.append(f"{where}: {flow.name} does not start with a TLS handshake record; first client bytes: "
-                                f"{excerpt(first, 0, secrets)!r}")
+                                f"{excerpt(flow.c2s, 0, secrets)!r}")
             else:
                 tls = parse_tls(flow)
                 row["tls"] = {k: v for k, v in tls.items() if not k.endswith("_codes")}
@@ -389,13 +448,19 @@ def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str
                         problems.append(f"{where}: {flow.name}: negotiated the broken cipher suite {tls['cipher_suite']}")
                 elif not tls.get("client_hello"):
                     problems.append(f"{where}: {flow.name}: no ClientHello in the TLS records")
-        elif "ssh" in mech.protocol.lower():
+        elif protocol_checked:  # SSH
             ssh_info = parse_ssh(flow)
             row["ssh"] = ssh_info
             ident = ssh_info.get("server_ident") or ""
             if not (ident.startswith("SSH-2.0-") or ident.startswith("SSH-1.99-")):
                 problems.append(f"{where}: {flow.name}: the server does not speak SSH 2 (identification {ident[:60]!r})")
-        summary["flows"].append(row)
+    summary["not_judged"] = len(flows) - judged if protocol_checked else 0
+    if protocol_checked and not judged:
+        if mech.remote_access and mech.id not in traffic.exercised:
+            summary["note"] = ("remotely reachable mechanism the lab cannot drive: not exercised, and no flow in the "
+                               "capture shows its start")
+        else:
+            problems.append(_unjudged_only(mech, where, flows, traffic))
     return summary, problems
 
 

@@ -9,11 +9,18 @@ it legitimately held: from before the write or the one being written, nothing el
 working. Commands, the probe setting and all timing bounds come from the IXIT (test_facts,
 7-UpdMech, 25-DelFunc).
 
+Every random moment is drawn before the first cut (phase a's, then b's, then two per cut of c)
+and recorded with its window (`window_s`, `at_fraction`), so the same seed on the same bench
+cuts at the same moments whatever happens. Before each phase the lab writes the probe setting
+and reads it back without any cut; a DUT that cannot do that FAILs with what it read and wrote
+(a DUT that cannot be reached at all is a lab fault: INCONCLUSIVE).
+
 Side effects: many power cycles; the probe setting (test_facts.config_probe_key) is written
 with long random values and put back to its value from before the test when it had one; the
-firmware is updated to the manufacturer's newer release. A DUT whose configuration a cut
-corrupted is restored with its documented factory reset (25-DelFunc), which also erases user
-data and restores the label password. A DUT that no longer boots is left as it is: it FAILed.
+firmware is updated to the manufacturer's newer release. After a failure in any phase, a DUT
+that still answers is restored with its documented factory reset (25-DelFunc), which also erases
+user data and restores the label password, so the next phase (and the next run) starts clean.
+A DUT that no longer boots is left as it is: it FAILed.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import allure
 import pytest
 
 import support
-from lab.errors import CertlabError, DutError, SSHUnreachable
+from lab.errors import CertlabError, DutError, LabFault, SSHUnreachable
 from lab.strategy import BenchState
 
 pytestmark = pytest.mark.bench_state("shell")
@@ -100,30 +107,68 @@ def _check_after_cut(bench, test_facts, probe: ProbeSetting, row: dict, why: str
     return None
 
 
-def _recover_configuration(bench, ixit, test_facts, evidence) -> None:
-    """Bring a DUT with a corrupt configuration back with its documented factory reset (25-DelFunc)."""
+@dataclass
+class CutPlan:
+    """Every random draw of the test, made before the first cut.
+
+    Drawn in a fixed order (a, b, c, then the values), so the same seed on the same bench gives
+    the same moments whatever happens: a phase that stops early shifts nothing that follows.
+    """
+
+    a: list[float]  # fractions of the configuration-write window
+    b: list[float]  # fractions (0.05 to 0.95) of the update window
+    c: list[tuple[float, float]]  # fractions of the operation/boot window: (into operation, into the boot)
+    values: dict[str, str]  # "base", "w1".."wN", "b", "c": the values written
+
+
+def _plan(rng, power_cuts: int) -> CutPlan:
+    a = [rng.uniform(0.0, 1.0) for _ in range(power_cuts)]
+    b = [rng.uniform(0.05, 0.95) for _ in range(power_cuts)]
+    c = [(rng.uniform(0.0, 1.0), rng.uniform(0.0, 1.0)) for _ in range(power_cuts)]
+    tags = ["base", *(f"w{i}" for i in range(1, power_cuts + 1)), "b", "c"]
+    return CutPlan(a, b, c, {tag: _long_value(rng, tag) for tag in tags})
+
+
+def _recover_configuration(bench, ixit, test_facts, log: list[str]) -> str | None:
+    """Bring a DUT with a corrupt configuration back with its documented factory reset (25-DelFunc).
+
+    Returns None once the DUT is back, else why it could not be brought back (the test's later
+    phases then cannot run). What was done goes to `log` (evidence recovery.txt).
+    """
     funcs = [f for f in ixit.del_func if f.target_type == "device" and f.command]
     if not funcs:
-        evidence.text("recovery.txt", "no device deletion function with a command in 25-DelFunc; DUT left as it is")
-        return
+        why = "25-DelFunc has no device deletion function with a command: the configuration was not restored"
+        log.append(why)
+        return why
     func = funcs[0]
     with allure.step(f"recover the configuration with `{func.command}` (25-DelFunc {func.id})"):
-        bench.console.open()
-        bench.console.clear()
         try:
-            result = bench.ssh.run(func.command, timeout=test_facts.update_seconds)
-            evidence.text("recovery.txt", f"$ {func.command}\nexit {result.exit_status}\n{result.stdout}{result.stderr}")
-        except SSHUnreachable:  # the session ended as the DUT rebooted
-            evidence.text("recovery.txt", f"$ {func.command}\n(session ended)")
-        if func.reboots:
-            support.saw_boot_banner(bench, test_facts.update_seconds + test_facts.boot_seconds)
-            support.wait_until_back(bench, test_facts, why=f"the recovery `{func.command}`")
+            bench.console.open()
+            bench.console.clear()
+            try:
+                result = bench.ssh.run(func.command, timeout=test_facts.update_seconds)
+                log.append(f"$ {func.command}\nexit {result.exit_status}\n{result.stdout}{result.stderr}")
+                if result.exit_status > 0:
+                    return (f"the recovery `{func.command}` (25-DelFunc {func.id}) exited {result.exit_status}: "
+                            f"{(result.stderr or result.stdout).strip()[:160]!r}")
+            except SSHUnreachable:  # the session ended as the DUT rebooted
+                log.append(f"$ {func.command}\n(session ended)")
+            if func.reboots:
+                support.saw_boot_banner(bench, test_facts.update_seconds + test_facts.boot_seconds)
+                support.wait_until_back(bench, test_facts, why=f"the recovery `{func.command}`")
+        except (DutError, LabFault) as exc:
+            why = f"the recovery `{func.command}` (25-DelFunc {func.id}) did not bring the DUT back: {exc}"
+            log.append(why)
+            return why
+    log.append("recovered")
+    return None
 
 
 def _table(rows: list[dict]) -> str:
-    cols = [("cut", "#"), ("phase", "phase"), ("during", "what was happening"), ("cut_after_s", "cut at (s)"),
-            ("command_state", "command at cut"), ("boot_banner_s", "boot (s)"), ("ssh_back_s", "SSH back (s)"),
-            ("config_after", "config after"), ("version_after", "version after"), ("outcome", "outcome")]
+    cols = [("cut", "#"), ("phase", "phase"), ("during", "what was happening"), ("window_s", "window (s)"),
+            ("at_fraction", "fraction"), ("cut_after_s", "cut at (s)"), ("command_state", "command at cut"),
+            ("boot_banner_s", "boot (s)"), ("ssh_back_s", "SSH back (s)"), ("config_after", "config after"),
+            ("version_after", "version after"), ("outcome", "outcome")]
     cells = [[str(r.get(k, "")) for k, _ in cols] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(cols)]
 
@@ -139,107 +184,180 @@ def _command_state(cut: dict) -> str:
     return "running (cut off)"
 
 
+def _prepare(bench, probe: ProbeSetting, value: str, when: str, first_read: dict | None = None
+             ) -> tuple[str | None, float]:
+    """Write `value` and read it back, with no cut: (the DUT's failure to keep its configuration or None,
+    the seconds the write took). `first_read`: the test's first read, for the very first write.
+
+    A DUT that cannot be reached raises its LabFault (INCONCLUSIVE) from the SSH driver.
+    """
+    command = probe.set_command(value)
+    what = f"`{command.replace(shlex.quote(value), shlex.quote(_short(value)))}` (a {len(value)}-character value)"
+    try:
+        took = probe.write(bench, value)
+    except DutError as exc:
+        error = str(exc).replace(f"`{command}` ", "").replace(shlex.quote(value), _short(value))
+        if first_read and first_read["exit_status"] != 0:
+            return (f"{when}, the DUT could not keep its configuration: {what} failed ({error}), and the first read "
+                    f"`{first_read['command']}` had failed too (exit {first_read['exit_status']}: "
+                    f"{first_read['output']!r}); its configuration was already unusable before this test cut power "
+                    "(an earlier power loss may have corrupted it)"), 0.0
+        return f"{when}, the DUT could not write its configuration: {what} failed ({error})", 0.0
+    status, text = probe.read(bench)
+    if status != 0:
+        return (f"{when}, the DUT could not read back its configuration: {what} succeeded, then "
+                f"`{probe.get_command()}` failed (exit {status}: {text[:160]!r})"), took
+    if text != value:
+        return (f"{when}, the DUT did not keep its configuration: {what} succeeded, then `{probe.get_command()}` "
+                f"printed {_short(text)!r}"), took
+    return None, took
+
+
 @pytest.mark.etsi("5.9-2-2")
 def test_5_9_2_2_recovers_cleanly_after_power_loss(dut, bench, ixit, test_facts, firmware_dir, evidence, rng,
                                                    power_cuts):
     """Power cuts during a configuration write, during an update and at random moments: clean recovery.
 
-    Each phase makes `--power-cuts` cuts. A cut whose aftermath fails ends its phase; the next
-    phase still runs if the DUT came back; a DUT that does not come back ends the test.
+    Each phase makes `--power-cuts` cuts, at moments drawn before the first one. A phase whose
+    preparation or a cut's aftermath fails ends there; the DUT's configuration is then restored
+    with its factory reset, and the next phase runs if that brought the DUT back. A DUT that does
+    not come back ends the test.
     """
     probe = _probe(test_facts)
+    plan = _plan(rng, power_cuts)
     rows: list[dict] = []
-    failures: list[str] = []
-    status, text = probe.read(bench)
-    initial = text if status == 0 else None
+    failures: list[str] = []  # the DUT's failures, in the order they happened
+    notes: list[str] = []  # why later phases did not run
+    recovery_log: list[str] = []
+    status, text = probe.read(bench)  # an unreachable DUT raises its LabFault here: INCONCLUSIVE
+    first_read = {"command": probe.get_command(), "exit_status": status,
+                  "output": _short(text) if status == 0 else text[:200]}
+    initial = text if status == 0 else None  # a failed read may just mean the setting has no value yet
     if initial is not None:
         probe.allowed.add(initial)
+    stopped = False
 
-    def new_row(phase: str, during: str) -> dict:
-        rows.append({"cut": len(rows) + 1, "phase": phase, "during": during})
+    def new_row(phase: str, during: str, window: float, fraction: float) -> dict:
+        rows.append({"cut": len(rows) + 1, "phase": phase, "during": during, "window_s": round(window, 3),
+                     "at_fraction": round(fraction, 4)})
         return rows[-1]
+
+    def failed(failure: str) -> None:
+        """Record the DUT's failure and restore its configuration; stop the test if that did not work."""
+        nonlocal stopped
+        failures.append(failure)
+        why = _recover_configuration(bench, ixit, test_facts, recovery_log)
+        if why:
+            notes.append(f"the remaining phases were not run: {why}")
+            stopped = True
 
     try:
         # (a) during a configuration write; the window is one undisturbed write (at least 0.1 s, at most 1 s)
         with allure.step("phase a: power cuts while the configuration is written"):
-            took = probe.write(bench, _long_value(rng, "base"))
+            failure, took = _prepare(bench, probe, plan.values["base"], "before any power cut", first_read)
             window = min(1.0, max(0.1, 1.5 * took))
-            for i in range(1, power_cuts + 1):
-                value = _long_value(rng, f"w{i}")
-                probe.allowed.add(value)
-                at = rng.uniform(0.0, window)
-                why = (f"a power cut {at:.2f} s into `{probe.set_template}` of a {len(value)}-character value "
-                       f"(cut {i} of {power_cuts})")
-                row = new_row("a", f"config write ({len(value)} chars)")
-                with allure.step(f"cut {i}/{power_cuts}: {at:.2f} s into a configuration write"):
-                    cut = support.run_and_cut(bench, probe.set_command(value), at)
-                    row.update(cut_after_s=cut["cut_after_s"], command_state=_command_state(cut))
-                    failure = _check_after_cut(bench, test_facts, probe, row, why)
-                if failure:
-                    failures.append(failure)
-                    _recover_configuration(bench, ixit, test_facts, evidence)
-                    break
+            if failure:
+                failed(failure)
+            else:
+                for i, fraction in enumerate(plan.a, start=1):
+                    value = plan.values[f"w{i}"]
+                    probe.allowed.add(value)
+                    at = fraction * window
+                    why = (f"a power cut {at:.2f} s into `{probe.set_template}` of a {len(value)}-character value "
+                           f"(cut {i} of {power_cuts})")
+                    row = new_row("a", f"config write ({len(value)} chars)", window, fraction)
+                    with allure.step(f"cut {i}/{power_cuts}: {at:.2f} s into a configuration write"):
+                        cut = support.run_and_cut(bench, probe.set_command(value), at)
+                        row.update(cut_after_s=cut["cut_after_s"], command_state=_command_state(cut))
+                        failure = _check_after_cut(bench, test_facts, probe, row, why)
+                    if failure:
+                        failed(failure)
+                        break
 
         # (b) during an update; the window is one undisturbed run of the apply command
-        if ixit.upd_mech:
+        if ixit.upd_mech and not stopped:
             mech = support.update_mechanism(ixit)
             data, header = support.release_image(firmware_dir, test_facts, "newer")
             local = evidence.path("newer.clfw")
             with allure.step("phase b: power cuts while an update is written"):
-                probe.write(bench, _long_value(rng, "b"))
-                window, command = support.measure_update_window(bench, test_facts, mech, data, header, local, evidence)
-                for i in range(1, power_cuts + 1):
-                    at = rng.uniform(0.05, 0.95) * window
-                    why = f"a power cut {at:.2f} s into installing {header.version} (update cut {i} of {power_cuts})"
-                    before = support.installed_version(bench, test_facts)
-                    bench.ssh.put(local, mech.delivery.upload_path)
-                    row = new_row("b", f"update to {header.version}")
-                    with allure.step(f"cut {i}/{power_cuts}: {at:.2f} s into an update"):
-                        cut = support.run_and_cut(bench, command, at)
-                        row.update(cut_after_s=cut["cut_after_s"], command_state=_command_state(cut))
-                        failure = _check_after_cut(bench, test_facts, probe, row, why)
-                    if not failure and row["version_after"] not in (before, header.version):
-                        row["outcome"] = "FAIL: unexpected firmware"
-                        failure = (f"after {why} the DUT runs {row['version_after']}, neither the old {before} "
-                                   f"nor the new {header.version}")
-                    if failure:
-                        failures.append(failure)
-                        break
+                failure, _ = _prepare(bench, probe, plan.values["b"], "before the update cuts (phase b)")
+                if failure:
+                    failed(failure)
+                else:
+                    window, command = support.measure_update_window(bench, test_facts, mech, data, header, local,
+                                                                    evidence)
+                    for i, fraction in enumerate(plan.b, start=1):
+                        at = fraction * window
+                        why = f"a power cut {at:.2f} s into installing {header.version} (update cut {i} of {power_cuts})"
+                        before = support.installed_version(bench, test_facts)
+                        bench.ssh.put(local, mech.delivery.upload_path)
+                        row = new_row("b", f"update to {header.version}", window, fraction)
+                        with allure.step(f"cut {i}/{power_cuts}: {at:.2f} s into an update"):
+                            cut = support.run_and_cut(bench, command, at)
+                            row.update(cut_after_s=cut["cut_after_s"], command_state=_command_state(cut))
+                            failure = _check_after_cut(bench, test_facts, probe, row, why)
+                        if not failure and row["version_after"] not in (before, header.version):
+                            row["outcome"] = "FAIL: unexpected firmware"
+                            failure = (f"after {why} the DUT runs {row['version_after']}, neither the old {before} "
+                                       f"nor the new {header.version}")
+                        if failure:
+                            failed(failure)
+                            break
 
         # (c) at a random moment of normal operation, then at a random moment of the boot that follows;
         # the window is 1.5 times the slowest power-on-to-SSH time seen so far
-        with allure.step("phase c: power cuts at random moments of operation and boot"):
-            probe.write(bench, _long_value(rng, "c"))
-            up = [r["boot_banner_s"] + r["ssh_back_s"] for r in rows if "ssh_back_s" in r]
-            window = 1.5 * (max(up) if up else test_facts.boot_seconds)
-            for i in range(1, power_cuts + 1):
-                running, booting = rng.uniform(0.0, window), rng.uniform(0.0, window)
-                why = (f"a power cut {running:.2f} s into normal operation, then another {booting:.2f} s after "
-                       f"power-on (random cut {i} of {power_cuts})")
-                row = new_row("c", f"operation, then boot (cut {booting:.2f} s after power-on)")
-                with allure.step(f"cut {i}/{power_cuts}: {running:.2f} s into operation, {booting:.2f} s into boot"):
-                    time.sleep(running)
-                    bench.strategy.transition(BenchState.OFF)  # cut while working
-                    bench.ssh.close()
-                    time.sleep(1.0)
-                    bench.power.on()
-                    time.sleep(booting)
-                    bench.strategy.transition(BenchState.OFF)  # cut while booting
-                    row.update(cut_after_s=round(running, 3), command_state="-")
-                    failure = _check_after_cut(bench, test_facts, probe, row, why)
+        if not stopped:
+            with allure.step("phase c: power cuts at random moments of operation and boot"):
+                failure, _ = _prepare(bench, probe, plan.values["c"], "before the random cuts (phase c)")
+                up = [r["boot_banner_s"] + r["ssh_back_s"] for r in rows if "ssh_back_s" in r]
+                window = 1.5 * (max(up) if up else test_facts.boot_seconds)
                 if failure:
-                    failures.append(failure)
-                    break
-    except DutError as exc:  # the DUT did not come back from a cut: nothing more can be tried
+                    failed(failure)
+                else:
+                    for i, (f_run, f_boot) in enumerate(plan.c, start=1):
+                        running, booting = f_run * window, f_boot * window
+                        why = (f"a power cut {running:.2f} s into normal operation, then another {booting:.2f} s "
+                               f"after power-on (random cut {i} of {power_cuts})")
+                        row = new_row("c", f"operation, then boot (cut {booting:.2f} s after power-on)", window, f_run)
+                        row.update(boot_at_fraction=round(f_boot, 4), boot_cut_after_s=round(booting, 3))
+                        with allure.step(f"cut {i}/{power_cuts}: {running:.2f} s into operation, "
+                                         f"{booting:.2f} s into boot"):
+                            time.sleep(running)
+                            bench.strategy.transition(BenchState.OFF)  # cut while working
+                            bench.ssh.close()
+                            time.sleep(1.0)
+                            bench.power.on()
+                            time.sleep(booting)
+                            bench.strategy.transition(BenchState.OFF)  # cut while booting
+                            row.update(cut_after_s=round(running, 3), command_state="-")
+                            failure = _check_after_cut(bench, test_facts, probe, row, why)
+                        if failure:
+                            failed(failure)
+                            break
+    except DutError as exc:  # the DUT did not come back (from a cut or a genuine update): nothing more can be tried
         if rows and "outcome" not in rows[-1]:
             rows[-1]["outcome"] = "FAIL: did not come back"
         failures.append(str(exc))
+    except LabFault as exc:
+        if not failures:
+            raise  # nothing was shown about the DUT: INCONCLUSIVE
+        notes.append(f"the remaining phases were not run: {exc}")  # what the DUT already did wrong stands
     finally:
-        evidence.json("power-cuts", {"power_cuts_per_phase": power_cuts, "cuts": rows})
+        evidence.json("power-cuts", {
+            "power_cuts_per_phase": power_cuts, "first_read": first_read,
+            "drawn_fractions": {"a": [round(f, 4) for f in plan.a], "b": [round(f, 4) for f in plan.b],
+                                "c": [[round(f, 4) for f in pair] for pair in plan.c]},
+            "cuts": rows, "failures": failures, "notes": notes})
         evidence.text("power-cuts.txt", _table(rows))
+        if recovery_log:
+            evidence.text("recovery.txt", "\n\n".join(recovery_log) + "\n")
 
     if not failures and initial is not None:
         with allure.step("put the probe setting back"):
             probe.write(bench, initial)
     if failures:
-        raise DutError(f"{len(failures)} of {len(rows)} power cuts left the DUT unclean: " + " | ".join(failures))
+        unclean = sum(1 for r in rows if str(r.get("outcome", "")).startswith("FAIL"))
+        head = f"{unclean} of {len(rows)} power cut(s) left the DUT unclean"
+        if len(failures) > unclean:
+            head += f"; {len(failures) - unclean} failure(s) outside the cuts"
+        raise DutError(head + ": " + " | ".join(failures + notes))

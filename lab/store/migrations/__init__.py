@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 if TYPE_CHECKING:
     from lab.store.db import Store
@@ -46,4 +47,11 @@ def upgrade(store: Store, revision: str = "head") -> None:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        try:
+            command.upgrade(cfg, revision)
+        except CommandError as exc:  # e.g. a database written by a newer certlab
+            from lab.store.db import StoreError  # (db opens stores through this module)
+
+            raise StoreError(f"the result store {store.url} is at a schema revision this certlab does not know "
+                             f"({exc}); fix: upgrade certlab, or use another database (CERTLAB_DATA_DIR / "
+                             f"CERTLAB_DATABASE_URL)") from None

@@ -1,0 +1,1 @@
+"""Runs suites on benches: work items, executors, scheduling, progress, recovery."""

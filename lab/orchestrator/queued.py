@@ -1,0 +1,80 @@
+"""Queued runs: what `certlab queue add` stores, and how `certlab queue work` runs them.
+
+A queued run asks for a DUT model and capabilities, not a bench: whichever bench of the lab
+matches, passes its health check and is free first takes it. The payload holds only what a run
+needs besides the bench (suites, edition, ICS, IXIT, options), as plain JSON, so that the
+booking API and other hosts can queue runs the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from rich.console import Console
+
+from lab.errors import CertlabError, LabFault
+from lab.inventory import Inventory
+from lab.orchestrator.dispatcher import BenchSlot, DispatchStats, Dispatcher
+from lab.orchestrator.executor import LocalExecutor
+from lab.orchestrator.orchestrator import Orchestrator
+from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id
+from lab.store import QueuedRun, Store, enqueue_run
+
+
+def add(store: Store, *, model: str, capabilities: list[str], suites: list[str], options: list[str], edition: str,
+        reports_dir: Path, priority: int = 0, requested_by: str | None = None) -> int:
+    payload = {"suites": suites, "options": options, "edition": edition, "reports_dir": str(reports_dir.resolve()),
+               "requested_by": requested_by}
+    return enqueue_run(store, model=model, capabilities=capabilities, payload=payload, priority=priority)
+
+
+def dispatcher_id() -> str:
+    """Stable across restarts of the same worker on this host, unique among hosts."""
+    return f"queue-worker@{socket.gethostname()}:{os.environ.get('CERTLAB_WORKER_NAME', 'default')}"
+
+
+def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: int | None,
+         console: Console) -> DispatchStats:
+    """Serve the queue with this inventory's benches until it is empty (or the limits are hit)."""
+    holder = dispatcher_id()
+    slots = [BenchSlot(b.name, b.dut.model, frozenset(b.capabilities)) for b in inventory.benches.values()]
+
+    def health(slot: BenchSlot) -> str | None:
+        from lab.bench import Bench
+        from lab.check import health_check
+
+        bench = Bench(inventory, slot.name, evidence_dir=Path(os.environ.get("TMPDIR", "/tmp")) / "certlab-health" / slot.name)
+        try:
+            health_check(bench)
+            return None
+        except LabFault as exc:
+            return str(exc)
+        finally:
+            bench.close()
+
+    def execute(queued: QueuedRun, slot: BenchSlot) -> str:
+        p = queued.payload
+        for key in ("suites", "edition", "reports_dir"):
+            if key not in p:
+                raise CertlabError(f"queued run {queued.id}: payload has no {key!r}; fix: queue it again with certlab queue add")
+        spec = RunSpec(run_id=new_run_id(), inventory=str(Path(inventory.path).resolve()), benches=(slot.name,),
+                       suites=tuple(p["suites"]), options=tuple(p.get("options") or ()), edition=p["edition"],
+                       store=store.url)
+        run_dir = create_run_dir(Path(p["reports_dir"]), spec)
+        console.print(f"queued run {queued.id} (priority {queued.priority}) -> bench {slot.name}: run {spec.run_id}",
+                      highlight=False)
+        quiet = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115 - closed with the run
+        try:
+            outcome = Orchestrator(spec, run_dir, inventory, store, executor=LocalExecutor(run_dir, max_workers=1),
+                                   console=quiet, lease_holder=holder, spares=False).run()
+        finally:
+            quiet.file.close()
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()))
+        console.print(f"queued run {queued.id} on {slot.name} finished: {counts or 'no results'} ({run_dir})",
+                      highlight=False)
+        return spec.run_id
+
+    dispatcher = Dispatcher(store, holder=holder, slots=slots, execute=execute, health_check=health)
+    return dispatcher.run(max_seconds=max_seconds, max_runs=max_runs)

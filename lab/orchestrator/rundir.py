@@ -1,0 +1,70 @@
+"""The run directory (DESIGN.md): where a run's spec, verdicts, evidence and logs live.
+
+`run.json` holds what `certlab run` was asked to do, so that `--resume DIR` needs nothing else
+but the same result store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lab.errors import CertlabError
+
+SPEC_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    inventory: str  # absolute path
+    benches: tuple[str, ...]  # the slots: each bench tests its own sample
+    suites: tuple[str, ...]  # absolute paths or node ids
+    options: tuple[str, ...] = ()  # pytest options (edition, ICS, IXIT, seed, power cuts)
+    edition: str = "v2"
+    campaign: str | None = None
+    store: str = ""  # where the results went (password masked), to say so when a resume cannot find them
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def create_run_dir(reports_dir: Path, spec: RunSpec) -> Path:
+    path = reports_dir / spec.run_id
+    try:
+        path.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise CertlabError(f"--out {reports_dir}: cannot create the run directory ({exc.strerror}); "
+                           f"fix: choose a writable folder") from None
+    write_json(path / SPEC_FILE, json.loads(spec.to_json()))
+    return path
+
+
+def load_spec(run_dir: Path) -> RunSpec:
+    path = run_dir / SPEC_FILE
+    if not path.is_file():
+        raise CertlabError(f"--resume {run_dir}: no {SPEC_FILE} there; give the directory `certlab run` printed "
+                           f"(reports/<run-id>)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for name in ("benches", "suites", "options"):
+            data[name] = tuple(data[name])
+        return RunSpec(**data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CertlabError(f"{path}: not a certlab run spec ({exc}); fix: resume a directory made by `certlab run`") from None
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write atomically: a reader (or a crash) never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)

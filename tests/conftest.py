@@ -1,0 +1,136 @@
+"""Shared fixtures of certlab's own tests: private result stores and a PostgreSQL server.
+
+Tests never touch a user's result store: each test gets a private SQLite store (per test, not
+per session: simulated labs made by `write_sim_inventory` reuse bench names b1, b2, ..., and a
+store keeps a bench name for one lab only). `pg_server` starts one real PostgreSQL server per
+session (CI installs it), or uses the one `CERTLAB_DATABASE_URL` named; without either, the
+PostgreSQL variants skip with the reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+PG_START_TIMEOUT = 30
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    url = os.environ.pop("CERTLAB_DATABASE_URL", None)  # the store tests use a given PostgreSQL explicitly
+    if url:
+        os.environ.setdefault("CERTLAB_TEST_DATABASE_URL", url)
+
+
+@pytest.fixture(autouse=True)
+def private_result_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CERTLAB_DATA_DIR", str(tmp_path_factory.mktemp("certlab-data")))
+
+
+# --- a PostgreSQL server for the tests -------------------------------------------------------
+
+class PgServer:
+    """Hands out a fresh, empty database per test on one server."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = make_url(admin_url)
+        self.engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+
+    def new_database(self) -> str:
+        name = f"certlab_t_{uuid.uuid4().hex[:12]}"
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_database(self, url: str) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_postgres_user() -> list[str] | None:
+    """Prefix that runs a PostgreSQL binary as a non-root user (initdb refuses root)."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return None
+    runuser = shutil.which("runuser")
+    return [runuser, "-u", "postgres", "--"] if runuser else None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    env_url = os.environ.get("CERTLAB_TEST_DATABASE_URL") or os.environ.get("CERTLAB_DATABASE_URL", "")
+    if env_url.startswith(("postgresql", "postgres:")):
+        server = PgServer(env_url)
+        try:
+            server.drop_database(server.new_database())
+        except DBAPIError as exc:
+            pytest.skip(f"PostgreSQL tests skipped: CERTLAB_DATABASE_URL's user cannot create test "
+                        f"databases ({str(exc.orig).splitlines()[0]})")
+        yield server
+        server.close()
+        return
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdbs:
+        pytest.skip("PostgreSQL tests skipped: CERTLAB_DATABASE_URL is not a postgresql:// URL and no "
+                    "PostgreSQL server is installed (/usr/lib/postgresql/*/bin/initdb; Debian package "
+                    "'postgresql', see system-packages.txt)")
+    prefix = _as_postgres_user()
+    if prefix is None:
+        pytest.skip("PostgreSQL tests skipped: running as root without a 'postgres' user and runuser "
+                    "to start the server as (initdb refuses root)")
+    bindir = Path(initdbs[-1]).parent
+    tmp = Path(tempfile.mkdtemp(prefix="certlab-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    data, port = tmp / "data", _free_port()
+    run = lambda *args: subprocess.run([*prefix, *map(str, args)], capture_output=True, text=True,  # noqa: E731
+                                       timeout=PG_START_TIMEOUT, cwd=tmp)
+    init = run(bindir / "initdb", "-D", data, "-U", "certlab", "--auth=trust", "-E", "UTF8", "--no-sync")
+    assert init.returncode == 0, init.stderr
+    opts = (f"-h 127.0.0.1 -p {port} -k {tmp} -c fsync=off -c synchronous_commit=off "
+            f"-c full_page_writes=off -c max_connections=200")
+    start = run(bindir / "pg_ctl", "-D", data, "-l", tmp / "server.log", "-w", "-t", PG_START_TIMEOUT,
+                "-o", opts, "start")
+    assert start.returncode == 0, start.stdout + start.stderr + (tmp / "server.log").read_text()
+    server = PgServer(f"postgresql+psycopg://certlab@127.0.0.1:{port}/postgres")
+    try:
+        yield server
+    finally:
+        server.close()
+        run(bindir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'certlab.db'}"
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.new_database()
+    yield url
+    server.drop_database(url)
