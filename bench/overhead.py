@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--power-cuts", type=int, default=2)
     args = parser.parse_args()
     try:
-        import xdist  # noqa: F401
+        import xdist  # noqa: F401 - only whether it is there
         have_xdist = True
     except ImportError:
         have_xdist = False

@@ -70,12 +70,14 @@ def probe(bench: Bench, *, ssh_timeout: float = 30.0) -> CheckResult:
     return result
 
 
-def health_check(bench: Bench, *, ssh_timeout: float = 30.0) -> None:
+def health_check(bench: Bench, *, ssh_timeout: float | None = None) -> None:
     """The probe a bench passes before it takes work; raises the LabFault that makes it unfit.
 
     Only lab faults count: a sample that misbehaves is the tests' business, not the bench's.
-    The probe leaves the DUT booted, so the first test does not pay for a second boot.
+    The probe leaves the DUT booted, so the first test does not pay for a second boot. SSH gets
+    three times the inventory's SSH timeout to come up after the boot banner.
     """
+    ssh_timeout = ssh_timeout or 3 * bench.config.ssh.timeout
     fault: LabFault | None = None
 
     def keep(exc: Exception) -> None:
@@ -107,7 +109,7 @@ def _answers_while_on(bench: Bench) -> bool:
     try:
         before = bench.console.bytes_received
         bench.console.sendline("")
-        bench.console.read_until_quiet(quiet=0.3, timeout=3.0)
+        bench.console.read_until_quiet(quiet=0.15, timeout=3.0)
         if bench.console.bytes_received <= before:
             return False
         bench.ssh.run("true", timeout=10.0, check=True)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.catalog.cli import catalog
+from lab.reports.cli import keys_app, sign, verify
 from lab.errors import CertlabError
 from lab.inventory import Inventory, load_inventory
 
@@ -35,6 +36,9 @@ queue_app = typer.Typer(invoke_without_command=True, help="The queue of pending 
 app.add_typer(queue_app, name="queue")
 bench_app = typer.Typer(no_args_is_help=True, help="Benches in the result store: state, faults, quarantine.")
 app.add_typer(bench_app, name="bench")
+app.add_typer(keys_app, name="keys")
+app.command("sign")(sign)
+app.command("verify")(verify)
 
 out = Console()
 err = Console(stderr=True)
@@ -401,13 +405,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("certlab: interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # usage errors and the unexpected
+        # usage errors come from click, or from the copy of it newer typer releases carry:
+        # recognised by what they can do, not by a module path that moves between versions
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
+        if type(exc).__name__ == "Abort":
             sys.exit(130)
         if os.environ.get("CERTLAB_DEBUG"):
             traceback.print_exc()

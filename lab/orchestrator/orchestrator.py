@@ -52,7 +52,7 @@ from lab.store import (
 
 FAULT_LIMIT = 3  # lab faults counted against a bench (across runs) before it is quarantined
 STOP_GRACE = 20.0  # seconds a cancelled worker gets to end its test before it is killed
-POLL = 0.3
+POLL = 0.1  # seconds between looks at the workers and the store (a look costs ~1 ms)
 
 
 @dataclass

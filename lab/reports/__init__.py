@@ -1,0 +1,1 @@
+"""Run reports and their integrity: the lab's signing key, signed manifests, `certlab verify`."""
