@@ -360,11 +360,26 @@ def _report_run(outcome, *, campaign: str | None) -> None:
         table = power_loss.summarise(power_loss.collect_cuts(outcome.run_dir))
         out.print(power_loss.render(table))
         write_json(outcome.run_dir / "campaign.json", power_loss.to_json(table))
+    for name, why in outcome.quarantined.items():
+        err.print(f"[yellow]bench {name} is quarantined ({why}); once it is fixed: certlab bench release {name}[/yellow]",
+                  highlight=False)
     if outcome.cancelled:
         err.print("[yellow]run cancelled: DUTs switched off, unfinished tests are INCONCLUSIVE; "
                   f"finish it with: certlab run --resume {outcome.run_dir}[/yellow]")
     out.print(f"run directory: {outcome.run_dir}")
     raise typer.Exit(_exit_code(counts))
+
+
+def _release_restarted(inv: Inventory) -> None:
+    """The demo has just (re)started its simulated benches: a quarantine from an earlier run is stale."""
+    from lab.store import benches, open_store, release_bench
+
+    with open_store() as store:
+        for b in benches(store, lab=inv.lab):
+            if b.state == "quarantined" and b.name in inv.benches and inv.benches[b.name].simulated:
+                release_bench(store, bench=b.name)
+                out.print(f"bench {b.name}: simulated bench restarted, quarantine lifted ({b.state_reason})",
+                          highlight=False)
 
 
 @app.command("demo")
@@ -382,6 +397,7 @@ def demo(
     try:
         with out.status("starting the simulated lab ..."):
             lab.up()
+        _release_restarted(inv)
         outcome = start_run(inv, benches=list(inv.benches), suites=[str(EXAMPLE_SUITES)], options=[], edition="v2",
                             reports_dir=out_dir, console=out)
         counts = _print_verdicts(outcome.doc)

@@ -61,6 +61,7 @@ class RunOutcome:
     doc: dict
     counts: Counter
     cancelled: bool
+    quarantined: dict[str, str]  # benches of this lab out of the pool when the run ended, and why
 
 
 class Orchestrator:
@@ -330,7 +331,9 @@ class Orchestrator:
             self.keeper.stop_heartbeat()
             if self._owns_leases:
                 self.keeper.release_all()
-        return RunOutcome(self.run_dir, doc, Counter(r["verdict"] for r in doc["results"]), cancelled)
+        out_of_pool = {b.name: b.state_reason or "" for b in stored_benches(self.store, lab=self.inventory.lab)
+                       if b.state == "quarantined" and (b.name in self.spec.benches or b.name in self.used)}
+        return RunOutcome(self.run_dir, doc, Counter(r["verdict"] for r in doc["results"]), cancelled, out_of_pool)
 
 
 def _tail(log: Path | None, lines: int = 3) -> str:

@@ -106,7 +106,7 @@ class Progress:
     def _render(self) -> Group:
         table = Table(title=self.title, expand=False)
         for col in ("bench", "progress", "done", "verdicts", "now"):
-            table.add_column(col, no_wrap=col != "now", overflow="ellipsis")
+            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "now" else None)
         for line in self.lines.values():
             bar = ProgressBar(total=max(line.total, 1), completed=line.done, width=24)
             now = line.current if not line.note else f"{line.current} ({line.note})"
