@@ -11,6 +11,7 @@ with one final result per planned test, in the store and in `verdicts.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import signal
 import threading
@@ -241,7 +242,7 @@ class Orchestrator:
         for item, why in self.waiting:
             spare, any_left = self._spare_for(item.slot)
             if spare is not None:
-                placed = WorkItem(**{**item.__dict__, "bench": spare})
+                placed = dataclasses.replace(item, bench=spare)
                 self._note(item.slot, f"{why}; {spare} takes over")
                 append_event(self.store, kind="takeover", run_id=self.spec.run_id, bench=item.slot,
                              message=f"{spare} takes over {len(item.nodeids) or 'all'} test(s): {why}")
@@ -261,7 +262,7 @@ class Orchestrator:
         if not item.nodeids and not self._has_results(item.slot):
             # the slot never planned its tests (quarantined from the start): plan them without
             # touching the bench, so that each test still gets its INCONCLUSIVE verdict and cause
-            planner = WorkItem(**{**item.__dict__, "bench": item.slot, "plan_only": True, "health_check": False})
+            planner = dataclasses.replace(item, bench=item.slot, plan_only=True, health_check=False)
             self._finalise_after[planner.key] = reason
             self._submit(planner)
             return
