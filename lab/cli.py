@@ -156,11 +156,11 @@ def queue_add(
     from lab.orchestrator import queued
     from lab.store import open_store
 
-    if not 0 <= len(model) <= 128 or not model.strip():
-        raise CertlabError("--model: give the DUT model the run is for, e.g. --model TH-100")
+    if not model.strip() or len(model) > 128:
+        raise CertlabError("--model: give the DUT model the run is for (at most 128 characters), e.g. --model TH-100")
     if not -1000 <= priority <= 1000:
         raise CertlabError(f"--priority {priority}: give a number from -1000 to 1000")
-    extra = _suite_options(None, edition=edition, ics=ics, ixit=ixit, assessments=None, seed=None, power_cuts=None)
+    extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=None, seed=None, power_cuts=None)
     suites = _suites(suite or [str(EXAMPLE_SUITES)])
     with open_store() as store:
         qid = queued.add(store, model=model.strip(), capabilities=list(capability or []), suites=suites, options=extra,
@@ -248,7 +248,7 @@ def _print_verdicts(doc: dict) -> Counter:
     return counts
 
 
-def _suite_options(inv: Inventory, *, edition: str, ics: Path | None, ixit: Path | None, assessments: Path | None,
+def _suite_options(*, edition: str, ics: Path | None, ixit: Path | None, assessments: Path | None,
                    seed: int | None, power_cuts: int | None) -> list[str]:
     """Check the run's inputs before any bench is touched, and turn them into pytest options."""
     from lab.catalog import load_catalog
@@ -310,12 +310,12 @@ def run(
     inv = _load(inventory)
     if campaign is not None:
         suite, options = _campaign_options(campaign, cuts, seed, suite, power_cuts)
-        extra = _suite_options(inv, edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=None,
+        extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=None,
                                power_cuts=None) + options
     else:
         if cuts is not None:
             raise CertlabError("--cuts belongs to --campaign power-loss; for a normal run use --power-cuts")
-        extra = _suite_options(inv, edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed,
+        extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed,
                                power_cuts=power_cuts)
     names = _benches(inv, bench)
     suites = _suites(suite or [str(EXAMPLE_SUITES)])

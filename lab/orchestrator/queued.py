@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -45,7 +46,7 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
         from lab.bench import Bench
         from lab.check import health_check
 
-        bench = Bench(inventory, slot.name, evidence_dir=Path(os.environ.get("TMPDIR", "/tmp")) / "certlab-health" / slot.name)
+        bench = Bench(inventory, slot.name, evidence_dir=Path(tempfile.gettempdir()) / "certlab-health" / slot.name)
         try:
             health_check(bench)
             return None
