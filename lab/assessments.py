@@ -26,6 +26,7 @@ from lab.catalog import Catalog, load_catalog, normalise_edition
 from lab.yamlfile import read_yaml, validation_line
 from lab.errors import CertlabError, LabFault
 from lab.ixit import LIST_NAMES, Ixit
+from lab.products import find_product_file
 
 _EXAMPLE = "see inventory/products/TH-100/assessments.yaml"
 #: IXIT list names an ixit_ref may start with (V1.1.1 names and the V2.1.1 renames)
@@ -123,10 +124,7 @@ class Assessments:
 
 def default_path(folder: Path, edition: str) -> Path | None:
     """`assessments.<edition>.yaml` or `assessments.yaml` in a product folder, if one exists."""
-    for name in (f"assessments.{edition}.yaml", "assessments.yaml"):
-        if (folder / name).exists():
-            return folder / name
-    return None
+    return find_product_file(folder, "assessments", edition)
 
 
 def load_assessments(path: str | Path, edition: str, *, model: str | None = None) -> Assessments:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Any
+
+import paramiko
 
 from lab.drivers.console import ConsoleDriver
 from lab.drivers.net import NetDriver
 from lab.drivers.power import PowerDriver, RelayBoardPower, ScpiPower
 from lab.drivers.provision import ProvisionDriver
 from lab.drivers.ssh import SSHDriver
+from lab.errors import LabFault
 from lab.inventory import BenchConfig, Inventory, ScpiPowerConfig
 from lab.steps import NullSteps, StepRecorder
 from lab.strategy import BenchStrategy, ConsolePrompts
@@ -134,6 +138,34 @@ class Bench:
             bench=self.name,
             steps=self.steps,
         )
+
+    def equipment(self, *, identify: bool = False) -> dict[str, Any]:
+        """What a test report lists for this bench (ISO/IEC 17025 7.8.2.1: equipment used).
+
+        Identification comes from what the drivers already learnt; `identify` asks the relay
+        when nothing has yet. No secret and no DUT fact beyond what the inventory says.
+        """
+        cfg = self.config
+        power: dict[str, Any] = {"driver": cfg.power.driver, "channel": cfg.power.channel,
+                                 "resource": getattr(cfg.power, "resource", None) or getattr(cfg.power, "url", None)}
+        driver = self.__dict__.get("power")  # only a driver the run built: never open a relay to describe it
+        if identify and driver is not None and driver.identity is None:
+            try:
+                driver.identify()
+            except LabFault:
+                pass
+        power["identification"] = driver.identity if driver is not None else None
+        ssh = self.__dict__.get("ssh")
+        return {
+            "bench": self.name,
+            "capabilities": list(cfg.capabilities),
+            "power": power,
+            "console": {"url": cfg.console.url, "baud": cfg.console.baud},
+            "network": {"address": cfg.network.address, "interface": cfg.network.interface},
+            "ssh": {"client": f"paramiko {paramiko.__version__}",
+                    "server": ssh.server_version if ssh is not None else None,
+                    "host_key": ssh.host_key if ssh is not None else None},
+        }
 
     def close(self) -> None:
         for driver in reversed(self._opened):

@@ -18,13 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.catalog.cli import catalog
-from lab.reports.cli import keys_app, sign, verify
+from lab.reports.cli import keys_app, print_report_paths, report_app, sign, verify
 from lab.errors import CertlabError
 from lab.inventory import Inventory, load_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_INVENTORY = ROOT / "inventory" / "sim.yaml"
 EXAMPLE_SUITES = ROOT / "testsuites" / "examples"
+DEMO_SUITES = (EXAMPLE_SUITES, ROOT / "testsuites" / "en303645")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="certlab: IoT security certification lab orchestrator")
 lab_app = typer.Typer(no_args_is_help=True, help="Start, check and stop the lab's benches (simulated parts only for up/down).")
@@ -37,6 +38,7 @@ app.add_typer(queue_app, name="queue")
 bench_app = typer.Typer(no_args_is_help=True, help="Benches in the result store: state, faults, quarantine.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
+app.add_typer(report_app, name="report")
 app.command("sign")(sign)
 app.command("verify")(verify)
 
@@ -65,6 +67,7 @@ def _benches(inv: Inventory, names: list[str] | None) -> list[str]:
 def inventory_check(inventory: InventoryOpt = SIM_INVENTORY) -> None:
     """Validate an inventory and list its benches (secrets are shown only by where they live)."""
     inv = _load(inventory)
+    _check_lab_profile(inv)
     table = Table(title=f"lab {inv.lab} ({inv.path})")
     for col in ("bench", "power", "console", "address", "DUT", "simulated"):
         table.add_column(col)
@@ -230,20 +233,37 @@ def bench_release(name: Annotated[str, typer.Argument(help="the quarantined benc
     out.print(f"bench {name} is back in the pool (was quarantined: {row.state_reason})")
 
 
+FULL_TABLE_MAX = 60  # more results than this: verdict counts per bench, and only the results to look at
+
+
 def _print_verdicts(doc: dict) -> Counter:
-    table = Table(title=f"run {doc['run_id']}")
-    for col in ("bench", "DUT", "test", "verdict", "reason"):
-        table.add_column(col, overflow="fold")
-    counts: Counter = Counter()
-    for r in sorted(doc["results"], key=lambda r: (r["bench"] or "", r["nodeid"])):
-        counts[r["verdict"]] += 1
-        style = VERDICT_STYLE.get(r["verdict"], "")
-        where = r["bench"] or "-"
-        if r.get("executed_on") and r["executed_on"] != r["bench"]:
-            where += f" (ran on {r['executed_on']})"
-        table.add_row(where, f"{r['dut_serial']} fw {r['firmware']}", r["test_case"],
-                      f"[{style}]{r['verdict']}[/{style}]", (r["reason"] or "").splitlines()[0][:100] if r["reason"] else "")
-    out.print(table)
+    results = sorted(doc["results"], key=lambda r: (r["bench"] or "", r["nodeid"]))
+    counts: Counter = Counter(r["verdict"] for r in results)
+    shown = results if len(results) <= FULL_TABLE_MAX else [r for r in results if r["verdict"] in ("FAIL", "INCONCLUSIVE")]
+    if len(results) > FULL_TABLE_MAX:
+        per_bench = Table(title=f"run {doc['run_id']}: verdicts per bench")
+        verdicts = sorted(counts)
+        for col in ("bench", *verdicts):
+            per_bench.add_column(col, justify="left" if col == "bench" else "right")
+        by_bench: dict[str, Counter] = {}
+        for r in results:
+            by_bench.setdefault(r["bench"] or "-", Counter())[r["verdict"]] += 1
+        for bench, c in by_bench.items():
+            per_bench.add_row(bench, *(str(c.get(v, 0)) for v in verdicts))
+        out.print(per_bench)
+    if shown:
+        table = Table(title=f"run {doc['run_id']}" + ("" if shown is results else ": FAIL and INCONCLUSIVE"))
+        for col in ("bench", "DUT", "test", "verdict", "reason"):
+            table.add_column(col, overflow="fold")
+        for r in shown:
+            style = VERDICT_STYLE.get(r["verdict"], "")
+            where = r["bench"] or "-"
+            if r.get("executed_on") and r["executed_on"] != r["bench"]:
+                where += f" (ran on {r['executed_on']})"
+            table.add_row(where, f"{r['dut_serial']} fw {r['firmware']}", r["test_case"],
+                          f"[{style}]{r['verdict']}[/{style}]",
+                          (r["reason"] or "").splitlines()[0][:100] if r["reason"] else "")
+        out.print(table)
     out.print("  ".join(f"[{VERDICT_STYLE.get(k, '')}]{k}: {v}[/]" for k, v in sorted(counts.items())))
     return counts
 
@@ -308,6 +328,7 @@ def run(
         _report_run(outcome, campaign=spec.campaign)
         return
     inv = _load(inventory)
+    _check_lab_profile(inv)
     if campaign is not None:
         suite, options = _campaign_options(campaign, cuts, seed, suite, power_cuts)
         extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=None,
@@ -367,6 +388,7 @@ def _report_run(outcome, *, campaign: str | None) -> None:
         err.print("[yellow]run cancelled: DUTs switched off, unfinished tests are INCONCLUSIVE; "
                   f"finish it with: certlab run --resume {outcome.run_dir}[/yellow]")
     out.print(f"run directory: {outcome.run_dir}")
+    out.print(f"report: certlab report {outcome.run_dir}", highlight=False)
     raise typer.Exit(_exit_code(counts))
 
 
@@ -387,26 +409,50 @@ def demo(
     inventory: InventoryOpt = SIM_INVENTORY,
     out_dir: Annotated[Path, typer.Option("--out", help="reports folder")] = ROOT / "reports",
 ) -> None:
-    """Bring up the simulated lab, run the example tests on every bench, print verdicts, stop the lab."""
+    """Bring up the simulated lab, run every suite on every bench, write the signed reports, stop the lab."""
     from lab.orchestrator.launch import start_run
+    from lab.reports.build import build_report, find_profile
     from lab.sim.lab import SimLab
+    from lab.store.db import default_data_dir
 
     inv = _load(inventory)
+    _check_lab_profile(inv)
+    _demo_key()
     lab = SimLab(inv)
     out.print(f"[bold]certlab demo[/bold] on simulated lab {inv.lab!r} ({len(inv.benches)} benches)")
     try:
         with out.status("starting the simulated lab ..."):
             lab.up()
         _release_restarted(inv)
-        outcome = start_run(inv, benches=list(inv.benches), suites=[str(EXAMPLE_SUITES)], options=[], edition="v2",
-                            reports_dir=out_dir, console=out)
-        counts = _print_verdicts(outcome.doc)
-        out.print(f"verdicts: {outcome.run_dir / 'verdicts.json'}")
-        out.print(f"evidence: {outcome.run_dir / 'evidence'}")
+        outcome = start_run(inv, benches=list(inv.benches), suites=[str(s) for s in DEMO_SUITES], options=[],
+                            edition="v2", reports_dir=out_dir, console=out)
     finally:
         with out.status("stopping the simulated lab ..."):
             lab.down()
+    counts = _print_verdicts(outcome.doc)
+    with out.status("writing the reports (Allure, conformance report, PDF) and signing them ..."):
+        report = build_report(outcome.run_dir, profile=find_profile(outcome.run_dir), data_dir=default_data_dir())
+    print_report_paths(report)
+    out.print(f"evidence:            {outcome.run_dir / 'evidence'}", highlight=False)
     raise typer.Exit(_exit_code(counts))
+
+
+def _demo_key() -> None:
+    """The demo signs its reports: make the lab key on first use (as `certlab keys init` would)."""
+    from lab.reports.keys import PRIVATE_KEY_FILE, default_key_dir, init_keys
+
+    if not (default_key_dir() / PRIVATE_KEY_FILE).exists():
+        keys = init_keys()
+        out.print(f"made a lab signing key for the demo: {keys.private_key} (public key {keys.public_key})",
+                  highlight=False)
+
+
+def _check_lab_profile(inv: Inventory) -> None:
+    """A run whose report cannot be written should fail before it starts, not after."""
+    if inv.lab_profile:
+        from lab.reports.profile import load_profile
+
+        load_profile(inv.resolve_path(inv.lab_profile))
 
 
 def main() -> None:

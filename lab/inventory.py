@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -111,6 +112,9 @@ class DutConfig(_Model):
     firmware: str
     mac: str | None = None
     label_password: SecretRef | None = None
+    # the sample's intake, for the test report (ISO/IEC 17025 7.8.2.1: date of receipt, condition)
+    received_on: date | None = None
+    condition: str | None = Field(default=None, max_length=500)
 
     @field_validator("mac")
     @classmethod
@@ -197,6 +201,7 @@ class Inventory(_Model):
     lab: str
     operator: str | None = None
     firmware_dir: str | None = None  # where the lab keeps the release files delivered with samples
+    lab_profile: str | None = None  # the lab's details for test reports (name, address, signatories)
     benches: dict[str, BenchConfig]
 
     @property
@@ -335,7 +340,8 @@ def load_inventory(path: str | Path) -> Inventory:
         raise InventoryError(f"{path}: no bench found; add hosts with a 'certlab:' variable (see inventory/sim.yaml)")
     _check_shared_resources(path, benches)
     return Inventory(path=path.resolve(), lab=lab_name, operator=lab_vars.get("operator"),
-                     firmware_dir=lab_vars.get("firmware_dir"), benches=benches)
+                     firmware_dir=lab_vars.get("firmware_dir"), lab_profile=lab_vars.get("lab_profile"),
+                     benches=benches)
 
 
 def _check_shared_resources(path: Path, benches: dict[str, BenchConfig]) -> None:

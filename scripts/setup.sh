@@ -12,8 +12,12 @@ extras=""
 
 pkgs=$(sed -e 's/#.*//' system-packages.txt | tr -s ' \n' ' ')
 missing=""
+# names installed packages provide count too (NodeSource's nodejs provides npm and conflicts with it)
+provided=$(dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null | sed -n 's/^install ok installed|//p' \
+  | sed 's/([^)]*)//g' | tr ', ' '\n\n')
 for p in $pkgs; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || printf '%s\n' "$provided" | grep -qx "$p" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -26,4 +30,22 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".$extras"
+
+# The Allure 3 CLI that renders HTML reports, pinned by tools/allure/package-lock.json. The stamp
+# holds the lock's checksum, so a rerun skips npm unless the lock changed or node_modules is gone.
+lock_sum=$(sha256sum tools/allure/package-lock.json | cut -d' ' -f1)
+stamp=tools/allure/node_modules/.certlab-stamp
+if [ -x tools/allure/node_modules/.bin/allure ] && [ "$(cat "$stamp" 2>/dev/null)" = "$lock_sum" ]; then
+  echo "setup: Allure CLI up to date in tools/allure"
+else
+  node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$node_major" -lt 20 ]; then
+    echo "setup: the Allure CLI needs Node.js 20 or later, found $(node --version 2>/dev/null || echo none);" \
+         "install nodejs >= 20 (Debian 13, or NodeSource on Debian 12) and rerun" >&2
+    exit 1
+  fi
+  echo "setup: installing the Allure CLI into tools/allure (npm ci)"
+  npm ci --prefix tools/allure --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$lock_sum" > "$stamp"
+fi
 echo "setup: certlab installed in .venv (run .venv/bin/certlab --help)"

@@ -134,3 +134,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = server.new_database()
     yield url
     server.drop_database(url)
+
+
+@pytest.fixture
+def key_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A lab signing key folder of the test's own (CERTLAB_KEY_DIR), never the user's keys."""
+    folder = tmp_path / "keys"
+    monkeypatch.setenv("CERTLAB_KEY_DIR", str(folder))
+    monkeypatch.delenv("CERTLAB_KEY_PASSPHRASE", raising=False)
+    return folder

@@ -23,6 +23,8 @@ from lab.reports.keys import (FINGERPRINT_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FIL
 from lab.reports.manifest import (FORMAT, MANIFEST_FILE, SIGNATURE_FILE, build_manifest, canonical_json,
                                   sign_run, verify_run)
 
+pytestmark = pytest.mark.usefixtures("key_dir")  # tests/conftest.py: keys in tmp_path, never the user's
+
 RUN_ID = "20250101-120000-abc123"
 FILES = {
     "run.json": json.dumps({"run_id": RUN_ID, "benches": ["bench1", "bench2"]}),
@@ -37,14 +39,6 @@ FILES = {
     "evidence/bench2/empty.txt": "",
     "logs/bench1.log": "worker log",
 }
-
-
-@pytest.fixture(autouse=True)
-def key_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "keys"
-    monkeypatch.setenv("CERTLAB_KEY_DIR", str(folder))
-    monkeypatch.delenv("CERTLAB_KEY_PASSPHRASE", raising=False)
-    return folder
 
 
 @pytest.fixture

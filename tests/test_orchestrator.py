@@ -207,7 +207,7 @@ def test_failed_health_check_quarantines_and_a_spare_takes_over(tmp_path: Path):
             assert {b.name: b.state for b in benches(store, lab="torf")}["b2"] == "available"
 
 
-def test_a_lab_fault_mid_run_is_retried_once_on_a_spare(tmp_path: Path):
+def test_a_lab_fault_mid_run_is_retried_once_on_a_spare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # b2 sits alone on an LCUS board whose process dies after a few switches; b1 and b3 share a SCPI switch
     path = write_sim_inventory(tmp_path, "tort", 3, scpi_port=17470, subnet=217, netns=NETNS, ssh_base_port=17480,
                                relay="mixed", per_bench_sim={2: {"lab_faults": ["bench_dies_midrun"]}})
@@ -223,6 +223,20 @@ def test_a_lab_fault_mid_run_is_retried_once_on_a_spare(tmp_path: Path):
         assert retried, f"a lab fault on b2 must be retried on the spare: {b2}"
         assert all(r["executed_on"] == "b3" and r["verdict"] == "PASS" for r in retried), retried
         assert run.returncode == 0, run.stdout + run.stderr
+    # the lab's report of this real run says where each test really ran, with what equipment
+    monkeypatch.setenv("CERTLAB_KEY_DIR", str(tmp_path / "keys"))
+    assert certlab("keys", "init").returncode == 0
+    report = certlab("report", str(run_dir), "--lab-profile", str(ROOT / "inventory" / "lab-profile.yaml"))
+    assert report.returncode == 0, report.stdout + report.stderr
+    conformance = json.loads((run_dir / "conformance.json").read_text())
+    assert any("ran on spare bench b3" in d for d in conformance["deviations"]), conformance["deviations"]
+    equipment = {e["bench"]: e for e in conformance["equipment"]}
+    assert {"b1", "b2", "b3"} <= set(equipment)
+    assert equipment["b1"]["power"]["identification"].startswith("CERTLAB,SIM-SWITCH"), equipment["b1"]
+    assert equipment["b1"]["ssh"]["server"].startswith("SSH-2.0-"), equipment["b1"]
+    assert (run_dir / "inputs" / "inventory.yaml").read_text() == path.read_text()
+    assert all("#" in (r["allure"] or "") for r in conformance["other_results"]), "each verdict links to its Allure result"
+    assert certlab("verify", str(run_dir)).returncode == 0
 
 
 def test_the_lab_fault_inventory_gives_inconclusive_with_causes_and_never_a_fail(tmp_path: Path):

@@ -45,6 +45,31 @@ EDITIONS: MappingType[str, str] = MappingProxyType({
 })
 # how a report names an edition: the standard and the test specification that go together
 EDITION_LABELS = {"v2": "EN 303 645 V2.1.1 / TS 103 701 V1.1.1", "v3": "EN 303 645 V3.1.3 / TS 103 701 V2.1.1"}
+# where a report links a provision ("en") and a test case ("ts") to: ETSI's published deliverables
+EDITION_URLS = {
+    "v2": {"en": "https://www.etsi.org/deliver/etsi_en/303600_303699/303645/02.01.01_60/en_303645v020101p.pdf",
+           "ts": "https://www.etsi.org/deliver/etsi_ts/103700_103799/103701/01.01.01_60/ts_103701v010101p.pdf"},
+    "v3": {"en": "https://www.etsi.org/deliver/etsi_en/303600_303699/303645/03.01.03_60/en_303645v030103p.pdf",
+           "ts": "https://www.etsi.org/deliver/etsi_ts/103700_103799/103701/02.01.01_60/ts_103701v020101p.pdf"},
+}
+# the clause titles of EN 303 645 (the same in V2.1.1 and V3.1.3), for per-chapter summaries
+CHAPTER_TITLES = {
+    "4": "Reporting implementation",
+    "5.1": "No universal default passwords",
+    "5.2": "Implement a means to manage reports of vulnerabilities",
+    "5.3": "Keep software updated",
+    "5.4": "Securely store sensitive security parameters",
+    "5.5": "Communicate securely",
+    "5.6": "Minimize exposed attack surfaces",
+    "5.7": "Ensure software integrity",
+    "5.8": "Ensure that personal data is secure",
+    "5.9": "Make systems resilient to outages",
+    "5.10": "Examine system telemetry data",
+    "5.11": "Make it easy for users to delete user data",
+    "5.12": "Make installation and maintenance of devices easy",
+    "5.13": "Validate input data",
+    "6": "Data protection provisions for consumer IoT",
+}
 _ALIASES = {"2": "v2", "2.1.1": "v2", "v2.1.1": "v2", "3": "v3", "3.1.3": "v3", "v3.1.3": "v3"}
 STATUS_FILTERS = ("mandatory", "recommended", "conditional", "unconditional", "M", "R")
 

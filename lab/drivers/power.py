@@ -55,6 +55,7 @@ class _RetryingPower:
         self.bench = bench
         self._steps = steps or NullSteps()
         self._lock = threading.RLock()
+        self.identity: str | None = None  # the instrument's answer to identify(), for the report's equipment list
 
     # --- PowerDriver -----------------------------------------------------------------------
     def on(self) -> None:
@@ -77,7 +78,8 @@ class _RetryingPower:
 
     def identify(self) -> str:
         with self._steps.step("power identify", bench=self.bench, relay=self.where):
-            return self._attempts("identify it", self._identify)
+            self.identity = self._attempts("identify it", self._identify)
+            return self.identity
 
     # --- internals -------------------------------------------------------------------------
     def _exclusive(self, func: Callable[[], T]) -> T:

@@ -69,6 +69,7 @@ class SSHDriver:
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.RLock()
         self.host_key: str | None = None  # "ssh-ed25519 SHA256:..." of the last key seen
+        self.server_version: str | None = None  # the DUT's SSH banner, for the report's equipment list
 
     @property
     def where(self) -> str:
@@ -124,6 +125,7 @@ class SSHDriver:
                 raise SSHUnreachable(f"{self.where} accepted TCP but the SSH handshake failed ({exc})",
                                      bench=self.bench) from None
             key = client.get_transport().get_remote_server_key()
+            self.server_version = client.get_transport().remote_version
             self._saw_host_key(key)
             self._note(f"logged in to {self.where} as {self.user}")
             self._client = client

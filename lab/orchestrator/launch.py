@@ -9,6 +9,7 @@ from rich.console import Console
 from lab.inventory import Inventory, load_inventory
 from lab.orchestrator.executor import LocalExecutor
 from lab.orchestrator.orchestrator import Orchestrator, RunOutcome
+from lab.orchestrator.inputs import record_inputs
 from lab.orchestrator.rundir import RunSpec, create_run_dir, load_spec, new_run_id
 from lab.store import Store, open_store
 
@@ -20,6 +21,7 @@ def start_run(inventory: Inventory, *, benches: list[str], suites: list[str], op
                        suites=tuple(suites), options=tuple(options), edition=edition, campaign=campaign,
                        store=store.url)
         run_dir = create_run_dir(reports_dir, spec)
+        record_inputs(run_dir, inventory, benches=spec.benches, edition=spec.edition, options=spec.options)
         console.print(f"run {spec.run_id}: {len(benches)} bench(es) in parallel: {', '.join(benches)}", highlight=False)
         return _execute(spec, run_dir, inventory, store, console, resume=False)
 

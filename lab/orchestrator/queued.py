@@ -20,6 +20,7 @@ from lab.inventory import Inventory
 from lab.orchestrator.dispatcher import BenchSlot, DispatchStats, Dispatcher
 from lab.orchestrator.executor import LocalExecutor
 from lab.orchestrator.orchestrator import Orchestrator
+from lab.orchestrator.inputs import record_inputs
 from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id
 from lab.store import QueuedRun, Store, enqueue_run
 
@@ -64,6 +65,7 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
                        suites=tuple(p["suites"]), options=tuple(p.get("options") or ()), edition=p["edition"],
                        store=store.url)
         run_dir = create_run_dir(Path(p["reports_dir"]), spec)
+        record_inputs(run_dir, inventory, benches=spec.benches, edition=spec.edition, options=spec.options)
         console.print(f"queued run {queued.id} (priority {queued.priority}) -> bench {slot.name}: run {spec.run_id}",
                       highlight=False)
         quiet = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115 - closed with the run

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 from rich.markup import escape
 
 from lab.reports.keys import KEY_DIR_ENV, PASSPHRASE_ENV, init_keys, load_private_key
@@ -59,17 +60,29 @@ def verify(
                                                    "key folder's)")] = None,
 ) -> None:
     """Check a run's signature and every file's hash; exit 0 intact, 1 tampered (naming each file)."""
+    from lab.reports.approval import check_approval
+    from lab.reports.keys import load_public_key
+
     result = verify_run(run_dir, pubkey)
     key = f"key {result.key_fingerprint} ({escape(result.key_source)})"
-    if result.intact:
+    approval = check_approval(run_dir, load_public_key(pubkey)) if result.signature_ok else None
+    if result.intact and (approval is None or approval.ok):
         out.print(f"[green]intact[/green]: {result.files_checked} files match the manifest signed by {key}",
                   highlight=False)
+        if approval is not None and approval.present:
+            out.print(f"approved by {escape(str(approval.by))} ({escape(str(approval.role))}) at {approval.at}",
+                      highlight=False)
+        elif approval is not None:
+            out.print("report status: draft (not approved; `certlab report approve` approves it)", highlight=False)
         return
+    if approval is not None and not approval.ok:
+        out.print(f"bad approval: {approval.problem}", markup=False, highlight=False)
     for line in result.problems():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     counts = [f"{len(v)} {k}" for k, v in (("changed", result.changed), ("missing", result.missing),
                                            ("added", result.added)) if v]
-    what = ", ".join((["bad signature"] if not result.signature_ok else []) + counts)
+    what = ", ".join((["bad signature"] if not result.signature_ok else [])
+                     + (["bad approval"] if approval is not None and not approval.ok else []) + counts)
     err.print(f"[red]TAMPERED[/red]: {escape(str(run_dir))}: {what} (checked with {key})", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
@@ -77,3 +90,80 @@ def verify(
 app.add_typer(keys_app, name="keys")
 app.command("sign")(sign)
 app.command("verify")(verify)
+
+
+# --- certlab report DIR / certlab report approve DIR --------------------------------------------
+
+class _DefaultToMake(TyperGroup):
+    """`certlab report DIR` means `certlab report make DIR`; `approve` stays a subcommand."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["make", *args]
+        return super().parse_args(ctx, args)
+
+
+report_app = typer.Typer(cls=_DefaultToMake, no_args_is_help=True,
+                         help="Make the lab's report of a run (Allure + conformance report, signed); approve it.")
+ProfileOpt = Annotated[Optional[Path], typer.Option("--lab-profile", help="the lab's details and signatories "
+                                                    "(default: lab_profile in the run's inventory)")]
+
+
+@report_app.command("make")
+def report_make(
+    run_dir: RunDirArg,
+    lab_profile: ProfileOpt = None,
+    single_file: Annotated[bool, typer.Option("--single-file", help="also write allure-report.html, one "
+                                              "self-contained file for mailing")] = False,
+    no_allure: Annotated[bool, typer.Option("--no-allure", help="skip the Allure report")] = False,
+    no_pdf: Annotated[bool, typer.Option("--no-pdf", help="skip the PDF (no Chromium needed)")] = False,
+    no_sign: Annotated[bool, typer.Option("--no-sign", help="leave the run unsigned (a draft for yourself)")] = False,
+    redo: Annotated[bool, typer.Option("--redo", help="replace an approved report by a new draft "
+                                       "(the approval is dropped)")] = False,
+) -> None:
+    """Allure HTML report + conformance report (HTML, JSON, PDF) of a finished run, then sign it all."""
+    from lab.reports.build import build_report, find_profile
+    from lab.store.db import default_data_dir
+
+    profile = find_profile(run_dir, lab_profile)
+    outcome = build_report(run_dir, profile=profile, data_dir=default_data_dir(), with_allure=not no_allure,
+                           single_file=single_file, with_pdf=not no_pdf, sign=not no_sign, redo_approved=redo)
+    print_report_paths(outcome)
+
+
+@report_app.command("approve")
+def report_approve(
+    run_dir: RunDirArg,
+    by: Annotated[str, typer.Option("--by", help="the authoriser's name, as the lab profile lists it")],
+    role: Annotated[str, typer.Option("--role", help="the authoriser's role, as the lab profile lists it")],
+    lab_profile: ProfileOpt = None,
+    no_pdf: Annotated[bool, typer.Option("--no-pdf", help="skip the PDF")] = False,
+) -> None:
+    """Approve a signed draft: records and signs who approved it, re-renders it as approved, re-signs the run."""
+    from lab.reports.build import approve_report, find_profile
+
+    profile = find_profile(run_dir, lab_profile)
+    outcome = approve_report(run_dir, by=by, role=role, profile=profile, with_pdf=not no_pdf)
+    approval = outcome.doc.get("approval") or {}
+    out.print(f"[green]approved[/green] by {escape(str(approval.get('by')))} ({escape(str(approval.get('role')))}) "
+              f"at {approval.get('at')}; report {outcome.doc['report']['id']}", highlight=False)
+    print_report_paths(outcome)
+
+
+def print_report_paths(outcome) -> None:  # type: ignore[no-untyped-def]
+    """Where each part of the report is: the lines `certlab report` and `certlab demo` end with."""
+    doc = outcome.doc
+    summary = doc.get("summary", {})
+    counts = "  ".join(f"{k}: {v}" for k, v in summary.get("counts", {}).items() if v)
+    out.print(f"report {doc['report']['id']} ({doc['report']['status']}): overall {summary.get('overall')}; "
+              f"{counts}", highlight=False)
+    rows = [("Allure report", outcome.allure_report and outcome.allure_report / "index.html"),
+            ("Allure, one file", outcome.allure_single), ("conformance report", outcome.html),
+            ("conformance data", outcome.html and outcome.html.with_name("conformance.json")),
+            ("conformance PDF", outcome.pdf)]
+    for label, path in rows:
+        if path:
+            out.print(f"  {label + ':':20s} {escape(str(path))}", highlight=False)
+    if outcome.signed:
+        out.print(f"  {'signed manifest:':20s} {escape(str(outcome.run_dir / MANIFEST_FILE))} "
+                  f"(check with `certlab verify {escape(str(outcome.run_dir))}`)", highlight=False)

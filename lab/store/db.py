@@ -87,10 +87,14 @@ def one_line(text: str, secret: str | None = None) -> str:
     return mask_url(first)[:300]
 
 
-def default_sqlite_path(env: Mapping[str, str] | None = None) -> Path:
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """certlab's own data (the SQLite store, Allure history): $CERTLAB_DATA_DIR or ~/.local/share/certlab."""
     env = os.environ if env is None else env
-    base = Path(env.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR).expanduser()
-    return base / "certlab.db"
+    return Path(env.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR).expanduser()
+
+
+def default_sqlite_path(env: Mapping[str, str] | None = None) -> Path:
+    return default_data_dir(env) / "certlab.db"
 
 
 def resolve_url(url: str | None = None, env: Mapping[str, str] | None = None) -> tuple[URL, str]:

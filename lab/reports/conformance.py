@@ -1,0 +1,415 @@
+"""The conformance report's data (`conformance.json`): what the lab states about the items it tested.
+
+Built only from the run directory (the spec, the verdicts, the inputs the run kept, the
+equipment the benches recorded, an approval if any) plus the lab's profile, so a report can be
+rebuilt anywhere, long after the run, and says the same. The HTML and the PDF are renderings of
+this document and add nothing to it. The schema is `certlab.conformance/1`; its fields follow
+ISO/IEC 17025 7.8.2.1 (see docs/reports.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+from collections import Counter, defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lab.catalog import CHAPTER_TITLES, EDITION_LABELS, Catalog, load_catalog
+from lab.errors import CertlabError
+from lab.ics import Ics, load_ics
+from lab.inventory import Inventory, load_inventory
+from lab.orchestrator.inputs import INDEX_FILE, INPUTS_DIR, sha256_file
+from lab.reports.errors import ReportError
+from lab.reports.profile import LabProfile
+
+SCHEMA = "certlab.conformance/1"
+JSON_FILE = "conformance.json"
+HTML_FILE = "conformance.html"
+PDF_FILE = "conformance.pdf"
+APPROVAL_FILE = "approval.json"
+VERDICTS = ("PASS", "FAIL", "NOT_APPLICABLE", "INCONCLUSIVE")
+NOT_ASSESSED = "NOT_ASSESSED"
+SOFTWARE = ("pytest", "allure-pytest", "paramiko", "pyserial", "pyvisa", "pyvisa-py", "scapy", "ansible-core",
+            "cryptography", "sqlalchemy")
+_TRANSCRIPT = re.compile(r"^(console|ssh)-.*\.log$")
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: not found; {what}") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: unreadable ({exc}); {what}") from None
+
+
+def report_id(lab: str, run_id: str) -> str:
+    return f"CL-{lab}-{run_id}"
+
+
+def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str, str] | None = None,
+                   allure_report: str | None = None, tools: dict[str, str] | None = None,
+                   pdf: bool = True, today: dt.date | None = None) -> dict[str, Any]:
+    """The whole report as data. `allure_links` maps node id -> href of its Allure result."""
+    run_dir = Path(run_dir)
+    spec = read_json(run_dir / "run.json", "give a run directory made by `certlab run`")
+    verdicts = read_json(run_dir / "verdicts.json", "the run has not finished: finish it with `certlab run --resume DIR`")
+    edition = _edition_key(spec.get("edition") or verdicts.get("edition") or "v2")
+    try:
+        catalog = load_catalog(edition)
+    except CertlabError as exc:
+        raise ReportError(f"{run_dir / 'verdicts.json'}: field 'edition': {exc}") from None
+    inputs = _read_inputs(run_dir)
+    inventory = _inventory(run_dir, spec)
+    benches = list(spec.get("benches") or [])
+    ics = _ics_by_model(run_dir, inputs, edition, inventory, benches)
+    results = [_result(r, allure_links or {}) for r in verdicts.get("results", [])]
+    approval = _approval(run_dir)
+    lab = verdicts.get("lab") or (inventory.lab if inventory else spec.get("lab") or "lab")
+    run_id = verdicts.get("run_id") or spec["run_id"]
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    issued = approval["at"][:10] if approval else today.isoformat()
+
+    provisions = _provisions(catalog, results, ics)
+    tied = {id(r) for p in provisions for tc in p["test_cases"] for r in tc["results"]}
+    other = [r for r in results if id(r) not in tied]
+    items = _items(benches, inventory, inputs, ics)
+    models = sorted({i["model"] for i in items})
+    vendors = sorted({i["vendor"] for i in items if i.get("vendor")})
+    started, ended = _testing_dates(results, spec)
+    received = sorted(i["received_on"] for i in items if i.get("received_on"))
+    counts = Counter(r["verdict"] for r in results)
+    prov_counts = Counter(p["verdict"] for p in provisions)
+
+    return {
+        "schema": SCHEMA,
+        "report": {
+            "id": report_id(lab, run_id),
+            "title": profile.report.title,
+            "subject": f"{catalog.en} conformance assessment of {', '.join(models) or 'the items listed'}",
+            "status": "approved" if approval else "draft",
+            "issued": issued,
+            "generated_at": _now(),
+        },
+        "laboratory": profile.laboratory.model_dump(mode="json"),
+        "customer": {"name": ", ".join(vendors) or "not stated in the ICS", "address": [], "contact": None},
+        "method": {
+            "standard": catalog.en,
+            "test_specification": catalog.ts,
+            "edition": edition,
+            "edition_label": EDITION_LABELS.get(edition, edition),
+            "catalogue_confidence": catalog.confidence,
+            "tool": f"certlab {_version('certlab')}",
+            "software": {"python": platform.python_version(), **{n: v for n in SOFTWARE if (v := _version(n))},
+                         **(tools or {})},
+            "suites": [_short(s) for s in spec.get("suites", [])],
+            "inputs": _input_list(inputs),
+        },
+        "items": items,
+        "dates": {"received": received[0] if received else None, "testing_started": started,
+                  "testing_ended": ended, "issued": issued},
+        "statement": profile.report.statement,
+        "decision_rule": profile.report.decision_rule,
+        "summary": {
+            "overall": _overall(prov_counts, counts),
+            "counts": {v: counts.get(v, 0) for v in VERDICTS},
+            "provision_counts": {v: prov_counts.get(v, 0) for v in (*VERDICTS, NOT_ASSESSED)},
+            "chapters": _chapters(provisions),
+        },
+        "provisions": provisions,
+        "other_results": other,
+        "inconclusive": [_short_result(r) for r in results if r["verdict"] == "INCONCLUSIVE"],
+        "deviations": _deviations(results, provisions, catalog),
+        "equipment": _equipment(run_dir, benches, results, inventory),
+        "approval": approval,
+        "evidence_index": _evidence_index(run_dir),
+        "run": {"id": run_id, "lab": lab, "operator": inventory.operator if inventory else None,
+                "status": "cancelled" if any(r.get("cause") == "cancelled" for r in results) else "completed",
+                "inventory_sha256": (inputs.get("inventory") or {}).get("sha256"), "benches": benches,
+                "created": spec.get("created")},
+        "links": {"allure_report": allure_report, "verdicts": "verdicts.json", "manifest": "manifest.json",
+                  "pdf": PDF_FILE if pdf else None},
+    }
+
+
+def write_document(doc: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+def _read_inputs(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / INPUTS_DIR / INDEX_FILE
+    return read_json(path, "re-run with this certlab") if path.exists() else {}
+
+
+def _inventory(run_dir: Path, spec: dict[str, Any]) -> Inventory | None:
+    """The inventory as the run had it (its copy), else the file the spec names, else none."""
+    for path in (run_dir / "inputs" / "inventory.yaml", Path(spec.get("inventory") or "")):
+        if path.is_file():
+            try:
+                return load_inventory(path)
+            except CertlabError:
+                continue  # an old copy that no longer validates: describe the run without it
+    return None
+
+
+def _ics_by_model(run_dir: Path, inputs: dict[str, Any], edition: str, inventory: Inventory | None,
+                  benches: list[str]) -> dict[str, Ics]:
+    found: dict[str, Ics] = {}
+    for model, files in (inputs.get("products") or {}).items():
+        entry = files.get("ics")
+        if entry:
+            found[model] = load_ics(run_dir / entry["file"], edition)
+    return found
+
+
+def _input_list(inputs: dict[str, Any]) -> list[dict[str, str]]:
+    listed = []
+    if inputs.get("inventory"):
+        listed.append({"what": "lab inventory", **inputs["inventory"]})
+    names = {"ics": "ICS", "ixit": "IXIT", "assessments": "assessor's decisions (conceptual test cases)"}
+    for model, files in sorted((inputs.get("products") or {}).items()):
+        for kind, entry in files.items():
+            listed.append({"what": f"{names.get(kind, kind)} of {model}", **entry})
+    return listed
+
+
+# --- results and provisions -------------------------------------------------------------------
+
+def _result(r: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    test_case = r.get("test_case")
+    return {
+        "bench": r.get("bench"), "executed_on": r.get("executed_on") or r.get("bench"),
+        "dut_serial": r.get("dut_serial"), "firmware": r.get("firmware"),
+        "test_case": test_case, "test": r.get("test"), "provision": r.get("provision"),
+        "verdict": r.get("verdict") if r.get("verdict") in VERDICTS else "INCONCLUSIVE",
+        "reason": r.get("reason") or "", "cause": r.get("cause"), "attempt": r.get("attempt") or 1,
+        "duration": r.get("duration"), "finished": r.get("finished"), "nodeid": r.get("nodeid"),
+        "evidence": _own_evidence(r.get("evidence") or [], test_case),
+        "allure": links.get(r.get("nodeid") or ""),
+    }
+
+
+def _own_evidence(paths: list[str], test_case: str | None) -> list[str]:
+    """A result's own files (named after its test case) and the bench's transcripts."""
+    own = []
+    for path in paths:
+        name = path.rsplit("/", 1)[-1]
+        if (test_case and name.startswith(f"{test_case}-")) or _TRANSCRIPT.match(name):
+            own.append(path)
+    return own
+
+
+def _provisions(catalog: Catalog, results: list[dict[str, Any]], ics: dict[str, Ics]) -> list[dict[str, Any]]:
+    by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        if r["test_case"]:
+            by_case[r["test_case"]].append(r)
+    out = []
+    for prov in catalog.provisions:
+        entry = _ics_entry(ics, prov.id)
+        cases = []
+        for tc in prov.test_cases:
+            rows = sorted(by_case.get(tc.id, []), key=lambda r: (r["bench"] or "", r["attempt"]))
+            cases.append({"id": tc.id, "kind": tc.kind, "coverage": tc.coverage, "title": prov.title or "",
+                          "results": rows})
+        verdict, reason = _provision_verdict([r for c in cases for r in c["results"]], entry)
+        out.append({"id": prov.id, "chapter": _chapter(prov.id), "title": prov.title or "",
+                    "status": prov.status.code(), "verdict": verdict, "reason": reason,
+                    "ics": entry, "test_cases": cases})
+    return out
+
+
+def _ics_entry(ics: dict[str, Ics], provision: str) -> dict[str, str] | None:
+    """The ICS row for a provision; with several models, the first that answers it."""
+    for model in sorted(ics):
+        entry = ics[model].entry(provision)
+        if entry is not None:
+            return {"support": entry.support, "detail": entry.detail}
+    return None
+
+
+def _provision_verdict(results: list[dict[str, Any]], ics: dict[str, str] | None) -> tuple[str, str]:
+    verdicts = Counter(r["verdict"] for r in results)
+    samples = len({r["dut_serial"] for r in results})
+    if verdicts["FAIL"]:
+        first = next(r for r in results if r["verdict"] == "FAIL")
+        return "FAIL", f"{first['test_case']} failed on sample {first['dut_serial']}: {first['reason']}"
+    if verdicts["INCONCLUSIVE"]:
+        first = next(r for r in results if r["verdict"] == "INCONCLUSIVE")
+        return "INCONCLUSIVE", f"{first['test_case']} undecided on sample {first['dut_serial']}: {first['reason']}"
+    if results and verdicts["NOT_APPLICABLE"] == len(results):
+        return "NOT_APPLICABLE", (ics or {}).get("detail") or results[0]["reason"]
+    if results:
+        na = f"; {verdicts['NOT_APPLICABLE']} not applicable" if verdicts["NOT_APPLICABLE"] else ""
+        return "PASS", f"{verdicts['PASS']} test result(s) passed on {samples} sample(s){na}"
+    if ics is not None and ics["support"] == "N/A":
+        return "NOT_APPLICABLE", f"ICS: {ics['detail']}"
+    return NOT_ASSESSED, "not in the scope of this run"
+
+
+def _chapter(provision_id: str) -> str:
+    return provision_id.split("-", 1)[0]
+
+
+def _chapters(provisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for p in provisions:
+        grouped.setdefault(p["chapter"], []).append(p)
+    chapters = []
+    for chapter, provs in grouped.items():
+        counts = Counter(p["verdict"] for p in provs)
+        chapters.append({"chapter": chapter, "title": CHAPTER_TITLES.get(chapter, ""),
+                         "counts": {v: counts.get(v, 0) for v in (*VERDICTS, NOT_ASSESSED)},
+                         "verdict": _worst(counts)})
+    return chapters
+
+
+def _worst(counts: Counter) -> str:
+    for verdict in ("FAIL", "INCONCLUSIVE", "PASS", "NOT_APPLICABLE"):
+        if counts.get(verdict):
+            return verdict
+    return NOT_ASSESSED
+
+
+def _overall(prov_counts: Counter, counts: Counter) -> str:
+    return _worst(prov_counts) if sum(prov_counts.values()) - prov_counts.get(NOT_ASSESSED, 0) else _worst(counts)
+
+
+def _short_result(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in ("provision", "test_case", "test", "bench", "executed_on", "dut_serial", "reason",
+                              "cause", "attempt", "nodeid")}
+
+
+def _deviations(results: list[dict[str, Any]], provisions: list[dict[str, Any]], catalog: Catalog) -> list[str]:
+    """What departs from the method as planned: spares, retries, cancellations, scope left out."""
+    out = []
+    for r in results:
+        if r["executed_on"] and r["executed_on"] != r["bench"]:
+            out.append(f"{r['test_case'] or r['test']} for slot {r['bench']} ran on spare bench {r['executed_on']} "
+                       f"(sample {r['dut_serial']}, attempt {r['attempt']}) after a lab fault on {r['bench']}.")
+        elif r["attempt"] > 1:
+            out.append(f"{r['test_case'] or r['test']} on {r['bench']} was repeated (attempt {r['attempt']}) "
+                       f"after a lab fault.")
+    cancelled = sum(1 for r in results if r.get("cause") == "cancelled")
+    if cancelled:
+        out.append(f"The run was cancelled by the operator: {cancelled} test(s) were not completed.")
+    skipped = [p["id"] for p in provisions if p["verdict"] == NOT_ASSESSED]
+    if skipped:
+        out.append(f"{len(skipped)} provision(s) of {catalog.en} were not in the scope of this run: "
+                   f"{', '.join(skipped)}.")
+    if catalog.confidence != "confirmed":
+        out.append(f"certlab's catalogue of {catalog.en} / {catalog.ts} is marked '{catalog.confidence}': "
+                   "provision statuses and test case ids are to be confirmed against the published documents.")
+    return out
+
+
+# --- items, equipment, evidence -------------------------------------------------------------
+
+def _items(benches: list[str], inventory: Inventory | None, inputs: dict[str, Any],
+           ics: dict[str, Ics]) -> list[dict[str, Any]]:
+    releases = inputs.get("firmware") or []
+    items = []
+    for name in benches:
+        cfg = inventory.benches.get(name) if inventory else None
+        if cfg is None:
+            items.append({"bench": name, "model": "unknown", "serial": "unknown", "firmware": "unknown"})
+            continue
+        dut = cfg.dut
+        release = next((f for f in releases if f.get("model") == dut.model and f.get("version") == dut.firmware), None)
+        items.append({
+            "model": dut.model, "vendor": ics[dut.model].product.vendor if dut.model in ics else None,
+            "serial": dut.serial, "firmware": dut.firmware,
+            "firmware_sha256": release["sha256"] if release else None,
+            "firmware_file": release["file"] if release else None,
+            "mac": dut.mac, "received_on": dut.received_on.isoformat() if dut.received_on else None,
+            "condition_on_receipt": dut.condition, "bench": name,
+        })
+    return items
+
+
+def _equipment(run_dir: Path, benches: list[str], results: list[dict[str, Any]],
+               inventory: Inventory | None) -> list[dict[str, Any]]:
+    used = list(dict.fromkeys([*benches, *(r["executed_on"] for r in results if r["executed_on"])]))
+    out = []
+    for name in used:
+        recorded = run_dir / "evidence" / name / "equipment.json"
+        if recorded.is_file():
+            try:
+                out.append(json.loads(recorded.read_text(encoding="utf-8")))
+                continue
+            except ValueError:
+                pass
+        cfg = inventory.benches.get(name) if inventory else None
+        if cfg is not None:
+            out.append({"bench": name, "capabilities": list(cfg.capabilities),
+                        "power": {"driver": cfg.power.driver, "channel": cfg.power.channel,
+                                  "resource": getattr(cfg.power, "resource", None) or getattr(cfg.power, "url", None),
+                                  "identification": None},
+                        "console": {"url": cfg.console.url, "baud": cfg.console.baud},
+                        "network": {"address": cfg.network.address, "interface": cfg.network.interface},
+                        "ssh": {"client": None, "server": None}})
+    return out
+
+
+def _evidence_index(run_dir: Path) -> list[dict[str, Any]]:
+    entries = []
+    for top in ("evidence", "inputs"):
+        root = run_dir / top
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                entries.append({"path": path.relative_to(run_dir).as_posix(), "sha256": sha256_file(path),
+                                "size": path.stat().st_size})
+    return entries
+
+
+def _approval(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / APPROVAL_FILE
+    if not path.exists():
+        return None
+    data = read_json(path, "remove it and approve the report again")
+    return {"by": data.get("by"), "role": data.get("role"), "at": data.get("at")}
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+def _testing_dates(results: list[dict[str, Any]], spec: dict[str, Any]) -> tuple[str | None, str | None]:
+    finished = sorted(r["finished"] for r in results if r.get("finished"))
+    started = spec.get("created") or (finished[0] if finished else None)
+    return started, (finished[-1] if finished else None)
+
+
+def _edition_key(value: str) -> str:
+    """'v2' as run.json says it, or the label verdicts.json carries ('EN 303 645 V2.1.1 / ...')."""
+    return {label: key for key, label in EDITION_LABELS.items()}.get(value, value)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _short(path: str) -> str:
+    """A suite path as the lab knows it (relative to the project), not this machine's absolute path."""
+    parts = Path(path).parts
+    return "/".join(parts[parts.index("testsuites"):]) if "testsuites" in parts else path
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,225 @@
+"""`certlab report` / `report approve` / `verify` as a lab engineer and a certifier use them.
+
+A synthetic finished run (lab.reports.synthetic: the shape `certlab run` leaves, with the
+simulated thermostat's real ICS) stands in for a run, so these tests need no simulated lab.
+The Allure CLI and Chromium are the real ones. Keys live in tmp_path, never the user's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.orchestrator.inputs import explicit_files, record_inputs
+from lab.inventory import load_inventory
+from lab.reports.conformance import build_document
+from lab.reports.profile import load_profile
+from lab.reports.synthetic import make_run
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "inventory" / "lab-profile.yaml"
+pytestmark = pytest.mark.usefixtures("key_dir")  # tests/conftest.py: keys in tmp_path, never the user's
+
+
+def certlab(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
+
+
+def flip(path: Path, offset: int = 10) -> bytes:
+    data = path.read_bytes()
+    changed = bytearray(data)
+    changed[min(offset, len(data) - 1)] ^= 0x01
+    path.write_bytes(bytes(changed))
+    return data
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One run reported once with everything (Allure, PDF, signature), shared by the read-only tests."""
+    root = tmp_path_factory.mktemp("reported")
+    keys = root / "keys"
+    env = {**os.environ, "CERTLAB_KEY_DIR": str(keys), "CERTLAB_DATA_DIR": str(root / "data"), "COLUMNS": "200"}
+    run_dir = make_run(root / "reports", results=60, samples=3)
+    for args in (["keys", "init"], ["report", str(run_dir), "--lab-profile", str(PROFILE), "--single-file"]):
+        proc = subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=180, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return run_dir, keys
+
+
+def test_report_writes_every_part_and_names_them(reported: tuple[Path, Path]) -> None:
+    run_dir, _ = reported
+    for part in ("allure-report/index.html", "allure-report.html", "conformance.html", "conformance.json",
+                 "conformance.pdf", "manifest.json", "manifest.sig"):
+        assert (run_dir / part).is_file(), part
+    assert (run_dir / "conformance.pdf").read_bytes().startswith(b"%PDF")
+    doc = json.loads((run_dir / "conformance.json").read_text())
+    assert doc["report"]["status"] == "draft" and doc["approval"] is None
+    assert doc["report"]["id"] == f"CL-sim-{run_dir.name}"
+    results = [r for p in doc["provisions"] for tc in p["test_cases"] for r in tc["results"]]
+    assert len(results) == 60
+    linked = [r for r in results if r["allure"]]
+    assert linked and all(r["allure"].startswith("allure-report/index.html#") for r in linked)
+    assert doc["method"]["software"]["allure"] == "3.18.0"
+    assert doc["items"][0]["condition_on_receipt"] and doc["items"][0]["received_on"] == "2026-11-20"
+
+
+@pytest.mark.parametrize("victim", ["evidence/bench1/console-bench1.log", "verdicts.json", "conformance.html",
+                                    "conformance.pdf", "conformance.json", "allure-report/index.html",
+                                    "inputs/products/TH-100/ics.yaml"])
+def test_one_flipped_byte_anywhere_fails_verify_naming_the_file(reported: tuple[Path, Path], victim: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir, keys = reported
+    monkeypatch.setenv("CERTLAB_KEY_DIR", str(keys))
+    original = flip(run_dir / victim, offset=200)
+    try:
+        proc = certlab("verify", str(run_dir))
+        assert proc.returncode == 1
+        assert f"changed: {victim}" in proc.stdout
+    finally:
+        (run_dir / victim).write_bytes(original)
+    assert certlab("verify", str(run_dir)).returncode == 0
+
+
+def test_approve_signs_the_authoriser_and_the_report_says_approved(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "reports", results=20, samples=2, allure=False)
+    assert certlab("keys", "init").returncode == 0
+    made = certlab("report", str(run_dir), "--lab-profile", str(PROFILE), "--no-allure", "--no-pdf")
+    assert made.returncode == 0, made.stderr
+    assert "draft" in (run_dir / "conformance.html").read_text().lower()
+
+    wrong = certlab("report", "approve", str(run_dir), "--by", "Mallory", "--role", "Intern",
+                    "--lab-profile", str(PROFILE), "--no-pdf")
+    assert wrong.returncode == 2 and "not an authorised signatory" in wrong.stderr and "Alex Example" in wrong.stderr
+    role = certlab("report", "approve", str(run_dir), "--by", "Alex Example", "--role", "Intern",
+                   "--lab-profile", str(PROFILE), "--no-pdf")
+    assert role.returncode == 2 and "--role 'Technical Manager'" in role.stderr
+
+    ok = certlab("report", "approve", str(run_dir), "--by", "alex example", "--role", "technical manager",
+                 "--lab-profile", str(PROFILE), "--no-pdf")
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads((run_dir / "conformance.json").read_text())
+    assert doc["report"]["status"] == "approved"
+    assert doc["approval"]["by"] == "Alex Example" and doc["approval"]["role"] == "Technical Manager"
+    html = (run_dir / "conformance.html").read_text()
+    assert "Alex Example" in html and "Technical Manager" in html
+    verified = certlab("verify", str(run_dir))
+    assert verified.returncode == 0 and "approved by Alex Example (Technical Manager)" in verified.stdout
+
+    again = certlab("report", "approve", str(run_dir), "--by", "Alex Example", "--role", "Technical Manager",
+                    "--lab-profile", str(PROFILE), "--no-pdf")
+    assert again.returncode == 2 and "already approved" in again.stderr
+    remake = certlab("report", str(run_dir), "--lab-profile", str(PROFILE), "--no-allure", "--no-pdf")
+    assert remake.returncode == 2 and "--redo" in remake.stderr
+    redo = certlab("report", str(run_dir), "--lab-profile", str(PROFILE), "--no-allure", "--no-pdf", "--redo")
+    assert redo.returncode == 0
+    assert json.loads((run_dir / "conformance.json").read_text())["report"]["status"] == "draft"
+    assert not (run_dir / "approval.json").exists()
+
+
+def test_approval_refused_for_a_tampered_run_and_broken_by_a_later_change(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "reports", results=12, samples=2, allure=False)
+    certlab("keys", "init")
+    assert certlab("report", str(run_dir), "--lab-profile", str(PROFILE), "--no-allure", "--no-pdf").returncode == 0
+    original = flip(run_dir / "verdicts.json")
+    refused = certlab("report", "approve", str(run_dir), "--by", "Sam Sample", "--role", "Quality Manager",
+                      "--lab-profile", str(PROFILE), "--no-pdf")
+    assert refused.returncode == 2 and "does not verify" in refused.stderr and "verdicts.json" in refused.stderr
+    (run_dir / "verdicts.json").write_bytes(original)
+    assert certlab("report", "approve", str(run_dir), "--by", "Sam Sample", "--role", "Quality Manager",
+                   "--lab-profile", str(PROFILE), "--no-pdf").returncode == 0
+    forged = json.loads((run_dir / "approval.json").read_text())
+    forged["by"] = "Someone Else"
+    (run_dir / "approval.json").write_text(json.dumps(forged, sort_keys=True, separators=(",", ":")) + "\n")
+    proc = certlab("verify", str(run_dir))
+    assert proc.returncode == 1 and "bad approval" in proc.stdout and "changed: approval.json" in proc.stdout
+
+
+def test_bad_or_missing_lab_profile_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "reports", results=4, samples=1, allure=False)
+    bad = tmp_path / "profile.yaml"
+    bad.write_text("laboratory:\n  nme: Typo Lab\n  address: [1 Street]\n")
+    proc = certlab("report", str(run_dir), "--lab-profile", str(bad), "--no-sign")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "laboratory.nme" in proc.stderr and "did you mean 'name'" in proc.stderr
+    bad.write_text("laboratory:\n  name: Lab\n  address: []\n")
+    proc = certlab("report", str(run_dir), "--lab-profile", str(bad), "--no-sign")
+    assert proc.returncode == 2 and "laboratory.address" in proc.stderr
+    proc = certlab("report", str(tmp_path), "--no-sign")
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+    no_key = certlab("report", str(run_dir), "--lab-profile", str(PROFILE), "--no-allure", "--no-pdf")
+    assert no_key.returncode == 2 and "certlab keys init" in no_key.stderr
+    assert not (run_dir / "conformance.html").exists()  # nothing half made
+
+
+def test_provision_verdicts_follow_the_decision_rule(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "reports", results=8, samples=2, allure=False)
+    verdicts = json.loads((run_dir / "verdicts.json").read_text())
+    rows = verdicts["results"]
+    row = dict(rows[0])
+
+    def result(test_case: str, provision: str, bench: str, verdict: str, reason: str = "", cause=None) -> dict:
+        return {**row, "test_case": test_case, "provision": provision, "bench": bench, "executed_on": bench,
+                "dut_serial": f"S-{bench}", "verdict": verdict, "reason": reason, "cause": cause,
+                "nodeid": f"t::{test_case}[{bench}]"}
+
+    verdicts["results"] = [
+        result("5.1-1-2", "5.1-1", "bench1", "PASS"), result("5.1-1-2", "5.1-1", "bench2", "FAIL", "admin/admin works"),
+        result("5.1-2-2", "5.1-2", "bench1", "PASS"), result("5.1-2-2", "5.1-2", "bench2", "INCONCLUSIVE",
+                                                             "power relay fault", "lab-fault"),
+        result("5.3-6-1", "5.3-6", "bench1", "NOT_APPLICABLE", "ICS N/A"),
+        {**result("5.1-5-2", "5.1-5", "bench1", "PASS"), "executed_on": "bench9", "attempt": 2},
+    ]
+    (run_dir / "verdicts.json").write_text(json.dumps(verdicts))
+    doc = build_document(run_dir, load_profile(PROFILE), pdf=False)
+    by_id = {p["id"]: p for p in doc["provisions"]}
+    assert by_id["5.1-1"]["verdict"] == "FAIL" and "admin/admin works" in by_id["5.1-1"]["reason"]
+    assert "S-bench2" in by_id["5.1-1"]["reason"]
+    assert by_id["5.1-2"]["verdict"] == "INCONCLUSIVE"
+    assert by_id["5.3-6"]["verdict"] == "NOT_APPLICABLE"
+    assert by_id["5.3-6"]["reason"] == by_id["5.3-6"]["ics"]["detail"] and by_id["5.3-6"]["ics"]["support"] == "N/A"
+    assert by_id["5.1-5"]["verdict"] == "PASS"
+    assert by_id["5.3-14"]["verdict"] == "NOT_APPLICABLE" and by_id["5.3-14"]["reason"].startswith("ICS: ")
+    assert by_id["5.5-1"]["verdict"] == "NOT_ASSESSED"
+    assert doc["summary"]["overall"] == "FAIL"
+    assert [r["test_case"] for r in doc["inconclusive"]] == ["5.1-2-2"]
+    assert any("spare bench bench9" in d for d in doc["deviations"])
+    assert any("not in the scope of this run" in d for d in doc["deviations"])
+    chapter = next(c for c in doc["summary"]["chapters"] if c["chapter"] == "5.1")
+    assert chapter["verdict"] == "FAIL" and chapter["counts"]["FAIL"] == 1 and chapter["counts"]["INCONCLUSIVE"] == 1
+
+
+def test_a_run_keeps_a_copy_of_its_inputs(tmp_path: Path) -> None:
+    inv = load_inventory(ROOT / "inventory" / "sim.yaml")
+    ics = tmp_path / "my-ics.yaml"
+    ics.write_text((ROOT / "inventory" / "products" / "TH-100" / "ics.yaml").read_text())
+    options = ["--edition", "v2", "--ics", str(ics)]
+    assert explicit_files(options) == {"ics": str(ics)}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    index = record_inputs(run_dir, inv, benches=["bench1", "bench2"], edition="v2", options=options)
+    assert index["products"]["TH-100"]["ics"]["source"] == str(ics.resolve())
+    assert set(index["products"]["TH-100"]) == {"ics", "ixit", "assessments"}
+    assert (run_dir / "inputs" / "inventory.yaml").read_text() == (ROOT / "inventory" / "sim.yaml").read_text()
+    ics.write_text("changed after the run")  # the run's copy is what the report describes
+    assert "provisions" in (run_dir / "inputs" / "products" / "TH-100" / "ics.yaml").read_text()
+
+
+def test_an_inventory_names_a_lab_profile_that_is_checked_up_front(tmp_path: Path) -> None:
+    text = (ROOT / "inventory" / "sim.yaml").read_text()
+    (tmp_path / "secrets").symlink_to(ROOT / "inventory" / "secrets")
+    inv = tmp_path / "lab.yaml"
+    inv.write_text(text.replace("lab_profile: lab-profile.yaml", "lab_profile: profile.yaml"))
+    (tmp_path / "profile.yaml").write_text("laboratory:\n  name: Lab\n  address: [1 Street]\n"
+                                           "signatories:\n  - {name: A, rle: Manager}\n")
+    proc = certlab("inventory", "check", "-i", str(inv))
+    assert proc.returncode == 2 and "signatories[0].rle: unknown field; did you mean 'role'" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "profile.yaml").unlink()
+    proc = certlab("inventory", "check", "-i", str(inv))
+    assert proc.returncode == 2 and "profile.yaml: file not found" in proc.stderr
