@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.catalog.cli import catalog
+from lab.api.cli import serve, users_app
 from lab.reports.cli import keys_app, print_report_paths, report_app, sign, verify
 from lab.errors import CertlabError
 from lab.inventory import Inventory, load_inventory
@@ -39,6 +40,8 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benches in the result store:
 app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
+app.add_typer(users_app, name="users")
+app.command("serve")(serve)
 app.command("sign")(sign)
 app.command("verify")(verify)
 

@@ -18,6 +18,7 @@ import pytest
 from lab.orchestrator.inputs import explicit_files, record_inputs
 from lab.inventory import load_inventory
 from lab.reports.conformance import build_document
+from lab.reports.manifest import verify_run
 from lab.reports.profile import load_profile
 from lab.reports.synthetic import make_run
 
@@ -70,20 +71,27 @@ def test_report_writes_every_part_and_names_them(reported: tuple[Path, Path]) ->
     assert doc["items"][0]["condition_on_receipt"] and doc["items"][0]["received_on"] == "2026-11-20"
 
 
-@pytest.mark.parametrize("victim", ["evidence/bench1/console-bench1.log", "verdicts.json", "conformance.html",
-                                    "conformance.pdf", "conformance.json", "allure-report/index.html",
-                                    "inputs/products/TH-100/ics.yaml"])
-def test_one_flipped_byte_anywhere_fails_verify_naming_the_file(reported: tuple[Path, Path], victim: str,
+VICTIMS = ["evidence/bench1/console-bench1.log", "verdicts.json", "conformance.html", "conformance.pdf",
+           "conformance.json", "allure-report/index.html", "allure-report.html", "inputs/products/TH-100/ics.yaml"]
+
+
+def test_one_flipped_byte_anywhere_fails_verify_naming_the_file(reported: tuple[Path, Path],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir, keys = reported
     monkeypatch.setenv("CERTLAB_KEY_DIR", str(keys))
-    original = flip(run_dir / victim, offset=200)
+    for victim in VICTIMS:  # the library call for each file; the command line once, below
+        original = flip(run_dir / victim, offset=200)
+        try:
+            result = verify_run(run_dir, keys / "public_key.pem")
+            assert not result.intact and result.changed == [victim], (victim, result.problems())
+        finally:
+            (run_dir / victim).write_bytes(original)
+    original = flip(run_dir / "verdicts.json", offset=200)
     try:
         proc = certlab("verify", str(run_dir))
-        assert proc.returncode == 1
-        assert f"changed: {victim}" in proc.stdout
+        assert proc.returncode == 1 and "changed: verdicts.json" in proc.stdout and "TAMPERED" in proc.stderr
     finally:
-        (run_dir / victim).write_bytes(original)
+        (run_dir / "verdicts.json").write_bytes(original)
     assert certlab("verify", str(run_dir)).returncode == 0
 
 

@@ -7,7 +7,8 @@ each hold their own.
 
 SQLite is tuned for several processes writing at once: WAL (readers never block the writer),
 foreign keys on, a busy timeout, and every transaction begun with `BEGIN IMMEDIATE`, so that a
-read-then-write transaction waits for the write lock up front instead of failing half-way.
+read-then-write transaction waits for the write lock up front instead of failing half-way;
+`Store.reading()` is the exception, a plain BEGIN for transactions that only read.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ class Store:
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction: on SQLite a plain BEGIN, so readers never queue for the write
+        lock (WAL lets them read beside the writer); writing in it is an error."""
+        with Session(self.engine.execution_options(certlab_read=True), expire_on_commit=False) as session, \
+                session.begin():
             yield session
 
     def close(self) -> None:
@@ -149,7 +158,7 @@ def _sqlite_engine(url: URL, source: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("certlab_read") else "BEGIN IMMEDIATE")
 
     return engine
 

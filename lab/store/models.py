@@ -128,6 +128,7 @@ class Sample(Base):
     firmware: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime | None]
     condition: Mapped[str | None] = mapped_column(Text)
+    booking_id: Mapped[int | None] = mapped_column(Integer)  # the booking it came with (lab.api)
 
 
 class TestResult(Base):
@@ -227,3 +228,173 @@ class QueuedRun(Base):
     claimed_at: Mapped[datetime | None]
     bench: Mapped[str | None] = mapped_column(String(128))
     run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+# --- the booking service (lab.api): who may do what, and what manufacturers booked ------------
+
+ROLES = ("manufacturer", "engineer", "certifier")
+BOOKING_STATES = ("requested", "accepted", "running", "tested", "reported", "rejected", "cancelled")
+REVIEW_DECISIONS = ("accepted", "rejected")
+SIGNATURE_STATES = ("valid", "invalid", "unchecked")
+
+
+class Organisation(Base):
+    """A tenant: a manufacturer, the lab itself, or a certification body."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person or system holding one API token; only the token's SHA-256 is kept."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    org: Mapped[Organisation] = relationship(lazy="joined")
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (UniqueConstraint("org_id", "model", name="uq_products_org_id_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    model: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(256))
+    vendor: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Slot(Base):
+    """One day of testing for a DUT model; capacity = the inventory's benches for that model."""
+
+    __tablename__ = "slots"
+    __table_args__ = (
+        UniqueConstraint("model", "day", name="uq_slots_model_day"),
+        CheckConstraint("reserved >= 0 AND reserved <= capacity", name="reserved"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    day: Mapped[str] = mapped_column(String(10))  # ISO date: portable and ordered
+    capacity: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", BOOKING_STATES), name="status"),
+        Index("ix_bookings_org_id", "org_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    firmware_version: Mapped[str] = mapped_column(String(64))
+    edition: Mapped[str] = mapped_column(String(8))
+    suites: Mapped[list[Any]] = mapped_column(default=list)
+    ics: Mapped[str] = mapped_column(Text)  # the YAML as uploaded, validated against the edition
+    ixit: Mapped[str] = mapped_column(Text)
+    preferred_from: Mapped[str | None] = mapped_column(String(10))
+    preferred_to: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    slot_id: Mapped[int | None] = mapped_column(ForeignKey("slots.id"))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    product: Mapped[Product] = relationship(lazy="joined")
+    slot: Mapped[Slot | None] = relationship(lazy="joined")
+
+
+class Firmware(Base):
+    """An uploaded image, stored by content hash; the signature is checked against the IXIT's key."""
+
+    __tablename__ = "firmware"
+    __table_args__ = (CheckConstraint(_one_of("signature", SIGNATURE_STATES), name="signature"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    filename: Mapped[str] = mapped_column(String(256))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(16), default="unchecked")
+    signature_detail: Mapped[str | None] = mapped_column(Text)
+    uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CustodyEvent(Base):
+    """Chain of custody of a sample: received, on a bench, tested, returned (append-only)."""
+
+    __tablename__ = "custody_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"))
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+    by_user: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportRelease(Base):
+    """A run's approved report made readable to one certification body."""
+
+    __tablename__ = "report_releases"
+    __table_args__ = (UniqueConstraint("run_id", "org_id", name="uq_report_releases_run_id_org_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    released_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (CheckConstraint(_one_of("decision", REVIEW_DECISIONS), name="decision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    reviewer: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Every state-changing API call: who, what, when (append-only, like `events`)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    user_name: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(16))
+    org: Mapped[str | None] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -38,6 +38,19 @@ def unit(target: Target) -> Iterator[Session]:
         raise unavailable(exc, target.url, target.engine.url.password) from None
 
 
+@contextmanager
+def reading(target: Target) -> Iterator[Session]:
+    """Like `unit`, for work that only reads: a Store gives a read transaction (see Store.reading)."""
+    if isinstance(target, Session):
+        yield target
+        return
+    try:
+        with target.reading() as session:
+            yield session
+    except OperationalError as exc:
+        raise unavailable(exc, target.url, target.engine.url.password) from None
+
+
 def insert_for(session: Session, model: type) -> Any:
     """The dialect's INSERT, which has ON CONFLICT on both backends."""
     dialect = session.get_bind().dialect.name

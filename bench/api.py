@@ -1,0 +1,262 @@
+"""The booking API under uvicorn on loopback: throughput and latency of a booking read and create.
+
+Starts `certlab serve` on 127.0.0.1 (an ephemeral port) over a fresh SQLite store in a temporary
+folder, with the rate limit lifted (the limiter is per token; this measures the service, not the
+limit), adds a manufacturer with `certlab users add`, makes a product (TH-100) and a booking with
+the real inventory/products/TH-100 ICS and IXIT, then drives N keep-alive clients (threads with
+`http.client`) bounded by a request count AND a time limit per phase:
+  (a) GET  /api/v1/bookings/{id}   (b) POST /api/v1/bookings
+Prints requests/s and latency p50/p99/max per phase and whether the aim is met (reads: at least
+1,000/s with p99 under 50 ms). Printed, never asserted. The load generator shares this machine's
+CPUs with the server, so the figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import median, pct  # noqa: E402
+
+PREFIX = "/api/v1"
+PRODUCT = ROOT / "inventory" / "products" / "TH-100"
+START_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 30.0
+AIM_READS_PER_S, AIM_P99_MS = 1000.0, 50.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def certlab(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"api bench: certlab {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, token: str,
+            body: bytes | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def wait_up(port: int, server: subprocess.Popen) -> None:
+    """Until /health answers (bounded): the server migrates its store first."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"api bench: the server exited ({server.returncode}): "
+                             f"{server.stderr.read().decode() if server.stderr else ''}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", f"{PREFIX}/health")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"api bench: the server did not answer within {START_TIMEOUT_S:.0f} s")
+
+
+@dataclass
+class Phase:
+    """One load phase: `clients` threads share a budget of `count` requests and a deadline."""
+
+    name: str
+    method: str
+    path: str
+    body: bytes | None
+    want: int
+    count: int
+    max_seconds: float
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    issued: int = 0
+    wall: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.issued >= self.count:
+                return False
+            self.issued += 1
+            return True
+
+    def run(self, port: int, token: str, clients: int) -> None:
+        deadline = time.monotonic() + self.max_seconds
+
+        def client() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
+            mine: list[float] = []
+            try:
+                while time.monotonic() < deadline and self.take():
+                    t0 = time.perf_counter()
+                    try:
+                        status, _ = request(conn, self.method, self.path, token, self.body)
+                    except (OSError, http.client.HTTPException) as exc:
+                        self.note(type(exc).__name__)
+                        conn.close()
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
+                        continue
+                    mine.append(time.perf_counter() - t0)
+                    if status != self.want:
+                        self.note(f"HTTP {status}")
+            finally:
+                conn.close()
+                with self.lock:
+                    self.latencies.extend(mine)
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(self.max_seconds + REQUEST_TIMEOUT_S)
+        self.wall = time.monotonic() - t0
+
+    def note(self, what: str) -> None:
+        with self.lock:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+    def line(self) -> str:
+        lat = [x * 1e3 for x in self.latencies] or [float("nan")]
+        rate = len(self.latencies) / max(self.wall, 1e-9)
+        return (f"{self.name}: requests={len(self.latencies)} wall_s={self.wall:.2f} req_per_s={rate:.0f} "
+                f"p50_ms={median(lat):.2f} p99_ms={pct(lat, 99):.2f} max_ms={max(lat):.2f} "
+                f"errors={self.errors or 0}")
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / max(self.wall, 1e-9)
+
+    @property
+    def p99_ms(self) -> float:
+        return pct(self.latencies, 99) * 1e3 if self.latencies else float("inf")
+
+
+def ab_reads(port: int, token: str, path: str, clients: int, count: int, max_s: float) -> str:
+    """The same read driven by ApacheBench: bounded by -n and -t; its 99th percentile from its table."""
+    exe = shutil.which("ab")
+    if exe is None:
+        return "ab    (not installed: apt-get install apache2-utils)"
+    proc = subprocess.run([exe, "-q", "-k", "-c", str(clients), "-t", str(int(max_s)), "-n", str(count),
+                           "-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}{path}"],
+                          capture_output=True, text=True, timeout=max_s + 60, stdin=subprocess.DEVNULL)
+    rate = re.search(r"Requests per second:\s+([0-9.]+)", proc.stdout)
+    p50 = re.search(r"^\s+50%\s+([0-9]+)", proc.stdout, re.M)
+    p99 = re.search(r"^\s+99%\s+([0-9]+)", proc.stdout, re.M)
+    failed = re.search(r"Failed requests:\s+([0-9]+)", proc.stdout)
+    non2xx = re.search(r"Non-2xx responses:\s+([0-9]+)", proc.stdout)
+    if not rate or not p99:
+        return f"ab    failed: {proc.stderr.strip()[-200:] or proc.stdout.strip()[-200:]}"
+    errors = int(failed.group(1)) + (int(non2xx.group(1)) if non2xx else 0) if failed else -1
+    return (f"read  GET /api/v1/bookings/{{id}} (ApacheBench, c={clients}): req_per_s={float(rate.group(1)):.0f} "
+            f"p50_ms={p50.group(1) if p50 else '?'} p99_ms={p99.group(1)} errors={errors}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16, help="concurrent keep-alive connections")
+    parser.add_argument("--reads", type=int, default=5000, help="GET /bookings/{id} requests (at most)")
+    parser.add_argument("--creates", type=int, default=1000, help="POST /bookings requests (at most)")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="time bound of each phase")
+    parser.add_argument("--warmup", type=int, default=200, help="reads before measuring (not counted)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also measure GET /health (no token) and GET /me (token lookup only), to see "
+                             "where a read's time goes")
+    parser.add_argument("--ab", action="store_true",
+                        help="also drive the reads with ApacheBench (apache2-utils), a C client that leaves "
+                             "the CPUs to the server: the server's own capacity on this 2-core machine")
+    args = parser.parse_args()
+    clients = max(1, min(args.clients, 256))
+    max_s = max(1.0, min(args.max_seconds, 600.0))
+
+    with tempfile.TemporaryDirectory(prefix="certlab-bench-api-") as tmp:
+        env = {**os.environ, "CERTLAB_DATA_DIR": tmp, "CERTLAB_REPORTS_DIR": str(Path(tmp) / "reports"),
+               "CERTLAB_RATE_PER_SECOND": "1e6", "CERTLAB_RATE_BURST": "1e6"}
+        env.pop("CERTLAB_DATABASE_URL", None)
+        token = certlab(env, "users", "add", "bench-maker", "--role", "manufacturer",
+                        "--org", "Bench Devices").strip().splitlines()[-1]
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "lab.cli", "serve", "--host", "127.0.0.1",
+                                   "--port", str(port)], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_up(port, server)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
+            status, raw = request(conn, "POST", f"{PREFIX}/products", token, json.dumps(
+                {"model": "TH-100", "name": "Smart thermostat", "vendor": "Certlab Sim Devices"}).encode())
+            if status != 201:
+                raise SystemExit(f"api bench: POST /products answered {status}: {raw[:300]!r}")
+            product_id = json.loads(raw)["id"]
+            booking = json.dumps({"product_id": product_id, "firmware_version": "1.4.0", "edition": "v2",
+                                  "ics": (PRODUCT / "ics.yaml").read_text(),
+                                  "ixit": (PRODUCT / "ixit.yaml").read_text()}).encode()
+            status, raw = request(conn, "POST", f"{PREFIX}/bookings", token, booking)
+            if status != 201:
+                raise SystemExit(f"api bench: POST /bookings answered {status}: {raw[:300]!r}")
+            booking_id = json.loads(raw)["id"]
+            conn.close()
+
+            read = f"{PREFIX}/bookings/{booking_id}"
+            Phase("warmup", "GET", read, None, 200, max(0, min(args.warmup, 10_000)), max_s).run(port, token, clients)
+            baselines = [Phase(name, "GET", f"{PREFIX}{path}", None, 200, max(1, min(args.reads, 1_000_000)), max_s)
+                         for name, path in (("floor GET /api/v1/health (no token)", "/health"),
+                                            ("token GET /api/v1/me (token lookup)", "/me"))] if args.baseline else []
+            for phase in baselines:
+                phase.run(port, token, clients)
+            reads = Phase("read  GET /api/v1/bookings/{id}", "GET", read, None, 200,
+                          max(1, min(args.reads, 1_000_000)), max_s)
+            reads.run(port, token, clients)
+            ab_line = ab_reads(port, token, read, clients, args.reads, max_s) if args.ab else None
+            creates = Phase("create POST /api/v1/bookings", "POST", f"{PREFIX}/bookings", booking, 201,
+                            max(1, min(args.creates, 100_000)), max_s)
+            creates.run(port, token, clients)
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(10)
+
+    print(f"uvicorn (1 worker) on 127.0.0.1, SQLite store, clients={clients} (http.client keep-alive threads), "
+          f"cpus={os.cpu_count()}, bounds: reads<={args.reads} creates<={args.creates} and {max_s:g} s per phase")
+    for phase in baselines:
+        print(phase.line())
+    print(reads.line())
+    if ab_line:
+        print(ab_line)
+    print(creates.line())
+    met = reads.rate >= AIM_READS_PER_S and reads.p99_ms < AIM_P99_MS and not reads.errors
+    print(f"reads: >= {AIM_READS_PER_S:.0f}/s and p99 < {AIM_P99_MS:.0f} ms: {'met' if met else 'not met'} "
+          f"({reads.rate:.0f}/s, p99 {reads.p99_ms:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The FastAPI application, assembled from one router per resource under /api/v1."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from lab.api.audit import AuditMiddleware
+from lab.api.deps import Services
+from lab.api.ratelimit import RateLimiter
+from lab.api.routes import bookings, firmware, products, reports, reviews, runs, samples, slots, system
+from lab.api.routes.runs import RunLauncher
+from lab.api.settings import ApiSettings
+from lab.errors import CertlabError
+from lab.store.db import Store, StoreUnavailable, open_store
+
+PREFIX = "/api/v1"
+DESCRIPTION = """Book IoT security tests against ETSI EN 303 645 (per TS 103 701) at a certlab lab.
+
+Manufacturers create products and bookings, upload firmware and follow their runs; lab engineers
+accept bookings onto slots, record sample receipt, run the suites and release reports;
+certifiers read the reports released to them and record their review. Every call needs
+`Authorization: Bearer <token>` (from `certlab users add`); another organisation's objects
+answer 404."""
+
+
+def create_app(settings: ApiSettings | None = None, *, store: Store | None = None) -> FastAPI:
+    """The app with its own store (opened and migrated here unless given) and rate limiter."""
+    settings = settings or ApiSettings.from_env()
+    store = store or open_store(settings.database_url)
+    app = FastAPI(title="certlab booking API", version="1", description=DESCRIPTION,
+                  openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=f"{PREFIX}/redoc")
+    app.state.services = Services(store=store, settings=settings,
+                                  limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
+    app.state.run_launcher = RunLauncher()  # the runs this service started, and their waiter threads
+    app.state.report_locks = {}  # run id -> lock: one report command at a time per run directory
+    app.add_middleware(AuditMiddleware)
+    for router in _routers():
+        app.include_router(router, prefix=PREFIX)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"the result store is unavailable: {exc}"}, status_code=503)
+
+    @app.exception_handler(CertlabError)
+    async def _bad_input(request: Request, exc: CertlabError) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+
+    return app
+
+
+def _routers() -> list:
+    return [system.router, products.router, bookings.router, slots.router, samples.router, firmware.router,
+            runs.router, reports.router, reviews.router]

@@ -1,0 +1,81 @@
+"""`certlab users add|list|revoke` and `certlab serve`: accounts of the booking API and the server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+users_app = typer.Typer(no_args_is_help=True, help="Accounts of the booking API (one bearer token each).")
+out = Console()
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="the user's name (unique)")],
+    role: Annotated[str, typer.Option("--role", help="manufacturer, engineer or certifier")],
+    org: Annotated[str, typer.Option("--org", help="the user's organisation (made on first use)")],
+) -> None:
+    """Add a user; its API token is printed once, as the last line, and only its hash is kept."""
+    from lab.store import open_store
+    from lab.store.accounts import add_user
+
+    with open_store() as store:
+        user, token = add_user(store, name=name, role=role, org=org)
+    out.print(f"user {escape(user.name)} ({user.role}, organisation {escape(org)}) added; its API token "
+              f"(shown once, keep it secret):", highlight=False)
+    print(token)
+
+
+@users_app.command("revoke")
+def users_revoke(name: Annotated[str, typer.Argument(help="the user whose token ends now")]) -> None:
+    """End a user's token at once (the user and its history stay)."""
+    from lab.store import open_store
+    from lab.store.accounts import revoke_user
+
+    with open_store() as store:
+        user = revoke_user(store, name)
+    out.print(f"user {escape(user.name)}: token revoked", highlight=False)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Users, their role, organisation and whether their token is live."""
+    from lab.store import open_store
+    from lab.store.accounts import users
+
+    table = Table()
+    for col in ("user", "role", "organisation", "since", "token"):
+        table.add_column(col)
+    with open_store() as store:
+        for u in users(store):
+            table.add_row(u.name, u.role, u.org.name, u.created_at.strftime("%Y-%m-%d"),
+                          "revoked" if u.revoked_at else "live")
+    out.print(table)
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port")] = 8303,
+    inventory: Annotated[Optional[Path], typer.Option("--inventory", "-i", help="the lab's inventory: benches "
+                                                      "give slot capacity and run the booked tests")] = None,
+    reports_dir: Annotated[Optional[Path], typer.Option("--reports", help="where runs write their "
+                                                        "directories")] = None,
+) -> None:
+    """Serve the booking API (uvicorn) at http://HOST:PORT/api/v1 (docs at /api/v1/docs)."""
+    import uvicorn
+
+    from lab.api.app import create_app
+    from lab.api.settings import ApiSettings
+    from lab.inventory import load_inventory
+
+    settings = ApiSettings.from_env(inventory=inventory, reports_dir=reports_dir)
+    load_inventory(settings.inventory)  # a bad inventory stops here, with its one-line error
+    app = create_app(settings)
+    out.print(f"certlab booking API on http://{host}:{port}/api/v1 (docs: /api/v1/docs); store "
+              f"{escape(app.state.services.store.url)}", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

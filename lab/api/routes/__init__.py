@@ -1,0 +1,1 @@
+"""One router per resource (products, bookings, slots, firmware, samples, runs, reports, reviews)."""

@@ -1,0 +1,192 @@
+"""Firmware images a manufacturer uploads for a booking: stored once by content hash, read as a
+CLFW image when they are one, and their signature checked against the key the booking's IXIT
+declares for its update mechanism (7-UpdMech), so a wrongly signed release shows before testing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Depends, File, HTTPException, Request, Response, UploadFile, status
+from fastapi.responses import FileResponse
+
+from lab.api.schemas.bookings import IdPath
+from lab.api.deps import Allow, AnyRole, Caller, Manufacturer, ServicesDep
+from lab.api.schemas.service import FirmwareOut
+from lab.api.tenancy import booking_for, not_found
+from lab.errors import FirmwareFormatError
+from lab.firmware import parse_image, payload_matches, verify_signature
+from lab.store import service
+from lab.store.models import Booking, Firmware
+from lab.store.unit import unit
+
+router = APIRouter(tags=["firmware"])
+CHUNK = 1 << 20
+MULTIPART_SLACK = 64 << 10  # boundaries and part headers around the file in a multipart body
+NOT_AN_IMAGE = "not an image format certlab reads"
+
+ReadsFirmware = Annotated[Caller, Depends(Allow("manufacturer", "engineer"))]
+
+
+def _out(row: Firmware) -> FirmwareOut:
+    return FirmwareOut(id=row.id, booking_id=row.booking_id, filename=row.filename, sha256=row.sha256, size=row.size,
+                       version=row.version, signature=row.signature,  # type: ignore[arg-type]
+                       signature_detail=row.signature_detail, created_at=row.created_at)
+
+
+def stored_path(firmware_dir: Path, sha256: str) -> Path:
+    return firmware_dir / sha256[:2] / sha256
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                         f"the image is larger than the upload limit of {limit} bytes ({limit / (1 << 20):g} MiB); "
+                         f"fix: ask the lab to raise CERTLAB_MAX_UPLOAD_MB")
+
+
+def _receive(upload: UploadFile, firmware_dir: Path, limit: int) -> tuple[Path, str, int]:
+    """Copy the upload into a temporary file beside the store, hashing as it goes; refuse past `limit`."""
+    scratch = firmware_dir / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    fd, name = tempfile.mkstemp(dir=scratch, prefix="upload-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            while chunk := upload.file.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                digest.update(chunk)
+                fh.write(chunk)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name), digest.hexdigest(), size
+
+
+def update_keys(ixit_text: str) -> list[tuple[str, str]]:
+    """(7-UpdMech id, public key hex) of every update mechanism whose Ed25519 key the IXIT gives.
+
+    Read from the raw YAML: a key is worth checking against even if another IXIT list is incomplete.
+    """
+    try:
+        raw = yaml.safe_load(ixit_text)
+    except yaml.YAMLError:
+        return []
+    entries = raw.get("7-UpdMech") if isinstance(raw, dict) else None
+    keys = []
+    for entry in entries if isinstance(entries, list) else []:
+        sig = entry.get("signature") if isinstance(entry, dict) else None
+        if isinstance(sig, dict) and sig.get("public_key_hex") and sig.get("algorithm", "Ed25519") == "Ed25519":
+            keys.append((str(entry.get("id") or "?"), str(sig["public_key_hex"]).lower()))
+    return keys
+
+
+def check_image(data: bytes, booking: Booking) -> tuple[str | None, str, str]:
+    """(version, signature state, detail) of an upload; 422 if it is an image for another model."""
+    try:
+        img = parse_image(data)
+    except FirmwareFormatError as exc:
+        return None, "unchecked", f"{NOT_AN_IMAGE} ({exc})"
+    model = booking.product.model
+    if img.model != model:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"the image is for model {img.model!r}, the booking's product is {model!r}; "
+                            f"fix: upload the {model} release")
+    keys = update_keys(booking.ixit)
+    if not keys:
+        return img.version, "unchecked", ("the booking's IXIT gives no update signing key "
+                                          "(7-UpdMech signature.public_key_hex)")
+    if img.signature is None:
+        return img.version, "invalid", "the image is unsigned"
+    for ident, key in keys:
+        try:
+            ok = verify_signature(img, key)
+        except ValueError:
+            continue
+        if ok:
+            if not payload_matches(img):
+                return img.version, "invalid", (f"signed with the key of 7-UpdMech {ident!r}, but the payload "
+                                                f"does not match the signed SHA-256 (tampered)")
+            return img.version, "valid", f"Ed25519 signature valid under the key of 7-UpdMech {ident!r}"
+    return img.version, "invalid", (f"the signature does not verify under the IXIT's update key(s) "
+                                    f"({', '.join(i for i, _ in keys)}): signed with another key")
+
+
+@router.post("/bookings/{booking_id}/firmware", response_model=FirmwareOut, status_code=status.HTTP_201_CREATED,
+             summary="Upload a firmware image for your booking (multipart field `file`)",
+             responses={413: {"description": "over the upload limit"}, 422: {"description": "empty, or another model"}})
+def upload_firmware(booking_id: IdPath, request: Request, response: Response, who: Manufacturer, svc: ServicesDep,
+                    file: Annotated[UploadFile, File(description="the image, e.g. TH-100-1.4.0.clfw")]) -> FirmwareOut:
+    limit = svc.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise _too_large(limit)
+    with unit(svc.store) as s:
+        booking = booking_for(s, who, booking_id)
+    if booking.status in ("rejected", "cancelled"):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"booking {booking_id} is {booking.status}")
+    firmware_dir = svc.settings.firmware_dir
+    tmp, sha256, size = _receive(file, firmware_dir, limit)
+    try:
+        if size == 0:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
+        version, signature, detail = check_image(tmp.read_bytes(), booking)
+        final = stored_path(firmware_dir, sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # the same bytes are kept once, whoever sent them
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    earlier = service.firmware_with_hash(svc.store, booking_id=booking_id, sha256=sha256)
+    if earlier is not None:
+        response.status_code = status.HTTP_200_OK
+        return _out(earlier)
+    row = service.add_firmware(svc.store, org_id=booking.org_id, booking_id=booking_id,
+                               filename=Path(file.filename or "firmware.bin").name or "firmware.bin", sha256=sha256,
+                               size=size, version=version, signature=signature, signature_detail=detail,
+                               uploaded_by=who.id)
+    return _out(row)
+
+
+@router.get("/bookings/{booking_id}/firmware", response_model=list[FirmwareOut],
+            summary="The firmware images uploaded for a booking")
+def list_firmware(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[FirmwareOut]:
+    with unit(svc.store) as s:
+        booking_for(s, who, booking_id)
+    return [_out(r) for r in service.booking_firmware(svc.store, booking_id=booking_id)]
+
+
+def _visible(svc: Any, who: Caller, firmware_id: int) -> Firmware:
+    row = service.get_firmware(svc.store, firmware_id=firmware_id)
+    if row is None:
+        raise not_found("firmware", firmware_id)
+    with unit(svc.store) as s:
+        try:
+            booking_for(s, who, row.booking_id)
+        except HTTPException:
+            raise not_found("firmware", firmware_id) from None
+    return row
+
+
+@router.get("/firmware/{firmware_id}", response_model=FirmwareOut, summary="One firmware image's record")
+def get_firmware(firmware_id: IdPath, who: AnyRole, svc: ServicesDep) -> FirmwareOut:
+    return _out(_visible(svc, who, firmware_id))
+
+
+@router.get("/firmware/{firmware_id}/content", response_class=FileResponse,
+            summary="Download the image (its manufacturer, or a lab engineer)")
+def firmware_content(firmware_id: IdPath, who: ReadsFirmware, svc: ServicesDep) -> FileResponse:
+    row = _visible(svc, who, firmware_id)
+    path = stored_path(svc.settings.firmware_dir, row.sha256)
+    if not path.is_file():
+        raise HTTPException(status.HTTP_410_GONE, f"firmware {firmware_id}: the stored file is missing from "
+                            f"{svc.settings.firmware_dir}")
+    return FileResponse(path, media_type="application/octet-stream", filename=row.filename)

@@ -1,0 +1,259 @@
+"""A run's lab report: made, approved and released by the lab, read by its manufacturer and the
+certification bodies it was released to.
+
+Making and approving run the ordinary `certlab report` commands (signed with the lab key, PDF by
+Chromium), so a report made over the API is byte for byte one made by hand. A manufacturer or
+certifier gets the files only once the report is approved: a draft may still change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import FileResponse, StreamingResponse
+
+from lab.api.deps import AnyRole, Caller, Engineer, Services, ServicesDep
+from lab.api.routes.runs import child_env, run_booking
+from lab.api.schemas.service import ApproveIn, ReleaseIn, ReleaseOut, ReportOut
+from lab.api.settings import ROOT
+from lab.api.tenancy import not_found
+from lab.errors import CertlabError
+from lab.inventory import load_inventory
+from lab.reports.conformance import APPROVAL_FILE, HTML_FILE, JSON_FILE, PDF_FILE
+from lab.store import service
+from lab.store.models import Booking, Organisation
+from lab.store.unit import unit
+
+router = APIRouter(tags=["reports"])
+
+REPORT_TIMEOUT = 900.0  # Allure + Chromium on a large run; a stuck step must not hold a worker forever
+FILES = {"conformance.pdf": (PDF_FILE, "application/pdf"), "conformance.html": (HTML_FILE, "text/html"),
+         "conformance.json": (JSON_FILE, "application/json")}
+ARCHIVE_CHUNK = 1 << 16
+
+
+def run_dir_of(svc: Services, run_id: str) -> Path:
+    return svc.settings.reports_dir / run_id
+
+
+def is_approved(run_dir: Path) -> bool:
+    return (run_dir / APPROVAL_FILE).is_file()
+
+
+def visible_run(svc: Services, who: Caller, run_id: str) -> Booking:
+    """The run's booking if `who` may see the run (a certifier: only a run released to it)."""
+    with unit(svc.store) as s:
+        booking = run_booking(s, svc, who, run_id)
+    if who.role == "certifier" and not service.released_to(svc.store, run_id=run_id, org_id=who.org_id):
+        raise not_found("run", run_id)
+    return booking
+
+
+def _readable(svc: Services, who: Caller, run_id: str) -> Path:
+    """The run directory, if `who` may download from it now: engineers always, others once approved."""
+    visible_run(svc, who, run_id)
+    run_dir = run_dir_of(svc, run_id)
+    if not who.is_engineer and not is_approved(run_dir):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: the report is not approved yet")
+    if not run_dir.is_dir():
+        raise HTTPException(status.HTTP_410_GONE, f"run {run_id}: its directory is no longer in the reports folder")
+    return run_dir
+
+
+def _locks(request: Request) -> dict[str, threading.Lock]:
+    """One lock per run (held by the app): two report commands on one run directory would collide."""
+    return request.app.state.report_locks
+
+
+def _profile_args(svc: Services) -> list[str]:
+    try:
+        inv = load_inventory(svc.settings.inventory)
+    except CertlabError:
+        return []  # the run's own copy of the inventory may still name one
+    return ["--lab-profile", str(inv.resolve_path(inv.lab_profile))] if inv.lab_profile else []
+
+
+def _certlab_report(request: Request, svc: Services, run_id: str, *args: str) -> None:
+    """`certlab report ...` on the run, bounded in time; its one-line error becomes a 422."""
+    lock = _locks(request).setdefault(run_id, threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: its report is being made or approved right now")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "report", *args], cwd=ROOT, env=child_env(svc),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=REPORT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT,
+                                f"certlab report took longer than {REPORT_TIMEOUT:g} s and was stopped") from None
+    finally:
+        lock.release()
+    if proc.returncode != 0:
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        error = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"certlab report failed (exit {proc.returncode}): {error.strip()}")
+
+
+def report_out(run_dir: Path, run_id: str) -> ReportOut:
+    path = run_dir / JSON_FILE
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no report yet")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: its report is being written") from None
+    approval = doc.get("approval") or {}
+    summary = doc.get("summary") or {}
+    return ReportOut(run_id=run_id, status="approved" if is_approved(run_dir) else "draft",
+                     report_id=(doc.get("report") or {}).get("id"), overall=summary.get("overall"),
+                     counts=summary.get("counts") or {}, approved_by=approval.get("by"),
+                     approved_role=approval.get("role"), approved_at=approval.get("at"),
+                     files=[name for name, (file, _) in FILES.items() if (run_dir / file).is_file()] + ["archive"])
+
+
+@router.post("/runs/{run_id}/report", response_model=ReportOut, status_code=status.HTTP_201_CREATED,
+             summary="Make the run's report: Allure, conformance report (HTML, JSON, PDF), signed (lab engineers)")
+def make_report(run_id: str, request: Request, who: Engineer, svc: ServicesDep) -> ReportOut:
+    visible_run(svc, who, run_id)
+    run_dir = run_dir_of(svc, run_id)
+    if not (run_dir / "verdicts.json").is_file():
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} has not finished; its report comes after")
+    if is_approved(run_dir):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: the report is approved already")
+    _certlab_report(request, svc, run_id, str(run_dir.resolve()), *_profile_args(svc))
+    return report_out(run_dir, run_id)
+
+
+@router.post("/runs/{run_id}/report/approve", response_model=ReportOut, include_in_schema=False)
+@router.post("/runs/{run_id}/approve", response_model=ReportOut,
+             summary="Approve the report's draft as an authorised signatory of the lab profile (lab engineers)")
+def approve(run_id: str, body: ApproveIn, request: Request, who: Engineer, svc: ServicesDep) -> ReportOut:
+    booking = visible_run(svc, who, run_id)
+    run_dir = run_dir_of(svc, run_id)
+    if not (run_dir / JSON_FILE).is_file():
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} has no report yet; POST /runs/{run_id}/report")
+    if is_approved(run_dir):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: the report is approved already")
+    _certlab_report(request, svc, run_id, "approve", str(run_dir.resolve()), "--by", body.by, "--role", body.role,
+                    *_profile_args(svc))
+    service.mark_reported(svc.store, booking_id=booking.id, run_id=run_id)
+    return report_out(run_dir, run_id)
+
+
+@router.post("/runs/{run_id}/release", response_model=ReleaseOut, status_code=status.HTTP_201_CREATED,
+             summary="Release the approved report to a certification body (lab engineers)")
+def release(run_id: str, body: ReleaseIn, who: Engineer, svc: ServicesDep) -> ReleaseOut:
+    booking = visible_run(svc, who, run_id)
+    if not is_approved(run_dir_of(svc, run_id)):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: only an approved report is released")
+    org = service.organisation_named(svc.store, name=body.organisation)
+    if org is None or not service.has_member(svc.store, org_id=org.id, role="certifier"):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"organisation {body.organisation!r} has no certifier; fix: `certlab users add NAME "
+                            f"--role certifier --org '{body.organisation}'` first")
+    row = service.release_report(svc.store, run_id=run_id, booking_id=booking.id, org_id=org.id, released_by=who.id)
+    return ReleaseOut(run_id=run_id, booking_id=booking.id, organisation=org.name, at=row.at)
+
+
+@router.get("/runs/{run_id}/releases", response_model=list[ReleaseOut],
+            summary="Who the report was released to (a certifier sees only its own release)")
+def list_releases(run_id: str, who: AnyRole, svc: ServicesDep) -> list[ReleaseOut]:
+    booking = visible_run(svc, who, run_id)
+    rows = service.releases(svc.store, run_id=run_id)
+    if who.role == "certifier":
+        rows = [r for r in rows if r.org_id == who.org_id]
+    names = {}
+    for r in rows:
+        names[r.org_id] = names.get(r.org_id) or _org_name(svc, r.org_id)
+    return [ReleaseOut(run_id=run_id, booking_id=booking.id, organisation=names[r.org_id], at=r.at) for r in rows]
+
+
+def _org_name(svc: Services, org_id: int) -> str:
+    with unit(svc.store) as s:
+        org = s.get(Organisation, org_id)
+        return org.name if org else str(org_id)
+
+
+@router.get("/runs/{run_id}/report", response_model=ReportOut,
+            summary="The report's status (draft or approved), id, overall verdict and counts")
+def get_report(run_id: str, who: AnyRole, svc: ServicesDep) -> ReportOut:
+    visible_run(svc, who, run_id)
+    return report_out(run_dir_of(svc, run_id), run_id)
+
+
+def _download(name: str):
+    file, media = FILES[name]
+
+    def download(run_id: str, who: AnyRole, svc: ServicesDep) -> FileResponse:
+        path = _readable(svc, who, run_id) / file
+        if not path.is_file():
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no {file} (yet)")
+        return FileResponse(path, media_type=media, filename=f"{run_id}-{file}")
+
+    download.__name__ = f"download_{name.replace('.', '_')}"
+    return download
+
+
+for _name in FILES:
+    router.add_api_route(f"/runs/{{run_id}}/report/{_name}", _download(_name), methods=["GET"],
+                         response_class=FileResponse,
+                         summary=f"Download {_name} (the manufacturer and certifiers: once approved)")
+
+
+class _PipeWriter:
+    """The write end of a pipe as a file for tarfile: a reader that went away ends the writer."""
+
+    def __init__(self, fd: int) -> None:
+        self.fh = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> int:
+        self.fh.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+
+
+def _archive(run_dir: Path, arcname: str) -> Iterator[bytes]:
+    """tar.gz of the run directory, made in a thread into a pipe: memory stays one chunk, whatever the size."""
+    read_fd, write_fd = os.pipe()
+    writer = _PipeWriter(write_fd)
+
+    def produce() -> None:
+        try:
+            with tarfile.open(fileobj=writer, mode="w|gz") as tar:  # type: ignore[call-overload]
+                tar.add(run_dir, arcname=arcname)
+        except (BrokenPipeError, OSError):
+            pass  # the client left
+        finally:
+            writer.close()
+
+    thread = threading.Thread(target=produce, name=f"archive-{arcname}", daemon=True)
+    thread.start()
+    with os.fdopen(read_fd, "rb") as reader:
+        while chunk := reader.read(ARCHIVE_CHUNK):
+            yield chunk
+    thread.join(timeout=5)
+
+
+@router.get("/runs/{run_id}/report/archive", response_class=StreamingResponse,
+            summary="The whole run directory as .tar.gz: evidence, logs, manifest and signature (once approved)")
+def archive(run_id: str, who: AnyRole, svc: ServicesDep) -> StreamingResponse:
+    run_dir = _readable(svc, who, run_id)
+    return StreamingResponse(_archive(run_dir, run_id), media_type="application/gzip",
+                             headers={"Content-Disposition": f'attachment; filename="{run_id}.tar.gz"'})

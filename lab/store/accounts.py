@@ -1,0 +1,79 @@
+"""API accounts: organisations (tenants) and users with one bearer token each.
+
+The token is shown once, when the user is added; the store keeps only its SHA-256, so a copy of
+the database opens no account. Revoking a user ends its token at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from sqlalchemy import select
+
+from lab.errors import CertlabError
+from lab.store.models import ROLES, Organisation, User, utcnow
+from lab.store.unit import Target, reading, unit
+
+TOKEN_PREFIX = "clt_"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.@-]{0,127}")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def organisation(target: Target, name: str) -> Organisation:
+    """The organisation of that name, made on first use."""
+    if not _NAME.fullmatch(name):
+        raise CertlabError(f"--org {name!r}: use letters, digits, spaces, . _ @ - (at most 128 characters)")
+    with unit(target) as s:
+        org = s.scalars(select(Organisation).where(Organisation.name == name)).first()
+        if org is None:
+            org = Organisation(name=name)
+            s.add(org)
+            s.flush()
+        return org
+
+
+def add_user(target: Target, *, name: str, role: str, org: str) -> tuple[User, str]:
+    """A new user and its token (returned once, never stored)."""
+    if role not in ROLES:
+        raise CertlabError(f"--role {role!r}: use one of {', '.join(ROLES)}")
+    if not _NAME.fullmatch(name):
+        raise CertlabError(f"user name {name!r}: use letters, digits, spaces, . _ @ - (at most 128 characters)")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with unit(target) as s:
+        if s.scalars(select(User).where(User.name == name)).first() is not None:
+            raise CertlabError(f"user {name!r} exists; fix: pick another name, or `certlab users revoke {name}` "
+                               f"and add it under a new name")
+        user = User(name=name, role=role, org_id=organisation(s, org).id, token_hash=token_hash(token))
+        s.add(user)
+        s.flush()
+        s.refresh(user)
+        return user, token
+
+
+def revoke_user(target: Target, name: str) -> User:
+    with unit(target) as s:
+        user = s.scalars(select(User).where(User.name == name)).first()
+        if user is None:
+            raise CertlabError(f"no user named {name!r}; `certlab users list` shows them")
+        if user.revoked_at is None:
+            user.revoked_at = utcnow()
+        return user
+
+
+def users(target: Target) -> list[User]:
+    with unit(target) as s:
+        return list(s.scalars(select(User).order_by(User.id)))
+
+
+def user_for_token(target: Target, token: str) -> User | None:
+    """The live user holding `token`, or None (unknown or revoked)."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    with reading(target) as s:
+        user = s.scalars(select(User).where(User.token_hash == token_hash(token))).first()
+        return user if user is not None and user.revoked_at is None else None
