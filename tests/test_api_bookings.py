@@ -386,3 +386,22 @@ def test_a_serial_the_inventory_lists_as_another_model_is_refused(client: TestCl
     err = the_error(client.post(f"{API}/bookings/{bid}/samples", headers=eng,
                                 json={"serial": "TH100-0002", "condition": "ok"}))
     assert err["loc"] == ["body", "serial"] and "TH-100" in err["msg"]
+
+
+def test_the_assessors_decisions_are_validated_kept_and_shown_to_the_owner(client: TestClient, acme: dict[str, str],
+                                                                          other: dict[str, str], eng: dict[str, str]) -> None:
+    booking = add_booking(client, acme, add_product(client, acme)["id"])
+    url = f"{API}/bookings/{booking['id']}/assessments"
+    assert client.get(url, headers=acme).status_code == 404  # none recorded yet
+    decided = (PRODUCT_DIR / "assessments.yaml").read_text(encoding="utf-8")
+    assert client.put(url, headers=acme, json={"assessments": decided}).status_code == 403  # the lab's decisions
+
+    bad = client.put(url, headers=eng, json={"assessments": decided.replace("verdict: PASS", "verdict: MAYBE", 1)})
+    assert bad.status_code == 422
+    err = the_error(bad)
+    assert err["loc"][:3] == ["body", "assessments", "decisions"] and err["loc"][-1] == "verdict", err
+    ok = client.put(url, headers=eng, json={"assessments": decided})
+    assert ok.status_code == 200 and ok.json()["decisions"] > 10, ok.text
+    shown = client.get(url, headers=acme)
+    assert shown.status_code == 200 and shown.text == decided
+    assert client.get(url, headers=other).status_code == 404  # another manufacturer: no such booking

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import time
 from collections.abc import Iterator
@@ -102,6 +103,8 @@ def test_book_test_report_release_review_download(tmp_path: Path) -> None:
             # the lab: accept, run
             http("POST", f"/bookings/{bid}/runs", "lab", 409)  # not accepted yet
             http("POST", f"/bookings/{bid}/accept", "lab", 200, json={"day": utcnow().date().isoformat()})
+            http("PUT", f"/bookings/{bid}/assessments", "lab", 200,
+                 json={"assessments": (PRODUCT / "assessments.yaml").read_text()})  # the assessor's decisions
             run = http("POST", f"/bookings/{bid}/runs", "lab", 202).json()
             run_id = run["run_id"]
             assert run["booking_id"] == bid and run["process"] == "running", run
@@ -120,6 +123,9 @@ def test_book_test_report_release_review_download(tmp_path: Path) -> None:
             assert status["total"] > 0 and status["done"] == status["total"], status
             assert sum(status["verdicts"].values()) == status["total"], status
             assert http("GET", f"/bookings/{bid}", "maker", 200).json()["status"] == "tested"
+            index = json.loads((tmp_path / "reports" / run_id / "inputs" / "inputs.json").read_text())
+            kept = index["products"]["TH-100"]
+            assert set(kept) == {"ics", "ixit", "assessments"}, kept  # the run had the booking's documents
             assert [r["run_id"] for r in http("GET", f"/bookings/{bid}/runs", "maker", 200).json()] == [run_id]
 
             # the report: made, refused to the manufacturer as a draft, approved, released

@@ -154,7 +154,8 @@ class Rig:
         self.relay = Relay(self.dut, silent=silent_relay)
         self.transcript_path = tmp_path / "console-b1.log"
         self.console = ConsoleDriver(self.dut.path, transcript=Transcript(self.transcript_path), bench="b1")
-        self.power = ScpiPower(self.relay.resource, 1, timeout=0.3, retries=1, bench="b1")
+        # 1 s per answer: a loaded CI machine must not turn a slow reply into a retried switch
+        self.power = ScpiPower(self.relay.resource, 1, timeout=1.0, retries=1, bench="b1")
         self.steps = ListSteps()
         self.strategy = BenchStrategy(power=self.power, console=self.console, prompts=PROMPTS,
                                       credentials=lambda: ("root", password), boot_timeout=boot_timeout,

@@ -8,7 +8,18 @@ from fastapi.responses import JSONResponse
 from lab.api.audit import AuditMiddleware
 from lab.api.deps import Services
 from lab.api.ratelimit import RateLimiter
-from lab.api.routes import bookings, firmware, products, reports, reviews, runs, samples, slots, system
+from lab.api.routes import (
+    assessments,
+    bookings,
+    firmware,
+    products,
+    reports,
+    reviews,
+    runs,
+    samples,
+    slots,
+    system,
+)
 from lab.api.routes.runs import RunLauncher
 from lab.api.settings import ApiSettings
 from lab.errors import CertlabError
@@ -51,4 +62,4 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
 
 def _routers() -> list:
     return [system.router, products.router, bookings.router, slots.router, samples.router, firmware.router,
-            runs.router, reports.router, reviews.router]
+            assessments.router, runs.router, reports.router, reviews.router]

@@ -75,7 +75,7 @@ def _field_parts(path: str, raw: Any) -> list[str | int]:
     return parts
 
 
-def _as_422(field: str, exc: CertlabError, path: Path, text: str) -> HTTPException:
+def as_422(field: str, exc: CertlabError, path: Path, text: str) -> HTTPException:
     """The loader's one line ("FILE: ics: FIELD.PATH: problem; fix") as a 422 naming the field."""
     line = str(exc)
     line = line.removeprefix(f"{path}: ").replace(str(path), f"the uploaded {field}")
@@ -99,7 +99,7 @@ def _validated(field: str, text: str, edition: str) -> Any:
         try:
             return load_ics(path, edition) if field == "ics" else load_ixit(path)
         except (IcsError, IxitError) as exc:
-            raise _as_422(field, exc, path, text) from None
+            raise as_422(field, exc, path, text) from None
 
 
 def _check_product(field: str, doc: Any, model: str, firmware: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from lab.api.schemas.bookings import IdPath
+from lab.api.schemas.bookings import SUITES, IdPath
 from lab.api.deps import Allow, Caller, Engineer, Services, ServicesDep
 from lab.api.schemas.service import BenchProgress, RunOut, RunStart
 from lab.api.settings import ROOT
@@ -104,6 +105,9 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+ASSESSMENTS_FILE = "assessments.yaml"  # the assessor's decisions for a booking (routes/assessments.py)
+
+
 def booking_folder(svc: Services, booking_id: int) -> Path:
     return svc.settings.data_dir / "bookings" / str(booking_id)
 
@@ -136,18 +140,9 @@ def run_booking(session: Session, svc: Services, who: Caller, run_id: str) -> Bo
 # --- launching --------------------------------------------------------------------------------
 
 
-def _suite_names() -> dict[str, str]:
-    """The suite names a booking may give (e.g. "en303645") and their folders."""
-    try:
-        from lab.api.schemas.bookings import SUITES
-    except ImportError:
-        return {"en303645": "testsuites/en303645", "examples": "testsuites/examples"}
-    return dict(SUITES)
-
-
 def _suites(given: list[str]) -> list[str]:
     """Suite names, or paths inside testsuites/ only: a booking must not point `certlab run` anywhere else."""
-    names = _suite_names()
+    names = dict(SUITES)
     suites = []
     for s in given:
         path, sep, rest = names.get(str(s), str(s)).partition("::")
@@ -242,11 +237,17 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
     ics, ixit, log = folder / "ics.yaml", folder / "ixit.yaml", folder / "run.log"
     ics.write_text(booking.ics, encoding="utf-8")
     ixit.write_text(booking.ixit, encoding="utf-8")
+    decided = booking_folder(svc, booking.id) / ASSESSMENTS_FILE
+    assessments: list[str] = []
+    if decided.is_file():  # the assessor's decisions as they are now go with this run
+        copy = folder / ASSESSMENTS_FILE
+        shutil.copyfile(decided, copy)
+        assessments = ["--assessments", str(copy.resolve())]
     reports_dir = svc.settings.reports_dir
     reports_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "lab.cli", "run", "-i", str(Path(svc.settings.inventory).resolve()),
             *[a for b in benches for a in ("--bench", b)], *[a for s in suites for a in ("--suite", s)],
-            "--edition", booking.edition, "--ics", str(ics.resolve()), "--ixit", str(ixit.resolve()),
+            "--edition", booking.edition, "--ics", str(ics.resolve()), "--ixit", str(ixit.resolve()), *assessments,
             "--out", str(reports_dir.resolve())]
     started = time.time()
     with open(log, "wb") as fh:
