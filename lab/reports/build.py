@@ -23,6 +23,7 @@ from lab.reports.conformance import (
     JSON_FILE,
     PDF_FILE,
     build_document,
+    package_version,
     read_json,
     write_document,
 )
@@ -139,10 +140,8 @@ def _allure(run_dir: Path, outcome: ReportOutcome, data_dir: Path, single_file: 
     if not results_dir.is_dir():
         raise ReportError(f"{results_dir}: no Allure results; fix: run the tests with `certlab run` "
                           f"(or pass --no-allure)")
-    from lab.reports.conformance import _version  # one place knows how certlab names its version
-
     allure.write_metadata(results_dir, environment={
-        "lab": lab, "operator": _operator(run_dir) or "", "certlab": _version("certlab") or "",
+        "lab": lab, "operator": _operator(run_dir) or "", "certlab": package_version("certlab") or "",
         "run id": run_id, "inventory sha256": (inputs.get("inventory") or {}).get("sha256", ""),
         "edition": str(verdicts.get("edition") or spec.get("edition")), "benches": ", ".join(spec.get("benches", [])),
         "models": ", ".join(models),

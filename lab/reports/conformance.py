@@ -104,8 +104,8 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
             "edition": edition,
             "edition_label": EDITION_LABELS.get(edition, edition),
             "catalogue_confidence": catalog.confidence,
-            "tool": f"certlab {_version('certlab')}",
-            "software": {"python": platform.python_version(), **{n: v for n in SOFTWARE if (v := _version(n))},
+            "tool": f"certlab {package_version('certlab')}",
+            "software": {"python": platform.python_version(), **{n: v for n in SOFTWARE if (v := package_version(n))},
                          **(tools or {})},
             "suites": [_short(s) for s in spec.get("suites", [])],
             "inputs": _input_list(inputs),
@@ -398,7 +398,7 @@ def _edition_key(value: str) -> str:
     return {label: key for key, label in EDITION_LABELS.items()}.get(value, value)
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

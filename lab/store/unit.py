@@ -7,7 +7,7 @@ A function takes a `Store` (it then runs in its own short transaction and commit
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,34 +21,29 @@ Target = Store | Session
 
 
 @contextmanager
-def unit(target: Target) -> Iterator[Session]:
-    """One unit of work: its own committed transaction for a Store, the caller's for a Session."""
-    if isinstance(target, Session):
-        try:
+def unit(target: Target, *, read_only: bool = False) -> Iterator[Session]:
+    """One unit of work: its own committed transaction for a Store, the caller's for a Session.
+
+    `read_only` takes a read transaction (Store.reading: never queues for SQLite's write lock).
+    """
+    try:
+        if isinstance(target, Session):
             yield target
-            target.flush()
-        except OperationalError as exc:
+            if not read_only:
+                target.flush()
+            return
+        with (target.reading() if read_only else target.transaction()) as session:
+            yield session
+    except OperationalError as exc:
+        if isinstance(target, Session):
             bind = target.get_bind()
             raise unavailable(exc, bind.url.render_as_string(hide_password=True), bind.url.password) from None
-        return
-    try:
-        with target.transaction() as session:
-            yield session
-    except OperationalError as exc:
         raise unavailable(exc, target.url, target.engine.url.password) from None
 
 
-@contextmanager
-def reading(target: Target) -> Iterator[Session]:
-    """Like `unit`, for work that only reads: a Store gives a read transaction (see Store.reading)."""
-    if isinstance(target, Session):
-        yield target
-        return
-    try:
-        with target.reading() as session:
-            yield session
-    except OperationalError as exc:
-        raise unavailable(exc, target.url, target.engine.url.password) from None
+def reading(target: Target) -> AbstractContextManager[Session]:
+    """`unit` for work that only reads."""
+    return unit(target, read_only=True)
 
 
 def insert_for(session: Session, model: type) -> Any:
