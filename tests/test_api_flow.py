@@ -8,25 +8,22 @@ run. The lab is private (its own name, ports and subnet) and so are the store an
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from simlab import simulated  # tests/simlab.py: a private simulated lab for one test
 import yaml
 from fastapi.testclient import TestClient
 
 from lab.api.app import PREFIX, create_app
 from lab.api.settings import ApiSettings
-from lab.inventory import load_inventory
 from lab.reports.keys import init_keys
 from lab.sim.genlab import write_sim_inventory
-from lab.sim.lab import SimLab
 from lab.sim.netns import unavailable_reason
 from lab.sim.vendor import build_release
 from lab.store.accounts import add_user
@@ -38,17 +35,6 @@ PROFILE = ROOT / "inventory" / "lab-profile.yaml"
 NETNS = unavailable_reason() is None
 RUN_TIMEOUT = 240.0
 pytestmark = pytest.mark.usefixtures("key_dir")  # tests/conftest.py: CERTLAB_KEY_DIR in tmp_path
-
-
-@contextlib.contextmanager
-def simulated(path: Path) -> Iterator[Path]:
-    """The simulated lab of an inventory, up for the block and down after it, whatever happens."""
-    sim = SimLab(load_inventory(path))
-    sim.up()
-    try:
-        yield path
-    finally:
-        sim.down()
 
 
 def private_lab(tmp_path: Path) -> Path:

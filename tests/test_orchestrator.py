@@ -6,7 +6,6 @@ to the session's private store (tests/conftest.py). Every wait is bounded in tim
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,11 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from simlab import simulated  # tests/simlab.py: a private simulated lab for one test
 
 from lab.inventory import load_inventory
 from lab.orchestrator.workitem import WorkItem
 from lab.sim.genlab import write_sim_inventory
-from lab.sim.lab import SimLab
 from lab.sim.netns import unavailable_reason
 from lab.store import benches, events, get_run, open_store, result_counts, results
 
@@ -69,17 +68,6 @@ def finals(counts: dict) -> int:
 
 def planned(counts: dict) -> int:
     return sum(c["total"] for c in counts.values())
-
-
-@contextlib.contextmanager
-def simulated(path: Path):
-    """The simulated lab of an inventory, up for the block and down after it, whatever happens."""
-    sim = SimLab(load_inventory(path))
-    sim.up()
-    try:
-        yield path
-    finally:
-        sim.down()
 
 
 @pytest.fixture
