@@ -445,3 +445,24 @@ def test_bad_simulated_resources_are_refused_before_anything_starts(tmp_path: Pa
     with pytest.raises(InventoryError, match="both listen on 127.0.0.1"):
         SimLab(write_inventory(tmp_path / "b", name, clash)).up()
     assert not (Path("/tmp/certlab-sim") / name).exists()
+
+
+def test_a_process_just_started_is_not_called_dead_before_its_command_line_shows(
+        tmp_path: Path, standin: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Just after exec, /proc/<pid>/cmdline can be empty on a busy machine: `up` must wait, not fail."""
+    import lab.sim.lab as sim_lab
+
+    name = f"t{PID}c"
+    port = free_port()
+    inv = write_inventory(tmp_path, name, bench("c1", name, {
+        "driver": "scpi", "resource": f"TCPIP::127.0.0.1::{port}::SOCKET", "channel": 1}))
+    lab = SimLab(inv, dut_command=None if REAL_DUT else standin)
+    monkeypatch.setattr(sim_lab, "_running", lambda pid, marker: False)  # every command line still unreadable
+    try:
+        lab.up()
+        monkeypatch.undo()
+        assert scpi(port, "*IDN?")[0]
+    finally:
+        monkeypatch.undo()
+        lab.down(purge=True)
+    assert lab_processes(lab.root) == []

@@ -111,14 +111,18 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _start(cmd: list[str], log: Path, pid_file: Path) -> int:
-    """Start a detached process (own session, stdio to its log) and record its pid = pgid."""
+def _start(cmd: list[str], log: Path, pid_file: Path) -> subprocess.Popen[bytes]:
+    """Start a detached process (own session, stdio to its log) and record its pid = pgid.
+
+    The caller keeps the handle while the process starts: just after exec, /proc/<pid>/cmdline can
+    still be empty, so `_running` would call a healthy newcomer dead.
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=REPO_ROOT, env=env)
     pid_file.write_text(f"{proc.pid}\n")
-    return proc.pid
+    return proc
 
 
 def _tail(log: Path, lines: int = 5) -> str:
@@ -325,6 +329,7 @@ class SimLab:
         pubkey = self._write_firmware()
 
         state = self._load_state()
+        started: dict[Path, subprocess.Popen[bytes]] = {}  # pid file -> process this call started
         for bench in self.benches.values():
             bdir = self.bench_dir(bench.name)
             (bdir / "flash").mkdir(parents=True, exist_ok=True)
@@ -337,19 +342,21 @@ class SimLab:
                 netns.create(veth)
                 netns.set_link(veth, "ssh_unreachable" not in bench.sim.lab_faults)  # type: ignore[union-attr]
             if not _running(_read_pid(bdir / "host.pid"), self.marker):
-                _start([sys.executable, "-m", "lab.sim.bench_host", "--bench-dir", str(bdir)],
-                       bdir / "host.log", bdir / "host.pid")
+                started[bdir / "host.pid"] = _start(
+                    [sys.executable, "-m", "lab.sim.bench_host", "--bench-dir", str(bdir)],
+                    bdir / "host.log", bdir / "host.pid")
         for plan in plans.values():
             cfg = self.dir / "relays" / f"{plan.id}.json"
             self._write_json(cfg, self._relay_json(plan))
-            if not _running(_read_pid(self.dir / "relays" / f"{plan.id}.pid"), self.marker):
-                _start([sys.executable, "-m", "lab.sim.relay", "--config", str(cfg)],
-                       self.dir / "relays" / f"{plan.id}.log", self.dir / "relays" / f"{plan.id}.pid")
-        self._wait_ready(plans)
+            pid_file = self.dir / "relays" / f"{plan.id}.pid"
+            if not _running(_read_pid(pid_file), self.marker):
+                started[pid_file] = _start([sys.executable, "-m", "lab.sim.relay", "--config", str(cfg)],
+                                           self.dir / "relays" / f"{plan.id}.log", pid_file)
+        self._wait_ready(plans, started)
         self._save_state(plans, state)
         return self.status()
 
-    def _wait_ready(self, plans: dict[str, RelayPlan]) -> None:
+    def _wait_ready(self, plans: dict[str, RelayPlan], started: dict[Path, subprocess.Popen[bytes]]) -> None:
         pending: dict[str, tuple[Any, Path, Path]] = {}  # what -> (ready(), pid file, log)
         for bench in self.benches.values():
             bdir = self.bench_dir(bench.name)
@@ -366,7 +373,8 @@ class SimLab:
             for what, (ready, pid_file, log) in list(pending.items()):
                 if ready():
                     del pending[what]
-                elif not _running(_read_pid(pid_file), self.marker):
+                elif (started[pid_file].poll() is not None if pid_file in started
+                      else not _running(_read_pid(pid_file), self.marker)):
                     raise LabFault(f"{what} exited while starting: {_tail(log)} (log: {log})")
             if pending and time.monotonic() > deadline:
                 raise LabFault(f"{', '.join(pending)} not ready after {self.start_timeout:.0f} s; see their logs in {self.dir}")
