@@ -88,6 +88,15 @@ def test_work_item_is_plain_json():
     assert args[args.index("--bench") + 1] == "b3" and args[args.index("--certlab-attempt") + 1] == "2"
 
 
+def test_a_worker_loads_only_certlab_s_plugins():
+    """A verdict must not depend on the pytest plugins that happen to be installed on the lab host."""
+    from lab.orchestrator.worker import plugin_args
+
+    args = plugin_args()
+    assert args[:4] == ["-p", "fixtures.plugin", "-p", "allure_pytest.plugin"]
+    assert set(args[1::2]) <= {"fixtures.plugin", "allure_pytest.plugin", "pytest_timeout"}
+
+
 @pytest.mark.parametrize("kill_after", [0, 1, 4], ids=["planned-only", "one-done", "most-done"])
 def test_sigkill_of_the_whole_group_then_resume_loses_and_duplicates_nothing(lab2: Path, tmp_path: Path, kill_after):
     reports = tmp_path / "reports"

@@ -7,11 +7,24 @@ the pytest plugin.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
 from lab.orchestrator.workitem import WorkItem
+
+# The only pytest plugins a worker loads: a verdict must not depend on whatever else happens to be
+# installed on the lab host (and a test host's hypothesis, schemathesis and anyio plugins cost each
+# worker ~2 s of CPU at start). pytest-timeout is optional: it turns a hung test into an error.
+# A lab adds a plugin on purpose through PYTEST_PLUGINS, which pytest still honours.
+PLUGINS = ("fixtures.plugin", "allure_pytest.plugin")
+OPTIONAL_PLUGINS = ("pytest_timeout",)
+
+
+def plugin_args() -> list[str]:
+    names = [*PLUGINS, *(name for name in OPTIONAL_PLUGINS if importlib.util.find_spec(name) is not None)]
+    return [arg for name in names for arg in ("-p", name)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m lab.orchestrator.worker ITEM.json", file=sys.stderr)
         return 2
     item = WorkItem.from_json(Path(args[0]).read_text(encoding="utf-8"))
-    env = {**os.environ, **item.env, "CERTLAB_RUN_ID": item.run_id}
+    env = {**os.environ, **item.env, "CERTLAB_RUN_ID": item.run_id, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     # exec, not pytest.main: a fresh interpreter lets pytest rewrite the asserts of every module
-    os.execve(sys.executable, [sys.executable, "-m", "pytest", *item.pytest_args()], env)
+    os.execve(sys.executable, [sys.executable, "-m", "pytest", *plugin_args(), *item.pytest_args()], env)
     return 0  # not reached
 
 
