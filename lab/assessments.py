@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lab.catalog import Catalog, load_catalog, normalise_edition
+from lab.catalog import Catalog, Catalogs, load_catalog, normalise_edition
 from lab.yamlfile import read_yaml, validation_line
 from lab.errors import CertlabError, LabFault
 from lab.ixit import LIST_NAMES, Ixit
@@ -127,8 +127,10 @@ def default_path(folder: Path, edition: str) -> Path | None:
     return find_product_file(folder, "assessments", edition)
 
 
-def load_assessments(path: str | Path, edition: str, *, model: str | None = None) -> Assessments:
-    """Read and validate an assessments file for `edition`; AssessmentsError (one line) on any problem."""
+def load_assessments(path: str | Path, edition: str, *, model: str | None = None,
+                     catalogs: Catalogs | None = None) -> Assessments:
+    """Read and validate an assessments file for `edition`; AssessmentsError (one line) on any problem.
+    `catalogs`: the caller's parsed catalogues, else the edition's is parsed for this call."""
     path = Path(path)
     raw = read_yaml(path, AssessmentsError, "assessments")
     if not isinstance(raw, dict):
@@ -151,7 +153,7 @@ def load_assessments(path: str | Path, edition: str, *, model: str | None = None
     if model and data.model and data.model != model:
         raise AssessmentsError(f"{path}: assessments: model: the decisions are for {data.model!r}, the DUT is "
                                f"{model!r}; pass the assessments file of {model!r}")
-    cat = load_catalog(wanted)
+    cat = catalogs.get(wanted) if catalogs is not None else load_catalog(wanted)
     for case in data.decisions:
         where = f"{path}: assessments: decisions.{case}"
         try:

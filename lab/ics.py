@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lab.catalog import Catalog, load_catalog, normalise_edition
+from lab.catalog import Catalog, Catalogs, load_catalog, normalise_edition
 from lab.yamlfile import read_yaml, validation_line
 from lab.errors import CertlabError
 from lab.ixit import Product
@@ -123,8 +123,9 @@ def _check_against_catalog(path: Path, data: IcsFile, cat: Catalog) -> None:
         )
 
 
-def load_ics(path: str | Path, edition: str | None = None) -> Ics:
-    """Read and validate an ICS for `edition` (default: the file's own `edition`, else v2)."""
+def load_ics(path: str | Path, edition: str | None = None, *, catalogs: Catalogs | None = None) -> Ics:
+    """Read and validate an ICS for `edition` (default: the file's own `edition`, else v2);
+    `catalogs`: the caller's parsed catalogues, else the edition's is parsed for this call."""
     path = Path(path)
     raw = read_yaml(path, IcsError, "ICS")
     if not isinstance(raw, dict):
@@ -143,6 +144,6 @@ def load_ics(path: str | Path, edition: str | None = None) -> Ics:
             f"{path}: ics: edition: the file is for {declared} but {wanted} was asked for; "
             f"use --edition {declared} or answer the {wanted} provisions"
         )
-    cat = load_catalog(wanted)
+    cat = catalogs.get(wanted) if catalogs is not None else load_catalog(wanted)
     _check_against_catalog(path, data, cat)
     return Ics(path=path, edition=wanted, product=data.product, provisions=dict(data.provisions), catalog=cat)

@@ -180,3 +180,16 @@ def test_automated_coverage_is_what_the_suites_implement():
     for edition in ("v2", "v3"):
         claimed = {tc.id for tc in load_catalog(edition).test_cases if tc.coverage == "automated"}
         assert claimed == marked[edition], (edition, sorted(claimed ^ marked[edition]))
+
+
+def test_catalogs_parse_each_edition_once_and_the_ics_check_uses_them():
+    from pathlib import Path
+
+    from lab.catalog import Catalogs
+    from lab.ics import load_ics
+
+    shelf = Catalogs()
+    assert shelf.get("v2") is shelf.get("v2") and shelf.get("v2") is not shelf.get("v3")
+    assert shelf.get("v2").provisions == load_catalog("v2").provisions
+    ics = Path(__file__).resolve().parents[1] / "inventory" / "products" / "TH-100" / "ics.yaml"
+    assert load_ics(ics, "v2", catalogs=shelf).catalog is shelf.get("v2")

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lab.api.ratelimit import RateLimiter
+from lab.catalog import Catalogs
 from lab.api.settings import ApiSettings
 from lab.store.accounts import token_hash, user_for_token
 from lab.store.db import Store
@@ -66,6 +67,7 @@ class Services:
     settings: ApiSettings
     limiter: RateLimiter
     callers: CallerCache = field(default_factory=CallerCache)
+    catalogs: Catalogs = field(default_factory=Catalogs)  # every ICS upload is checked against one
 
 
 def services(request: Request) -> Services:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException, status
 from sqlalchemy import Select, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from lab.api.deps import Caller
 from lab.store.models import Booking, Product, ReportRelease
@@ -29,9 +29,14 @@ def visible_bookings(who: Caller) -> Select:
     return query
 
 
-def booking_for(session: Session, who: Caller, booking_id: int) -> Booking:
-    """The booking if `who` may see it, else 404."""
-    booking = session.scalars(visible_bookings(who).where(Booking.id == booking_id)).first()
+WITHOUT_DOCUMENTS = (defer(Booking.ics), defer(Booking.ixit))
+"""Query options for a booking read that never touches its ICS and IXIT (tens of kB each)."""
+
+
+def booking_for(session: Session, who: Caller, booking_id: int, *, documents: bool = True) -> Booking:
+    """The booking if `who` may see it, else 404; without `documents`, its ICS and IXIT stay unloaded."""
+    query = visible_bookings(who).where(Booking.id == booking_id)
+    booking = session.scalars(query if documents else query.options(*WITHOUT_DOCUMENTS)).first()
     if booking is None:
         raise not_found("booking", booking_id)
     return booking

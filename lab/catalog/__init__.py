@@ -221,6 +221,22 @@ def matching_cases(prov: Provision, kind: str | None = None, coverage: str | Non
     )
 
 
+@dataclass
+class Catalogs:
+    """Each edition's catalogue, parsed once: parsing costs more than an ICS check itself, so a
+    long-lived process that checks many (the booking API) holds one of these. A Catalog is
+    read-only, so sharing it is safe; two threads may at worst both parse it once."""
+
+    _parsed: dict[str, Catalog] = field(default_factory=dict)
+
+    def get(self, edition: str) -> Catalog:
+        key = normalise_edition(edition)
+        found = self._parsed.get(key)
+        if found is None:
+            found = self._parsed[key] = load_catalog(key)
+        return found
+
+
 def load_catalog(edition: str = "v2") -> Catalog:
     """Load and validate one edition's catalogue ('v2' or 'v3'); CatalogError if it is broken."""
     key = normalise_edition(edition)

@@ -58,7 +58,7 @@ def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
         path.write_text(body.assessments, encoding="utf-8")
         ixit_path.write_text(ixit_text, encoding="utf-8")
         try:
-            decisions = load_assessments(path, edition, model=model)
+            decisions = load_assessments(path, edition, model=model, catalogs=svc.catalogs)
             decisions.check_refs(load_ixit(ixit_path))
         except (AssessmentsError, IxitError) as exc:
             raise as_422("assessments", exc, path, body.assessments) from None

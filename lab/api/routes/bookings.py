@@ -31,7 +31,8 @@ from lab.api.schemas.bookings import (
     RejectBody,
     today,
 )
-from lab.api.tenancy import booking_for, product_for, visible_bookings
+from lab.api.tenancy import WITHOUT_DOCUMENTS, booking_for, product_for, visible_bookings
+from lab.catalog import Catalogs
 from lab.errors import CertlabError
 from lab.ics import IcsError, load_ics
 from lab.ixit import IxitError, load_ixit
@@ -91,13 +92,13 @@ def as_422(field: str, exc: CertlabError, path: Path, text: str) -> HTTPExceptio
     return _invalid(field, _field_parts(where, raw), line)
 
 
-def _validated(field: str, text: str, edition: str) -> Any:
+def _validated(field: str, text: str, edition: str, catalogs: Catalogs) -> Any:
     """The parsed ICS (for `edition`) or IXIT, read through a temporary file by the command line's loader."""
     with tempfile.TemporaryDirectory(prefix="certlab-upload-") as folder:
         path = Path(folder) / f"{field}.yaml"
         path.write_text(text, encoding="utf-8")
         try:
-            return load_ics(path, edition) if field == "ics" else load_ixit(path)
+            return load_ics(path, edition, catalogs=catalogs) if field == "ics" else load_ixit(path)
         except (IcsError, IxitError) as exc:
             raise as_422(field, exc, path, text) from None
 
@@ -124,8 +125,8 @@ def create_booking(body: BookingCreate, who: Manufacturer, svc: ServicesDep) -> 
     with unit(svc.store) as s:
         product = product_for(s, who, body.product_id)
         model = product.model
-    ics = _validated("ics", body.ics, body.edition)
-    ixit = _validated("ixit", body.ixit, body.edition)
+    ics = _validated("ics", body.ics, body.edition, svc.catalogs)
+    ixit = _validated("ixit", body.ixit, body.edition, svc.catalogs)
     _check_product("ics", ics, model, body.firmware_version)
     _check_product("ixit", ixit, model, body.firmware_version)
     row = store.create_booking(svc.store, org_id=who.org_id, product_id=body.product_id, created_by=who.id,
@@ -138,7 +139,8 @@ def create_booking(body: BookingCreate, who: Manufacturer, svc: ServicesDep) -> 
 @router.get("", response_model=list[BookingOut], summary="The bookings you may see, oldest first (no ICS/IXIT)")
 def list_bookings(who: AnyRole, svc: ServicesDep,
                   status_: Annotated[BookingStatus | None, Query(alias="status")] = None) -> list[BookingOut]:
-    return [BookingOut.of(b) for b in store.bookings(svc.store, within=visible_bookings(who), status=status_)]
+    seen = visible_bookings(who).options(*WITHOUT_DOCUMENTS)
+    return [BookingOut.of(b) for b in store.bookings(svc.store, within=seen, status=status_)]
 
 
 @router.get("/{booking_id}", response_model=BookingOut,
@@ -146,7 +148,7 @@ def list_bookings(who: AnyRole, svc: ServicesDep,
 async def get_booking(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> BookingOut:
     # the booking is what clients poll; its documents (tens of kB) are fetched once, on their own
     with reading(svc.store) as s:
-        return BookingOut.of(booking_for(s, who, booking_id))
+        return BookingOut.of(booking_for(s, who, booking_id, documents=False))
 
 
 def _document(svc: ServicesDep, who: AnyRole, booking_id: int, document: str) -> PlainTextResponse:

@@ -40,7 +40,7 @@ def _bench_of(settings: ApiSettings, *, model: str, serial: str) -> str | None:
 def _out(s: Session, sample: Sample, bench: str | None) -> SampleOut:
     events = store.custody(s, sample_id=sample.id)
     ids = {e.by_user for e in events if e.by_user}
-    names = dict(s.execute(select(User.id, User.name).where(User.id.in_(ids))).tuples().all()) if ids else {}
+    names = dict(s.execute(select(User.id, User.name).where(User.id.in_(ids))).all()) if ids else {}
     return SampleOut.of(sample, bench=bench, custody=[CustodyOut.of(e, names) for e in events])
 
 
