@@ -43,11 +43,14 @@ class FakeDut:
         self._line = b""
         self._user = ""
         self._stop = threading.Event()
-        threading.Thread(target=self._loop, daemon=True).start()
+        self._fds = threading.Lock()  # held while the pty's fds are used or closed
+        self._reader = threading.Thread(target=self._loop, daemon=True)
+        self._reader.start()
 
     def say(self, text: str) -> None:
-        if self.powered and not self.silent:
-            os.write(self.master, text.encode())
+        with self._fds:
+            if self.powered and not self.silent and not self._stop.is_set():
+                os.write(self.master, text.encode())
 
     def power(self, on: bool) -> None:
         if on and not self.powered:
@@ -70,12 +73,18 @@ class FakeDut:
         import select
 
         while not self._stop.is_set():
-            if not select.select([self.master], [], [], 0.05)[0]:
-                continue
             try:
-                data = os.read(self.master, 1024)
-            except OSError:
-                return
+                if not select.select([self.master], [], [], 0.05)[0]:
+                    continue
+            except (OSError, ValueError):
+                return  # closed under us
+            with self._fds:
+                if self._stop.is_set():
+                    return
+                try:
+                    data = os.read(self.master, 1024)
+                except OSError:
+                    return
             if not self.powered:
                 continue  # a UART of a DUT without power hears nothing
             self._line += data
@@ -101,12 +110,17 @@ class FakeDut:
             self.say(f"{line}\r\n" + (f"{line[5:]}\r\n" if line.startswith("echo ") else "") + "# ")
 
     def close(self) -> None:
-        self._stop.set()
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Stop reading and writing before the fds go: the next test's pty reuses their numbers, and
+        a late thread of this DUT would answer on it (seen on a loaded machine as a bogus login)."""
+        with self._fds:
+            self._stop.set()
+            self.powered = False
+            for fd in (self.master, self.slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._reader.join(timeout=2)
 
 
 class Relay:
