@@ -16,8 +16,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lab.api.ratelimit import RateLimiter
-from lab.catalog import Catalogs
 from lab.api.settings import ApiSettings
+from lab.catalog import Catalogs
 from lab.store.accounts import token_hash, user_for_token
 from lab.store.db import Store
 from lab.store.models import User
