@@ -22,7 +22,7 @@ from lab.store.models import (
     User,
     utcnow,
 )
-from lab.store.unit import Target, unit
+from lab.store.unit import Target, reading, unit
 
 # --- firmware ---------------------------------------------------------------------------------
 
@@ -43,18 +43,18 @@ def add_firmware(target: Target, *, org_id: int, booking_id: int, filename: str,
 
 def firmware_with_hash(target: Target, *, booking_id: int, sha256: str) -> Firmware | None:
     """The booking's record of this exact content, if it was uploaded before (uploads are idempotent)."""
-    with unit(target) as s:
+    with reading(target) as s:
         return s.scalars(select(Firmware).where(Firmware.booking_id == booking_id, Firmware.sha256 == sha256)
                          .order_by(Firmware.id)).first()
 
 
 def booking_firmware(target: Target, *, booking_id: int) -> list[Firmware]:
-    with unit(target) as s:
+    with reading(target) as s:
         return list(s.scalars(select(Firmware).where(Firmware.booking_id == booking_id).order_by(Firmware.id)))
 
 
 def get_firmware(target: Target, *, firmware_id: int) -> Firmware | None:
-    with unit(target) as s:
+    with reading(target) as s:
         return s.get(Firmware, firmware_id)
 
 
@@ -99,7 +99,7 @@ def finish_run(target: Target, *, booking_id: int, run_id: str, tested: bool) ->
 
 def booking_of_run(target: Target, *, run_id: str) -> Booking | None:
     """The booking whose current run this is, or which released its report."""
-    with unit(target) as s:
+    with reading(target) as s:
         booking = s.scalars(select(Booking).where(Booking.run_id == run_id).order_by(Booking.id.desc())).first()
         if booking is None:
             release = s.scalars(select(ReportRelease).where(ReportRelease.run_id == run_id)).first()
@@ -119,13 +119,13 @@ def mark_reported(target: Target, *, booking_id: int, run_id: str) -> None:
 
 
 def organisation_named(target: Target, *, name: str) -> Organisation | None:
-    with unit(target) as s:
+    with reading(target) as s:
         return s.scalars(select(Organisation).where(Organisation.name == name)).first()
 
 
 def has_member(target: Target, *, org_id: int, role: str) -> bool:
     """Whether the organisation has a live user with this role (a release goes to certifiers only)."""
-    with unit(target) as s:
+    with reading(target) as s:
         return s.scalars(select(User.id).where(User.org_id == org_id, User.role == role,
                                                User.revoked_at.is_(None))).first() is not None
 
@@ -144,12 +144,12 @@ def release_report(target: Target, *, run_id: str, booking_id: int, org_id: int,
 
 
 def releases(target: Target, *, run_id: str) -> list[ReportRelease]:
-    with unit(target) as s:
+    with reading(target) as s:
         return list(s.scalars(select(ReportRelease).where(ReportRelease.run_id == run_id).order_by(ReportRelease.id)))
 
 
 def released_to(target: Target, *, run_id: str, org_id: int) -> bool:
-    with unit(target) as s:
+    with reading(target) as s:
         return s.scalars(select(ReportRelease.id).where(ReportRelease.run_id == run_id,
                                                         ReportRelease.org_id == org_id)).first() is not None
 
@@ -169,7 +169,7 @@ def add_review(target: Target, *, run_id: str, booking_id: int, org_id: int, rev
 
 def reviews(target: Target, *, run_id: str, org_id: int | None = None) -> list[tuple[Review, str, str]]:
     """The run's reviews with reviewer and organisation names; only one organisation's if given."""
-    with unit(target) as s:
+    with reading(target) as s:
         query = (select(Review, User.name, Organisation.name).join(User, User.id == Review.reviewer)
                  .join(Organisation, Organisation.id == Review.org_id).where(Review.run_id == run_id)
                  .order_by(Review.id))

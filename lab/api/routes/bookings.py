@@ -38,7 +38,7 @@ from lab.ics import IcsError, load_ics
 from lab.ixit import IxitError, load_ixit
 from lab.store import bookings as store
 from lab.store.bookings import BookingConflict
-from lab.store.unit import reading, unit
+from lab.store.unit import reading
 from lab.yamlfile import parse_yaml
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
@@ -122,7 +122,7 @@ def _check_product(field: str, doc: Any, model: str, firmware: str) -> None:
              responses={404: {"description": "No such product in your organisation"},
                         422: {"description": "Invalid body, ICS or IXIT: `loc` names the field inside it"}})
 def create_booking(body: BookingCreate, who: Manufacturer, svc: ServicesDep) -> BookingOut:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         product = product_for(s, who, body.product_id)
         model = product.model
     ics = _validated("ics", body.ics, body.edition, svc.catalogs)
@@ -172,7 +172,7 @@ def get_ixit(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> PlainTextRes
 @router.post("/{booking_id}/accept", response_model=BookingOut, responses=CONFLICT,
              summary="Accept a requested booking onto a day with a free bench (lab engineers)")
 def accept(booking_id: IdPath, who: Engineer, svc: ServicesDep, body: AcceptBody | None = None) -> BookingOut:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
         model = booking.product.model
         window = (booking.preferred_from, booking.preferred_to)
@@ -203,7 +203,7 @@ def _window(window: tuple[str | None, str | None]) -> list[date]:
 @router.post("/{booking_id}/reject", response_model=BookingOut, responses=CONFLICT,
              summary="Refuse a booking, saying why (lab engineers); frees its slot")
 def reject(booking_id: IdPath, body: RejectBody, who: Engineer, svc: ServicesDep) -> BookingOut:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking_for(s, who, booking_id)
     try:
         return BookingOut.of(store.reject_booking(svc.store, booking_id=booking_id, reason=body.reason))
@@ -214,7 +214,7 @@ def reject(booking_id: IdPath, body: RejectBody, who: Engineer, svc: ServicesDep
 @router.post("/{booking_id}/cancel", response_model=BookingOut, responses=CONFLICT,
              summary="Withdraw your booking (manufacturers); frees its slot")
 def cancel(booking_id: IdPath, who: Manufacturer, svc: ServicesDep, body: CancelBody | None = None) -> BookingOut:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking_for(s, who, booking_id)
     try:
         return BookingOut.of(store.cancel_booking(svc.store, booking_id=booking_id,

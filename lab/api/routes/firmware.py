@@ -23,7 +23,7 @@ from lab.errors import FirmwareFormatError
 from lab.firmware import parse_image, payload_matches, verify_signature
 from lab.store import service
 from lab.store.models import Booking, Firmware
-from lab.store.unit import unit
+from lab.store.unit import reading
 
 router = APIRouter(tags=["firmware"])
 CHUNK = 1 << 20
@@ -127,7 +127,7 @@ def upload_firmware(booking_id: IdPath, request: Request, response: Response, wh
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
         raise _too_large(limit)
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
     if booking.status in ("rejected", "cancelled"):
         raise HTTPException(status.HTTP_409_CONFLICT, f"booking {booking_id} is {booking.status}")
@@ -159,7 +159,7 @@ def upload_firmware(booking_id: IdPath, request: Request, response: Response, wh
 @router.get("/bookings/{booking_id}/firmware", response_model=list[FirmwareOut],
             summary="The firmware images uploaded for a booking")
 def list_firmware(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[FirmwareOut]:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking_for(s, who, booking_id)
     return [_out(r) for r in service.booking_firmware(svc.store, booking_id=booking_id)]
 
@@ -168,7 +168,7 @@ def _visible(svc: Any, who: Caller, firmware_id: int) -> Firmware:
     row = service.get_firmware(svc.store, firmware_id=firmware_id)
     if row is None:
         raise not_found("firmware", firmware_id)
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         try:
             booking_for(s, who, row.booking_id)
         except HTTPException:

@@ -30,7 +30,7 @@ from lab.inventory import load_inventory
 from lab.reports.conformance import APPROVAL_FILE, HTML_FILE, JSON_FILE, PDF_FILE
 from lab.store import service
 from lab.store.models import Booking, Organisation
-from lab.store.unit import unit
+from lab.store.unit import reading
 
 router = APIRouter(tags=["reports"])
 
@@ -50,7 +50,7 @@ def is_approved(run_dir: Path) -> bool:
 
 def visible_run(svc: Services, who: Caller, run_id: str) -> Booking:
     """The run's booking if `who` may see the run (a certifier: only a run released to it)."""
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking = run_booking(s, svc, who, run_id)
     if who.role == "certifier" and not service.released_to(svc.store, run_id=run_id, org_id=who.org_id):
         raise not_found("run", run_id)
@@ -181,7 +181,7 @@ def list_releases(run_id: str, who: AnyRole, svc: ServicesDep) -> list[ReleaseOu
 
 
 def _org_name(svc: Services, org_id: int) -> str:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         org = s.get(Organisation, org_id)
         return org.name if org else str(org_id)
 

@@ -37,7 +37,7 @@ from lab.errors import CertlabError
 from lab.inventory import load_inventory
 from lab.store import get_run, result_counts, service
 from lab.store.models import Booking
-from lab.store.unit import unit
+from lab.store.unit import reading
 
 router = APIRouter(tags=["runs"])
 
@@ -274,7 +274,7 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
              responses={409: {"description": "the booking is not accepted, or no bench holds its model"}})
 def start_run(booking_id: IdPath, request: Request, who: Engineer, svc: ServicesDep,
               body: Annotated[RunStart | None, Body()] = None) -> RunOut:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
     if not service.claim_for_run(svc.store, booking_id=booking_id):
         raise HTTPException(status.HTTP_409_CONFLICT, f"booking {booking_id} is {booking.status}; only an accepted "
@@ -339,14 +339,14 @@ def _recorded(svc: Services, booking_id: int, run_id: str) -> tuple[str, int | N
 
 @router.get("/runs/{run_id}", response_model=RunOut, summary="A run's status, progress per bench and verdicts")
 def get_run_status(run_id: str, request: Request, who: FollowsRuns, svc: ServicesDep) -> RunOut:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking = run_booking(s, svc, who, run_id)
     return run_out(svc, launcher(request), run_id, booking)
 
 
 @router.get("/bookings/{booking_id}/runs", response_model=list[RunOut], summary="The runs of a booking, oldest first")
 def booking_runs(booking_id: IdPath, request: Request, who: FollowsRuns, svc: ServicesDep) -> list[RunOut]:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
     ids = [r["run_id"] for r in _launches(svc, booking_id) if r.get("run_id")]
     if booking.run_id and booking.run_id not in ids:

@@ -19,7 +19,7 @@ from lab.api.tenancy import booking_for, not_found
 from lab.store import bookings as store
 from lab.store.bookings import BookingConflict
 from lab.store.models import Sample, User
-from lab.store.unit import unit
+from lab.store.unit import reading, unit
 
 router = APIRouter(tags=["samples"])
 
@@ -65,7 +65,7 @@ def _benches_by_serial(settings: ApiSettings) -> dict[tuple[str, str], str]:
              summary="Record the receipt of a sample for a booking (lab engineers)",
              responses={409: {"description": "The booking is closed, or the sample is with another open booking"}})
 def receive(booking_id: IdPath, body: SampleReceipt, who: Engineer, svc: ServicesDep) -> SampleOut:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
         model = booking.product.model
         firmware = body.firmware or booking.firmware_version
@@ -84,7 +84,7 @@ def receive(booking_id: IdPath, body: SampleReceipt, who: Engineer, svc: Service
             summary="A booking's samples with their chain of custody")
 def booking_samples(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[SampleOut]:
     benches = _benches_by_serial(svc.settings)
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         booking_for(s, who, booking_id)
         return [_out(s, sample, benches.get((sample.model, sample.serial)))
                 for sample in store.booking_samples(s, booking_id=booking_id)]
@@ -93,7 +93,7 @@ def booking_samples(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[
 @router.get("/samples/{sample_id}", response_model=SampleOut, summary="One sample with its chain of custody")
 def get_sample(sample_id: IdPath, who: AnyRole, svc: ServicesDep) -> SampleOut:
     benches = _benches_by_serial(svc.settings)
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         sample = _visible_sample(s, who, sample_id)
         return _out(s, sample, benches.get((sample.model, sample.serial)))
 

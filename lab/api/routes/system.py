@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from lab.api.deps import AnyRole, Engineer, ServicesDep
 from lab.store.models import AuditEntry
-from lab.store.unit import unit
+from lab.store.unit import reading
 
 router = APIRouter(tags=["system"])
 
@@ -50,7 +50,7 @@ def me(who: AnyRole) -> Me:
 @router.get("/audit", response_model=list[AuditOut], summary="The audit log, oldest first (lab engineers)")
 def audit(who: Engineer, svc: ServicesDep, after_id: int = Query(0, ge=0, le=2**63 - 1),
           limit: int = Query(100, ge=1, le=1000)) -> list[AuditOut]:
-    with unit(svc.store) as s:
+    with reading(svc.store) as s:
         rows = s.scalars(select(AuditEntry).where(AuditEntry.id > after_id).order_by(AuditEntry.id).limit(limit))
         return [AuditOut(id=r.id, at=r.at, user=r.user_name, role=r.role, organisation=r.org, method=r.method,
                          path=r.path, status=r.status, detail=r.detail) for r in rows]
