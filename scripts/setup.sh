@@ -1,14 +1,15 @@
 #!/bin/sh
 # Install what certlab needs on a fresh Debian/Ubuntu machine, then certlab itself in .venv.
 #   sh scripts/setup.sh           system packages + certlab
-#   sh scripts/setup.sh --test    ... plus the test extras
-#   sh scripts/setup.sh --bench   ... plus the test and benchmark extras (pytest-xdist for bench/overhead.py)
+#   sh scripts/setup.sh --test    ... plus the test and benchmark extras (requirements/test.txt)
+#   sh scripts/setup.sh --bench   the same (pytest-xdist for bench/overhead.py is in the test lock)
+# Python packages come from the hash-pinned locks in requirements/ (sh scripts/lock.sh refreshes them).
 # System packages come from system-packages.txt; run as root or with sudo available.
 set -eu
 cd "$(dirname "$0")/.."
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
-[ "${1:-}" = "--bench" ] && extras="[test,bench]"
+lock=requirements/runtime.txt
+[ "${1:-}" = "--test" ] && lock=requirements/test.txt
+[ "${1:-}" = "--bench" ] && lock=requirements/test.txt  # the test lock holds the bench extra too
 
 pkgs=$(sed -e 's/#.*//' system-packages.txt | tr -s ' \n' ' ')
 missing=""
@@ -28,8 +29,10 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e ".$extras"
+# Every Python package, the build backend included, comes pinned with its hashes from the lock
+# (refreshed with scripts/lock.sh); certlab itself is then built from this tree without fetching.
+.venv/bin/python -m pip install -q --require-hashes -r "$lock"
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 
 # The Allure 3 CLI that renders HTML reports, pinned by tools/allure/package-lock.json. The stamp
 # holds the lock's checksum, so a rerun skips npm unless the lock changed or node_modules is gone.
