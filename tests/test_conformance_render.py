@@ -372,5 +372,7 @@ def test_pdf_has_the_report_id_on_every_page(tmp_path: Path) -> None:
     for n, text in enumerate(texts, 1):
         assert f"Report {rid}" in text, f"page {n} lacks the report id"
         assert f"Page {n} of {pages}" in text, f"page {n} lacks its page number"
+        footer = [line for line in text.splitlines() if f"{rid} · issued" in line]
+        assert footer and "Page" not in footer[0], f"page {n}: the footer's boxes run together: {footer}"
         assert "NOT APPROVED" in text, f"page {n} lacks the draft mark"
     assert f"End of report {rid}" in " ".join(texts[-1].split())
