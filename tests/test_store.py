@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -26,6 +28,7 @@ from lab.errors import CertlabError
 from lab.store import (
     Store,
     StoreError,
+    StoreUnavailable,
     acquire_lease,
     append_event,
     claim_next_run,
@@ -47,6 +50,7 @@ from lab.store import (
     renew_lease,
     results,
 )
+from lab.store import db as store_db
 from lab.store import repo
 from lab.store.migrations import current_revision, head_revision, upgrade
 from lab.store.models import Base, utcnow
@@ -109,6 +113,46 @@ def test_migrations_run_once_when_orchestrators_start_together(db_url: str) -> N
     for s in stores:
         assert current_revision(s) == head_revision()
         s.close()
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another process's writer: the file's write lock, held until the connection rolls back."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_sqlite_start_up_waits_beyond_one_busy_timeout_for_another_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_db, "SQLITE_BUSY_MS", 100)  # so that one busy timeout runs out
+    path = tmp_path / "certlab.db"
+    open_store(f"sqlite:///{path}").close()
+    holder = _hold_write_lock(path)
+    release = threading.Timer(1.0, holder.rollback)
+    release.start()
+    try:
+        started = time.monotonic()
+        with open_store(f"sqlite:///{path}", startup_wait_s=30) as store:
+            assert current_revision(store) == head_revision()
+        assert time.monotonic() - started >= 0.9, "it waited for the writer to finish"
+    finally:
+        release.join(5)
+        holder.close()
+
+
+def test_sqlite_start_up_gives_up_after_its_wait_with_one_clear_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_db, "SQLITE_BUSY_MS", 100)
+    path = tmp_path / "certlab.db"
+    open_store(f"sqlite:///{path}").close()
+    holder = _hold_write_lock(path)
+    try:
+        with pytest.raises(StoreUnavailable) as err:
+            open_store(f"sqlite:///{path}", startup_wait_s=0.5)
+    finally:
+        holder.close()
+    line = str(err.value)
+    assert "stayed locked by another process for 0.5 s" in line and "fix:" in line and "\n" not in line
 
 
 def test_sqlite_is_wal_with_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:

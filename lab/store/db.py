@@ -14,7 +14,9 @@ read-then-write transaction waits for the write lock up front instead of failing
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lab.errors import CertlabError
@@ -32,6 +34,10 @@ ENV_URL = "CERTLAB_DATABASE_URL"
 ENV_DATA_DIR = "CERTLAB_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~/.local/share/certlab")
 SQLITE_BUSY_MS = 15_000
+# Opening a store migrates it under the write lock; on a busy lab host another certlab process
+# can hold that lock (or SQLite can refuse at once where waiting could deadlock) beyond one busy
+# timeout, so start-up retries with backoff until this many seconds have passed, then says so.
+STARTUP_WAIT_S = 120.0
 PG_CONNECT_TIMEOUT_S = 5
 URL_FIX = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
 
@@ -151,7 +157,8 @@ def _sqlite_engine(url: URL, source: str) -> Engine:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            cur.execute("PRAGMA journal_mode = WAL")  # once per database file: WAL persists
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, no corruption
         cur.close()
@@ -190,19 +197,47 @@ def unavailable(exc: BaseException, store_url: str, password: str | None = None)
     return StoreUnavailable(f"database {store_url} is unavailable: {one_line(str(orig), password)}; fix: {fix}")
 
 
+def _locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked/busy": another process holds the write lock, try again."""
+    return isinstance(exc, OperationalError) and any(
+        word in str(getattr(exc, "orig", exc)).lower() for word in ("database is locked", "database is busy"))
+
+
+def _start(store: Store, migrate: bool, wait_s: float) -> None:
+    """Migrate (or just connect), retrying while SQLite says locked, for at most `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    for attempt in range(1, 1000):  # bounded by the deadline long before the count
+        try:
+            if migrate:
+                from lab.store.migrations import upgrade
+
+                upgrade(store)
+            else:
+                with store.engine.connect():
+                    pass
+            return
+        except OperationalError as exc:
+            left = deadline - time.monotonic()
+            if not _locked(exc) or left <= 0:
+                if _locked(exc):
+                    raise StoreUnavailable(
+                        f"database {store.url} stayed locked by another process for {wait_s:g} s while certlab "
+                        f"started; fix: let the other certlab finish, or look for a process holding "
+                        f"the file (fuser on it)") from None
+                raise
+            time.sleep(min(left, min(5.0, 0.2 * 2 ** min(attempt, 5)) * random.uniform(0.5, 1.0)))
+
+
 def open_store(url: str | None = None, *, migrate: bool = True,
-               env: Mapping[str, str] | None = None) -> Store:
-    """Open the store and (by default) upgrade its schema to the newest migration."""
+               env: Mapping[str, str] | None = None, startup_wait_s: float = STARTUP_WAIT_S) -> Store:
+    """Open the store and (by default) upgrade its schema to the newest migration.
+
+    Several orchestrators starting together on one SQLite file wait their turn (see
+    STARTUP_WAIT_S) instead of failing."""
     engine, shown = make_engine(url, env)
     store = Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), url=shown)
     try:
-        if migrate:
-            from lab.store.migrations import upgrade
-
-            upgrade(store)
-        else:
-            with engine.connect():
-                pass
+        _start(store, migrate, startup_wait_s)
     except DBAPIError as exc:
         engine.dispose()
         raise unavailable(exc, shown, engine.url.password) from None
