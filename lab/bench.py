@@ -80,7 +80,9 @@ class Bench:
     def console(self) -> ConsoleDriver:
         cfg = self.config.console
         return self._track(
-            ConsoleDriver(cfg.url, cfg.baud, transcript=self.transcript("console"), bench=self.name, steps=self.steps)
+            ConsoleDriver(cfg.url, cfg.baud, transcript=self.transcript("console"), timeout=cfg.timeout,
+                          bench=self.name, steps=self.steps,
+                          timeout_source=f"console.timeout of bench {self.name} in the inventory")
         )
 
     @functools.cached_property
@@ -96,6 +98,7 @@ class Bench:
                 timeout=cfg.timeout,
                 bench=self.name,
                 steps=self.steps,
+                timeout_source=f"ssh.timeout of bench {self.name} in the inventory",
             )
         )
 

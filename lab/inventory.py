@@ -69,6 +69,9 @@ class ConsoleConfig(_Model):
     shell_prompt: str = r"[#$]\s*$"
     login_incorrect: str = r"Login incorrect"
     boot_timeout: float = Field(default=60.0, gt=0, le=600)
+    # How long the product may take to answer a line typed at its prompt (IXIT); a test's
+    # console wait that runs out names this field, so a slow product is not called silent.
+    timeout: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("boot_banner", "login_prompt", "password_prompt", "shell_prompt", "login_incorrect")
     @classmethod

@@ -512,6 +512,17 @@ def test_chatter_without_the_pattern_is_an_expect_timeout(pty_peer: PtyPeer) -> 
     assert isinstance(err.value, DutError) and "kernel panic" in err.value.tail
 
 
+def test_a_wait_of_the_configured_length_names_where_that_length_comes_from(pty_peer: PtyPeer) -> None:
+    source = "console.timeout of bench b1 in the inventory"
+    with ConsoleDriver(pty_peer.path, timeout=0.4, bench="b1", timeout_source=source) as console:
+        pty_peer.send("booting slowly\r\n")
+        with pytest.raises(ExpectTimeout, match=rf"within 0.4 s \({source}\)"):
+            console.expect(r"# $")
+        with pytest.raises(ExpectTimeout) as other:
+            console.expect(r"# $", timeout=0.3)  # a test's own wait is its own business
+    assert source not in str(other.value)
+
+
 def test_console_that_cannot_be_opened_is_a_console_fault() -> None:
     with pytest.raises(ConsoleFault, match="cannot be opened"):
         ConsoleDriver("/nonexistent/ttyUSB7").open()

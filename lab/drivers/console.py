@@ -35,10 +35,12 @@ class ConsoleDriver:
 
     def __init__(self, url: str, baud: int = 115200, *, transcript: Transcript | None = None,
                  timeout: float = 10.0, newline: str = "\n", max_buffer: int = 65536,
-                 bench: str | None = None, steps: StepRecorder | None = None) -> None:
+                 bench: str | None = None, steps: StepRecorder | None = None,
+                 timeout_source: str | None = None) -> None:
         self.url = url
         self.baud = baud
         self.timeout = timeout
+        self.timeout_source = timeout_source  # e.g. "console.timeout in the inventory", for reasons
         self.newline = newline
         self.max_buffer = max_buffer
         self.transcript = transcript
@@ -206,9 +208,15 @@ class ConsoleDriver:
         self._note(f"expect timed out after {timeout} s waiting for {shown}")
         where = f"bench {self.bench}: " if self.bench else ""
         return ExpectTimeout(
-            f"{where}console at {self.url}: none of {shown} within {timeout} s; last output: {tail[-200:]!r}",
+            f"{where}console at {self.url}: none of {shown} within {timeout} s{self._source(timeout)}; "
+            f"last output: {tail[-200:]!r}",
             tail=tail,
         )
+
+    def _source(self, timeout: float) -> str:
+        """Where a wait's length came from, when it is the configured one: a reader can then
+        tell a product slower than its IXIT says from a lab whose setting is too tight."""
+        return f" ({self.timeout_source})" if self.timeout_source and timeout == self.timeout else ""
 
     def _read_loop(self, port) -> None:
         import serial

@@ -57,13 +57,15 @@ class _RecordingPolicy(paramiko.MissingHostKeyPolicy):
 class SSHDriver:
     def __init__(self, host: str, port: int = 22, user: str = "root", password: Password = None, *,
                  transcript: Transcript | None = None, timeout: float = 10.0,
-                 bench: str | None = None, steps: StepRecorder | None = None) -> None:
+                 bench: str | None = None, steps: StepRecorder | None = None,
+                 timeout_source: str | None = None) -> None:
         self.host = host
         self.port = port
         self.user = user
         self._password = password
         self.transcript = transcript
         self.timeout = timeout
+        self.timeout_source = timeout_source  # named in reasons of waits that last self.timeout
         self.bench = bench
         self._steps = steps or NullSteps()
         self._client: paramiko.SSHClient | None = None
@@ -94,11 +96,14 @@ class SSHDriver:
         try:
             return socket.create_connection((self.host, self.port), timeout=timeout)
         except (TimeoutError, socket.timeout):
-            raise SSHUnreachable(f"{self.where} did not answer a TCP connect within {timeout} s",
+            raise SSHUnreachable(f"{self.where} did not answer a TCP connect within {timeout} s{self._source(timeout)}",
                                  bench=self.bench) from None
         except OSError as exc:
             raise SSHUnreachable(f"{self.where}: TCP connect failed ({exc.strerror or exc})",
                                  bench=self.bench) from None
+
+    def _source(self, timeout: float) -> str:
+        return f" ({self.timeout_source})" if self.timeout_source and timeout == self.timeout else ""
 
     def connect(self) -> paramiko.SSHClient:
         """The live client, (re)connecting if there is none or its transport died."""
@@ -122,7 +127,8 @@ class SSHDriver:
                 raise DutError(f"ssh {self.user}@{self.where} rejected the lab's credentials ({exc})") from None
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 client.close()
-                raise SSHUnreachable(f"{self.where} accepted TCP but the SSH handshake failed ({exc})",
+                raise SSHUnreachable(f"{self.where} accepted TCP but the SSH handshake failed ({exc}; "
+                                     f"handshake and login wait {self.timeout} s{self._source(self.timeout)})",
                                      bench=self.bench) from None
             key = client.get_transport().get_remote_server_key()
             self.server_version = client.get_transport().remote_version

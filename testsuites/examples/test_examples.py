@@ -25,16 +25,16 @@ def test_console_login_gives_a_shell(dut, console, bench):
     """Log in on the console with the lab's credentials and run a command at the prompt."""
     token = f"certlab-{secrets.token_hex(4)}"
     console.sendline(f"echo {token}")
-    match = console.expect(token + r"\s*\r?\n", timeout=10)
+    match = console.expect(token + r"\s*\r?\n")  # waits console.timeout, from the inventory
     assert match is not None
-    console.expect(bench.prompts.shell_prompt, timeout=10)
+    console.expect(bench.prompts.shell_prompt)
 
 
 @pytest.mark.bench_state("booted")
-def test_ssh_runs_a_command(dut, ssh):
+def test_ssh_runs_a_command(dut, ssh, bench):
     """Reach the DUT over the network and run a command over SSH."""
-    ssh.wait_reachable(timeout=30)
+    ssh.wait_reachable(timeout=bench.config.console.boot_timeout)  # up within a boot, as the inventory says
     token = f"certlab-{secrets.token_hex(4)}"
-    result = ssh.run(f"echo {token}", timeout=20)
+    result = ssh.run(f"echo {token}", timeout=bench.config.ssh.timeout)
     assert result.exit_status == 0, f"echo over SSH exited {result.exit_status}: {result.stderr.strip()}"
     assert token in result.stdout
