@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.store import Store, events, result_counts
+from lab.verdicts import VERDICTS
 
-VERDICTS = ("PASS", "FAIL", "NOT_APPLICABLE", "INCONCLUSIVE")
 SHORT = {"PASS": ("pass", "green"), "FAIL": ("fail", "bold red"), "NOT_APPLICABLE": ("n/a", "dim"),
          "INCONCLUSIVE": ("inc", "yellow")}
 

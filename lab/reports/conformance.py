@@ -26,14 +26,14 @@ from lab.inventory import Inventory, load_inventory
 from lab.orchestrator.inputs import INDEX_FILE, INPUTS_DIR, sha256_file
 from lab.reports.errors import ReportError
 from lab.reports.profile import LabProfile
+from lab.verdicts import VERDICTS, ProvisionVerdict
 
 SCHEMA = "certlab.conformance/1"
 JSON_FILE = "conformance.json"
 HTML_FILE = "conformance.html"
 PDF_FILE = "conformance.pdf"
 APPROVAL_FILE = "approval.json"
-VERDICTS = ("PASS", "FAIL", "NOT_APPLICABLE", "INCONCLUSIVE")
-NOT_ASSESSED = "NOT_ASSESSED"
+NOT_ASSESSED = ProvisionVerdict.NOT_ASSESSED
 SOFTWARE = ("pytest", "allure-pytest", "paramiko", "pyserial", "pyvisa", "pyvisa-py", "scapy", "ansible-core",
             "cryptography", "sqlalchemy")
 _TRANSCRIPT = re.compile(r"^(console|ssh)-.*\.log$")

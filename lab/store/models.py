@@ -29,12 +29,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-VERDICTS = ("PASS", "FAIL", "NOT_APPLICABLE", "INCONCLUSIVE")
+from lab.verdicts import CAUSES, ROLES, VERDICTS
+
 RUN_STATES = ("pending", "running", "finished", "interrupted", "cancelled")
 BENCH_STATES = ("available", "leased", "quarantined")
 QUEUE_STATES = ("pending", "claimed", "done", "failed", "cancelled")
-# why a verdict is INCONCLUSIVE; only "lab-fault" is retried on another bench
-CAUSES = ("lab-fault", "sample-unusable", "test-error", "cancelled", "not-run")
 
 # Deterministic constraint names, so that later migrations can refer to them on both backends.
 NAMING = {
@@ -232,7 +231,6 @@ class QueuedRun(Base):
 
 # --- the booking service (lab.api): who may do what, and what manufacturers booked ------------
 
-ROLES = ("manufacturer", "engineer", "certifier")
 BOOKING_STATES = ("requested", "accepted", "running", "tested", "reported", "rejected", "cancelled")
 REVIEW_DECISIONS = ("accepted", "rejected")
 SIGNATURE_STATES = ("valid", "invalid", "unchecked")
