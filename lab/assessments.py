@@ -128,7 +128,7 @@ def default_path(folder: Path, edition: str) -> Path | None:
 
 
 def load_assessments(path: str | Path, edition: str, *, model: str | None = None,
-                     catalogs: Catalogs | None = None) -> Assessments:
+                     catalogs: Catalogs | None = None, check_files: bool = True) -> Assessments:
     """Read and validate an assessments file for `edition`; AssessmentsError (one line) on any problem.
     `catalogs`: the caller's parsed catalogues, else the edition's is parsed for this call."""
     path = Path(path)

@@ -97,7 +97,9 @@ def small_doc(*, approved: bool = False) -> dict[str, Any]:
                   "testing_ended": "2026-11-26T02:58:08Z", "issued": "2026-11-26"},
         "statement": "The results relate only to the items tested, as received.",
         "decision_rule": "A provision is reported PASS when every result is PASS.",
-        "summary": {"overall": "FAIL", "counts": counts,
+        "summary": {"overall": "FAIL", "counts": counts, "complete": False,
+                    "not_assessed": [{"provision": "5.3-13", "requirement": "mandatory", "missing": ["5.3-13-1"],
+                                      "reason": "no result for 5.3-13-1 on TH100-0001, TH100-0002"}],
                     "provision_counts": {"PASS": 1, "FAIL": 1, "NOT_APPLICABLE": 1, "INCONCLUSIVE": 1, "NOT_ASSESSED": 1},
                     "chapters": chapters},
         "provisions": provisions,
@@ -203,6 +205,19 @@ def test_draft_banner_only_in_draft_authoriser_only_when_approved(draft: tuple[s
     assert "DRAFT" not in a_text and 'class="watermark"' not in approved[0]
     assert "Dr A. Example" in a_text and "Technical Manager" in a_text
     assert "Dr A. Example" not in d_text and 'class="signature empty"' in draft[0]
+
+
+def test_first_page_says_incomplete_with_the_count_and_the_list(draft: tuple[str, Page]) -> None:
+    html, _ = draft
+    cover = html[html.index('<section class="cover"'):html.index('<nav class="toc"')]
+    text = " ".join(Page(cover).text).split()
+    words = " ".join(text)
+    assert "Incomplete assessment: 1 provision in scope has test cases without a result" in words
+    assert "5.3-13 (5.3-13-1)" in words and 'href="#p-5.3-13"' in cover
+    doc = small_doc()
+    doc["summary"].update(complete=True, not_assessed=[])
+    complete = render_html(doc)
+    assert 'id="incomplete"' not in complete and "<strong>Complete</strong>" in complete
 
 
 def test_approved_status_without_approval_stays_a_draft() -> None:

@@ -101,6 +101,10 @@ def test_approve_signs_the_authoriser_and_the_report_says_approved(tmp_path: Pat
     made = certlab("report", str(run_dir), "--lab-profile", str(PROFILE), "--no-allure", "--no-pdf")
     assert made.returncode == 0, made.stderr
     assert "draft" in (run_dir / "conformance.html").read_text().lower()
+    doc = json.loads((run_dir / "conformance.json").read_text())
+    n = len(doc["summary"]["not_assessed"])
+    assert n and f"incomplete assessment: {n} provision(s) NOT_ASSESSED" in made.stdout
+    assert doc["summary"]["overall"] != "PASS" and "Incomplete assessment" in (run_dir / "conformance.html").read_text()
 
     wrong = certlab("report", "approve", str(run_dir), "--by", "Mallory", "--role", "Intern",
                     "--lab-profile", str(PROFILE), "--no-pdf")
@@ -172,35 +176,100 @@ def test_provision_verdicts_follow_the_decision_rule(tmp_path: Path) -> None:
     rows = verdicts["results"]
     row = dict(rows[0])
 
-    def result(test_case: str, provision: str, bench: str, verdict: str, reason: str = "", cause=None) -> dict:
+    def result(test_case: str, provision: str, bench: str, verdict: str, reason: str = "", cause=None,
+               test: str = "test_x") -> dict:
         return {**row, "test_case": test_case, "provision": provision, "bench": bench, "executed_on": bench,
-                "dut_serial": f"S-{bench}", "verdict": verdict, "reason": reason, "cause": cause,
-                "nodeid": f"t::{test_case}[{bench}]"}
+                "dut_serial": f"S-{bench}", "verdict": verdict, "reason": reason, "cause": cause, "test": test,
+                "nodeid": f"t::{test}[{test_case}-{bench}]"}
 
+    concept = "test_conceptual"
     verdicts["results"] = [
         result("5.1-1-2", "5.1-1", "bench1", "PASS"), result("5.1-1-2", "5.1-1", "bench2", "FAIL", "admin/admin works"),
         result("5.1-2-2", "5.1-2", "bench1", "PASS"), result("5.1-2-2", "5.1-2", "bench2", "INCONCLUSIVE",
                                                              "power relay fault", "lab-fault"),
         result("5.3-6-1", "5.3-6", "bench1", "NOT_APPLICABLE", "ICS N/A"),
-        {**result("5.1-5-2", "5.1-5", "bench1", "PASS"), "executed_on": "bench9", "attempt": 2},
+        # 5.1-5: every case on every sample, one of them on a spare -> PASS
+        result("5.1-5-1", "5.1-5", "bench1", "PASS", test=concept), result("5.1-5-1", "5.1-5", "bench2", "PASS", test=concept),
+        result("5.1-5-2", "5.1-5", "bench1", "PASS"),
+        {**result("5.1-5-2", "5.1-5", "bench2", "PASS"), "executed_on": "bench9", "attempt": 2},
+        # 5.1-4: the conceptual decision alone never passes the provision
+        result("5.1-4-1", "5.1-4", "bench1", "PASS", test=concept), result("5.1-4-1", "5.1-4", "bench2", "PASS", test=concept),
+        # 5.1-3: functional case only on one sample
+        result("5.1-3-1", "5.1-3", "bench1", "PASS", test=concept), result("5.1-3-1", "5.1-3", "bench2", "PASS", test=concept),
+        result("5.1-3-2", "5.1-3", "bench1", "PASS"),
+        # 5.2-1: a NOT_APPLICABLE the ICS does not give is not a pass
+        result("5.2-1-1", "5.2-1", "bench1", "PASS", test=concept), result("5.2-1-1", "5.2-1", "bench2", "PASS", test=concept),
+        result("5.2-1-2", "5.2-1", "bench1", "NOT_APPLICABLE", "skipped"), result("5.2-1-2", "5.2-1", "bench2", "PASS"),
     ]
     (run_dir / "verdicts.json").write_text(json.dumps(verdicts))
     doc = build_document(run_dir, load_profile(PROFILE), pdf=False)
     by_id = {p["id"]: p for p in doc["provisions"]}
+    serials = [i["serial"] for i in doc["items"]]
     assert by_id["5.1-1"]["verdict"] == "FAIL" and "admin/admin works" in by_id["5.1-1"]["reason"]
     assert "S-bench2" in by_id["5.1-1"]["reason"]
     assert by_id["5.1-2"]["verdict"] == "INCONCLUSIVE"
     assert by_id["5.3-6"]["verdict"] == "NOT_APPLICABLE"
     assert by_id["5.3-6"]["reason"] == by_id["5.3-6"]["ics"]["detail"] and by_id["5.3-6"]["ics"]["support"] == "N/A"
-    assert by_id["5.1-5"]["verdict"] == "PASS"
-    assert by_id["5.3-14"]["verdict"] == "NOT_APPLICABLE" and by_id["5.3-14"]["reason"].startswith("ICS: ")
+    assert by_id["5.1-5"]["verdict"] == "PASS", by_id["5.1-5"]["reason"]
+    assert by_id["5.1-4"]["verdict"] == "NOT_ASSESSED"
+    assert by_id["5.1-4"]["missing"] == [{"test_case": "5.1-4-2", "unit": None, "samples": serials}]
+    assert by_id["5.1-4"]["reason"] == f"no result for 5.1-4-2 on {', '.join(serials)}"
+    assert by_id["5.1-3"]["verdict"] == "NOT_ASSESSED" and by_id["5.1-3"]["missing"][0]["samples"] == serials[1:]
+    assert by_id["5.2-1"]["verdict"] == "INCONCLUSIVE" and "comes only from the ICS" in by_id["5.2-1"]["reason"]
+    # the ICS's N/A and the recommendations it answers N, whether or not anything ran
+    assert by_id["5.3-14"]["verdict"] == "NOT_APPLICABLE" and by_id["5.3-14"]["reason"] == by_id["5.3-14"]["ics"]["detail"]
+    assert by_id["5.3-4"]["verdict"] == "NOT_APPLICABLE" and by_id["5.3-4"]["recommendation_not_implemented"]
+    assert by_id["5.3-4"]["requirement"] == "recommended" and "not implemented, justified" in by_id["5.3-4"]["reason"]
+    assert by_id["5.1-1"]["requirement"] == "mandatory" and not by_id["5.1-1"]["recommendation_not_implemented"]
     assert by_id["5.5-1"]["verdict"] == "NOT_ASSESSED"
-    assert doc["summary"]["overall"] == "FAIL"
+    assert doc["summary"]["overall"] == "FAIL" and doc["summary"]["complete"] is False
+    listed = {n["provision"]: n["missing"] for n in doc["summary"]["not_assessed"]}
+    assert listed["5.1-4"] == ["5.1-4-2"] and "5.1-5" not in listed and "5.3-14" not in listed
     assert [r["test_case"] for r in doc["inconclusive"]] == ["5.1-2-2"]
     assert any("spare bench bench9" in d for d in doc["deviations"])
-    assert any("not in the scope of this run" in d for d in doc["deviations"])
+    assert any(d.startswith("The assessment is incomplete") for d in doc["deviations"])
     chapter = next(c for c in doc["summary"]["chapters"] if c["chapter"] == "5.1")
     assert chapter["verdict"] == "FAIL" and chapter["counts"]["FAIL"] == 1 and chapter["counts"]["INCONCLUSIVE"] == 1
+    # how each test case was decided
+    cases = {tc["id"]: tc for p in doc["provisions"] for tc in p["test_cases"]}
+    assert cases["5.1-5-2"]["decided_by"] == ["automated"] and cases["5.1-4-2"]["decided_by"] == ["none"]
+    auto = cases["5.1-5-2"]["results"][1]["decided_by"]
+    assert auto["how"] == "automated" and auto["bench"] == "bench9" and auto["test"] == "test_x"
+    concept_row = cases["5.1-5-1"]["results"][0]["decided_by"]
+    assert concept_row["how"] == "conceptual decision" and concept_row["assessor"]["name"] == "Dana Reuter"
+    assert "lock" in concept_row["reasoning"]
+
+
+def test_no_provision_passes_on_gaps_and_a_complete_run_passes(tmp_path: Path) -> None:
+    """Overall never PASS while a provision is NOT_ASSESSED; every case on every sample PASS -> complete."""
+    from lab.catalog import load_catalog
+    from lab.ics import load_ics
+
+    run_dir = make_run(tmp_path / "reports", results=4, samples=2, allure=False)
+    verdicts = json.loads((run_dir / "verdicts.json").read_text())
+    row = dict(verdicts["results"][0])
+    ics = load_ics(run_dir / "inputs" / "products" / "TH-100" / "ics.yaml", "v2")
+    rows = []
+    for tc in load_catalog("v2").test_cases:
+        entry = ics.entry(tc.provision)
+        if entry is not None and (entry.support == "N/A" or entry.support == "N"):
+            continue
+        for bench in ("bench1", "bench2"):
+            for test in ({"conceptual": ["test_conceptual"], "functional": ["test_f"]}.get(tc.kind)
+                         or ["test_conceptual", "test_f"]):
+                rows.append({**row, "test_case": tc.id, "provision": tc.provision, "bench": bench, "executed_on": bench,
+                             "verdict": "PASS", "reason": "", "test": test, "nodeid": f"t::{test}[{tc.id}-{bench}]"})
+    verdicts["results"] = rows
+    (run_dir / "verdicts.json").write_text(json.dumps(verdicts))
+    doc = build_document(run_dir, load_profile(PROFILE), pdf=False)
+    assert doc["summary"]["complete"] is True and doc["summary"]["not_assessed"] == []
+    assert doc["summary"]["overall"] == "PASS"
+    verdicts["results"] = [r for r in rows if r["test_case"] != "5.5-4-2" or r["bench"] != "bench2"]
+    (run_dir / "verdicts.json").write_text(json.dumps(verdicts))
+    doc = build_document(run_dir, load_profile(PROFILE), pdf=False)
+    assert doc["summary"]["complete"] is False and doc["summary"]["overall"] == "NOT_ASSESSED"
+    assert doc["summary"]["not_assessed"][0]["provision"] == "5.5-4"
+    assert doc["summary"]["not_assessed"][0]["missing"] == ["5.5-4-2"]
 
 
 def test_a_run_keeps_a_copy_of_its_inputs(tmp_path: Path) -> None:

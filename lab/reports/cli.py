@@ -161,6 +161,12 @@ def print_report_paths(outcome) -> None:  # type: ignore[no-untyped-def]
             ("Allure, one file", outcome.allure_single), ("conformance report", outcome.html),
             ("conformance data", outcome.html and outcome.html.with_name("conformance.json")),
             ("conformance PDF", outcome.pdf)]
+    missing = summary.get("not_assessed") or []
+    if not summary.get("complete", not missing):
+        listed = ", ".join(str(n.get("provision")) for n in missing[:12]) + (", ..." if len(missing) > 12 else "")
+        out.print(f"[yellow]incomplete assessment[/yellow]: {len(missing)} provision(s) NOT_ASSESSED (test cases "
+                  f"without a result): {escape(listed)}; the overall result cannot be PASS until they are "
+                  f"(README: \"Reports a certifier can accept\")", highlight=False, soft_wrap=True)
     for label, path in rows:
         if path:
             out.print(f"  {label + ':':20s} {escape(str(path))}", highlight=False)

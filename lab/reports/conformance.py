@@ -15,18 +15,21 @@ import os
 import platform
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lab.catalog import CHAPTER_TITLES, EDITION_LABELS, Catalog, load_catalog
+from lab.assessments import Assessments, load_assessments
+from lab.catalog import CHAPTER_TITLES, EDITION_LABELS, Catalog, Provision, load_catalog
 from lab.errors import CertlabError
 from lab.ics import Ics, load_ics
 from lab.inventory import Inventory, load_inventory
 from lab.orchestrator.inputs import INDEX_FILE, INPUTS_DIR, sha256_file
 from lab.reports.errors import ReportError
 from lab.reports.profile import LabProfile
-from lab.verdicts import VERDICTS, ProvisionVerdict
+from lab.verdicts import VERDICTS, ProvisionVerdict, Verdict
 
 SCHEMA = "certlab.conformance/1"
 JSON_FILE = "conformance.json"
@@ -75,10 +78,11 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
     today = today or dt.datetime.now(dt.timezone.utc).date()
     issued = approval["at"][:10] if approval else today.isoformat()
 
-    provisions = _provisions(catalog, results, ics)
+    items = _items(benches, inventory, inputs, ics)
+    decisions = _decisions(run_dir, inputs, edition)
+    provisions = _provisions(catalog, results, ics, _samples(items, results), decisions)
     tied = {id(r) for p in provisions for tc in p["test_cases"] for r in tc["results"]}
     other = [r for r in results if id(r) not in tied]
-    items = _items(benches, inventory, inputs, ics)
     models = sorted({i["model"] for i in items})
     vendors = sorted({i["vendor"] for i in items if i.get("vendor")})
     started, ended = _testing_dates(results, spec)
@@ -116,14 +120,16 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
         "statement": profile.report.statement,
         "decision_rule": profile.report.decision_rule,
         "summary": {
-            "overall": _overall(prov_counts, counts),
+            "overall": _worst(prov_counts),
+            "complete": not prov_counts.get(NOT_ASSESSED),
+            "not_assessed": _not_assessed(provisions),
             "counts": {v: counts.get(v, 0) for v in VERDICTS},
             "provision_counts": {v: prov_counts.get(v, 0) for v in (*VERDICTS, NOT_ASSESSED)},
             "chapters": _chapters(provisions),
         },
         "provisions": provisions,
         "other_results": other,
-        "inconclusive": [_short_result(r) for r in results if r["verdict"] == "INCONCLUSIVE"],
+        "inconclusive": [_short_result(r) for r in results if r["verdict"] == Verdict.INCONCLUSIVE],
         "deviations": _deviations(results, provisions, catalog),
         "equipment": _equipment(run_dir, benches, results, inventory),
         "approval": approval,
@@ -161,6 +167,29 @@ def _inventory(run_dir: Path, spec: dict[str, Any]) -> Inventory | None:
     return None
 
 
+def _decisions(run_dir: Path, inputs: dict[str, Any], edition: str) -> dict[str, Assessments]:
+    """The assessor's record each model's run was given (the run's copy), by model."""
+    found: dict[str, Assessments] = {}
+    for model, files in sorted((inputs.get("products") or {}).items()):
+        entry = files.get("assessments")
+        if entry:
+            try:
+                found[model] = load_assessments(run_dir / entry["file"], edition, check_files=False)
+            except CertlabError as exc:
+                raise ReportError(f"{run_dir / entry['file']}: the run's copy of the assessor's record does not "
+                                  f"load ({exc}); fix: make the report with the certlab that made the run") from None
+    return found
+
+
+def _samples(items: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[Sample]:
+    """Every item tested: each slot of the run with its serial, and any other bench that reported."""
+    samples = {i["bench"]: Sample(i["bench"], i["serial"], i["model"]) for i in items if i.get("bench")}
+    for r in results:
+        if r["bench"] and r["bench"] not in samples:
+            samples[r["bench"]] = Sample(r["bench"], r["dut_serial"] or r["bench"], "unknown")
+    return list(samples.values())
+
+
 def _ics_by_model(run_dir: Path, inputs: dict[str, Any], edition: str, inventory: Inventory | None,
                   benches: list[str]) -> dict[str, Ics]:
     found: dict[str, Ics] = {}
@@ -184,17 +213,46 @@ def _input_list(inputs: dict[str, Any]) -> list[dict[str, str]]:
 
 # --- results and provisions -------------------------------------------------------------------
 
+class DecidedBy(StrEnum):
+    """How a test case result was decided: what a certifier checks before trusting it."""
+
+    AUTOMATED = "automated"
+    ASSESSOR_PERFORMED = "assessor-performed"
+    CONCEPTUAL_DECISION = "conceptual decision"
+    NONE = "none"
+
+
+class Unit(StrEnum):
+    """The part of a test case a result decides: a 'both' case needs one of each."""
+
+    CONCEPTUAL = "conceptual"
+    FUNCTIONAL = "functional"
+
+
+CONCEPTUAL_TEST = "test_conceptual"  # testsuites/en303645/test_conceptual.py: the assessor's decisions
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One item tested: the slot (bench) of the run that tests it, its serial and model."""
+
+    slot: str
+    serial: str
+    model: str
+
+
 def _result(r: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
     test_case = r.get("test_case")
     return {
         "bench": r.get("bench"), "executed_on": r.get("executed_on") or r.get("bench"),
         "dut_serial": r.get("dut_serial"), "firmware": r.get("firmware"),
         "test_case": test_case, "test": r.get("test"), "provision": r.get("provision"),
-        "verdict": r.get("verdict") if r.get("verdict") in VERDICTS else "INCONCLUSIVE",
+        "verdict": r.get("verdict") if r.get("verdict") in VERDICTS else Verdict.INCONCLUSIVE,
         "reason": r.get("reason") or "", "cause": r.get("cause"), "attempt": r.get("attempt") or 1,
         "duration": r.get("duration"), "finished": r.get("finished"), "nodeid": r.get("nodeid"),
         "evidence": _own_evidence(r.get("evidence") or [], test_case),
         "allure": links.get(r.get("nodeid") or ""),
+        "decided_by": None,  # filled in by _decide once the test case's kind is known
     }
 
 
@@ -208,24 +266,61 @@ def _own_evidence(paths: list[str], test_case: str | None) -> list[str]:
     return own
 
 
-def _provisions(catalog: Catalog, results: list[dict[str, Any]], ics: dict[str, Ics]) -> list[dict[str, Any]]:
+def _unit(r: dict[str, Any], kind: str) -> Unit:
+    if kind == "conceptual" or r.get("test") == CONCEPTUAL_TEST or \
+            f"{CONCEPTUAL_TEST}.py::" in str(r.get("nodeid") or ""):
+        return Unit.CONCEPTUAL
+    return Unit.FUNCTIONAL
+
+
+def _units(kind: str) -> tuple[Unit, ...]:
+    return {"conceptual": (Unit.CONCEPTUAL,), "functional": (Unit.FUNCTIONAL,)}.get(kind, tuple(Unit))
+
+
+def _decide(r: dict[str, Any], kind: str, decisions: dict[str, Assessments]) -> dict[str, Any]:
+    """Who or what decided a pytest result: the suite's test (automated) or the assessor's record."""
+    if r["decided_by"] is not None:
+        return r["decided_by"]
+    if _unit(r, kind) is Unit.CONCEPTUAL:
+        recorded = next((a for a in decisions.values() if a.decision(r["test_case"] or "")), None)
+        decision = recorded.decision(r["test_case"]) if recorded else None
+        return {"how": DecidedBy.CONCEPTUAL_DECISION,
+                "assessor": recorded.assessor.model_dump() if recorded else None,
+                "date": str(recorded.data.date) if recorded else None,
+                "reasoning": decision.reasoning if decision else None,
+                "ixit_refs": list(decision.ixit_refs) if decision else []}
+    return {"how": DecidedBy.AUTOMATED, "test": r["test"] or r["nodeid"], "nodeid": r["nodeid"],
+            "bench": r["executed_on"], "evidence": list(r["evidence"])}
+
+
+def _provisions(catalog: Catalog, results: list[dict[str, Any]], ics: dict[str, Ics], samples: list[Sample],
+                decisions: dict[str, Assessments]) -> list[dict[str, Any]]:
     by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         if r["test_case"]:
             by_case[r["test_case"]].append(r)
     out = []
     for prov in catalog.provisions:
-        entry = _ics_entry(ics, prov.id)
         cases = []
         for tc in prov.test_cases:
             rows = sorted(by_case.get(tc.id, []), key=lambda r: (r["bench"] or "", r["attempt"]))
+            for r in rows:
+                r["decided_by"] = _decide(r, tc.kind, decisions)
+            hows = sorted({r["decided_by"]["how"] for r in rows}) or [DecidedBy.NONE]
             cases.append({"id": tc.id, "kind": tc.kind, "coverage": tc.coverage, "title": prov.title or "",
-                          "results": rows})
-        verdict, reason = _provision_verdict([r for c in cases for r in c["results"]], entry)
+                          "note": tc.note, "decided_by": hows, "results": rows})
+        entry = _ics_entry(ics, prov.id)
+        verdict, reason, missing = _provision_verdict(prov, cases, samples, ics)
         out.append({"id": prov.id, "chapter": _chapter(prov.id), "title": prov.title or "",
-                    "status": prov.status.code(), "verdict": verdict, "reason": reason,
-                    "ics": entry, "test_cases": cases})
+                    "status": prov.status.code(), "requirement": prov.status.level,
+                    "recommendation_not_implemented": _not_implemented(prov, entry),
+                    "verdict": verdict, "reason": reason, "missing": missing, "ics": entry, "test_cases": cases})
     return out
+
+
+def _not_implemented(prov: Provision, entry: dict[str, str] | None) -> bool:
+    """A recommendation the ICS answers N: left unmet with a justification (EN 303 645 clause 4)."""
+    return prov.status.requirement == "R" and entry is not None and entry["support"] == "N"
 
 
 def _ics_entry(ics: dict[str, Ics], provision: str) -> dict[str, str] | None:
@@ -237,23 +332,77 @@ def _ics_entry(ics: dict[str, Ics], provision: str) -> dict[str, str] | None:
     return None
 
 
-def _provision_verdict(results: list[dict[str, Any]], ics: dict[str, str] | None) -> tuple[str, str]:
-    verdicts = Counter(r["verdict"] for r in results)
-    samples = len({r["dut_serial"] for r in results})
-    if verdicts["FAIL"]:
-        first = next(r for r in results if r["verdict"] == "FAIL")
-        return "FAIL", f"{first['test_case']} failed on sample {first['dut_serial']}: {first['reason']}"
-    if verdicts["INCONCLUSIVE"]:
-        first = next(r for r in results if r["verdict"] == "INCONCLUSIVE")
-        return "INCONCLUSIVE", f"{first['test_case']} undecided on sample {first['dut_serial']}: {first['reason']}"
-    if results and verdicts["NOT_APPLICABLE"] == len(results):
-        return "NOT_APPLICABLE", (ics or {}).get("detail") or results[0]["reason"]
-    if results:
-        na = f"; {verdicts['NOT_APPLICABLE']} not applicable" if verdicts["NOT_APPLICABLE"] else ""
-        return "PASS", f"{verdicts['PASS']} test result(s) passed on {samples} sample(s){na}"
-    if ics is not None and ics["support"] == "N/A":
-        return "NOT_APPLICABLE", f"ICS: {ics['detail']}"
-    return NOT_ASSESSED, "not in the scope of this run"
+def _out_of_scope(prov: Provision, sample: Sample | None, ics: dict[str, Ics]) -> str | None:
+    """The ICS justification when the provision does not apply to a sample's model, else None."""
+    models = [sample.model] if sample is not None else sorted(ics)
+    for model in models:
+        found = ics.get(model) or (next(iter(ics.values())) if len(ics) == 1 else None)
+        entry = found.entry(prov.id) if found is not None else None
+        if entry is None:
+            continue
+        if entry.support == "N/A":
+            return entry.detail
+        if prov.status.requirement == "R" and entry.support == "N":
+            return f"recommendation not implemented, justified in the ICS (see 4-1-1): {entry.detail}"
+    return None
+
+
+def _provision_verdict(prov: Provision, cases: list[dict[str, Any]], samples: list[Sample],
+                       ics: dict[str, Ics]) -> tuple[ProvisionVerdict, str, list[dict[str, Any]]]:
+    """The decision rule: FAIL > INCONCLUSIVE > NOT_ASSESSED > PASS; NOT_APPLICABLE only from the ICS.
+
+    PASS needs every in-scope test case (each unit of a conceptual/functional one) decided on
+    every sample, all PASS. Returns (verdict, reason, missing) with missing = [{test_case, unit, samples}]."""
+    results = [r for c in cases for r in c["results"]]
+    first = {v: next((r for r in results if r["verdict"] == v), None) for v in (Verdict.FAIL, Verdict.INCONCLUSIVE)}
+    if first[Verdict.FAIL]:
+        r = first[Verdict.FAIL]
+        return ProvisionVerdict.FAIL, f"{r['test_case']} failed on sample {r['dut_serial']}: {r['reason']}", []
+    if first[Verdict.INCONCLUSIVE]:
+        r = first[Verdict.INCONCLUSIVE]
+        return (ProvisionVerdict.INCONCLUSIVE,
+                f"{r['test_case']} undecided on sample {r['dut_serial']}: {r['reason']}", [])
+    in_scope = [s for s in samples if _out_of_scope(prov, s, ics) is None]
+    if not samples and (why := _out_of_scope(prov, None, ics)):
+        return ProvisionVerdict.NOT_APPLICABLE, why, []
+    if samples and not in_scope:
+        return ProvisionVerdict.NOT_APPLICABLE, _out_of_scope(prov, samples[0], ics) or "", []
+    if not cases:
+        return ProvisionVerdict.NOT_ASSESSED, f"{catalog_note(prov)}", [{"test_case": None, "unit": None, "samples": []}]
+    missing: list[dict[str, Any]] = []
+    stray: list[str] = []
+    for case in cases:
+        for unit in _units(case["kind"]):
+            lacking = []
+            for s in in_scope or [None]:
+                rows = [r for r in case["results"] if s is not None and r["bench"] == s.slot
+                        and _unit(r, case["kind"]) is unit]
+                if not rows:
+                    lacking.append(s.serial if s is not None else "no sample")
+                elif any(r["verdict"] == Verdict.NOT_APPLICABLE for r in rows):
+                    stray.append(f"{case['id']} on sample {s.serial}")
+            if lacking:
+                missing.append({"test_case": case["id"], "unit": unit if case["kind"] == "both" else None,
+                                "samples": lacking})
+    if stray:
+        return (ProvisionVerdict.INCONCLUSIVE, f"{', '.join(stray)} gave NOT_APPLICABLE, but the ICS declares "
+                f"{prov.id} applicable (NOT_APPLICABLE comes only from the ICS)", [])
+    if missing:
+        return ProvisionVerdict.NOT_ASSESSED, "no result for " + "; ".join(_missing_text(m) for m in missing), missing
+    passed = sum(1 for r in results if r["verdict"] == Verdict.PASS)
+    left = [s.serial for s in samples if s not in in_scope]
+    na = f"; not applicable to sample(s) {', '.join(left)} by their ICS" if left else ""
+    return (ProvisionVerdict.PASS, f"all {len(cases)} test case(s) passed on {len(in_scope)} sample(s) "
+            f"({passed} result(s)){na}", [])
+
+
+def catalog_note(prov: Provision) -> str:
+    return f"the catalogue has no TS 103 701 test case for {prov.id}: it cannot be assessed by test"
+
+
+def _missing_text(m: dict[str, Any]) -> str:
+    unit = f" ({m['unit']} unit)" if m.get("unit") else ""
+    return f"{m['test_case']}{unit} on {', '.join(m['samples'])}"
 
 
 def _chapter(provision_id: str) -> str:
@@ -273,15 +422,20 @@ def _chapters(provisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return chapters
 
 
-def _worst(counts: Counter) -> str:
-    for verdict in ("FAIL", "INCONCLUSIVE", "PASS", "NOT_APPLICABLE"):
+def _worst(counts: Counter) -> ProvisionVerdict:
+    """FAIL > INCONCLUSIVE > NOT_ASSESSED > PASS > NOT_APPLICABLE: never PASS over a gap."""
+    for verdict in (ProvisionVerdict.FAIL, ProvisionVerdict.INCONCLUSIVE, ProvisionVerdict.NOT_ASSESSED,
+                    ProvisionVerdict.PASS, ProvisionVerdict.NOT_APPLICABLE):
         if counts.get(verdict):
             return verdict
-    return NOT_ASSESSED
+    return ProvisionVerdict.NOT_ASSESSED
 
 
-def _overall(prov_counts: Counter, counts: Counter) -> str:
-    return _worst(prov_counts) if sum(prov_counts.values()) - prov_counts.get(NOT_ASSESSED, 0) else _worst(counts)
+def _not_assessed(provisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What keeps the assessment from being complete: each NOT_ASSESSED provision and its missing cases."""
+    return [{"provision": p["id"], "requirement": p["requirement"],
+             "missing": [m["test_case"] for m in p["missing"] if m["test_case"]], "reason": p["reason"]}
+            for p in provisions if p["verdict"] == ProvisionVerdict.NOT_ASSESSED]
 
 
 def _short_result(r: dict[str, Any]) -> dict[str, Any]:
@@ -304,8 +458,8 @@ def _deviations(results: list[dict[str, Any]], provisions: list[dict[str, Any]],
         out.append(f"The run was cancelled by the operator: {cancelled} test(s) were not completed.")
     skipped = [p["id"] for p in provisions if p["verdict"] == NOT_ASSESSED]
     if skipped:
-        out.append(f"{len(skipped)} provision(s) of {catalog.en} were not in the scope of this run: "
-                   f"{', '.join(skipped)}.")
+        out.append(f"The assessment is incomplete: {len(skipped)} provision(s) of {catalog.en} have test cases "
+                   f"without a result and are NOT_ASSESSED: {', '.join(skipped)}.")
     if catalog.confidence != "confirmed":
         out.append(f"certlab's catalogue of {catalog.en} / {catalog.ts} is marked '{catalog.confidence}': "
                    "provision statuses and test case ids are to be confirmed against the published documents.")

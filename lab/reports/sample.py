@@ -1,4 +1,4 @@
-"""A synthetic conformance document ("certlab.conformance/1"), for renderer tests and benchmarks.
+"""A synthetic conformance document (render.SCHEMA), for renderer tests and benchmarks.
 
 Deterministic for a given (results, samples, seed): benchmarks compare like with like, and tests
 can rely on the shape. Provisions, titles and test cases come from the real V2 catalogue so the
@@ -13,8 +13,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lab.catalog import CHAPTER_TITLES, load_catalog
+from lab.reports.render import SCHEMA
+from lab.verdicts import ProvisionVerdict
 
-VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "NOT_APPLICABLE", "NOT_ASSESSED")
+VERDICTS = tuple(v.value for v in ProvisionVerdict)  # test case verdicts first, NOT_ASSESSED last
 
 # provisions the synthetic ICS declares not applicable, with the manufacturer's justification
 _NOT_APPLICABLE = {
@@ -53,9 +55,9 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
     report_id = f"CL-sim-{run_id}"
     items = [_item(i, rng) for i in range(samples)]
 
-    # every functional test case of an applicable provision gets results, round-robin over samples
-    slots = [(p.id, tc.id) for p in cat.provisions if p.id not in _NOT_APPLICABLE
-             for tc in p.test_cases if tc.kind == "functional"]
+    # every test case of an applicable provision gets results, round-robin over samples
+    slots = [(p.id, tc.id) for p in cat.provisions if p.id not in _NOT_APPLICABLE for tc in p.test_cases]
+    kinds = {tc.id: tc.kind for tc in cat.test_cases}
     by_case: dict[str, list[dict[str, Any]]] = {}
     evidence_index: list[dict[str, Any]] = []
     inconclusive: list[dict[str, Any]] = []
@@ -88,7 +90,13 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
         by_case.setdefault(case_id, []).append({
             "bench": bench, "executed_on": bench, "dut_serial": item["serial"], "firmware": item["firmware"],
             "verdict": verdict, "reason": reason, "cause": cause, "attempt": attempt, "duration": duration,
-            "finished": _z(clock), "nodeid": nodeid, "evidence": evidence,
+            "finished": _z(clock), "nodeid": nodeid, "evidence": evidence, "test_case": case_id, "provision": prov_id,
+            "test": nodeid.split("::")[1].split("[")[0],
+            "decided_by": {"how": "automated", "test": nodeid.split("::")[1].split("[")[0], "nodeid": nodeid,
+                           "bench": bench, "evidence": evidence} if kinds[case_id] == "functional" else
+                          {"how": "conceptual decision", "assessor": {"name": "Dana Reuter", "role": "lead assessor"},
+                           "date": "2026-11-19", "reasoning": "the design in the IXIT meets the provision",
+                           "ixit_refs": []},
             "allure": None if n % 17 == 16 else f"allure-report/index.html#suites/{hashlib.md5(nodeid.encode() + bytes([n % 251])).hexdigest()}",
         })
         counts[verdict] += 1
@@ -98,8 +106,10 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
 
     provisions = []
     for p in cat.provisions:
-        cases = [{"id": tc.id, "kind": tc.kind, "title": f"{'Functional' if tc.kind == 'functional' else 'Conceptual'} "
-                  f"assessment of {p.id}", "results": by_case.get(tc.id, [])} for tc in p.test_cases]
+        cases = [{"id": tc.id, "kind": tc.kind, "coverage": tc.coverage, "note": tc.note,
+                  "title": f"{'Functional' if tc.kind == 'functional' else 'Conceptual'} assessment of {p.id}",
+                  "decided_by": sorted({r["decided_by"]["how"] for r in by_case.get(tc.id, [])}) or ["none"],
+                  "results": by_case.get(tc.id, [])} for tc in p.test_cases]
         verdicts = {r["verdict"] for c in cases for r in c["results"]}
         if p.id in _NOT_APPLICABLE:
             verdict, reason = "NOT_APPLICABLE", _NOT_APPLICABLE[p.id]
@@ -111,12 +121,16 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
                 reason = next(r["reason"] for c in cases for r in c["results"] if r["verdict"] == "FAIL")
             elif "INCONCLUSIVE" in verdicts:
                 verdict, reason = "INCONCLUSIVE", "a test result is inconclusive (lab fault); the test must be repeated"
-            elif verdicts:
-                verdict, reason = "PASS", "every test result passed"
+            elif missing := _missing(cases, items):
+                verdict = "NOT_ASSESSED"
+                reason = "no result for " + "; ".join(f"{m['test_case']} on {', '.join(m['samples'])}" for m in missing)
             else:
-                verdict, reason = "NOT_ASSESSED", "no test case of this provision was run (conceptual assessment pending)"
+                verdict, reason = "PASS", "every test case passed on every sample"
         provisions.append({"id": p.id, "chapter": p.chapter, "title": p.title or "", "status": p.status.code(),
-                           "verdict": verdict, "reason": reason, "ics": ics, "test_cases": cases})
+                           "requirement": p.status.level, "recommendation_not_implemented": False,
+                           "verdict": verdict, "reason": reason,
+                           "missing": _missing(cases, items) if verdict == "NOT_ASSESSED" else [],
+                           "ics": ics, "test_cases": cases})
 
     chapters = []
     for ch in dict.fromkeys(p["chapter"] for p in provisions):
@@ -136,7 +150,7 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
     ended = clock + timedelta(seconds=12)
     issued = "2026-11-26"
     doc: dict[str, Any] = {
-        "schema": "certlab.conformance/1",
+        "schema": SCHEMA,
         "report": {"id": report_id, "title": "Test report",
                    "subject": f"ETSI EN 303 645 V2.1.1 conformance assessment of {items[0]['model']}",
                    "status": "approved" if approved else "draft", "issued": issued, "generated_at": _z(ended + timedelta(minutes=3))},
@@ -157,7 +171,10 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
         "decision_rule": ("A provision is reported PASS when every test result of its test cases on every sample is PASS, "
                           "FAIL when any result is FAIL, and INCONCLUSIVE when a result could not be obtained because of "
                           "a lab fault. Measurement uncertainty is not taken into account: test outcomes are binary."),
-        "summary": {"overall": "FAIL" if provision_counts["FAIL"] else "INCONCLUSIVE" if provision_counts["INCONCLUSIVE"] else "PASS",
+        "summary": {"overall": _worst(provision_counts), "complete": not provision_counts["NOT_ASSESSED"],
+                    "not_assessed": [{"provision": p["id"], "requirement": p["requirement"],
+                                      "missing": [m["test_case"] for m in p["missing"]], "reason": p["reason"]}
+                                     for p in provisions if p["verdict"] == "NOT_ASSESSED"],
                     "counts": counts, "provision_counts": provision_counts, "chapters": chapters},
         "provisions": provisions,
         "other_results": [{
@@ -195,7 +212,19 @@ def _item(i: int, rng: random.Random) -> dict[str, Any]:
             "bench": f"bench{i + 1}"}
 
 
+def _missing(cases: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The document's rule: each test case needs a result on every sample."""
+    out = []
+    for c in cases:
+        have = {r["dut_serial"] for r in c["results"]}
+        lacking = [i["serial"] for i in items if i["serial"] not in have]
+        if lacking:
+            out.append({"test_case": c["id"], "unit": None, "samples": lacking})
+    return out
+
+
 def _worst(counts: dict[str, int]) -> str:
+    """The document's own order: FAIL > INCONCLUSIVE > NOT_ASSESSED > PASS > NOT_APPLICABLE."""
     for v in ("FAIL", "INCONCLUSIVE", "NOT_ASSESSED", "PASS"):
         if counts.get(v):
             return v
