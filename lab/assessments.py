@@ -1,16 +1,28 @@
-"""The lab assessor's recorded decisions on the conceptual test cases of TS 103 701.
+"""The lab assessor's record: decisions on conceptual test cases, and functional test cases
+the lab performed by hand.
 
 A conceptual test case compares the manufacturer's design (ICS and IXIT) with a provision; no
-instrument can decide it, a qualified assessor does. certlab never invents that decision: the
-verdict of a conceptual test case is what the assessor wrote in the assessments file, with their
-name and reasoning, and a case without a decision stays INCONCLUSIVE (`AssessmentPending`).
+instrument can decide it, a qualified assessor does. Some functional test cases (the casing, the
+printed manual, the vendor's web site) are performed by a person, not by a suite. certlab never
+invents either: the verdict is what the assessor recorded, with their name, reasoning or reason,
+and for a performed case the samples and the evidence files; a case without a record has no
+result, and its provision is NOT_ASSESSED in the report.
 
     assessor: {name: "A. Assessor", role: "lead assessor"}
     date: 2024-05-02
     decisions:
       "5.1-1-1": {verdict: PASS, reasoning: "...", ixit_refs: ["1-AuthMech root-password"]}
+    performed:
+      "5.2-1-2":
+        verdict: PASS
+        reason: "the disclosure policy is published at the URL the IXIT gives"
+        assessor: {name: "A. Assessor", role: "lead assessor"}   # default: the file's assessor
+        date: 2024-05-03
+        samples: [SN0001]
+        evidence: [evidence/5.2-1-2-policy.png]                # relative to this file
 
-A bad file stops with one line naming the file, the field path and the fix (like lab/ics.py).
+A functional case a suite automates cannot be recorded by hand. A bad file stops with one line
+naming the file, the field path and the fix (like lab/ics.py).
 """
 
 from __future__ import annotations
@@ -18,15 +30,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lab.automation import automated_by, marked_tests
 from lab.catalog import Catalog, Catalogs, load_catalog, normalise_edition
 from lab.yamlfile import read_yaml, validation_line
 from lab.errors import CertlabError, LabFault
 from lab.ixit import LIST_NAMES, Ixit
-from lab.products import find_product_file
+from lab.inventory import Inventory
+from lab.products import find_product_file, product_folder
+from lab.verdicts import Verdict
 
 _EXAMPLE = "see inventory/products/TH-100/assessments.yaml"
 #: IXIT list names an ixit_ref may start with (V1.1.1 names and the V2.1.1 renames)
@@ -81,21 +97,64 @@ class Decision(_Model):
         return tuple(r.strip() for r in value)
 
 
+class Performed(_Model):
+    """A functional test case the lab performed by hand, on named samples, with its evidence."""
+
+    verdict: Literal[Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE]
+    reason: str = Field(min_length=10)
+    assessor: Assessor | None = None
+    date: dt.date
+    samples: tuple[str, ...] = Field(min_length=1)
+    evidence: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("verdict", mode="before")
+    @classmethod
+    def _verdict(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("YAML read a yes/no word as a boolean; write PASS, FAIL or INCONCLUSIVE")
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("samples", "evidence", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("evidence")
+    @classmethod
+    def _paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = set()
+        for ref in value:
+            path = PurePosixPath(ref)
+            if path.is_absolute() or ".." in path.parts or "\\" in ref or not ref.strip():
+                raise ValueError(f"{ref!r}: give a path relative to the assessments file, without '..'")
+            if path.name in names:
+                raise ValueError(f"two evidence files are named {path.name!r}; rename one")
+            names.add(path.name)
+        return value
+
+
 class AssessmentsFile(_Model):
     edition: str | None = None
     model: str | None = None
     assessor: Assessor
     date: dt.date
     decisions: dict[str, Decision] = {}
+    performed: dict[str, Performed] = {}
 
 
 class Assessments:
     """A validated assessments file bound to its edition's catalogue."""
 
-    def __init__(self, path: Path, data: AssessmentsFile, catalog: Catalog) -> None:
+    def __init__(self, path: Path, data: AssessmentsFile, catalog: Catalog, base_dir: Path | None = None) -> None:
         self.path = path
         self.data = data
         self.catalog = catalog
+        self.base_dir = base_dir if base_dir is not None else path.parent
 
     @property
     def assessor(self) -> Assessor:
@@ -103,6 +162,25 @@ class Assessments:
 
     def decision(self, test_case: str) -> Decision | None:
         return self.data.decisions.get(test_case)
+
+    def performed(self, test_case: str) -> Performed | None:
+        return self.data.performed.get(test_case)
+
+    def performed_by(self, record: Performed) -> Assessor:
+        return record.assessor or self.data.assessor
+
+    def evidence_path(self, ref: str) -> Path:
+        """Where an evidence file named in the record is: relative to the file's folder (or `base_dir`)."""
+        return self.base_dir / ref
+
+    def check_samples(self, serials: dict[str, str], *, where: str = "the run") -> None:
+        """Every sample a performed case names must be a DUT serial of the run (serial -> bench)."""
+        for case, record in self.data.performed.items():
+            for i, serial in enumerate(record.samples):
+                if serial not in serials:
+                    raise AssessmentsError(
+                        f"{self.path}: assessments: performed.{case}.samples[{i}]: {serial!r} is not a sample of "
+                        f"{where}; use the DUT serial of a bench in the run: {', '.join(sorted(serials)) or '(none)'}")
 
     def check_refs(self, ixit: Ixit) -> None:
         """Every `ixit_refs` entry id must exist in the IXIT it claims to rely on."""
@@ -128,16 +206,20 @@ def default_path(folder: Path, edition: str) -> Path | None:
 
 
 def load_assessments(path: str | Path, edition: str, *, model: str | None = None,
-                     catalogs: Catalogs | None = None, check_files: bool = True) -> Assessments:
+                     catalogs: Catalogs | None = None, check_files: bool = True,
+                     base_dir: Path | None = None) -> Assessments:
     """Read and validate an assessments file for `edition`; AssessmentsError (one line) on any problem.
-    `catalogs`: the caller's parsed catalogues, else the edition's is parsed for this call."""
+    `catalogs`: the caller's parsed catalogues, else the edition's is parsed for this call.
+    `check_files`: evidence files must exist (relative to `base_dir`, default the file's folder);
+    off for a run's copy, whose evidence was copied and hashed when the run started."""
     path = Path(path)
     raw = read_yaml(path, AssessmentsError, "assessments")
     if not isinstance(raw, dict):
         raise AssessmentsError(f"{path}: an assessments file is a mapping with assessor, date and decisions; {_EXAMPLE}")
     raw = {str(k): v for k, v in raw.items()}
-    if isinstance(raw.get("decisions"), dict):
-        raw["decisions"] = {str(k): v for k, v in raw["decisions"].items()}
+    for section in ("decisions", "performed"):
+        if isinstance(raw.get(section), dict):
+            raw[section] = {str(k): v for k, v in raw[section].items()}
     try:
         data = AssessmentsFile.model_validate(raw)
     except ValidationError as exc:
@@ -162,5 +244,43 @@ def load_assessments(path: str | Path, edition: str, *, model: str | None = None
             raise AssessmentsError(f"{where}: {exc}") from None
         if tc.kind == "functional":
             raise AssessmentsError(f"{where}: {case} is a functional test case, decided by the DUT's behaviour; "
-                                   "record decisions only for conceptual test cases")
-    return Assessments(path, data, cat)
+                                   "record decisions only for conceptual test cases (a functional case performed "
+                                   "by hand goes under performed:)")
+    marked = marked_tests(wanted) if data.performed else {}
+    base = base_dir if base_dir is not None else path.parent
+    for case, record in data.performed.items():
+        where = f"{path}: assessments: performed.{case}"
+        try:
+            tc = cat.test_case(case)
+        except CertlabError as exc:
+            raise AssessmentsError(f"{where}: {exc}") from None
+        if tc.kind == "conceptual":
+            raise AssessmentsError(f"{where}: {case} is a conceptual test case, decided on the design; record it "
+                                   "under decisions: with the assessor's reasoning")
+        tests = automated_by(cat, case, marked)
+        if tests:
+            raise AssessmentsError(f"{where}: {case} is automated by certlab ({'; '.join(tests)}); its result "
+                                   "comes from that test and cannot be recorded by hand; remove it from performed:")
+        for i, ref in enumerate(record.evidence):
+            if check_files and not (base / ref).is_file():
+                raise AssessmentsError(f"{where}.evidence[{i}]: file not found: {base / ref}; fix: put the file "
+                                       f"there (paths are relative to {base}) or correct the path")
+    return Assessments(path, data, cat, base)
+
+
+def for_run(inventory: Inventory, benches: list[str] | tuple[str, ...], edition: str,
+            explicit: Path | None = None) -> dict[str, Assessments]:
+    """The assessor's record of each model a run tests, checked before the lab moves: the file as
+    for every run, its evidence files, and every sample a performed case names being in the run."""
+    found: dict[str, Assessments] = {}
+    models = sorted({inventory.benches[b].dut.model for b in benches if b in inventory.benches})
+    for model in models:
+        path = explicit if explicit is not None else default_path(product_folder(inventory.base_dir, model), edition)
+        if path is None:
+            continue
+        loaded = load_assessments(path, edition, model=model)
+        serials = {inventory.benches[b].dut.serial: b for b in benches
+                   if b in inventory.benches and inventory.benches[b].dut.model == model}
+        loaded.check_samples(serials, where=f"this run ({model} on {', '.join(sorted(serials.values()))})")
+        found[model] = loaded
+    return found

@@ -316,7 +316,7 @@ def run(
     edition: Annotated[str, typer.Option("--edition", help="v2 (EN 303 645 V2.1.1) or v3 (V3.1.3)")] = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml beside the inventory)")] = None,
     ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file (default: products/<model>/ixit.yaml)")] = None,
-    assessments: Annotated[Optional[Path], typer.Option("--assessments", help="assessor decisions for conceptual cases")] = None,
+    assessments: Annotated[Optional[Path], typer.Option("--assessments", help="the assessor's record: decisions on conceptual cases, functional cases performed by hand")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed of the random power-cut moments")] = None,
     power_cuts: Annotated[Optional[int], typer.Option("--power-cuts", help="power cuts per resilience test")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="finish the interrupted run in this run directory")] = None,
@@ -342,6 +342,9 @@ def run(
         extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed,
                                power_cuts=power_cuts)
     names = _benches(inv, bench)
+    from lab.assessments import for_run
+
+    for_run(inv, names, edition, assessments)  # the assessor's record, its evidence and samples, before the lab moves
     suites = _suites(suite or [str(EXAMPLE_SUITES)])
     outcome = start_run(inv, benches=names, suites=suites, options=extra, edition=edition, reports_dir=out_dir,
                         console=out, campaign=campaign)

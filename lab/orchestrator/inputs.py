@@ -1,5 +1,6 @@
 """What a run was given, kept beside its results: the inventory, each model's ICS, IXIT and
-assessments, and the hashes of the firmware releases delivered with the samples.
+assessments (with the evidence of the test cases the assessor performed by hand, under
+`evidence/assessor/`), and the hashes of the firmware releases delivered with the samples.
 
 A report is written after the run, maybe long after, maybe elsewhere; it must describe the
 inputs the tests really had, not whatever the files say by then. The copies sit in the run
@@ -21,6 +22,7 @@ from lab.products import KINDS, find_product_file, product_folder
 
 INPUTS_DIR = "inputs"
 INDEX_FILE = "inputs.json"
+ASSESSOR_EVIDENCE = "evidence/assessor"  # evidence of the test cases the assessor performed by hand
 MAX_RELEASE_BYTES = 512 << 20  # a release file larger than this is listed without its header
 
 
@@ -61,9 +63,27 @@ def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ..
                 find_product_file(product_folder(inventory.base_dir, model), kind, edition)
             if source is not None and source.is_file():
                 entry[kind] = _copy(source, folder / "products" / model / f"{kind}.yaml", run_dir)
+                if kind == "assessments":
+                    copied = _assessor_evidence(source, run_dir, model, edition)
+                    if copied:
+                        index.setdefault("assessor_evidence", {})[model] = copied
         index["products"][model] = entry
     write_json(folder / INDEX_FILE, index)
     return index
+
+
+def _assessor_evidence(source: Path, run_dir: Path, model: str, edition: str) -> dict[str, list[dict[str, str]]]:
+    """Copy the evidence of the functional cases the assessor performed by hand into
+    `evidence/assessor/<model>/<case>/`, so the run's signature covers it; case -> copied files."""
+    from lab.assessments import load_assessments  # the record is validated again: it is what the run keeps
+
+    record = load_assessments(source, edition, model=model)
+    copied: dict[str, list[dict[str, str]]] = {}
+    for case, performed in sorted(record.data.performed.items()):
+        for ref in performed.evidence:
+            target = run_dir / ASSESSOR_EVIDENCE / model / case / Path(ref).name
+            copied.setdefault(case, []).append({"ref": ref, **_copy(record.evidence_path(ref), target, run_dir)})
+    return copied
 
 
 def _copy(source: Path, target: Path, run_dir: Path) -> dict[str, str]:
@@ -72,7 +92,7 @@ def _copy(source: Path, target: Path, run_dir: Path) -> dict[str, str]:
         shutil.copyfile(source, target)
     except OSError as exc:
         raise CertlabError(f"{source}: cannot keep a copy with the run ({exc.strerror}); fix: make it readable") from None
-    return {"source": str(source.resolve()), "file": str(target.relative_to(run_dir)), "sha256": sha256_file(target)}
+    return {"source": str(source.resolve()), "file": target.relative_to(run_dir).as_posix(), "sha256": sha256_file(target)}
 
 
 def _releases(inventory: Inventory) -> list[dict[str, Any]]:

@@ -80,7 +80,9 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
 
     items = _items(benches, inventory, inputs, ics)
     decisions = _decisions(run_dir, inputs, edition)
-    provisions = _provisions(catalog, results, ics, _samples(items, results), decisions)
+    samples = _samples(items, results)
+    results += _performed(run_dir, inputs, decisions, samples, items)
+    provisions = _provisions(catalog, results, ics, samples, decisions)
     tied = {id(r) for p in provisions for tc in p["test_cases"] for r in tc["results"]}
     other = [r for r in results if id(r) not in tied]
     models = sorted({i["model"] for i in items})
@@ -179,6 +181,41 @@ def _decisions(run_dir: Path, inputs: dict[str, Any], edition: str) -> dict[str,
                 raise ReportError(f"{run_dir / entry['file']}: the run's copy of the assessor's record does not "
                                   f"load ({exc}); fix: make the report with the certlab that made the run") from None
     return found
+
+
+def _performed(run_dir: Path, inputs: dict[str, Any], decisions: dict[str, Assessments], samples: list[Sample],
+               items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The functional test cases the assessor performed by hand: one result per sample named, linked
+    to the evidence the run copied (and hashed) when it started. No bench is involved."""
+    copied = inputs.get("assessor_evidence") or {}
+    firmware = {i.get("serial"): i.get("firmware") for i in items}
+    out = []
+    for model, record in decisions.items():
+        for case, done in sorted(record.data.performed.items()):
+            files = {e["ref"]: e["file"] for e in (copied.get(model) or {}).get(case, [])}
+            lacking = [ref for ref in done.evidence if ref not in files or not (run_dir / files[ref]).is_file()]
+            if lacking:
+                raise ReportError(f"{run_dir / INPUTS_DIR / INDEX_FILE}: the evidence {', '.join(lacking)} of "
+                                  f"performed.{case} ({model}) is not in the run; fix: start the run again with "
+                                  f"the assessor's record and its evidence files")
+            evidence = [files[ref] for ref in done.evidence]
+            who = record.performed_by(done)
+            tc = record.catalog.test_case(case)
+            for serial in done.samples:
+                sample = next((s for s in samples if s.serial == serial), None)
+                if sample is None:
+                    raise ReportError(f"{record.path}: assessments: performed.{case}.samples: {serial!r} is not a "
+                                      f"sample of this run; fix: record the case on a sample the run tested")
+                out.append({
+                    "bench": sample.slot, "executed_on": None, "dut_serial": serial, "firmware": firmware.get(serial),
+                    "test_case": case, "test": None, "provision": tc.provision, "verdict": done.verdict,
+                    "reason": done.reason, "cause": None, "attempt": 1, "duration": None,
+                    "finished": done.date.isoformat(), "nodeid": None, "evidence": evidence, "allure": None,
+                    "decided_by": {"how": DecidedBy.ASSESSOR_PERFORMED, "assessor": who.model_dump(),
+                                   "date": done.date.isoformat(), "samples": list(done.samples),
+                                   "evidence": evidence},
+                })
+    return out
 
 
 def _samples(items: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[Sample]:
