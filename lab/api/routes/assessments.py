@@ -1,18 +1,25 @@
-"""The assessor's decisions on a booking's conceptual test cases, recorded by a lab engineer.
+"""The assessor's record of a booking, kept by a lab engineer: decisions on the conceptual test
+cases and the functional test cases the lab performed by hand, with their evidence files.
 
 TS 103 701's conceptual test cases are judged by an assessor against the ICS and IXIT, never
-passed by a machine: the decisions are the same YAML as `--assessments` on the command line,
+passed by a machine: the record is the same YAML as `--assessments` on the command line,
 validated by the same loader (a bad one answers 422 naming the field), kept with the booking and
-handed to every run started for it afterwards.
+handed to every run started for it afterwards. Evidence files (photos, screenshots, captures)
+are uploaded first (`POST .../assessments/evidence`, size-limited, hashed, never replaced by other
+bytes) and named in the record as `evidence/<name>`; a run copies them and signs them with its
+results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, File, HTTPException, Request, UploadFile, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -26,6 +33,10 @@ from lab.ixit import IxitError, load_ixit
 from lab.store.unit import reading
 
 router = APIRouter(tags=["assessments"])
+EVIDENCE_DIR = "evidence"  # beside the booking's assessments.yaml, so `evidence/<name>` resolves as on the command line
+CHUNK = 1 << 20
+MULTIPART_SLACK = 64 << 10
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ReadsAssessments = Depends(Allow("engineer", "manufacturer"))
 
 
@@ -39,6 +50,14 @@ class AssessmentsOut(BaseModel):
     assessor: str
     date: str
     decisions: int
+    performed: int = 0
+
+
+class EvidenceOut(BaseModel):
+    name: str
+    path: str = Field(description="how the assessor's record names it under performed.<case>.evidence")
+    sha256: str
+    size: int
 
 
 def assessments_file(svc: Services, booking_id: int) -> Path:
@@ -53,12 +72,18 @@ def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
         edition, model, ixit_text = booking.edition, booking.product.model, booking.ixit
+    uploads = booking_folder(svc, booking_id)
     with tempfile.TemporaryDirectory(prefix="certlab-upload-") as folder:
         path, ixit_path = Path(folder) / ASSESSMENTS_FILE, Path(folder) / "ixit.yaml"
         path.write_text(body.assessments, encoding="utf-8")
         ixit_path.write_text(ixit_text, encoding="utf-8")
         try:
-            decisions = load_assessments(path, edition, model=model, catalogs=svc.catalogs)
+            try:  # evidence names resolve against the booking's uploads, as the run will see them
+                decisions = load_assessments(path, edition, model=model, catalogs=svc.catalogs, base_dir=uploads)
+            except AssessmentsError as exc:
+                raise AssessmentsError(str(exc).replace(
+                    f"{uploads}/", "").replace(str(uploads), "the booking's uploads").replace(
+                    "put the file there", f"upload it with POST /bookings/{booking_id}/assessments/evidence")) from None
             decisions.check_refs(load_ixit(ixit_path))
         except (AssessmentsError, IxitError) as exc:
             raise as_422("assessments", exc, path, body.assessments) from None
@@ -68,7 +93,75 @@ def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
     tmp.write_text(body.assessments, encoding="utf-8")
     os.replace(tmp, target)
     return AssessmentsOut(booking_id=booking_id, assessor=decisions.assessor.name, date=str(decisions.data.date),
-                          decisions=len(decisions.data.decisions))
+                          decisions=len(decisions.data.decisions), performed=len(decisions.data.performed))
+
+
+@router.post("/bookings/{booking_id}/assessments/evidence", response_model=EvidenceOut,
+             status_code=status.HTTP_201_CREATED,
+             summary="Upload an evidence file of a test case the lab performed by hand (lab engineers; multipart `file`)",
+             responses={409: {"description": "another file of that name exists"}, 413: {"description": "over the upload limit"},
+                        422: {"description": "empty, or a name that is not a plain file name"}})
+def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: ServicesDep,
+                    file: Annotated[UploadFile, File(description="e.g. 5.2-1-2-policy.png")]) -> EvidenceOut:
+    limit = svc.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise _too_large(limit)
+    with reading(svc.store) as s:
+        booking_for(s, who, booking_id)
+    name = file.filename or ""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"file name {name[:80]!r}: give a plain file name (letters, digits, '.', '_', '-'; "
+                            f"up to 128 characters), e.g. 5.2-1-2-policy.png")
+    folder = booking_folder(svc, booking_id) / EVIDENCE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    tmp = Path(tmp_name)
+    try:
+        digest, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as fh:
+            while chunk := file.file.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                digest.update(chunk)
+                fh.write(chunk)
+        if size == 0:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
+        sha256, target = digest.hexdigest(), folder / name
+        if target.exists() and _sha256(target) != sha256:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"evidence {name!r} exists with other content; evidence "
+                                "is never replaced: upload the new file under another name")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return EvidenceOut(name=name, path=f"{EVIDENCE_DIR}/{name}", sha256=sha256, size=size)
+
+
+@router.get("/bookings/{booking_id}/assessments/evidence", response_model=list[EvidenceOut],
+            summary="The evidence files uploaded for a booking's assessor record (lab engineers)")
+def list_evidence(booking_id: IdPath, who: Engineer, svc: ServicesDep) -> list[EvidenceOut]:
+    with reading(svc.store) as s:
+        booking_for(s, who, booking_id)
+    folder = booking_folder(svc, booking_id) / EVIDENCE_DIR
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+    return [EvidenceOut(name=p.name, path=f"{EVIDENCE_DIR}/{p.name}", sha256=_sha256(p), size=p.stat().st_size)
+            for p in files]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                         f"the file is larger than the upload limit of {limit} bytes ({limit / (1 << 20):g} MiB); "
+                         f"fix: ask the lab to raise CERTLAB_MAX_UPLOAD_MB")
 
 
 @router.get("/bookings/{booking_id}/assessments", response_class=PlainTextResponse,

@@ -242,6 +242,9 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
     if decided.is_file():  # the assessor's decisions as they are now go with this run
         copy = folder / ASSESSMENTS_FILE
         shutil.copyfile(decided, copy)
+        uploads = decided.parent / "evidence"  # routes/assessments.py EVIDENCE_DIR: named as evidence/<name>
+        if uploads.is_dir():
+            shutil.copytree(uploads, folder / "evidence", ignore=shutil.ignore_patterns(".upload-*"))
         assessments = ["--assessments", str(copy.resolve())]
     reports_dir = svc.settings.reports_dir
     reports_dir.mkdir(parents=True, exist_ok=True)
