@@ -41,6 +41,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
 app.add_typer(users_app, name="users")
+assess_app = typer.Typer(no_args_is_help=True, help="The assessor's record of a product: decisions and hand-performed cases.")
+app.add_typer(assess_app, name="assess")
 app.command("serve")(serve)
 app.command("sign")(sign)
 app.command("verify")(verify)
@@ -486,6 +488,29 @@ def main() -> None:
             traceback.print_exc()
         err.print(f"certlab: internal error: {type(exc).__name__}: {exc} (set CERTLAB_DEBUG=1 for details)")
         sys.exit(70)
+
+
+@assess_app.command("template")
+def assess_template(
+    model: Annotated[str, typer.Option("--model", help="the product model (its ICS is products/<model>/ics.yaml)")],
+    inventory: InventoryOpt = SIM_INVENTORY,
+    edition: Annotated[str, typer.Option("--edition", help="v2 (EN 303 645 V2.1.1) or v3 (V3.1.3)")] = "v2",
+    ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml)")] = None,
+) -> None:
+    """Print the YAML skeleton of the assessor's record: every test case certlab does not automate for the ICS."""
+    from lab.assess_template import render_template
+    from lab.catalog import load_catalog, normalise_edition
+    from lab.ics import load_ics
+    from lab.products import find_product_file, product_folder
+
+    key = normalise_edition(edition)
+    if ics is None:
+        folder = product_folder(_load(inventory).base_dir, model)
+        ics = find_product_file(folder, "ics", key)
+        if ics is None:
+            raise CertlabError(f"--model {model}: no ICS in {folder} (ics.{key}.yaml or ics.yaml); fix: put the "
+                               f"manufacturer's ICS there or pass --ics FILE")
+    typer.echo(render_template(load_catalog(key), load_ics(ics, key), model), nl=False)
 
 
 if __name__ == "__main__":
