@@ -7,6 +7,7 @@ The HTML is checked with the stdlib parser rather than by string search where st
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from lab.errors import CertlabError
+from lab.reports.document import SCHEMA
 from lab.reports.errors import ReportError
 from lab.reports.pdf import chromium_command, print_pdf
 from lab.reports.render import css_string, human_size, render_html, write_html
@@ -35,38 +37,53 @@ HEADINGS = (
 
 def _result(bench: str, serial: str, verdict: str, reason: str, evidence: list[str], allure: str | None,
             cause: str | None = None) -> dict[str, Any]:
+    nodeid = f"testsuites/en303645/test_x.py::test_y[{bench}]"
     return {"bench": bench, "executed_on": bench, "dut_serial": serial, "firmware": "1.4.0", "verdict": verdict,
             "reason": reason, "cause": cause, "attempt": 1, "duration": 2.3, "finished": "2026-11-26T02:30:00Z",
-            "nodeid": f"testsuites/en303645/test_x.py::test_y[{bench}]", "evidence": evidence, "allure": allure}
+            "nodeid": nodeid, "evidence": evidence, "allure": allure,
+            "decided_by": {"how": "automated", "test": "test_y", "nodeid": nodeid, "bench": bench, "evidence": evidence}}
+
+
+def _case(ident: str, kind: str, title: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": ident, "kind": kind, "coverage": "manual" if kind == "conceptual" else "automated", "title": title,
+            "note": None, "decided_by": ["automated"] if results else ["none"], "results": results}
+
+
+def _prov(ident: str, title: str, status: str, verdict: str, reason: str, ics: dict[str, str] | None,
+          cases: list[dict[str, Any]], missing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"id": ident, "chapter": ident.rpartition("-")[0], "title": title, "status": status,
+            "requirement": "recommended" if status.startswith("R") else "mandatory",
+            "recommendation_not_implemented": False, "verdict": verdict, "reason": reason,
+            "missing": missing or [], "ics": ics, "test_cases": cases}
 
 
 def small_doc(*, approved: bool = False) -> dict[str, Any]:
     """Two samples, chapters 5.1/5.3/5.9, every verdict once, one lab-fault INCONCLUSIVE."""
     r = _result
     provisions = [
-        {"id": "5.1-1", "chapter": "5.1", "title": "Passwords are unique per device", "status": "M C(1)",
-         "verdict": "PASS", "reason": "every test result passed", "ics": {"support": "Y", "detail": "per-device passwords"},
-         "test_cases": [{"id": "5.1-1-2", "kind": "functional", "title": "Unique passwords", "results": [
-             r("bench1", "TH100-0001", "PASS", "default refused", ["evidence/bench1/5.1-1-2-logins.json"],
-               "allure-report/index.html#suites/aaa111"),
-             r("bench2", "TH100-0002", "PASS", "default refused", ["evidence/bench2/5.1-1-2-logins.json"],
-               "allure-report/index.html#suites/bbb222")]}]},
-        {"id": "5.1-5", "chapter": "5.1", "title": "Brute force is impracticable", "status": "M C(5)",
-         "verdict": "FAIL", "reason": EVIL, "ics": {"support": "Y", "detail": "rate limiting"},
-         "test_cases": [{"id": "5.1-5-2", "kind": "functional", "title": "Brute force", "results": [
-             r("bench1", "TH100-0001", "FAIL", EVIL, ["evidence/bench1/5.1-5-2 logins#1.json"], None)]}]},
-        {"id": "5.3-14", "chapter": "5.3", "title": "Non-updatable device rationale", "status": "R C(3,4)",
-         "verdict": "NOT_APPLICABLE", "reason": "All software components are updatable (condition 3 not met).",
-         "ics": {"support": "N/A", "detail": "All software components are updatable (condition 3 not met)."},
-         "test_cases": [{"id": "5.3-14-1", "kind": "conceptual", "title": "Rationale", "results": []}]},
-        {"id": "5.3-13", "chapter": "5.3", "title": "Support period is published", "status": "M",
-         "verdict": "NOT_ASSESSED", "reason": "conceptual assessment pending", "ics": None,
-         "test_cases": [{"id": "5.3-13-1", "kind": "conceptual", "title": "Support period", "results": []}]},
-        {"id": "5.9-2", "chapter": "5.9", "title": "Recovers after power loss", "status": "R",
-         "verdict": "INCONCLUSIVE", "reason": "a result is inconclusive (lab fault)", "ics": {"support": "Y", "detail": ""},
-         "test_cases": [{"id": "5.9-2-2", "kind": "functional", "title": "Power loss", "results": [
-             r("bench2", "TH100-0002", "INCONCLUSIVE", "power relay did not confirm channel state",
-               ["evidence/bench2/5.9-2-2-power.json"], "allure-report/index.html#suites/ccc333", cause="lab-fault")]}]},
+        _prov("5.1-1", "Passwords are unique per device", "M C(1)", "PASS", "every test result passed",
+              {"support": "Y", "detail": "per-device passwords"},
+              [_case("5.1-1-2", "functional", "Unique passwords", [
+                  r("bench1", "TH100-0001", "PASS", "default refused", ["evidence/bench1/5.1-1-2-logins.json"],
+                    "allure-report/index.html#suites/aaa111"),
+                  r("bench2", "TH100-0002", "PASS", "default refused", ["evidence/bench2/5.1-1-2-logins.json"],
+                    "allure-report/index.html#suites/bbb222")])]),
+        _prov("5.1-5", "Brute force is impracticable", "M C(5)", "FAIL", EVIL, {"support": "Y", "detail": "rate limiting"},
+              [_case("5.1-5-2", "functional", "Brute force", [
+                  r("bench1", "TH100-0001", "FAIL", EVIL, ["evidence/bench1/5.1-5-2 logins#1.json"], None)])]),
+        _prov("5.3-14", "Non-updatable device rationale", "R C(3,4)", "NOT_APPLICABLE",
+              "All software components are updatable (condition 3 not met).",
+              {"support": "N/A", "detail": "All software components are updatable (condition 3 not met)."},
+              [_case("5.3-14-1", "conceptual", "Rationale", [])]),
+        _prov("5.3-13", "Support period is published", "M", "NOT_ASSESSED",
+              "no result for 5.3-13-1 on TH100-0001, TH100-0002", None,
+              [_case("5.3-13-1", "conceptual", "Support period", [])],
+              [{"test_case": "5.3-13-1", "unit": None, "samples": ["TH100-0001", "TH100-0002"]}]),
+        _prov("5.9-2", "Recovers after power loss", "R", "INCONCLUSIVE", "a result is inconclusive (lab fault)",
+              {"support": "Y", "detail": ""},
+              [_case("5.9-2-2", "functional", "Power loss", [
+                  r("bench2", "TH100-0002", "INCONCLUSIVE", "power relay did not confirm channel state",
+                    ["evidence/bench2/5.9-2-2-power.json"], "allure-report/index.html#suites/ccc333", cause="lab-fault")])]),
     ]
     counts = {"PASS": 2, "FAIL": 1, "NOT_APPLICABLE": 0, "INCONCLUSIVE": 1}
     chapters = [
@@ -82,7 +99,7 @@ def small_doc(*, approved: bool = False) -> dict[str, Any]:
               "received_on": "2026-11-20", "condition_on_receipt": "new, sealed", "bench": f"bench{i}"} for i in (1, 2)]
     evidence = sorted({e for p in provisions for tc in p["test_cases"] for res in tc["results"] for e in res["evidence"]})
     return {
-        "schema": "certlab.conformance/1",
+        "schema": SCHEMA,
         "report": {"id": REPORT_ID, "title": "Test report", "subject": "EN 303 645 assessment of TH-100",
                    "status": "approved" if approved else "draft", "issued": "2026-11-26",
                    "generated_at": "2026-11-26T03:12:00Z"},
@@ -283,21 +300,44 @@ def test_hostile_values_cannot_escape_css_or_links() -> None:
     assert css_string('a"b\\c</style>') == '"a\\22 b\\5c c\\3c /style\\3e "'
 
 
-def test_missing_optional_fields_do_not_crash() -> None:
+def test_fields_that_may_be_empty_are_null_and_a_missing_one_stops_the_report() -> None:
     doc = small_doc()
-    for key in ("approval", "equipment", "evidence_index", "inconclusive", "deviations", "other_results", "links", "run"):
-        doc.pop(key)
-    doc["laboratory"] = {"name": "Lab"}
-    doc["items"][0] = {"model": "TH-100", "serial": "S1"}
-    doc["provisions"][0]["test_cases"][0]["results"][0].pop("evidence")
+    doc.update(equipment=[], evidence_index=[], inconclusive=[], deviations=[], other_results=[])
+    doc["laboratory"] = {"name": "Lab", "address": ["1 Street"]}
+    doc["items"][0] = {"model": "TH-100", "serial": "S1", "firmware": "1.4.0"}
     html = render_html(doc)
     assert f"End of report {REPORT_ID}" in html and "None." in html
-    assert "End of report" in render_html({"schema": "certlab.conformance/1"})
+    for drop in (("summary", "complete"), ("provisions", 0, "missing"), ("report", "id"), ("run",)):
+        broken = copy.deepcopy(doc)
+        target = broken
+        for key in drop[:-1]:
+            target = target[key]
+        del target[drop[-1]]
+        with pytest.raises(ReportError, match="conformance document: " + re.escape(".".join(map(str, drop)))
+                           + ": Field required"):
+            render_html(broken)
+    typo = copy.deepcopy(doc)
+    typo["provisions"][0]["verdict"] = "PASSED"
+    with pytest.raises(ReportError, match=r"provisions\.0\.verdict: Input should be"):
+        render_html(typo)
+
+
+def test_the_template_fails_on_a_key_the_document_lacks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """StrictUndefined: a template that names a field the document lacks stops instead of printing blank."""
+    import lab.reports.render as render
+
+    (tmp_path / render.TEMPLATE).write_text("{{ doc.summary.no_such_field }}")
+    (tmp_path / "conformance.css").write_text("")
+    monkeypatch.setattr(render, "TEMPLATES", tmp_path)
+    with pytest.raises(ReportError, match="no_such_field"):
+        render_html(small_doc())
 
 
 def test_wrong_schema_is_a_report_error() -> None:
     with pytest.raises(ReportError, match="schema"):
         render_html({"schema": "certlab.conformance/99"})
+    with pytest.raises(ReportError, match="schema 'certlab.conformance/1' is not 'certlab.conformance/2'"):
+        render_html({**small_doc(), "schema": "certlab.conformance/1"})
     assert issubclass(ReportError, CertlabError)
 
 

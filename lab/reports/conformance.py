@@ -3,8 +3,9 @@
 Built only from the run directory (the spec, the verdicts, the inputs the run kept, the
 equipment the benches recorded, an approval if any) plus the lab's profile, so a report can be
 rebuilt anywhere, long after the run, and says the same. The HTML and the PDF are renderings of
-this document and add nothing to it. The schema is `certlab.conformance/1`; its fields follow
-ISO/IEC 17025 7.8.2.1 (see docs/reports.md).
+this document and add nothing to it. Its shape is the typed model of lab/reports/document.py
+(schema `certlab.conformance/2`), checked before anything is written; its fields follow
+ISO/IEC 17025 7.8.2.1.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from lab.errors import CertlabError
 from lab.ics import Ics, load_ics
 from lab.inventory import Inventory, load_inventory
 from lab.orchestrator.inputs import INDEX_FILE, INPUTS_DIR, sha256_file
+from lab.reports.document import SCHEMA, DecidedBy, checked
 from lab.reports.errors import ReportError
 from lab.reports.profile import LabProfile
 from lab.verdicts import VERDICTS, ProvisionVerdict, Verdict
 
-SCHEMA = "certlab.conformance/1"
 JSON_FILE = "conformance.json"
 HTML_FILE = "conformance.html"
 PDF_FILE = "conformance.pdf"
@@ -58,7 +59,8 @@ def report_id(lab: str, run_id: str) -> str:
 def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str, str] | None = None,
                    allure_report: str | None = None, tools: dict[str, str] | None = None,
                    pdf: bool = True, today: dt.date | None = None) -> dict[str, Any]:
-    """The whole report as data. `allure_links` maps node id -> href of its Allure result."""
+    """The whole report as data, validated by the ConformanceDocument model (plain JSON data back).
+    `allure_links` maps node id -> href of its Allure result."""
     run_dir = Path(run_dir)
     spec = read_json(run_dir / "run.json", "give a run directory made by `certlab run`")
     verdicts = read_json(run_dir / "verdicts.json", "the run has not finished: finish it with `certlab run --resume DIR`")
@@ -92,7 +94,7 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
     counts = Counter(r["verdict"] for r in results)
     prov_counts = Counter(p["verdict"] for p in provisions)
 
-    return {
+    return checked({
         "schema": SCHEMA,
         "report": {
             "id": report_id(lab, run_id),
@@ -142,7 +144,7 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
                 "created": spec.get("created")},
         "links": {"allure_report": allure_report, "verdicts": "verdicts.json", "manifest": "manifest.json",
                   "pdf": PDF_FILE if pdf else None},
-    }
+    })
 
 
 def write_document(doc: dict[str, Any], path: Path) -> None:
@@ -249,15 +251,6 @@ def _input_list(inputs: dict[str, Any]) -> list[dict[str, str]]:
 
 
 # --- results and provisions -------------------------------------------------------------------
-
-class DecidedBy(StrEnum):
-    """How a test case result was decided: what a certifier checks before trusting it."""
-
-    AUTOMATED = "automated"
-    ASSESSOR_PERFORMED = "assessor-performed"
-    CONCEPTUAL_DECISION = "conceptual decision"
-    NONE = "none"
-
 
 class Unit(StrEnum):
     """The part of a test case a result decides: a 'both' case needs one of each."""

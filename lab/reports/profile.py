@@ -24,10 +24,14 @@ DEFAULT_STATEMENT = (
     "except in full without the written approval of the laboratory."
 )
 DEFAULT_DECISION_RULE = (
-    "Each test case yields PASS, FAIL, NOT_APPLICABLE or INCONCLUSIVE as defined in ETSI TS 103 701. "
-    "A provision is FAIL when any of its test cases failed on any sample; INCONCLUSIVE when none failed "
-    "but at least one could not be decided; NOT_APPLICABLE when the manufacturer's ICS states, with a "
-    "justification, that it does not apply; PASS when every test case passed on every sample. Where a "
+    "Each test case yields PASS, FAIL, NOT_APPLICABLE or INCONCLUSIVE as defined in ETSI TS 103 701; a test "
+    "case is decided by an automated test, by the lab's assessor performing it by hand (with evidence), or, "
+    "for a conceptual test case, by the assessor's recorded decision. A provision is FAIL when any of its test "
+    "cases failed on any sample; INCONCLUSIVE when none failed but at least one could not be decided; "
+    "NOT_ASSESSED when a test case in scope has no result on some sample; NOT_APPLICABLE only when the "
+    "manufacturer's ICS states, with a justification, that it does not apply (or that a recommendation is not "
+    "implemented); PASS only when every test case in scope passed on every sample. The overall result is the "
+    "worst provision verdict in that order and is never PASS while a provision is NOT_ASSESSED. Where a "
     "measured value is compared with a limit from the IXIT, simple acceptance applies (ILAC-G8:09/2019 "
     "4.2.1, no guard band): the measurement uncertainty is recorded with the evidence, not subtracted."
 )

@@ -1,12 +1,13 @@
 """The certifier's conformance report (ISO/IEC 17025 7.8 test report) as one self-contained HTML file.
 
-The data comes from `conformance.json` ("certlab.conformance/1", built elsewhere); this module only
+The data comes from `conformance.json` ("certlab.conformance/2", built elsewhere); this module only
 presents it. The HTML carries its CSS inline and fetches nothing, so it opens the same from a run
 directory, an archive or a mail attachment, and `lab.reports.pdf` prints it with headless Chromium.
 
 Every string of the document is untrusted text (a DUT's banner can end up in a reason): autoescape
-is on and nothing from the document is marked safe. Missing optional fields render as empty
-(ChainableUndefined), so an older or partial document still gives a report rather than a traceback.
+is on and nothing from the document is marked safe. The document is checked against its typed
+model (lab/reports/document.py) first, and the template runs with StrictUndefined: a missing or
+misspelt key stops the report with a ReportError instead of printing a blank into it.
 
 Speed: one pass over the results, no per-result work beyond dictionary lookups and escaping;
 10,000 results (9.5 MB of HTML) render in about 0.7-1 s.
@@ -22,14 +23,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError, select_autoescape
 from markupsafe import Markup
 
+from lab.reports.document import SCHEMA, checked
 from lab.reports.errors import ReportError
 
 TEMPLATES = Path(__file__).with_name("templates")
 TEMPLATE = "conformance.html.j2"
-SCHEMA = "certlab.conformance/1"
 
 # verdict -> (css class, label as printed); the label carries the meaning, colour only helps
 VERDICTS: Mapping[str, tuple[str, str]] = {
@@ -48,12 +49,14 @@ def render_html(doc: Mapping[str, Any]) -> str:
     """The report as one HTML string (UTF-8 text, CSS inline, no scripts, no external fetches)."""
     if not isinstance(doc, Mapping):
         raise ReportError("the conformance document is not a JSON object")
-    schema = doc.get("schema")
-    if schema is not None and schema != SCHEMA:
-        raise ReportError(f"conformance document schema {schema!r} is not {SCHEMA!r}: rebuild it with this certlab")
+    doc = checked(dict(doc))
     env = _environment()
     css = (TEMPLATES / "conformance.css").read_text(encoding="utf-8")
-    return env.get_template(TEMPLATE).render(doc=doc, view=_view(doc), css=Markup(css), verdicts=VERDICT_ORDER)
+    try:
+        return env.get_template(TEMPLATE).render(doc=doc, view=_view(doc), css=Markup(css), verdicts=VERDICT_ORDER)
+    except UndefinedError as exc:
+        raise ReportError(f"{TEMPLATE}: {exc.message}; fix: the template names a field the document lacks "
+                          f"(lab/reports/document.py)") from None
 
 
 def write_html(doc: Mapping[str, Any], path: Path | str) -> Path:
@@ -72,7 +75,7 @@ def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=ChainableUndefined,
+        undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lab.catalog import CHAPTER_TITLES, load_catalog
-from lab.reports.render import SCHEMA
+from lab.reports.document import SCHEMA, DecidedBy
 from lab.verdicts import ProvisionVerdict
 
 VERDICTS = tuple(v.value for v in ProvisionVerdict)  # test case verdicts first, NOT_ASSESSED last
@@ -92,9 +92,9 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
             "verdict": verdict, "reason": reason, "cause": cause, "attempt": attempt, "duration": duration,
             "finished": _z(clock), "nodeid": nodeid, "evidence": evidence, "test_case": case_id, "provision": prov_id,
             "test": nodeid.split("::")[1].split("[")[0],
-            "decided_by": {"how": "automated", "test": nodeid.split("::")[1].split("[")[0], "nodeid": nodeid,
+            "decided_by": {"how": DecidedBy.AUTOMATED.value, "test": nodeid.split("::")[1].split("[")[0], "nodeid": nodeid,
                            "bench": bench, "evidence": evidence} if kinds[case_id] == "functional" else
-                          {"how": "conceptual decision", "assessor": {"name": "Dana Reuter", "role": "lead assessor"},
+                          {"how": DecidedBy.CONCEPTUAL_DECISION.value, "assessor": {"name": "Dana Reuter", "role": "lead assessor"},
                            "date": "2026-11-19", "reasoning": "the design in the IXIT meets the provision",
                            "ixit_refs": []},
             "allure": None if n % 17 == 16 else f"allure-report/index.html#suites/{hashlib.md5(nodeid.encode() + bytes([n % 251])).hexdigest()}",
@@ -108,7 +108,7 @@ def synthetic_doc(results: int = 100, samples: int = 2, seed: int = 1, *, approv
     for p in cat.provisions:
         cases = [{"id": tc.id, "kind": tc.kind, "coverage": tc.coverage, "note": tc.note,
                   "title": f"{'Functional' if tc.kind == 'functional' else 'Conceptual'} assessment of {p.id}",
-                  "decided_by": sorted({r["decided_by"]["how"] for r in by_case.get(tc.id, [])}) or ["none"],
+                  "decided_by": sorted({r["decided_by"]["how"] for r in by_case.get(tc.id, [])}) or [DecidedBy.NONE.value],
                   "results": by_case.get(tc.id, [])} for tc in p.test_cases]
         verdicts = {r["verdict"] for c in cases for r in c["results"]}
         if p.id in _NOT_APPLICABLE:
