@@ -106,7 +106,9 @@ def fake_run(api: Api, booking_key: str = "maker-TH-100", *, approved: bool = Fa
     (run_dir / "verdicts.json").write_text(json.dumps({"results": []}))
     (run_dir / "evidence" / "log.txt").write_text("evidence\n")
     doc = {"report": {"id": "CL-TEST-1", "status": "draft"},
-           "summary": {"overall": "PASS", "counts": {"PASS": 3, "FAIL": 0, "NOT_APPLICABLE": 1, "INCONCLUSIVE": 0}}}
+           "summary": {"overall": "NOT_ASSESSED", "complete": False,
+                       "not_assessed": [{"provision": "5.2-1", "missing": ["5.2-1-2"]}],
+                       "counts": {"PASS": 3, "FAIL": 0, "NOT_APPLICABLE": 1, "INCONCLUSIVE": 0}}}
     (run_dir / "conformance.json").write_text(json.dumps(doc))
     (run_dir / "conformance.html").write_text("<html>report</html>")
     (run_dir / "conformance.pdf").write_bytes(b"%PDF-1.4 fake")
@@ -231,7 +233,8 @@ def test_downloads_wait_for_approval_except_for_the_lab(api: Api) -> None:
     run_dir = fake_run(api)
     meta = api.get(f"/runs/{RUN_ID}/report", "maker")
     assert meta.status_code == 200 and meta.json()["status"] == "draft", meta.text
-    assert (meta.json()["report_id"], meta.json()["overall"], meta.json()["counts"]["PASS"]) == ("CL-TEST-1", "PASS", 3)
+    assert (meta.json()["report_id"], meta.json()["overall"], meta.json()["counts"]["PASS"]) == ("CL-TEST-1", "NOT_ASSESSED", 3)
+    assert meta.json()["complete"] is False and meta.json()["not_assessed"] == ["5.2-1"]  # said before any download
     for name in ("conformance.pdf", "conformance.html", "conformance.json", "archive"):
         refused = api.get(f"/runs/{RUN_ID}/report/{name}", "maker")
         assert refused.status_code == 409 and "not approved" in refused.text, (name, refused.text)

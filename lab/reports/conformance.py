@@ -243,7 +243,7 @@ def _input_list(inputs: dict[str, Any]) -> list[dict[str, str]]:
     listed = []
     if inputs.get("inventory"):
         listed.append({"what": "lab inventory", **inputs["inventory"]})
-    names = {"ics": "ICS", "ixit": "IXIT", "assessments": "assessor's decisions (conceptual test cases)"}
+    names = {"ics": "ICS", "ixit": "IXIT", "assessments": "assessor's record (conceptual decisions, hand-performed test cases)"}
     for model, files in sorted((inputs.get("products") or {}).items()):
         for kind, entry in files.items():
             listed.append({"what": f"{names.get(kind, kind)} of {model}", **entry})

@@ -118,6 +118,8 @@ def report_out(run_dir: Path, run_id: str) -> ReportOut:
     summary = doc.get("summary") or {}
     return ReportOut(run_id=run_id, status="approved" if is_approved(run_dir) else "draft",
                      report_id=(doc.get("report") or {}).get("id"), overall=summary.get("overall"),
+                     complete=summary.get("complete"),
+                     not_assessed=[str(n.get("provision")) for n in summary.get("not_assessed") or []],
                      counts=summary.get("counts") or {}, approved_by=approval.get("by"),
                      approved_role=approval.get("role"), approved_at=approval.get("at"),
                      files=[name for name, (file, _) in FILES.items() if (run_dir / file).is_file()] + ["archive"])

@@ -82,6 +82,8 @@ class ReportOut(BaseModel):
     status: Literal["draft", "approved"]
     report_id: str | None
     overall: str | None
+    complete: bool | None = None  # False while a provision is NOT_ASSESSED (None: a report made before)
+    not_assessed: list[str] = []  # those provisions' ids
     counts: dict[str, int]
     approved_by: str | None
     approved_role: str | None
