@@ -77,7 +77,12 @@ def _assessor_evidence(source: Path, run_dir: Path, model: str, edition: str) ->
     `evidence/assessor/<model>/<case>/`, so the run's signature covers it; case -> copied files."""
     from lab.assessments import load_assessments  # the record is validated again: it is what the run keeps
 
-    record = load_assessments(source, edition, model=model)
+    try:
+        record = load_assessments(source, edition, model=model)
+    except CertlabError:
+        # `certlab run` refuses a bad record before the run directory exists; on any other path the
+        # copy above is kept as given and the report refuses a performed result without its evidence
+        return {}
     copied: dict[str, list[dict[str, str]]] = {}
     for case, performed in sorted(record.data.performed.items()):
         for ref in performed.evidence:

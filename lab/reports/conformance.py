@@ -307,12 +307,14 @@ def _units(kind: str) -> tuple[Unit, ...]:
     return {"conceptual": (Unit.CONCEPTUAL,), "functional": (Unit.FUNCTIONAL,)}.get(kind, tuple(Unit))
 
 
-def _decide(r: dict[str, Any], kind: str, decisions: dict[str, Assessments]) -> dict[str, Any]:
-    """Who or what decided a pytest result: the suite's test (automated) or the assessor's record."""
+def _decide(r: dict[str, Any], kind: str, decisions: dict[str, Assessments], model: str | None) -> dict[str, Any]:
+    """Who or what decided a pytest result: the suite's test (automated) or the assessor's record
+    (of the sample's model; of the only record when the model is unknown)."""
     if r["decided_by"] is not None:
         return r["decided_by"]
     if _unit(r, kind) is Unit.CONCEPTUAL:
-        recorded = next((a for a in decisions.values() if a.decision(r["test_case"] or "")), None)
+        mine = decisions.get(model or "") or (next(iter(decisions.values())) if len(decisions) == 1 else None)
+        recorded = mine if mine is not None and mine.decision(r["test_case"] or "") else None
         decision = recorded.decision(r["test_case"]) if recorded else None
         return {"how": DecidedBy.CONCEPTUAL_DECISION,
                 "assessor": recorded.assessor.model_dump() if recorded else None,
@@ -329,13 +331,14 @@ def _provisions(catalog: Catalog, results: list[dict[str, Any]], ics: dict[str, 
     for r in results:
         if r["test_case"]:
             by_case[r["test_case"]].append(r)
+    model_of = {s.slot: s.model for s in samples}
     out = []
     for prov in catalog.provisions:
         cases = []
         for tc in prov.test_cases:
             rows = sorted(by_case.get(tc.id, []), key=lambda r: (r["bench"] or "", r["attempt"]))
             for r in rows:
-                r["decided_by"] = _decide(r, tc.kind, decisions)
+                r["decided_by"] = _decide(r, tc.kind, decisions, model_of.get(r["bench"]))
             hows = sorted({r["decided_by"]["how"] for r in rows}) or [DecidedBy.NONE]
             cases.append({"id": tc.id, "kind": tc.kind, "coverage": tc.coverage, "title": prov.title or "",
                           "note": tc.note, "decided_by": hows, "results": rows})
@@ -398,7 +401,8 @@ def _provision_verdict(prov: Provision, cases: list[dict[str, Any]], samples: li
     if samples and not in_scope:
         return ProvisionVerdict.NOT_APPLICABLE, _out_of_scope(prov, samples[0], ics) or "", []
     if not cases:
-        return ProvisionVerdict.NOT_ASSESSED, f"{catalog_note(prov)}", [{"test_case": None, "unit": None, "samples": []}]
+        return (ProvisionVerdict.NOT_ASSESSED, f"the catalogue has no TS 103 701 test case for {prov.id}: it cannot "
+                "be assessed by test", [{"test_case": None, "unit": None, "samples": []}])
     missing: list[dict[str, Any]] = []
     stray: list[str] = []
     for case in cases:
@@ -424,10 +428,6 @@ def _provision_verdict(prov: Provision, cases: list[dict[str, Any]], samples: li
     na = f"; not applicable to sample(s) {', '.join(left)} by their ICS" if left else ""
     return (ProvisionVerdict.PASS, f"all {len(cases)} test case(s) passed on {len(in_scope)} sample(s) "
             f"({passed} result(s)){na}", [])
-
-
-def catalog_note(prov: Provision) -> str:
-    return f"the catalogue has no TS 103 701 test case for {prov.id}: it cannot be assessed by test"
 
 
 def _missing_text(m: dict[str, Any]) -> str:
