@@ -1,4 +1,4 @@
-"""A synthetic conformance document (render.SCHEMA), for renderer tests and benchmarks.
+"""A synthetic conformance document (document.SCHEMA), for renderer tests and benchmarks.
 
 Deterministic for a given (results, samples, seed): benchmarks compare like with like, and tests
 can rely on the shape. Provisions, titles and test cases come from the real V2 catalogue so the
