@@ -27,9 +27,9 @@ def test_dut_fails(bench):
 def test_relay_fault(bench):
     raise PowerFault("relay did not answer *IDN? within 2.0 s", bench=bench.name)
 
-@pytest.mark.etsi("5.3-2-2")
+@pytest.mark.etsi("5.3-6-2")
 def test_not_applicable(bench):
-    pytest.skip("ICS: 5.3-2 N/A: the product has no update mechanism (constrained device)")
+    raise AssertionError("never runs: the ICS says 5.3-6 is N/A")
 
 @pytest.mark.etsi("5.9-2-2")
 def test_machinery_bug(bench):
@@ -63,8 +63,8 @@ def test_verdicts_per_bench(pytester: pytest.Pytester, inventory: Path, tmp_path
     assert "100 wrong passwords" in by[("b2", "5.1-5-2")]["reason"]
     assert by[("b1", "5.6-1-2")]["verdict"] == "INCONCLUSIVE"
     assert "did not answer" in by[("b1", "5.6-1-2")]["reason"]
-    assert by[("b1", "5.3-2-2")]["verdict"] == "NOT_APPLICABLE"
-    assert "no update mechanism" in by[("b1", "5.3-2-2")]["reason"]
+    assert by[("b1", "5.3-6-2")]["verdict"] == "NOT_APPLICABLE"
+    assert by[("b1", "5.3-6-2")]["reason"].startswith("ICS: 5.3-6 N/A: Condition 9 not met")
     assert by[("b1", "5.9-2-2")]["verdict"] == "INCONCLUSIVE", "only the DUT's behaviour may FAIL"
     assert by[("b1", "5.9-2-2")]["reason"].startswith("test error")
     assert by[("b1", "5.1-1-2")]["dut_serial"] == "TPLUG-0001"
@@ -95,3 +95,101 @@ def test_bad_inventory_is_a_usage_error_without_traceback(pytester: pytest.Pytes
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "Traceback" not in result.stderr.str()
     result.stderr.fnmatch_lines(["*YAML syntax error at line*"])
+
+
+NOT_RUN = '''
+import pytest
+from fixtures.etsi import IcsNotApplicable
+
+@pytest.mark.etsi("5.1-2-2")
+def test_skip_in_body(bench):
+    pytest.skip("the DUT looked busy")
+
+@pytest.mark.skip(reason="flaky on this bench")
+@pytest.mark.etsi("5.1-4-2")
+def test_skip_marker(bench):
+    pass
+
+@pytest.mark.etsi("5.3-2-2")
+def test_own_not_applicable(bench):
+    raise IcsNotApplicable("5.3-2", "N/A: decided by the test, not the ICS")
+
+@pytest.mark.xfail(reason="known sim bug")
+@pytest.mark.etsi("5.5-1-2")
+def test_xfail(bench):
+    assert False, "the DUT sent its password in clear"
+
+@pytest.mark.xfail(reason="known sim bug")
+@pytest.mark.etsi("5.11-1-2")
+def test_xpass(bench):
+    pass
+
+@pytest.mark.xfail(reason="known sim bug", strict=True)
+@pytest.mark.etsi("5.13-1-2")
+def test_xpass_strict(bench):
+    pass
+
+@pytest.mark.etsi("5.3-4-1")
+def test_recommendation_not_implemented(bench):
+    raise AssertionError("never runs: the ICS answers N for the recommendation 5.3-4")
+'''
+
+
+def test_only_the_ics_makes_not_applicable(pytester: pytest.Pytester, inventory: Path, tmp_path: Path):
+    """A skip, an xfail or an xpass says nothing about the DUT: INCONCLUSIVE (test error), never N/A or PASS/FAIL."""
+    pytester.makepyfile(test_rules=NOT_RUN)
+    out = tmp_path / "run"
+    pytester.runpytest("--inventory", str(inventory), "--bench", "b1", "--certlab-out", str(out), "-q")
+    doc = json.loads((out / "verdicts.json").read_text())
+    by = {r["test"]: r for r in doc["results"]}
+    assert by["test_recommendation_not_implemented"]["verdict"] == "NOT_APPLICABLE"
+    assert by["test_recommendation_not_implemented"]["reason"].startswith("ICS: 5.3-4 recommendation not implemented")
+    expected = {
+        "test_skip_in_body": "skipped outside the ICS check: the DUT looked busy",
+        "test_skip_marker": "skipped outside the ICS check: flaky on this bench",
+        "test_own_not_applicable": "skipped outside the ICS check: ICS: 5.3-2 N/A: decided by the test",
+        "test_xfail": "marked xfail (known sim bug): the DUT sent its password in clear",
+        "test_xpass": "marked xfail (known sim bug) but passed",
+        "test_xpass_strict": "XPASS(strict)",
+    }
+    for test, words in expected.items():
+        row = by[test]
+        assert (row["verdict"], row["cause"]) == ("INCONCLUSIVE", "test-error"), (test, row)
+        assert row["reason"].startswith("test error: "), (test, row["reason"])
+        assert words in row["reason"], (test, row["reason"])
+
+
+def test_unknown_test_case_id_is_a_collection_error(pytester: pytest.Pytester, inventory: Path):
+    pytester.makepyfile(test_ids='''
+import pytest
+
+@pytest.mark.etsi("5.1-1-2")
+def test_known(bench):
+    pass
+
+@pytest.mark.etsi("5.1-99-2")
+def test_typo(bench):
+    pass
+''')
+    result = pytester.runpytest("--inventory", str(inventory), "--bench", "b1")
+    assert result.ret == 2
+    out = result.stdout.str() + result.stderr.str()
+    assert "collection error: " in out and "test_ids.py::test_typo[b1] is marked etsi('5.1-99-2')" in out
+    assert "not a test case of EN 303 645 V2.1.1" in out
+    assert "passed" not in result.stdout.str().splitlines()[-1]
+
+
+def test_no_counterpart_in_an_edition_is_deselected_visibly(pytester: pytest.Pytester, inventory: Path):
+    pytester.makepyfile(test_ids='''
+import pytest
+
+@pytest.mark.etsi("5.1-1-2", v3=None)
+def test_only_v2(bench):
+    pass
+''')
+    v2 = pytester.runpytest("--inventory", str(inventory), "--bench", "b1", "--edition", "v2")
+    v2.assert_outcomes(passed=1)
+    v3 = pytester.runpytest("--inventory", str(inventory), "--bench", "b1", "--edition", "v3")
+    assert v3.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    v3.stdout.fnmatch_lines(["*1 test(s) have no counterpart in EN 303 645 V3.1.3*deselected: *test_ids.py::test_only_v2[[]b1[]]*",
+                             "*1 deselected*"])
