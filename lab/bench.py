@@ -99,6 +99,8 @@ class Bench:
                 bench=self.name,
                 steps=self.steps,
                 timeout_source=f"ssh.timeout of bench {self.name} in the inventory",
+                password_source=(f"ssh.password of bench {self.name}" if self.config.ssh.password is not None
+                                 else f"dut.label_password of bench {self.name} (no ssh.password set)"),
             )
         )
 

@@ -57,6 +57,16 @@ class ProvisionFault(LabFault):
     kind = "provisioning fault"
 
 
+class LabLoginRejected(LabFault):
+    """The DUT rejected the login the inventory gives the lab (ssh.password): the lab cannot drive it.
+
+    Outside the 5.1 password tests (which judge logins by `try_login` outcomes, where a wrong
+    label password is the product's defect) this says nothing about the product: INCONCLUSIVE.
+    """
+
+    kind = "lab login rejected"
+
+
 class SampleUnusable(LabFault):
     """An earlier test left the sample unable to boot: later tests on it cannot be decided."""
 

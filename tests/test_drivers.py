@@ -26,8 +26,8 @@ from lab.drivers.net import NetDriver
 from lab.drivers.power import PowerDriver, RelayBoardPower, ScpiPower
 from lab.drivers.provision import ProvisionDriver
 from lab.drivers.ssh import SSHDriver
-from lab.errors import (CertlabError, CommandFailed, ConsoleFault, DutError, ExpectTimeout, NetworkFault,
-                        PowerFault, ProvisionFault, SSHUnreachable)
+from lab.errors import (CertlabError, CommandFailed, ConsoleFault, DutError, ExpectTimeout, LabFault, LabLoginRejected,
+                        NetworkFault, PowerFault, ProvisionFault, SSHUnreachable)
 from lab.steps import ListSteps
 from lab.transcript import REDACTED, Transcript
 
@@ -596,9 +596,76 @@ def test_ssh_to_a_closed_port_is_unreachable() -> None:
         ssh.wait_reachable(timeout=0.5)
 
 
-def test_ssh_wrong_lab_password_is_reported_not_hidden(ssh_peer: MiniSSH) -> None:
-    with pytest.raises(DutError, match="rejected the lab's credentials"):
-        SSHDriver("127.0.0.1", ssh_peer.port, password="wrong", timeout=5).run("true")
+def test_ssh_wrong_lab_password_is_a_lab_fault_naming_the_field(ssh_peer: MiniSSH) -> None:
+    """The lab's own login rejected: the inventory (or the sample's state) is wrong, not the product."""
+    ssh = SSHDriver("127.0.0.1", ssh_peer.port, password="wrong", timeout=5, bench="b1",
+                    password_source="ssh.password of bench b1")
+    with pytest.raises(LabFault) as err:
+        ssh.run("true")
+    assert isinstance(err.value, LabLoginRejected) and not isinstance(err.value, AssertionError)
+    assert "the lab cannot log in with ssh.password of bench b1" in str(err.value)
+    assert "rejected the lab's credentials" in str(err.value) and "wrong" not in str(err.value)
+
+
+class _OnBench:
+    """Just enough of a Bench for the health check: powered, console answers, SSH is the MiniSSH peer."""
+
+    class _Power:
+        def identify(self) -> str:
+            return "SIM,relay"
+
+        def is_on(self) -> bool:
+            return True
+
+    class _Console:
+        bytes_received = 0
+
+        def sendline(self, text: str) -> None:
+            self.bytes_received += 10
+
+        def read_until_quiet(self, **_: float) -> str:
+            return "# "
+
+    class _Strategy:
+        cycles = 0
+
+        def power_cycle(self) -> float:
+            self.cycles += 1
+            return 0.1
+
+    def __init__(self, ssh: SSHDriver) -> None:
+        from types import SimpleNamespace
+
+        self.name = "b1"
+        self.power, self.console, self.strategy, self.ssh = self._Power(), self._Console(), self._Strategy(), ssh
+        self.config = SimpleNamespace(ssh=SimpleNamespace(timeout=2.0))
+
+
+def test_health_check_rejected_lab_login_is_a_lab_fault(ssh_peer: MiniSSH) -> None:
+    """A wrong ssh.password must stop the bench (INCONCLUSIVE, lab fault), never reach a test as a FAIL."""
+    from lab.check import health_check
+
+    ok = _OnBench(SSHDriver("127.0.0.1", ssh_peer.port, password="Dut-Pw-42", timeout=5, bench="b1"))
+    health_check(ok)  # the right password: the quick path, no power cycle
+    assert ok.strategy.cycles == 0
+    wrong = _OnBench(SSHDriver("127.0.0.1", ssh_peer.port, password="wrong", timeout=5, bench="b1",
+                               password_source="ssh.password of bench b1"))
+    with pytest.raises(LabLoginRejected, match="the lab cannot log in with ssh.password of bench b1"):
+        health_check(wrong)
+    assert wrong.strategy.cycles == 1  # the full probe ran before the lab gave up
+
+
+def test_rejected_lab_login_in_a_test_is_inconclusive_lab_fault(ssh_peer: MiniSSH) -> None:
+    from fixtures.verdicts import classify, inconclusive_cause
+    from types import SimpleNamespace
+
+    ssh = SSHDriver("127.0.0.1", ssh_peer.port, password="wrong", timeout=5, bench="b1",
+                    password_source="ssh.password of bench b1")
+    call = pytest.CallInfo.from_call(lambda: ssh.run("true"), when="call")
+    report = SimpleNamespace(when="call", passed=False, skipped=False, failed=True, longrepr=None)
+    verdict, reason = classify(report, call)
+    assert (verdict, inconclusive_cause(call, report)) == ("INCONCLUSIVE", "lab-fault")
+    assert "the lab cannot log in with ssh.password of bench b1" in reason
 
 
 # --- net -----------------------------------------------------------------------------------

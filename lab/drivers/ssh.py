@@ -18,7 +18,7 @@ from pathlib import Path
 
 import paramiko
 
-from lab.errors import CommandFailed, DutError, SSHUnreachable
+from lab.errors import CommandFailed, LabLoginRejected, SSHUnreachable
 from lab.steps import NullSteps, StepRecorder
 from lab.transcript import Transcript
 
@@ -58,7 +58,7 @@ class SSHDriver:
     def __init__(self, host: str, port: int = 22, user: str = "root", password: Password = None, *,
                  transcript: Transcript | None = None, timeout: float = 10.0,
                  bench: str | None = None, steps: StepRecorder | None = None,
-                 timeout_source: str | None = None) -> None:
+                 timeout_source: str | None = None, password_source: str | None = None) -> None:
         self.host = host
         self.port = port
         self.user = user
@@ -66,6 +66,7 @@ class SSHDriver:
         self.transcript = transcript
         self.timeout = timeout
         self.timeout_source = timeout_source  # named in reasons of waits that last self.timeout
+        self.password_source = password_source or "the lab's password"  # named when the login is rejected
         self.bench = bench
         self._steps = steps or NullSteps()
         self._client: paramiko.SSHClient | None = None
@@ -124,7 +125,10 @@ class SSHDriver:
                                allow_agent=False, look_for_keys=False)
             except paramiko.AuthenticationException as exc:
                 client.close()
-                raise DutError(f"ssh {self.user}@{self.where} rejected the lab's credentials ({exc})") from None
+                # the lab's own login (not a password test's try_login): the inventory or the sample's
+                # state is wrong, not the product, so the lab cannot decide anything over SSH
+                raise LabLoginRejected(f"the lab cannot log in with {self.password_source}: ssh {self.user}@{self.where} "
+                                       f"rejected the lab's credentials ({exc})", bench=self.bench) from None
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 client.close()
                 raise SSHUnreachable(f"{self.where} accepted TCP but the SSH handshake failed ({exc}; "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.bench import Bench
-from lab.errors import CertlabError, DutError, ExpectTimeout, LabFault, SSHUnreachable
+from lab.errors import CertlabError, DutError, ExpectTimeout, LabFault, LabLoginRejected, SSHUnreachable
 from lab.firmware import FirmwareImage, parse_image
 from lab.ixit import Ixit, TestFacts, UpdMech
 from lab.strategy import BenchState
@@ -52,6 +52,8 @@ def wait_until_back(bench: Bench, facts: TestFacts, *, why: str) -> float:
             bench.ssh.wait_reachable(timeout=max(1.0, deadline - time.monotonic()))
             bench.ssh.run("true", timeout=10)
             return time.monotonic() - start
+        except LabLoginRejected:
+            raise  # it is back, but refuses the lab's login: waiting longer changes nothing
         except (LabFault, OSError, EOFError) as exc:  # still rebooting
             last = exc
             bench.ssh.close()
