@@ -50,7 +50,7 @@ def render_template(catalog: Catalog, ics: Ics, model: str, *, today: dt.date | 
         f"# The assessor's record of {model} against {catalog.en}, tested per {catalog.ts}.",
         "# Fill every entry (or delete the ones the lab has not decided yet: their provisions stay",
         "# NOT_ASSESSED in the report). certlab automates the other test cases of this edition.",
-        f"# Not in scope by the ICS, so not listed: {', '.join(skipped) or 'none'}.",
+        *_wrapped("# Not in scope by the ICS, so not listed:", skipped or ["none"]),
         f"edition: {catalog.edition}",
         f"model: {json.dumps(model)}",
         'assessor: {name: "", role: ""}   # who decided, e.g. {name: "Dana Reuter", role: "lead assessor"}',
@@ -68,6 +68,18 @@ def render_template(catalog: Catalog, ics: Ics, model: str, *, today: dt.date | 
         *performed,
     ]
     return "\n".join(head) + "\n"
+
+
+def _wrapped(lead: str, items: list[str], width: int = 100) -> list[str]:
+    """A comment listing `items`, wrapped between items (never inside one)."""
+    lines, line = [], lead
+    for i, item in enumerate(items):
+        word = item + ("," if i < len(items) - 1 else ".")
+        if len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "#  "
+        line += " " + word
+    return [*lines, line]
 
 
 def _about(prov: Provision, tc: TestCase, what: str) -> list[str]:
