@@ -32,6 +32,8 @@ FLAWS: dict[str, Flaw] = {
         Flaw("unauthenticated_console", "root shell on the serial console with no login", ("5.6-4",)),
         Flaw("factory_reset_keeps_data", "user data survives a factory reset", ("5.11-1",)),
         Flaw("password_change_ineffective", "passwd reports success but keeps the old password", ("5.1-4",)),
+        Flaw("weak_ssh_algorithms", "SSH server also offers broken algorithms (3DES-CBC, HMAC-MD5)",
+             ("5.5-1", "5.5-6", "5.5-7")),
         Flaw("crashes_on_malformed_input", "malformed SSH identification kills sshd; an over-long console line hangs the console",
              ("5.13-1",)),
     )

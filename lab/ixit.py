@@ -279,7 +279,9 @@ class Carries(_Model):
 
 
 class ComMech(_Entry):
-    remote_access: bool  # reachable from outside the device's local interfaces
+    # reachable from outside the device's local interfaces (EN 303 645 5.5-7's "remotely accessible
+    # network interface"); None: the IXIT does not say, and the tests that need it cannot decide
+    remote_access: bool | None = None
     peer: Text
     port: Port | None = None
     transport: Transport | None = None

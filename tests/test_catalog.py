@@ -16,7 +16,7 @@ from lab.catalog.models import CatalogFile
 from lab.yamlfile import parse_yaml
 from lab.flaws import FLAWS
 
-AUTOMATED_V2 = {"5.1-1-2", "5.1-2-2", "5.1-4-2", "5.1-5-2", "5.3-2-2", "5.5-1-2", "5.5-7-2", "5.6-1-2",
+AUTOMATED_V2 = {"5.1-1-2", "5.1-2-2", "5.1-4-2", "5.1-5-2", "5.3-2-2", "5.5-1-2", "5.5-6-2", "5.5-7-2", "5.6-1-2",
                 "5.6-4-2", "5.8-1-2", "5.9-2-2", "5.11-1-2", "5.13-1-2"}
 AUTOMATED_V3 = (AUTOMATED_V2 - {"5.6-4-2", "5.13-1-2"}) | {"5.6-4A-2", "5.13-1A-2", "5.13-1B-2"}
 # TS 103 701 V1.1.1: the only test cases whose kind does not follow "-1 conceptual, -2 functional"

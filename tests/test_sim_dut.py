@@ -377,6 +377,29 @@ def test_no_lockout_with_flaw_and_guessable_password(make_dut) -> None:
     assert not dut.try_password(LABEL)
 
 
+def _ssh_server_offers(port: int) -> bytes:
+    """The server's identification and KEXINIT (clear text), read after sending our identification."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"SSH-2.0-probe\r\n")
+        deadline = time.monotonic() + 5
+        while b"hmac-sha2-256" not in data and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize("flaw", [None, "weak_ssh_algorithms"])
+def test_ssh_server_offers_broken_algorithms_only_with_the_flaw(make_dut, flaw: str | None) -> None:
+    """The IXIT promises AES-CTR with HMAC-SHA2: paramiko's 3DES and MD5 defaults are the flaw's, not the product's."""
+    dut = booted(make_dut, flaws=[flaw] if flaw else [])
+    offers = _ssh_server_offers(dut.ssh_port)
+    assert b"hmac-sha2-256" in offers and b"aes128-ctr" in offers
+    assert (b"3des-cbc" in offers, b"hmac-md5" in offers) == ((True, True) if flaw else (False, False))
+
+
 def test_universal_password_open_console_and_debug_service(make_dut) -> None:
     dut = make_dut(flaws=["universal_default_password", "unauthenticated_console", "open_debug_service"])
     dut.power_on()

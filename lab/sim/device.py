@@ -382,7 +382,8 @@ class Device:
                 enabled="no_bruteforce_protection" not in self.cfg.flaws,
             )
             SshService(self, self.cfg.address, self.cfg.ssh_port, key, guard,
-                       fragile_ident_parser="crashes_on_malformed_input" in self.cfg.flaws).start()
+                       fragile_ident_parser="crashes_on_malformed_input" in self.cfg.flaws,
+                       weak_algorithms="weak_ssh_algorithms" in self.cfg.flaws).start()
             return True
         except Exception:
             log.exception("sshd failed to start")

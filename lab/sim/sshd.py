@@ -249,6 +249,10 @@ class VfsSftp(paramiko.SFTPServerInterface):
         return paramiko.sftp.SFTP_OP_UNSUPPORTED
 
 
+#: algorithms paramiko offers by default that no conforming product should (3DES, MD5 MACs)
+BROKEN_ALGORITHMS: dict[str, list[str]] = {"ciphers": ["3des-cbc"], "macs": ["hmac-md5", "hmac-md5-96"]}
+
+
 # --- the `crashes_on_malformed_input` flaw -------------------------------------------------
 
 IDENT_BUFFER = 255  # RFC 4253 4.2: an identification line is at most 255 characters with CR LF
@@ -340,13 +344,15 @@ class SshService:
     """Listens on (address, port); one thread per connection, at most MAX_CONNECTIONS."""
 
     def __init__(self, host: SessionHost, address: str, port: int, host_key: paramiko.PKey, guard: AuthGuard,
-                 *, fragile_ident_parser: bool = False):
+                 *, fragile_ident_parser: bool = False, weak_algorithms: bool = False):
         self.host = host
         self.address = address
         self.port = port
         self.host_key = host_key
         self.guard = guard
         self.fragile_ident_parser = fragile_ident_parser  # the `crashes_on_malformed_input` flaw
+        # the IXIT promises AES-CTR with HMAC-SHA2: paramiko's broken defaults stay only with `weak_ssh_algorithms`
+        self.disabled_algorithms = {} if weak_algorithms else BROKEN_ALGORITHMS
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._sock: socket.socket | None = None
         self._dead = threading.Event()
@@ -414,7 +420,7 @@ class SshService:
             self._conns.add(conn)
         try:
             wire = _IdentLoggingSocket(conn, self.crash) if self.fragile_ident_parser else conn
-            transport = paramiko.Transport(wire)
+            transport = paramiko.Transport(wire, disabled_algorithms=self.disabled_algorithms)
             transport.local_version = f"SSH-2.0-{SERVER_VERSION}"
             transport.add_server_key(self.host_key)
             transport.set_subsystem_handler("sftp", paramiko.SFTPServer, VfsSftp)

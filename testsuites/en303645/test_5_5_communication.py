@@ -1,10 +1,11 @@
-"""5.5-1-2, 5.5-7-2, 5.8-1-2: the DUT's communication is protected as its IXIT says.
+"""5.5-1-2, 5.5-6-2, 5.5-7-2, 5.8-1-2: the DUT's communication is protected as its IXIT says.
 
-EN 303 645 5.5-1 requires best-practice cryptography for communication, 5.5-7 confidentiality of
-critical security parameters (CSPs) sent over the network, 5.8-1 protection of personal data in
-transit. TS 103 701 checks each by observing the traffic of the mechanisms the IXIT lists
-(11-ComMech): TLS where the IXIT says TLS, an acceptable protocol version and cipher suite, and
-nothing confidential in clear text. The three test cases share one capture per bench:
+EN 303 645 5.5-1 requires best-practice cryptography for communication, 5.5-6 encryption of
+critical security parameters (CSPs) in transit, 5.5-7 their confidentiality on remotely
+accessible network interfaces, 5.8-1 protection of personal data in transit. TS 103 701 checks
+each by observing the traffic of the mechanisms the IXIT lists (11-ComMech): TLS where the IXIT
+says TLS, an acceptable protocol version and cipher suite, and nothing confidential in clear
+text. The four test cases share one capture per bench:
 
 - the lab captures the DUT's traffic (`net.capture`, on the bench interface, DUT address only)
   for one telemetry interval plus a margin (test_facts.telemetry_interval_seconds), and within
@@ -14,7 +15,7 @@ nothing confidential in clear text. The three test cases share one capture per b
   (outgoing: the peer's port; remotely reachable: the DUT's port);
 - a `tls: true` mechanism must begin with a TLS handshake record from the client, negotiate
   TLS 1.2 or newer, offer nothing older, and pick no broken cipher suite; an SSH mechanism must
-  speak SSH 2;
+  speak SSH 2 and its server offer no broken algorithm (3DES, RC4, MD5 MACs, DH group 1, DSA);
 - a flow the window's edges cut (no client bytes inside the window, or opened before the
   capture began) is recorded as "not judged" and never fails; its bytes are still scanned for
   clear text. A mechanism whose every flow was cut counts as one without traffic (below); if
@@ -25,8 +26,13 @@ nothing confidential in clear text. The three test cases share one capture per b
 - an outgoing mechanism with no flow in the window FAILs: the DUT did not communicate as its
   IXIT says, so its protection could not be shown.
 
-Each test case checks the mechanisms in its scope: 5.5-1-2 all of them, 5.5-7-2 those carrying
-credentials, 5.8-1-2 those carrying personal data; the clear-text scan covers every flow.
+Each test case checks the mechanisms in its scope: 5.5-1-2 all of them (clear-text scan of
+every flow for everything confidential); 5.5-6-2 every mechanism carrying CSPs (carries.credentials,
+or named by a critical 10-SecParam entry), whose flows must be encrypted (clear-text scan of every
+flow for CSPs); 5.5-7-2 only those of them the IXIT marks remotely reachable (remote_access: true;
+clear-text scan of the connections made to the DUT); 5.8-1-2 those carrying personal data. Matching
+flows with a mechanism needs its remote_access: a mechanism in scope without it is INCONCLUSIVE,
+naming the field.
 Side effects: the lab's SSH connection is closed and reopened once (to capture a full login).
 """
 
@@ -256,12 +262,16 @@ def excerpt(data: bytes, at: int, secrets: list[str]) -> str:
     return re.sub(r"[A-Za-z0-9+/=_]{16,}", lambda m: f"{m[0][:4]}...({len(m[0])} chars)", text)
 
 
+def csp_markers(password: str | None) -> list[tuple[str, re.Pattern[bytes]]]:
+    """Critical security parameters a capture can show: the lab's login password, credential words."""
+    markers = [("the device's login password", re.compile(re.escape(password.encode())))] if password else []
+    return markers + [(f"credential word /{w.decode()}/", re.compile(w)) for w in CREDENTIAL_WORDS]
+
+
 def leak_markers(ixit, serial: str, password: str | None) -> list[tuple[str, re.Pattern[bytes]]]:
     """What must never travel in clear text: serial, the lab password, credential words, carried data."""
     markers = [(f"the serial number {serial!r}", re.compile(re.escape(serial.encode())))]
-    if password:
-        markers.append(("the device's login password", re.compile(re.escape(password.encode()))))
-    markers += [(f"credential word /{w.decode()}/", re.compile(w)) for w in CREDENTIAL_WORDS]
+    markers += csp_markers(password)
     words: set[str] = set()
     for mech in ixit.com_mech:
         for phrase in mech.carries.what:
@@ -345,11 +355,26 @@ def traffic_for(captures: dict[str, Traffic], bench, net, ixit, test_facts, evid
 # --- the checks ---------------------------------------------------------------------------
 
 
+def remote_access(mech: ComMech) -> bool:
+    """Whether the IXIT marks `mech` remotely reachable; without the answer its flows cannot be matched."""
+    if mech.remote_access is None:
+        raise CertlabError(f"ixit: 11-ComMech entry {mech.id!r}: field remote_access is not set; the lab needs it to "
+                           "tell a remotely reachable mechanism (the DUT listens) from an outgoing one "
+                           "(add remote_access: true or false)")
+    return mech.remote_access
+
+
+def csp_mechanisms(ixit) -> set[str]:
+    """11-ComMech ids carrying critical security parameters: carries.credentials, or named by a critical 10-SecParam."""
+    named = {ref for p in ixit.sec_param if p.type == "critical" for ref in p.communication_mechanisms}
+    return {m.id for m in ixit.com_mech if m.carries.credentials or m.id in named}
+
+
 def _flows_of(mech: ComMech, traffic: Traffic, dut: str) -> list[Flow]:
     if mech.port is None:
         return []
     transport = mech.transport or "tcp"
-    if mech.remote_access:
+    if remote_access(mech):
         return [f for f in traffic.flows if f.transport == transport and f.server == (dut, mech.port)]
     return [f for f in traffic.flows if f.transport == transport and f.client[0] == dut and f.server[1] == mech.port]
 
@@ -390,11 +415,13 @@ def _unjudged_only(mech: ComMech, where: str, flows: list[Flow], traffic: Traffi
             f"every {traffic.interval_s:g} s; its protection could not be observed")
 
 
-def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str]) -> tuple[dict, list[str]]:
+def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str], *,
+                    csp: bool = False) -> tuple[dict, list[str]]:
     """One ComMech entry against its flows: (summary, problems).
 
     A flow the capture window cut (see `_not_judged`) is listed as not judged and never fails;
     when every flow of the mechanism was cut, it is handled like a mechanism without traffic.
+    `csp`: the mechanism carries critical security parameters, so its payload must be encrypted.
     """
     where = f"{mech.id} ({mech.peer}:{mech.port})"
     flows = _flows_of(mech, traffic, dut)
@@ -417,6 +444,16 @@ def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str
             summary["note"] = "remotely reachable mechanism the lab cannot drive: not exercised"
         return summary, problems
     protocol_checked = mech.tls or "ssh" in mech.protocol.lower()
+    if csp and not protocol_checked:
+        if mech.encrypted:
+            summary["note"] = (f"carries CSPs over {mech.protocol}, encrypted as the IXIT says in a way the lab cannot "
+                               "parse: only the clear-text scan applies")
+        else:
+            clear = [f for f in flows if f.c2s or f.s2c]
+            if clear:
+                problems.append(f"{where} carries critical security parameters without encryption (IXIT: encrypted: "
+                                f"false, protocol {mech.protocol}); the capture shows {len(clear)} connection(s) with "
+                                f"clear payload, e.g. {clear[0].name}")
     judged = 0
     for flow in flows:
         row: dict = {"flow": flow.name, "kind": flow.kind, "bytes_c2s": len(flow.c2s), "bytes_s2c": len(flow.s2c)}
@@ -454,6 +491,9 @@ def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str
             ident = ssh_info.get("server_ident") or ""
             if not (ident.startswith("SSH-2.0-") or ident.startswith("SSH-1.99-")):
                 problems.append(f"{where}: {flow.name}: the server does not speak SSH 2 (identification {ident[:60]!r})")
+            if ssh_info.get("weak_offered"):
+                problems.append(f"{where}: {flow.name}: the SSH server offers broken algorithms "
+                                f"{', '.join(ssh_info['weak_offered'])}, open to downgrade (best practice offers none)")
     summary["not_judged"] = len(flows) - judged if protocol_checked else 0
     if protocol_checked and not judged:
         if mech.remote_access and mech.id not in traffic.exercised:
@@ -464,10 +504,11 @@ def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str
     return summary, problems
 
 
-def scan_clear_text(traffic: Traffic, markers, secrets: list[str]) -> tuple[list[dict], list[str]]:
-    """Every flow: confidential data in clear text. The login password is looked for in all bytes."""
+def scan_clear_text(traffic: Traffic, markers, secrets: list[str], flows: list[Flow] | None = None
+                    ) -> tuple[list[dict], list[str]]:
+    """Confidential data in clear text (every flow, or `flows`). The login password is looked for in all bytes."""
     findings, problems = [], []
-    for flow in traffic.flows:
+    for flow in traffic.flows if flows is None else flows:
         clear = flow.kind == "clear"
         for direction, data in (("client->server", flow.c2s), ("server->client", flow.s2c)):
             if not data:
@@ -491,7 +532,14 @@ def _summary(traffic: Traffic, dut: str) -> list[dict]:
              "dut_is": "client" if f.client[0] == dut else "server"} for f in traffic.flows]
 
 
-def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_facts, evidence) -> None:
+def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_facts, evidence, *,
+             csp: bool = False, inbound_only: bool = False) -> None:
+    """Check the mechanisms `select` picks and scan the capture for clear text.
+
+    `csp`: the case is about critical security parameters: in-scope mechanisms must encrypt,
+    and the scan looks for CSPs only. `inbound_only`: the scan covers only connections made to
+    the DUT (its remotely accessible interfaces).
+    """
     dut = bench.config.network.address
     traffic, new = traffic_for(captures, bench, net, ixit, test_facts, evidence)
     if not new:  # the plugin attaches new evidence files; this one was made by an earlier test case
@@ -504,19 +552,24 @@ def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_fac
     checked = []
     with allure.step(f"check {len(mechs)} mechanism(s) of 11-ComMech in scope ({scope})"):
         for mech in mechs:
-            summary, found = check_mechanism(mech, traffic, dut, secrets)
+            summary, found = check_mechanism(mech, traffic, dut, secrets, csp=csp)
             checked.append(summary)
             problems += found
-    with allure.step("look for confidential data in clear text (every flow)"):
-        findings, found = scan_clear_text(traffic, leak_markers(ixit, bench.config.dut.serial, password), secrets)
+    markers = csp_markers(password) if csp else leak_markers(ixit, bench.config.dut.serial, password)
+    scanned = [f for f in traffic.flows if f.server[0] == dut] if inbound_only else traffic.flows
+    what = "critical security parameters" if csp else "confidential data"
+    where = "connections made to the DUT" if inbound_only else "every flow"
+    with allure.step(f"look for {what} in clear text ({where}: {len(scanned)} flow(s))"):
+        findings, found = scan_clear_text(traffic, markers, secrets, scanned)
         problems += found
     evidence.json("flows", {"pcap": traffic.pcap, "window_s": traffic.window_s, "interval_s": traffic.interval_s,
-                            "scope": scope, "mechanisms": checked, "clear_text_findings": findings,
+                            "scope": scope, "clear_text_scan": f"{what} in {where}",
+                            "mechanisms": checked, "clear_text_findings": findings,
                             "flows": _summary(traffic, dut), "problems": problems})
     if not mechs:
         evidence.text("note.txt", f"no 11-ComMech entry is in scope ({scope}); only the clear-text scan applied\n")
     if problems:
-        raise DutError(f"{len(problems)} problem(s) in the DUT's communication: " + " | ".join(problems))
+        raise DutError(f"{case}: {len(problems)} problem(s) in the DUT's communication ({scope}): " + " | ".join(problems))
 
 
 @pytest.mark.etsi("5.5-1-2")
@@ -525,11 +578,21 @@ def test_5_5_1_2_best_practice_crypto(dut, bench, net, ixit, test_facts, capture
     run_case("5.5-1-2", "all mechanisms", lambda m: True, captures, bench, net, ixit, test_facts, evidence)
 
 
+@pytest.mark.etsi("5.5-6-2")
+def test_5_5_6_2_csp_encrypted_in_transit(dut, bench, net, ixit, test_facts, captures, evidence):
+    """Every mechanism carrying critical security parameters encrypts them; no CSP travels in clear on any flow."""
+    csp = csp_mechanisms(ixit)
+    run_case("5.5-6-2", "mechanisms carrying critical security parameters", lambda m: m.id in csp,
+             captures, bench, net, ixit, test_facts, evidence, csp=True)
+
+
 @pytest.mark.etsi("5.5-7-2")
-def test_5_5_7_2_csp_confidential_in_transit(dut, bench, net, ixit, test_facts, captures, evidence):
-    """Mechanisms carrying credentials (CSPs) keep them confidential: encrypted as documented, never in clear."""
-    run_case("5.5-7-2", "mechanisms carrying credentials", lambda m: m.carries.credentials,
-             captures, bench, net, ixit, test_facts, evidence)
+def test_5_5_7_2_csp_confidential_on_remote_interfaces(dut, bench, net, ixit, test_facts, captures, evidence):
+    """Remotely reachable mechanisms carrying critical security parameters keep them confidential."""
+    csp = csp_mechanisms(ixit)
+    run_case("5.5-7-2", "remotely reachable mechanisms carrying critical security parameters",
+             lambda m: m.id in csp and remote_access(m), captures, bench, net, ixit, test_facts, evidence,
+             csp=True, inbound_only=True)
 
 
 @pytest.mark.etsi("5.8-1-2")
