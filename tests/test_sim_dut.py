@@ -288,6 +288,36 @@ def test_flash_writeback_cache(tmp_path: Path) -> None:
     flash.stop_writeback()
 
 
+@pytest.mark.parametrize("flaws, boots", [
+    ([], "a"),  # the genuine image in slot a
+    (["unsigned_update_accepted"], "b"),  # a product that checks no signature boots whatever is active
+])
+def test_boot_loader_verifies_the_slot_signature(tmp_path: Path, flaws: list[str], boots: str) -> None:
+    """20-SecBoot: the loader checks the active slot's signature under the vendor key, not just its hash."""
+    from lab.sim.updater import BootState, choose_boot_slot, slot_path, write_boot_state
+
+    flash = Flash(tmp_path)
+    flash.mkdir("slots")
+    genuine = vendor.build_release(MODEL, "1.4.0", 3, size=2048)
+    forged = firmware.resign(vendor.build_release(MODEL, "1.5.0", 4, size=2048), Ed25519PrivateKey.generate())
+    assert firmware.payload_matches(firmware.parse_image(forged))  # its hash alone would pass
+    flash.write_atomic(slot_path("a"), genuine)
+    flash.write_atomic(slot_path("b"), forged)
+    write_boot_state(flash, BootState("b", 4))
+    key = vendor.vendor_public_key_hex()
+    slot, img, lines = choose_boot_slot(flash, model=MODEL, flaws=flaws, vendor_pubkey=key)
+    assert slot == boots, lines
+    if not flaws:
+        assert "## Checking image in slot b ... BAD (bad signature)" in lines
+        assert "## Warning: slot b is not bootable, falling back to slot a" in lines and img.version == "1.4.0"
+    flash.write_atomic(slot_path("b"), firmware.strip_signature(forged))
+    slot, _, lines = choose_boot_slot(flash, model=MODEL, flaws=flaws, vendor_pubkey=key)
+    assert slot == boots and (flaws or "## Checking image in slot b ... BAD (unsigned)" in lines), lines
+    flash.write_atomic(slot_path("a"), forged)  # nothing genuine left: a conforming loader halts
+    slot, _, lines = choose_boot_slot(flash, model=MODEL, flaws=flaws, vendor_pubkey=key)
+    assert slot == (None if not flaws else "b") and (flaws or lines[-1] == "## Error: no bootable image found, halting")
+
+
 # --- console ---------------------------------------------------------------------------------
 
 

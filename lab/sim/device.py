@@ -324,7 +324,8 @@ class Device:
     def boot(self) -> bool:
         """Print the boot log over boot_seconds; False if no slot is bootable (halted)."""
         cfg = self.cfg
-        slot, image, loader = choose_boot_slot(self.flash, model=cfg.model, flaws=cfg.flaws)
+        slot, image, loader = choose_boot_slot(self.flash, model=cfg.model, flaws=cfg.flaws,
+                                                 vendor_pubkey=cfg.vendor_pubkey)
         lines = _uboot_lines(cfg) + loader
         if slot is None:
             self._print_paced(lines, cfg.boot_seconds / 2)

@@ -2,7 +2,8 @@
 
 Both live here because they must agree on what a valid slot is: the agent installs an image into
 the inactive slot and switches `boot.json` only once the image is safely on flash; the boot
-loader verifies the active slot and falls back to the other one. Flaws weaken exactly the check
+loader verifies the active slot (signature under the vendor key, payload hash) and falls back to
+the other one. Flaws weaken exactly the check
 they name (DESIGN.md); everything else stays as a conforming device does it.
 """
 
@@ -52,8 +53,13 @@ def write_boot_state(flash: Flash, state: BootState) -> None:
     flash.write_atomic(BOOT_JSON, (json.dumps(body, sort_keys=True) + "\n").encode())
 
 
-def load_slot(flash: Flash, slot: str, *, model: str, check_payload: bool = True) -> tuple[FirmwareImage | None, str]:
-    """(image, "") if `slot` holds a bootable image, else (None, reason)."""
+def load_slot(flash: Flash, slot: str, *, model: str, public_key: str | None,
+              check_payload: bool = True) -> tuple[FirmwareImage | None, str]:
+    """(image, "") if `slot` holds a bootable image, else (None, reason).
+
+    Bootable: parses, is for this model, carries a signature valid under `public_key` (the vendor
+    release key built into the loader; None skips the check) and its payload matches the signed hash.
+    """
     try:
         img = parse_image(flash.read(slot_path(slot)))
     except FlashError:
@@ -62,26 +68,31 @@ def load_slot(flash: Flash, slot: str, *, model: str, check_payload: bool = True
         return None, f"corrupt ({exc})"
     if img.model != model:
         return None, f"wrong model {img.model}"
+    if public_key is not None and not verify_signature(img, public_key):
+        return None, "unsigned" if img.signature is None else "bad signature"
     if check_payload and not payload_matches(img):
         return None, "payload hash mismatch"
     return img, ""
 
 
 def choose_boot_slot(
-    flash: Flash, *, model: str, flaws: Iterable[str]
+    flash: Flash, *, model: str, flaws: Iterable[str], vendor_pubkey: str
 ) -> tuple[str | None, FirmwareImage | None, list[str]]:
     """(slot, image, boot-loader lines). slot is None when nothing is bootable.
 
-    With `update_bricks_on_power_loss` the product has a single slot: no fallback.
-    With `tampered_update_accepted` the loader trusts the header and never hashes the payload.
+    The loader verifies the slot's signature under the vendor key and its payload hash, as
+    TH-100's IXIT (20-SecBoot) says. With `unsigned_update_accepted` the product checks no
+    signature anywhere, with `tampered_update_accepted` it trusts the header and never hashes
+    the payload; with `update_bricks_on_power_loss` it has a single slot: no fallback.
     """
     flaws = set(flaws)
     state = read_boot_state(flash)
+    key = None if "unsigned_update_accepted" in flaws else vendor_pubkey
     check = "tampered_update_accepted" not in flaws
     order = [state.active] if "update_bricks_on_power_loss" in flaws else [state.active, other_slot(state.active)]
     lines: list[str] = []
     for slot in order:
-        img, why = load_slot(flash, slot, model=model, check_payload=check)
+        img, why = load_slot(flash, slot, model=model, public_key=key, check_payload=check)
         if img is not None:
             lines.append(f"## Checking image in slot {slot} ... OK ({img.version})")
             if slot != state.active:
