@@ -1,6 +1,6 @@
 """The device's cloud telemetry: one JSON line per interval to the vendor cloud over TLS.
 
-This is the traffic a tester captures to judge EN 303 645 5.5-1/5.5-7/5.8-1: a conforming
+This is the traffic a tester captures to judge EN 303 645 5.5-1/5.5-6/5.8-1: a conforming
 device verifies the cloud's certificate (name `cloud.certlab.test`) against its CA; with the
 `cleartext_credentials` flaw it speaks plain TCP and logs in with `LOGIN <serial> <token>`.
 Failures are logged and retried at the next interval; they never affect the device otherwise.
