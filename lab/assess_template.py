@@ -83,11 +83,12 @@ def _wrapped(lead: str, items: list[str], width: int = 100) -> list[str]:
 
 
 def _about(prov: Provision, tc: TestCase, what: str) -> list[str]:
-    """The provision and what the case checks: certlab's paraphrase of the provision (the catalogue's
-    title), where it is checked, and the catalogue's note on the case."""
+    """The provision and what the case checks: the catalogue's purpose of the case (certlab's
+    paraphrase of TS 103 701), else its paraphrase of the provision, and the catalogue's note."""
     title = prov.title or "the provision is met"
+    purpose = getattr(tc, "purpose", None) or f"{title[0].lower()}{title[1:]}"  # the catalogue's, where it has one
     lines = [f"  # {prov.id} ({prov.status.code()}, {prov.status.level}): {title}",
-             f"  # {tc.id} purpose: check that {title[0].lower()}{title[1:]}, {what}" + (f"; {tc.note}" if tc.note else "")]
+             f"  # {tc.id} purpose: check that {purpose}, {what}" + (f"; {tc.note}" if tc.note else "")]
     return lines
 
 

@@ -341,7 +341,8 @@ def _provisions(catalog: Catalog, results: list[dict[str, Any]], ics: dict[str, 
                 r["decided_by"] = _decide(r, tc.kind, decisions, model_of.get(r["bench"]))
             hows = sorted({r["decided_by"]["how"] for r in rows}) or [DecidedBy.NONE]
             cases.append({"id": tc.id, "kind": tc.kind, "coverage": tc.coverage, "title": prov.title or "",
-                          "note": tc.note, "decided_by": hows, "results": rows})
+                          "purpose": getattr(tc, "purpose", None), "note": tc.note, "decided_by": hows,
+                          "results": rows})
         entry = _ics_entry(ics, prov.id)
         verdict, reason, missing = _provision_verdict(prov, cases, samples, ics)
         out.append({"id": prov.id, "chapter": _chapter(prov.id), "title": prov.title or "",

@@ -89,6 +89,7 @@ class TestCaseEntry(_Model):
     kind: Literal["conceptual", "functional", "both"]
     coverage: Literal["automated", "assisted", "manual"]
     title: str
+    purpose: str | None = None  # the catalogue's paraphrase of the TS 103 701 test purpose, where it has one
     note: str | None
     decided_by: list[DecidedBy] = Field(min_length=1)
     results: list[Result]
