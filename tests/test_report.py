@@ -300,3 +300,20 @@ def test_an_inventory_names_a_lab_profile_that_is_checked_up_front(tmp_path: Pat
     (tmp_path / "profile.yaml").unlink()
     proc = certlab("inventory", "check", "-i", str(inv))
     assert proc.returncode == 2 and "profile.yaml: file not found" in proc.stderr
+
+
+def test_a_conceptual_and_functional_case_needs_both_units(tmp_path: Path) -> None:
+    """5.3-10-1 is both: the assessor's decision alone leaves its functional unit without a result."""
+    run_dir = make_run(tmp_path / "reports", results=4, samples=2, allure=False)
+    verdicts = json.loads((run_dir / "verdicts.json").read_text())
+    row = dict(verdicts["results"][0])
+    verdicts["results"] = [{**row, "test_case": "5.3-10-1", "provision": "5.3-10", "bench": b, "executed_on": b,
+                            "verdict": "PASS", "reason": "", "test": "test_conceptual",
+                            "nodeid": f"testsuites/en303645/test_conceptual.py::test_conceptual[5.3-10-1-{b}]"}
+                           for b in ("bench1", "bench2")]
+    (run_dir / "verdicts.json").write_text(json.dumps(verdicts))
+    doc = build_document(run_dir, load_profile(PROFILE), pdf=False)
+    p = next(p for p in doc["provisions"] if p["id"] == "5.3-10")
+    assert p["verdict"] == "NOT_ASSESSED" and [m["unit"] for m in p["missing"]] == ["functional"], p
+    assert "5.3-10-1 (functional unit) on" in p["reason"]
+    assert p["test_cases"][0]["decided_by"] == ["conceptual decision"]
