@@ -27,11 +27,33 @@ from sqlalchemy.exc import DBAPIError
 
 PG_START_TIMEOUT = 30
 
+# The end-to-end tests: they bring up simulated labs or benches (DUT and relay processes, ptys,
+# network namespaces), drive a real browser, make whole runs or fuzz the whole API. Marked `e2e` here, in one
+# place; the fast lane for everyday work leaves them out: `pytest -m "not e2e"` (README,
+# "Developing"). CI runs everything.
+E2E_MODULES = frozenset({
+    "test_api_flow.py", "test_api_schemathesis.py", "test_detection_matrix.py", "test_offtheshelf_detection.py", "test_orchestrator.py",
+    "test_ots_dut.py", "test_report_browser.py", "test_sim_dut.py", "test_sim_lab.py",
+})
+E2E_TESTS = frozenset({
+    "test_cli_lab.py::test_up_check_run_down", "test_cli_lab.py::test_check_reports_a_lab_fault_and_exits_1",
+    "test_drivers.py::test_scans_and_capture_through_a_veth_into_a_namespace",
+    "test_strategy.py::test_simulated_bench_goes_off_to_provisioned_with_the_example_playbook",
+})
+
 
 def pytest_configure(config: pytest.Config) -> None:
     url = os.environ.pop("CERTLAB_DATABASE_URL", None)  # the store tests use a given PostgreSQL explicitly
     if url:
         os.environ.setdefault("CERTLAB_TEST_DATABASE_URL", url)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if item.path.name in E2E_MODULES or f"{item.path.name}::{name}" in E2E_TESTS:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
