@@ -12,7 +12,6 @@ results.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -28,14 +27,13 @@ from lab.api.routes.bookings import as_422
 from lab.api.routes.runs import ASSESSMENTS_FILE, booking_folder
 from lab.api.schemas.bookings import IdPath
 from lab.api.tenancy import booking_for, not_found
+from lab.api.uploads import receive, refuse_declared_oversize, sha256_of
 from lab.assessments import AssessmentsError, load_assessments
 from lab.ixit import IxitError, load_ixit
 from lab.store.unit import reading
 
 router = APIRouter(tags=["assessments"])
 EVIDENCE_DIR = "evidence"  # beside the booking's assessments.yaml, so `evidence/<name>` resolves as on the command line
-CHUNK = 1 << 20
-MULTIPART_SLACK = 64 << 10
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ReadsAssessments = Depends(Allow("engineer", "manufacturer"))
 
@@ -104,9 +102,7 @@ def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
 def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: ServicesDep,
                     file: Annotated[UploadFile, File(description="e.g. 5.2-1-2-policy.png")]) -> EvidenceOut:
     limit = svc.settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-        raise _too_large(limit)
+    refuse_declared_oversize(request, limit)
     with reading(svc.store) as s:
         booking_for(s, who, booking_id)
     name = file.filename or ""
@@ -115,22 +111,12 @@ def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: Se
                             f"file name {name[:80]!r}: give a plain file name (letters, digits, '.', '_', '-'; "
                             f"up to 128 characters), e.g. 5.2-1-2-policy.png")
     folder = booking_folder(svc, booking_id) / EVIDENCE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-")
-    tmp = Path(tmp_name)
+    tmp, sha256, size = receive(file, folder, limit)
     try:
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as fh:
-            while chunk := file.file.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                digest.update(chunk)
-                fh.write(chunk)
         if size == 0:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
-        sha256, target = digest.hexdigest(), folder / name
-        if target.exists() and _sha256(target) != sha256:
+        target = folder / name
+        if target.exists() and sha256_of(target) != sha256:
             raise HTTPException(status.HTTP_409_CONFLICT, f"evidence {name!r} exists with other content; evidence "
                                 "is never replaced: upload the new file under another name")
         os.replace(tmp, target)
@@ -146,22 +132,8 @@ def list_evidence(booking_id: IdPath, who: Engineer, svc: ServicesDep) -> list[E
         booking_for(s, who, booking_id)
     folder = booking_folder(svc, booking_id) / EVIDENCE_DIR
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
-    return [EvidenceOut(name=p.name, path=f"{EVIDENCE_DIR}/{p.name}", sha256=_sha256(p), size=p.stat().st_size)
+    return [EvidenceOut(name=p.name, path=f"{EVIDENCE_DIR}/{p.name}", sha256=sha256_of(p), size=p.stat().st_size)
             for p in files]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                         f"the file is larger than the upload limit of {limit} bytes ({limit / (1 << 20):g} MiB); "
-                         f"fix: ask the lab to raise CERTLAB_MAX_UPLOAD_MB")
 
 
 @router.get("/bookings/{booking_id}/assessments", response_class=PlainTextResponse,

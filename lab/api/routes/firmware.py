@@ -5,9 +5,7 @@ declares for its update mechanism (7-UpdMech), so a wrongly signed release shows
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +17,7 @@ from lab.api.schemas.bookings import IdPath
 from lab.api.deps import Allow, AnyRole, Caller, Manufacturer, ServicesDep
 from lab.api.schemas.service import FirmwareOut
 from lab.api.tenancy import booking_for, not_found
+from lab.api.uploads import receive, refuse_declared_oversize
 from lab.errors import FirmwareFormatError
 from lab.firmware import parse_image, payload_matches, verify_signature
 from lab.store import service
@@ -26,8 +25,6 @@ from lab.store.models import Booking, Firmware
 from lab.store.unit import reading
 
 router = APIRouter(tags=["firmware"])
-CHUNK = 1 << 20
-MULTIPART_SLACK = 64 << 10  # boundaries and part headers around the file in a multipart body
 NOT_AN_IMAGE = "not an image format certlab reads"
 
 ReadsFirmware = Annotated[Caller, Depends(Allow("manufacturer", "engineer"))]
@@ -41,32 +38,6 @@ def _out(row: Firmware) -> FirmwareOut:
 
 def stored_path(firmware_dir: Path, sha256: str) -> Path:
     return firmware_dir / sha256[:2] / sha256
-
-
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                         f"the image is larger than the upload limit of {limit} bytes ({limit / (1 << 20):g} MiB); "
-                         f"fix: ask the lab to raise CERTLAB_MAX_UPLOAD_MB")
-
-
-def _receive(upload: UploadFile, firmware_dir: Path, limit: int) -> tuple[Path, str, int]:
-    """Copy the upload into a temporary file beside the store, hashing as it goes; refuse past `limit`."""
-    scratch = firmware_dir / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    digest, size = hashlib.sha256(), 0
-    fd, name = tempfile.mkstemp(dir=scratch, prefix="upload-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            while chunk := upload.file.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                digest.update(chunk)
-                fh.write(chunk)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name), digest.hexdigest(), size
 
 
 def update_keys(ixit_text: str) -> list[tuple[str, str]]:
@@ -124,15 +95,13 @@ def check_image(data: bytes, booking: Booking) -> tuple[str | None, str, str]:
 def upload_firmware(booking_id: IdPath, request: Request, response: Response, who: Manufacturer, svc: ServicesDep,
                     file: Annotated[UploadFile, File(description="the image, e.g. TH-100-1.4.0.clfw")]) -> FirmwareOut:
     limit = svc.settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-        raise _too_large(limit)
+    refuse_declared_oversize(request, limit, "image")
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
     if booking.status in ("rejected", "cancelled"):
         raise HTTPException(status.HTTP_409_CONFLICT, f"booking {booking_id} is {booking.status}")
     firmware_dir = svc.settings.firmware_dir
-    tmp, sha256, size = _receive(file, firmware_dir, limit)
+    tmp, sha256, size = receive(file, firmware_dir / "tmp", limit, "image")
     try:
         if size == 0:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")

@@ -1,0 +1,58 @@
+"""Receiving an uploaded file: streamed to disk in chunks, hashed on the way, refused past a limit.
+
+Firmware images and assessor evidence arrive the same way; what each route does with the file
+afterwards (parse an image, file evidence under its name) is its own business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from fastapi import HTTPException, Request, UploadFile, status
+
+CHUNK = 1 << 20
+MULTIPART_SLACK = 64 << 10  # boundaries and part headers around the file in a multipart body
+
+
+def too_large(limit: int, what: str = "file") -> HTTPException:
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                         f"the {what} is larger than the upload limit of {limit} bytes ({limit / (1 << 20):g} MiB); "
+                         f"fix: ask the lab to raise CERTLAB_MAX_UPLOAD_MB")
+
+
+def refuse_declared_oversize(request: Request, limit: int, what: str = "file") -> None:
+    """413 before reading a byte when the body's declared length is already over the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise too_large(limit, what)
+
+
+def receive(upload: UploadFile, folder: Path, limit: int, what: str = "file") -> tuple[Path, str, int]:
+    """Copy the upload into a temporary file in `folder`: (its path, SHA-256, size); 413 past `limit`.
+    The caller moves the file where it belongs or deletes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            while chunk := upload.file.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit, what)
+                digest.update(chunk)
+                fh.write(chunk)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name), digest.hexdigest(), size
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
