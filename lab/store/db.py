@@ -17,11 +17,11 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
@@ -38,6 +38,7 @@ SQLITE_BUSY_MS = 15_000
 # can hold that lock (or SQLite can refuse at once where waiting could deadlock) beyond one busy
 # timeout, so start-up retries with backoff until this many seconds have passed, then says so.
 STARTUP_WAIT_S = 120.0
+T = TypeVar("T")
 PG_CONNECT_TIMEOUT_S = 5
 URL_FIX = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
 
@@ -197,35 +198,50 @@ def unavailable(exc: BaseException, store_url: str, password: str | None = None)
     return StoreUnavailable(f"database {store_url} is unavailable: {one_line(str(orig), password)}; fix: {fix}")
 
 
-def _locked(exc: BaseException) -> bool:
-    """SQLite's "database is locked/busy": another process holds the write lock, try again."""
-    return isinstance(exc, OperationalError) and any(
-        word in str(getattr(exc, "orig", exc)).lower() for word in ("database is locked", "database is busy"))
+def locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked/busy": another process holds the write lock; try again later."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def retry_while_locked(action: Callable[[], T], *, wait_s: float = STARTUP_WAIT_S, max_tries: int = 60) -> T:
+    """Run one store action, again with backoff while SQLite says another process holds its write
+    lock. A busy lab host (sixteen workers planning at once on two cores, orchestrators starting
+    together) can queue past one busy timeout; waiting, bounded in time and count, keeps the plan
+    and the verdicts instead of losing them. Any other error, or the lock held past `wait_s`, is
+    raised as it came."""
+    deadline = time.monotonic() + wait_s
+    for attempt in range(1, max_tries + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - only "locked" is retried
+            left = deadline - time.monotonic()
+            if not locked(exc) or left <= 0 or attempt == max_tries:
+                raise
+            time.sleep(min(left, min(5.0, 0.2 * 2 ** min(attempt, 5)) * random.uniform(0.5, 1.0)))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _start(store: Store, migrate: bool, wait_s: float) -> None:
-    """Migrate (or just connect), retrying while SQLite says locked, for at most `wait_s`."""
-    deadline = time.monotonic() + wait_s
-    for attempt in range(1, 1000):  # bounded by the deadline long before the count
-        try:
-            if migrate:
-                from lab.store.migrations import upgrade
+    """Migrate (or just connect), waiting while SQLite says locked, for at most `wait_s`."""
+    def start() -> None:
+        if migrate:
+            from lab.store.migrations import upgrade
 
-                upgrade(store)
-            else:
-                with store.engine.connect():
-                    pass
-            return
-        except OperationalError as exc:
-            left = deadline - time.monotonic()
-            if not _locked(exc) or left <= 0:
-                if _locked(exc):
-                    raise StoreUnavailable(
-                        f"database {store.url} stayed locked by another process for {wait_s:g} s while certlab "
-                        f"started; fix: let the other certlab finish, or look for a process holding "
-                        f"the file (fuser on it)") from None
-                raise
-            time.sleep(min(left, min(5.0, 0.2 * 2 ** min(attempt, 5)) * random.uniform(0.5, 1.0)))
+            upgrade(store)
+        else:
+            with store.engine.connect():
+                pass
+
+    try:
+        retry_while_locked(start, wait_s=wait_s, max_tries=1000)  # the deadline bounds it first
+    except OperationalError as exc:
+        if locked(exc):
+            raise StoreUnavailable(
+                f"database {store.url} stayed locked by another process for {wait_s:g} s while certlab "
+                f"started; fix: let the other certlab finish, or look for a process holding the file "
+                f"(fuser on it)") from None
+        raise
 
 
 def open_store(url: str | None = None, *, migrate: bool = True,
