@@ -19,6 +19,8 @@ import pytest
 
 from lab.flaws import FLAWS
 from lab.inventory import load_inventory
+from lab.reports.conformance import build_document
+from lab.reports.profile import load_profile
 from lab.sim.lab import SimLab
 from lab.sim.netns import unavailable_reason
 
@@ -50,6 +52,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
     doc = json.loads((runs[0] / "verdicts.json").read_text())
     doc["_exit"] = proc.returncode
     doc["_stdout"] = proc.stdout
+    # the conformance report's own document of this run, as `certlab report` builds it
+    doc["_conformance"] = build_document(runs[0], load_profile(ROOT / "inventory" / "lab-profile.yaml"), pdf=False)
+    doc["_serials"] = {name: bench.dut.serial for name, bench in inv.benches.items()}
     return doc
 
 
@@ -93,3 +98,34 @@ def test_every_automated_test_case_can_fail(matrix):
     failed = {r["test_case"] for r in matrix["results"] if r["verdict"] == "FAIL"}
     assert functional, "no functional test ran"
     assert functional <= failed, f"test cases that no flaw makes fail: {sorted(functional - failed)}"
+
+
+# --- the signed report's view: what a certifier reads must say the same ---------------------------
+
+def _provision_rows(matrix: dict, provision: str, serial: str) -> tuple[dict, list[dict]]:
+    entry = next(p for p in matrix["_conformance"]["provisions"] if p["id"] == provision)
+    return entry, [r for c in entry["test_cases"] for r in c["results"] if r["dut_serial"] == serial]
+
+
+@pytest.mark.parametrize("flaw", sorted(FLAWS))
+def test_the_conformance_document_fails_each_flaw_in_its_provisions(matrix, flaw):
+    serial = matrix["_serials"][flaw]
+    for provision in FLAWS[flaw].provisions:
+        entry, mine = _provision_rows(matrix, provision, serial)
+        assert entry["verdict"] == "FAIL", f"{flaw}: {provision} is {entry['verdict']} in the report: {entry['reason']}"
+        assert any(r["verdict"] == "FAIL" for r in mine), \
+            f"{flaw}: sample {serial} shows no FAIL in {provision}: {[(r['test_case'], r['verdict']) for r in mine]}"
+        assert not mine or any(r["verdict"] != "PASS" for r in mine), f"{flaw}: {provision} all PASS on {serial}"
+
+
+def test_the_conformance_document_has_no_fail_on_the_conforming_sample_and_names_what_is_missing(matrix):
+    doc = matrix["_conformance"]
+    serial = matrix["_serials"]["conforming"]
+    wrong = [(p["id"], r["test_case"], r["verdict"]) for p in doc["provisions"] for c in p["test_cases"]
+             for r in c["results"] if r["dut_serial"] == serial and r["verdict"] in ("FAIL", "INCONCLUSIVE")]
+    assert not wrong, f"the conforming sample is not clean in the report: {wrong}"
+    for p in doc["provisions"]:
+        if p["verdict"] == "NOT_ASSESSED":
+            assert p["missing"] and p["reason"], f"{p['id']} is NOT_ASSESSED without naming what is missing"
+            assert any(m["test_case"] for m in p["missing"]) or "no TS 103 701 test case" in p["reason"], p
+    assert doc["summary"]["overall"] != "PASS" or doc["summary"]["complete"]
