@@ -193,3 +193,45 @@ def test_only_v2(bench):
     assert v3.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     v3.stdout.fnmatch_lines(["*1 test(s) have no counterpart in EN 303 645 V3.1.3*deselected: *test_ids.py::test_only_v2[[]b1[]]*",
                              "*1 deselected*"])
+
+
+WRITTEN = '''
+import pytest
+from lab.errors import PowerFault
+
+@pytest.mark.etsi("5.1-1-2")
+def test_message(bench):
+    found = ["b1 and b2 share the password"]
+    assert not found, "universal or shared password: " + "; ".join(found)
+
+@pytest.mark.etsi("5.1-2-2")
+def test_bare_assert(bench):
+    assert len(bench.name) == 7
+
+@pytest.mark.etsi("5.1-4-2")
+def test_multiline_message(bench):
+    assert bench.name == "nope", "the change did not take effect:\\nold password still accepted"
+
+@pytest.mark.etsi("5.1-5-2")
+def test_lab_fault(bench):
+    raise PowerFault("relay silent", bench=bench.name)
+'''
+
+
+def test_titles_and_fail_reasons_are_written_for_a_person(pytester: pytest.Pytester, inventory: Path, tmp_path: Path):
+    """Allure titles: case id, provision and purpose from the catalogue; a FAIL's reason: the finding, no Python."""
+    pytester.makepyfile(test_written=WRITTEN)
+    out, allure_dir = tmp_path / "run", tmp_path / "allure"
+    pytester.runpytest("--inventory", str(inventory), "--bench", "b1", "--certlab-out", str(out),
+                       "--alluredir", str(allure_dir), "-q")
+    by = {r["test"]: r for r in json.loads((out / "verdicts.json").read_text())["results"]}
+    assert by["test_message"]["reason"] == "universal or shared password: b1 and b2 share the password"
+    assert by["test_bare_assert"]["verdict"] == "FAIL"
+    assert by["test_bare_assert"]["reason"].startswith("assertion without a stated finding: assert 2 == 7")
+    assert by["test_multiline_message"]["reason"] == "the change did not take effect:\nold password still accepted"
+    assert all("where" not in r["reason"] and "AssertionError" not in r["reason"] for r in by.values())
+    titles = {json.loads(p.read_text())["name"] for p in allure_dir.glob("*-result.json")}
+    assert ("5.1-1-2 Passwords are unique per device or defined by the user: every sample's password is unique "
+            "per device or set by the user, as the IXIT describes") in titles
+    assert any(t.startswith("5.1-5-2 ") for t in titles), titles  # a lab fault's result has its title too
+    assert not any(t.startswith("test_") for t in titles), titles

@@ -70,6 +70,7 @@ class TestCase(_Model):
     coverage: Coverage
     confidence: Confidence
     note: str | None = None
+    purpose: str | None = None  # certlab's own paraphrase of the TS test purpose (report and Allure titles)
     provision: str = ""  # filled in from the enclosing provision by the loader
 
     @model_validator(mode="after")

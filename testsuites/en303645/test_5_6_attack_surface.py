@@ -156,7 +156,7 @@ def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence
         "all_documented_enabled_open": not closed_documented,
         "undocumented_or_disabled_open": problems,
     })
-    assert not problems, "; ".join(problems)
+    assert not problems, "the DUT listens where its IXIT says nothing should: " + "; ".join(problems)
 
 
 @pytest.mark.etsi("5.6-4-2", v3="5.6-4A-2")

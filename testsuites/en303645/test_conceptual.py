@@ -24,6 +24,7 @@ import pytest
 
 from fixtures.etsi import settings
 from lab.assessments import AssessmentPending, Assessments, default_path, load_assessments
+from lab.verdicts import Verdict
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -78,5 +79,5 @@ def test_conceptual(conceptual_case: str, bench, catalog, ics, assessments: Asse
     }
     evidence.json("assessment", record)
     allure.dynamic.description(f"{a.name} ({a.role}), {assessments.data.date}: {decision.verdict}. {decision.reasoning}")
-    if decision.verdict != "PASS":  # an AssertionError is a FAIL; its message is the verdict's reason
+    if decision.verdict != Verdict.PASS:  # an AssertionError is a FAIL; its message is the verdict's reason
         raise AssertionError(f"assessor {a.name} ({a.role}) recorded FAIL on {assessments.data.date}: {decision.reasoning}")
