@@ -46,6 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
     url = os.environ.pop("CERTLAB_DATABASE_URL", None)  # the store tests use a given PostgreSQL explicitly
     if url:
         os.environ.setdefault("CERTLAB_TEST_DATABASE_URL", url)
+    # Module-scoped fixtures (a whole detection-matrix run) start before the per-test private store
+    # below: they get a session one, never the user's ~/.local/share/certlab.
+    session_data = tempfile.mkdtemp(prefix="certlab-test-data-")
+    os.environ["CERTLAB_DATA_DIR"] = session_data
+    config.add_cleanup(lambda: shutil.rmtree(session_data, ignore_errors=True))
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marks

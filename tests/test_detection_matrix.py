@@ -30,7 +30,7 @@ SUITES = ROOT / "testsuites" / "en303645"
 
 pytestmark = [
     pytest.mark.skipif(unavailable_reason() is not None, reason=f"needs network namespaces: {unavailable_reason()}"),
-    pytest.mark.timeout(1800),  # every suite on 15 benches at once
+    pytest.mark.timeout(1800),  # every suite on 16 benches at once
 ]
 
 
