@@ -295,7 +295,10 @@ def test_plugin_results_carry_labels_links_and_map_to_verdicts(pytester: pytest.
     assert len(results) == len(verdicts) == 3
     for doc in results:
         labels = {lb["name"]: lb["value"] for lb in doc["labels"]}
-        assert labels["dut_serial"] == "TALLURE-0001" and labels[rep.NODEID_LABEL].endswith(f"{doc['name']}")
+        assert labels["dut_serial"] == "TALLURE-0001"
+        function = labels[rep.NODEID_LABEL].rsplit("::", 1)[1].partition("[")[0]
+        assert doc["fullName"].endswith(function), (doc["fullName"], labels[rep.NODEID_LABEL])
+        assert doc["name"].startswith(f"{labels['test_case']} "), f"the title names its test case: {doc['name']!r}"
         links = {lk["name"]: lk["url"] for lk in doc["links"]}
         provision = labels["story"]
         assert links[f"EN 303 645 {provision}"].endswith("en_303645v020101p.pdf")
