@@ -677,11 +677,11 @@ def _send_ident(port: int, line: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         banner = s.recv(256)
         assert banner.startswith(b"SSH-2.0-"), banner
-        s.sendall(line)
-        s.shutdown(socket.SHUT_WR)
         try:
+            s.sendall(line)
+            s.shutdown(socket.SHUT_WR)
             return s.recv(4096)
-        except OSError:
+        except OSError:  # a daemon that dies on the line may close before we finish (seen under load)
             return b""
 
 
