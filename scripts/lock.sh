@@ -1,7 +1,7 @@
 #!/bin/sh
 # Refresh the dependency locks that scripts/setup.sh installs from:
-#   requirements/runtime.txt   certlab and what it needs to build (setuptools)
-#   requirements/test.txt      ... plus the test and benchmark extras (what .ci/run installs)
+#   requirements.txt        certlab and what it needs to build (setuptools)
+#   requirements-test.txt   ... plus the test and benchmark extras (what .ci/run installs)
 # Every package is pinned with the SHA-256 of each of its files on the index, resolved once for
 # every platform and every Python that pyproject.toml admits (uv's universal resolution), so a
 # lab on another Debian release installs the same set. pyproject.toml keeps the ranges, for
@@ -23,7 +23,7 @@ compile() {  # OUT, then extra flags
     sed "s|-r $build|build-system.requires of pyproject.toml|" "$out"; } > "$out.tmp"
   mv "$out.tmp" "$out"
 }
-compile requirements/runtime.txt "$@"
-compile requirements/test.txt --extra test --extra bench "$@"
-echo "lock: requirements/runtime.txt $(grep -c '==' requirements/runtime.txt) packages," \
-     "requirements/test.txt $(grep -c '==' requirements/test.txt) packages"
+compile requirements.txt "$@"
+compile requirements-test.txt --extra test --extra bench "$@"
+echo "lock: requirements.txt $(grep -c '==' requirements.txt) packages," \
+     "requirements-test.txt $(grep -c '==' requirements-test.txt) packages"

@@ -1,15 +1,15 @@
 #!/bin/sh
 # Install what certlab needs on a fresh Debian/Ubuntu machine, then certlab itself in .venv.
 #   sh scripts/setup.sh           system packages + certlab
-#   sh scripts/setup.sh --test    ... plus the test and benchmark extras (requirements/test.txt)
+#   sh scripts/setup.sh --test    ... plus the test and benchmark extras (requirements-test.txt)
 #   sh scripts/setup.sh --bench   the same (pytest-xdist for bench/overhead.py is in the test lock)
-# Python packages come from the hash-pinned locks in requirements/ (sh scripts/lock.sh refreshes them).
+# Python packages come from the hash-pinned locks requirements.txt and requirements-test.txt (sh scripts/lock.sh refreshes them).
 # System packages come from system-packages.txt; run as root or with sudo available.
 set -eu
 cd "$(dirname "$0")/.."
-lock=requirements/runtime.txt
-[ "${1:-}" = "--test" ] && lock=requirements/test.txt
-[ "${1:-}" = "--bench" ] && lock=requirements/test.txt  # the test lock holds the bench extra too
+lock=requirements.txt
+[ "${1:-}" = "--test" ] && lock=requirements-test.txt
+[ "${1:-}" = "--bench" ] && lock=requirements-test.txt  # the test lock holds the bench extra too
 
 pkgs=$(sed -e 's/#.*//' system-packages.txt | tr -s ' \n' ' ')
 missing=""
