@@ -50,6 +50,9 @@ class Product(_Model):
     vendor: Text
     model: Text
     firmware: str | None = None
+    # a constrained device in EN 303 645's sense (3.1: it cannot use some security measures for
+    # lack of resources); decides conditions 4 and 5 of Table B.1 (lab/conditions.py); None: not stated
+    constrained: bool | None = None
 
 
 # --- 1-AuthMech ----------------------------------------------------------------------------
