@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lab.automation import automated_by, marked_tests
 from lab.catalog import Catalog, Catalogs, load_catalog, normalise_edition
 from lab.yamlfile import read_yaml, validation_line
-from lab.errors import CertlabError, LabFault
+from lab.errors import CertlabError, PaperworkPending
 from lab.ixit import LIST_NAMES, Ixit
 from lab.inventory import Inventory
 from lab.products import find_product_file, product_folder
@@ -54,7 +54,7 @@ class AssessmentsError(CertlabError):
     """The assessments file is missing, malformed or inconsistent with the catalogue or IXIT."""
 
 
-class AssessmentPending(LabFault):
+class AssessmentPending(PaperworkPending):
     """No assessor decision is recorded for a conceptual test case: the lab has not decided yet."""
 
     kind = "conceptual assessment pending"

@@ -1,7 +1,8 @@
 """Error classes that decide a verdict.
 
-Three families, because a certifier must never see a lab problem reported against a product:
-bad input (the user must fix a file: exit 2), lab faults (INCONCLUSIVE) and DUT errors (FAIL).
+Four families, because a certifier must never see a lab problem reported against a product:
+bad input (the user must fix a file: exit 2), lab faults and paperwork still pending
+(INCONCLUSIVE) and DUT errors (FAIL).
 """
 
 from __future__ import annotations
@@ -65,6 +66,23 @@ class LabLoginRejected(LabFault):
     """
 
     kind = "lab login rejected"
+
+
+class PaperworkPending(Exception):
+    """A decision the lab's people owe (an assessor's record) is missing: INCONCLUSIVE.
+
+    Not a LabFault: nothing on the bench failed, so it is never retried on a spare bench and
+    never counts toward a bench's quarantine. `cause` is a short human sentence.
+    """
+
+    kind = "paperwork pending"
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.cause}"
 
 
 class SampleUnusable(LabFault):

@@ -36,6 +36,7 @@ class Cause(StrEnum):
     """Why a verdict is INCONCLUSIVE; only LAB_FAULT is worth a retry on another bench."""
 
     LAB_FAULT = "lab-fault"
+    ASSESSMENT_PENDING = "assessment-pending"  # the assessor's record lacks a decision: never the bench's fault
     SAMPLE_UNUSABLE = "sample-unusable"
     TEST_ERROR = "test-error"
     CANCELLED = "cancelled"

@@ -94,7 +94,19 @@ def test_default_path_prefers_the_edition_file(tmp_path: Path) -> None:
     assert default_path(tmp_path, "v3") == tmp_path / "assessments.v3.yaml"
 
 
-def test_pending_is_a_lab_fault_not_a_failure() -> None:
+def test_pending_is_paperwork_neither_a_lab_fault_nor_a_failure() -> None:
+    from types import SimpleNamespace
+
+    from fixtures.verdicts import classify, inconclusive_cause
+
     exc = AssessmentPending("no assessor decision recorded for 5.1-1-1")
-    assert isinstance(exc, LabFault) and not isinstance(exc, AssertionError)
+    assert not isinstance(exc, (LabFault, AssertionError))  # never retried, never counts against a bench
     assert str(exc) == "conceptual assessment pending: no assessor decision recorded for 5.1-1-1"
+
+    def pending() -> None:
+        raise exc
+
+    call = pytest.CallInfo.from_call(pending, when="call")
+    report = SimpleNamespace(when="call", passed=False, skipped=False, failed=True, longrepr=None)
+    assert classify(report, call) == ("INCONCLUSIVE", str(exc))
+    assert inconclusive_cause(call, report) == "assessment-pending"

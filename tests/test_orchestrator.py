@@ -272,6 +272,29 @@ def test_the_lab_fault_inventory_gives_inconclusive_with_causes_and_never_a_fail
         assert moved and all(r["executed_on"] == "conforming_2" and r["verdict"] == "PASS" for r in moved), moved
 
 
+def test_missing_assessor_decisions_never_count_against_a_bench(tmp_path: Path):
+    """Paperwork is not a bench fault: three runs with pending decisions quarantine nothing."""
+    path = write_sim_inventory(tmp_path, "torp", 1, scpi_port=17520, subnet=222, netns=NETNS, ssh_base_port=17525)
+    record = tmp_path / "assessments.yaml"  # a record with an assessor and no decisions yet
+    record.write_text("edition: v2\nmodel: TH-100\nassessor: {name: Dana Reuter, role: lead assessor}\n"
+                      "date: 2026-12-07\ndecisions: {}\n")
+    case = str(ROOT / "testsuites" / "en303645" / "test_conceptual.py") + "::test_conceptual"
+    with simulated(path):
+        for i in range(3):  # FAULT_LIMIT runs in a row: the count a bench fault would need
+            out = tmp_path / f"r{i}"
+            run = certlab("run", "-i", str(path), "--suite", case + "[5.1-1-1-b1]", "--assessments", str(record),
+                          "--out", str(out))
+            assert run.returncode == 3, run.stdout + run.stderr
+            (run_dir,) = out.iterdir()
+            (result,) = json.loads((run_dir / "verdicts.json").read_text())["results"]
+            assert (result["verdict"], result["cause"]) == ("INCONCLUSIVE", "assessment-pending"), result
+            assert result["attempt"] == 1, "paperwork is never retried on a spare bench"
+            assert "conceptual assessment pending" in result["reason"], result
+    with open_store() as store:
+        (b1,) = [b for b in benches(store, lab="torp")]
+        assert (b1.state, b1.fault_count) != ("quarantined", 3) and b1.fault_count == 0, (b1.state, b1.state_reason)
+
+
 def test_queue_serves_matching_runs_by_priority_and_leaves_the_rest(tmp_path: Path):
     path = write_sim_inventory(tmp_path, "torq", 1, scpi_port=17490, subnet=218, netns=NETNS, ssh_base_port=17495)
     with simulated(path):
