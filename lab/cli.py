@@ -265,11 +265,16 @@ def _print_verdicts(doc: dict) -> Counter:
             where = r["bench"] or "-"
             if r.get("executed_on") and r["executed_on"] != r["bench"]:
                 where += f" (ran on {r['executed_on']})"
-            table.add_row(where, f"{r['dut_serial']} fw {r['firmware']}", r["test_case"],
+            table.add_row(where, f"{r['dut_serial']} fw {r['firmware']}", r["test_case"] or r["nodeid"],
                           f"[{style}]{r['verdict']}[/{style}]",
                           (r["reason"] or "").splitlines()[0][:100] if r["reason"] else "")
         out.print(table)
     out.print("  ".join(f"[{VERDICT_STYLE.get(k, '')}]{k}: {v}[/]" for k, v in sorted(counts.items())))
+    outside = [r for r in results if not r.get("test_case")]
+    if outside:  # the report counts only results tied to a test case; say which ones it leaves out
+        tests = sorted({r["nodeid"].split("[")[0] for r in outside})
+        out.print(f"{len(results) - len(outside)} results for EN 303 645 test cases; {len(outside)} outside the "
+                  f"conformance scope (no test case, listed apart in the report): {', '.join(tests)}", highlight=False)
     return counts
 
 

@@ -431,3 +431,17 @@ def test_pdf_has_the_report_id_on_every_page(tmp_path: Path) -> None:
         assert footer and "Page" not in footer[0], f"page {n}: the footer's boxes run together: {footer}"
         assert "NOT APPROVED" in text, f"page {n} lacks the draft mark"
     assert f"End of report {rid}" in " ".join(texts[-1].split())
+
+
+def test_first_page_counts_and_names_results_outside_the_conformance_scope() -> None:
+    """The first page's count and the terminal's must reconcile: the examples are named, not dropped."""
+    doc = small_doc()
+    first = doc["provisions"][0]["test_cases"][0]["results"][0]
+    example = {**first, "test_case": None, "provision": None, "verdict": "PASS", "reason": "",
+               "test": "testsuites/examples/test_examples.py::test_boots_to_a_shell"}
+    doc["other_results"] = [example, {**example, "bench": "bench2", "dut_serial": "TH100-0002"}]
+    html = render_html(doc)
+    cover = " ".join(" ".join(Page(html[html.index('<section class="cover"'):html.index('<nav class="toc"')]).text).split())
+    assert ("2 further results of 1 test outside the conformance scope "
+            "(testsuites/examples/test_examples.py::test_boots_to_a_shell) are listed in section 9") in cover, cover
+    assert "further result" not in " ".join(Page(render_html(small_doc())).text)

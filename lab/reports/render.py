@@ -118,7 +118,10 @@ def _view(doc: Mapping[str, Any]) -> dict[str, Any]:
     approval = doc.get("approval")
     approved = report.get("status") == "approved" and isinstance(approval, Mapping) and bool(approval.get("by"))
     deviations = [d for d in _list(doc.get("deviations")) if str(d).strip() and str(d).strip().lower() != "none"]
-    return {"chapters": list(chapters.values()), "results": total, "approved": approved, "deviations": deviations}
+    other = [_mapping(r) for r in _list(doc.get("other_results"))]
+    outside = sorted({str(r.get("test") or r.get("nodeid")) for r in other})
+    return {"chapters": list(chapters.values()), "results": total, "approved": approved, "deviations": deviations,
+            "other_results": len(other), "other_tests": outside}
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
