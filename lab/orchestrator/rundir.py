@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md): where a run's spec, verdicts, evidence and logs live.
+"""The run directory (docs/architecture.md): where a run's spec, verdicts, evidence and logs live.
 
 `run.json` holds what `certlab run` was asked to do, so that `--resume DIR` needs nothing else
 but the same result store.

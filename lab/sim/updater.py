@@ -4,7 +4,7 @@ Both live here because they must agree on what a valid slot is: the agent instal
 the inactive slot and switches `boot.json` only once the image is safely on flash; the boot
 loader verifies the active slot (signature under the vendor key, payload hash) and falls back to
 the other one. Flaws weaken exactly the check
-they name (DESIGN.md); everything else stays as a conforming device does it.
+they name (lab/flaws.py); everything else stays as a conforming device does it.
 """
 
 from __future__ import annotations

@@ -331,7 +331,7 @@ def retry_candidates(target: Target, *, run_id: str, bench: str, attempt: int = 
 
 
 def export_verdicts(target: Target, *, run_id: str) -> dict[str, Any]:
-    """The run's final results in the DESIGN.md `verdicts.json` shape (plus lab, nodeid, timing)."""
+    """The run's final results in the `verdicts.json` shape of docs/architecture.md (plus lab, nodeid, timing)."""
     with unit(target) as s:
         run = s.get(Run, run_id)
         if run is None:
