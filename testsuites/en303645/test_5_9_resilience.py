@@ -7,7 +7,10 @@ written, and at an arbitrary moment of normal operation and of the boot that fol
 every cut the DUT must boot, come back over SSH, read its configuration without error (a value
 it legitimately held: from before the write or the one being written, nothing else) and keep
 working. Commands, the probe setting and all timing bounds come from the IXIT (test_facts,
-7-UpdMech, 25-DelFunc).
+7-UpdMech, 25-DelFunc). Only the update phase needs the manufacturer's release files
+(firmware_dir): a product whose ICS says it has no update mechanism is tested in the other phases
+and the evidence says the update phase is out of scope by the ICS; a product that has one but no
+release files on the lab is tested in the other phases and then INCONCLUSIVE naming the field.
 
 Every random moment is drawn before the first cut (phase a's, then b's, then two per cut of c)
 and recorded with its window (`window_s`, `at_fraction`), so the same seed on the same bench
@@ -33,6 +36,7 @@ import allure
 import pytest
 
 import support
+from lab.conditions import ics_says
 from lab.errors import CertlabError, DutError, LabFault, SSHUnreachable
 from lab.strategy import BenchState
 
@@ -164,6 +168,22 @@ def _recover_configuration(bench, ixit, test_facts, log: list[str]) -> str | Non
     return None
 
 
+def _update_phase_scope(ics, ixit) -> str | None:
+    """None when the update phase is in scope; else why not, from the ICS (never from a missing file).
+
+    The ICS decides whether the product has an update mechanism (the provisions conditional on
+    one, e.g. 5.3-3, all N/A means it has none); where it answers none of them, the IXIT's
+    7-UpdMech does.
+    """
+    says = ics_says(ics, "update_mechanism")
+    if says is False:
+        return ("phase b (power cuts during an update) is out of scope: the ICS marks the provisions that need an "
+                "update mechanism N/A (the product has none)")
+    if says is None and not ixit.upd_mech:
+        return "phase b (power cuts during an update) is out of scope: the IXIT's 7-UpdMech is empty"
+    return None
+
+
 def _table(rows: list[dict]) -> str:
     cols = [("cut", "#"), ("phase", "phase"), ("during", "what was happening"), ("window_s", "window (s)"),
             ("at_fraction", "fraction"), ("cut_after_s", "cut at (s)"), ("command_state", "command at cut"),
@@ -214,15 +234,20 @@ def _prepare(bench, probe: ProbeSetting, value: str, when: str, first_read: dict
 
 
 @pytest.mark.etsi("5.9-2-2")
-def test_5_9_2_2_recovers_cleanly_after_power_loss(dut, bench, ixit, test_facts, firmware_dir, evidence, rng,
+def test_5_9_2_2_recovers_cleanly_after_power_loss(request, dut, bench, ics, ixit, test_facts, evidence, rng,
                                                    power_cuts):
     """Power cuts during a configuration write, during an update and at random moments: clean recovery.
 
     Each phase makes `--power-cuts` cuts, at moments drawn before the first one. A phase whose
     preparation or a cut's aftermath fails ends there; the DUT's configuration is then restored
     with its factory reset, and the next phase runs if that brought the DUT back. A DUT that does
-    not come back ends the test.
+    not come back ends the test. The update phase is the only one that needs the release files
+    (firmware_dir): a product the ICS says has no update mechanism is tested without it, and a
+    missing folder for one that has leaves only that phase undone (INCONCLUSIVE naming the field,
+    unless the other phases found a failure).
     """
+    update_scope = _update_phase_scope(ics, ixit)
+    missing_update: str | None = None  # the update phase is in scope but could not be run
     probe = _probe(test_facts)
     plan = _plan(rng, power_cuts)
     rows: list[dict] = []
@@ -275,7 +300,17 @@ def test_5_9_2_2_recovers_cleanly_after_power_loss(dut, bench, ixit, test_facts,
                         break
 
         # (b) during an update; the window is one undisturbed run of the apply command
-        if ixit.upd_mech and not stopped:
+        if update_scope is not None:
+            notes.append(update_scope)
+            with allure.step(f"phase b not run: {update_scope}"):
+                pass
+        elif not stopped:
+            try:
+                firmware_dir = request.getfixturevalue("firmware_dir")
+            except CertlabError as exc:
+                missing_update = f"phase b (power cuts during an update) was not run: {exc}"
+                notes.append(missing_update)
+        if update_scope is None and missing_update is None and not stopped:
             mech = support.update_mechanism(ixit)
             data, header = support.release_image(firmware_dir, test_facts, "newer")
             local = evidence.path("newer.clfw")
@@ -355,6 +390,8 @@ def test_5_9_2_2_recovers_cleanly_after_power_loss(dut, bench, ixit, test_facts,
     if not failures and initial is not None:
         with allure.step("put the probe setting back"):
             probe.write(bench, initial)
+    if missing_update and not failures:
+        raise CertlabError(missing_update + " (phases a and c recovered cleanly)")
     if failures:
         unclean = sum(1 for r in rows if str(r.get("outcome", "")).startswith("FAIL"))
         head = f"{unclean} of {len(rows)} power cut(s) left the DUT unclean"
