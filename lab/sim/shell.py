@@ -334,6 +334,7 @@ class LineReader:
         self._last_cr = False
         self._max = max_line
         self.eof = False
+        self.interrupted = False  # the last line was abandoned with ^C
 
     def _echo(self, data: bytes) -> None:
         if self._send is not None and data:
@@ -341,6 +342,7 @@ class LineReader:
 
     def read_line(self, *, echo: bool = True) -> str | None:
         """One line without its terminator; None at end of stream."""
+        self.interrupted = False
         line = bytearray()
         esc = 0  # 1: after ESC, 2: inside a CSI sequence
         while True:
@@ -379,6 +381,7 @@ class LineReader:
                             self._echo(b"\b \b")
                 elif b == 0x03:  # ^C: abandon the line
                     self._pending = data[i + 1 :]
+                    self.interrupted = True
                     self._echo(b"^C\r\n")
                     return ""
                 elif b == 0x15:  # ^U: kill the line
@@ -533,6 +536,8 @@ def tokenize(line: str) -> list[tuple[str, str]]:
             op = c
             if c == ">" and line[i : i + 2] == ">>":
                 op = ">>"
+            elif c == "<" and line[i : i + 2] == "<<":
+                op = "<<-" if line[i : i + 3] == "<<-" else "<<"
             elif c == ">" and line[i + 1 : i + 3] in ("&1", "&2"):
                 op = ">" + line[i + 1 : i + 3]
             tokens.append(("op", fd + op))
@@ -564,7 +569,7 @@ def parse(line: str) -> list[tuple[str, Command]]:
             cmd.argv.append(value)
         elif value in ("2>&1", ">&2", "1>&2"):
             cmd.redirects.append((value, ""))
-        elif value in (">", ">>", "1>", "1>>", "2>", "2>>", "<"):
+        elif value in (">", ">>", "1>", "1>>", "2>", "2>>", "<", "<<", "<<-"):
             if i + 1 >= len(tokens) or tokens[i + 1][0] != "w":
                 raise ShellSyntaxError(f"syntax error near unexpected token `{value}'")
             cmd.redirects.append((value.removeprefix("1"), tokens[i + 1][1]))
@@ -1016,10 +1021,74 @@ class Shell:
         return status
 
 
+# --- reading one command: continuation lines, as a POSIX shell does ----------------------------
+
+PS2 = "> "
+MAX_CONTINUATION = 1000  # continuation and here-document lines one command may take
+
+
+def _interrupted(io: ShellIO) -> bool:
+    """Did the terminal's last line end with ^C? (A stream without a LineReader never does.)"""
+    return bool(getattr(getattr(io, "reader", None), "interrupted", False))
+
+
+def pending_construct(text: str) -> str | None:
+    """What an interactive shell still waits for at the end of `text`: "quote", "backslash" or None."""
+    try:
+        tokenize(text)
+    except ShellSyntaxError as exc:
+        return "quote" if "unterminated" in str(exc) else None
+    trailing = len(text) - len(text.rstrip("\\"))
+    return "backslash" if trailing % 2 else None
+
+
+def heredoc_delimiters(text: str) -> list[tuple[str, bool]]:
+    """(delimiter, strip leading tabs) for each `<<WORD` / `<<-WORD` in a complete command line."""
+    try:
+        tokens = tokenize(text)
+    except ShellSyntaxError:
+        return []
+    found = []
+    for (kind, value), nxt in zip(tokens, tokens[1:]):
+        if kind == "op" and value in ("<<", "<<-") and nxt[0] == "w":
+            found.append((_PLACEHOLDER.sub(lambda m: "$" + m.group(1), nxt[1]), value == "<<-"))
+    return found
+
+
+def read_command(io: ShellIO, prompt: str) -> str | None:
+    """One command as an interactive POSIX shell reads it: an unterminated quote, a trailing
+    backslash or a here-document takes more lines at the PS2 prompt ("> "); ^C abandons the whole
+    command (returns ""). None at end of input. Bounded by MAX_LINE and MAX_CONTINUATION.
+    """
+    line = io.read_line(prompt)
+    if line is None or _interrupted(io):
+        return line
+    text, lines = line, 1
+    while (waiting := pending_construct(text)) and lines < MAX_CONTINUATION and len(text) <= MAX_LINE:
+        more = io.read_line(PS2)
+        if more is None:
+            return text  # end of input inside the construct: run_line reports it
+        if _interrupted(io):
+            return ""
+        text = text[:-1] + more if waiting == "backslash" else text + "\n" + more
+        lines += 1
+    for delimiter, strip_tabs in heredoc_delimiters(text):
+        while lines < MAX_CONTINUATION:
+            body = io.read_line(PS2)
+            if body is None:
+                return text  # as sh: end of input ends the here-document
+            if _interrupted(io):
+                return ""
+            lines += 1
+            if (body.lstrip("\t") if strip_tabs else body) == delimiter:
+                break
+    return text
+
+
 def run_session(shell: Shell, io: ShellIO, prompt: Callable[[], str], stop: Callable[[], bool]) -> int:
     """Prompt, read, run, until exit/logout, end of input or `stop()` (the device rebooting)."""
     while not stop():
-        line = io.read_line(prompt())
+        line = read_command(io, prompt())
         if line is None or stop():
             return shell.status
         try:

@@ -244,3 +244,64 @@ def measure_update_window(bench: Bench, facts: TestFacts, mech: UpdMech, data: b
                            "without an update to interrupt this test cannot run")
     command = mech.delivery.apply_command.format(path=shlex.quote(mech.delivery.upload_path))
     return min(calib.seconds, facts.update_seconds), command
+
+
+# --- a console brought back to a known prompt (5.13-1-2 and any test that types junk) ------------
+#
+# A real shell that was sent an unterminated quote or a here-document waits for the rest of the
+# construct (PS2, "> "); line editing redraws its prompt in the middle of an echo. Neither is a
+# failure to validate input, and neither is a prompt the lab can type at. An engineer presses
+# Enter, then ^C and Enter, and reads what the console shows once it has gone quiet.
+
+RECOVERY_ATTEMPTS = 3  # ^C + Enter rounds after the first plain Enter
+
+
+@dataclass
+class PromptCheck:
+    state: str | None  # "shell", "login" or None (no prompt after every attempt)
+    steps: list[dict]  # what was sent and what came back, for the evidence
+    rebooted: bool  # the boot banner was seen while waiting
+
+    def tried(self) -> str:
+        sent = [s["sent"] for s in self.steps]
+        return ", ".join(sent) or "nothing"
+
+
+def prompt_state(text: str, shell_prompt: str, login_prompt: str) -> str | None:
+    """Which prompt a quiet console ends with: "shell", "login" or None (PS2, output, silence)."""
+    if re.search(shell_prompt, text):
+        return "shell"
+    if re.search(login_prompt, text):
+        return "login"
+    return None
+
+
+def console_back_to_prompt(console, prompts, *, quiet: float = 0.5, timeout: float = 5.0,
+                           attempts: int = RECOVERY_ATTEMPTS) -> PromptCheck:
+    """Enter, then up to `attempts` rounds of ^C + Enter, until the settled output ends in a prompt.
+
+    Judged only on what arrives after the lab's own keystroke, once the console has been quiet
+    for `quiet` s (a prompt redrawn mid-echo is not a prompt); bounded by
+    (1 + 2 * attempts) * timeout seconds.
+    """
+    steps: list[dict] = []
+    rebooted = False
+
+    def press(label: str, keys: str) -> str:
+        nonlocal rebooted
+        console.write(keys)
+        got = console.read_until_quiet(quiet=quiet, timeout=timeout)
+        rebooted = rebooted or bool(prompts.boot_banner and re.search(prompts.boot_banner, got))
+        steps.append({"sent": label, "received": got[-300:]})
+        return got
+
+    console.read_until_quiet(quiet=quiet, timeout=timeout)  # what the last input is still printing
+    got = press("Enter", console.newline)
+    for n in range(attempts + 1):
+        state = prompt_state(got, prompts.shell_prompt, prompts.login_prompt)
+        if state is not None or n == attempts:
+            return PromptCheck(state, steps, rebooted)
+        press("^C", "\x03")
+        got = press("Enter", console.newline)
+    return PromptCheck(None, steps, rebooted)
+
