@@ -305,3 +305,86 @@ def console_back_to_prompt(console, prompts, *, quiet: float = 0.5, timeout: flo
         got = press("Enter", console.newline)
     return PromptCheck(None, steps, rebooted)
 
+
+# --- timing: are failed logins slowed down by the documented delay? (5.1-5-2) -------------------
+#
+# One connection's time varies with the host's load; a single slow "accepted" baseline once made
+# a padded failure look undelayed. Samples are taken in interleaved pairs (accepted, failed, in
+# alternating order), the delay is judged on the pairs' differences, and only a distribution-free
+# confidence interval of their median that lies wholly on one side of the threshold decides.
+
+DELAY_TOLERANCE = 0.2  # a failure must take at least 80 % of the documented delay longer
+DELAY_CONFIDENCE = 0.95
+MIN_DELAY_PAIRS = 6  # fewer pairs cannot give a 95 % interval of the median
+MAX_DELAY_PAIRS = 12
+
+
+class MeasurementUndecidable(Exception):
+    """The lab's measurements cannot decide the question (noise): INCONCLUSIVE, a test error."""
+
+
+def median(values) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("median of no values")
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def median_interval(values, level: float = DELAY_CONFIDENCE) -> tuple[float, float, float] | None:
+    """(low, high, achieved level): order statistics bracketing the median; None if too few values."""
+    from math import comb
+
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = 0.0
+    k = 0  # the largest k whose two tails P(X < k+1) stay within (1 - level) / 2
+    for i in range(n // 2):
+        tail += comb(n, i) / 2 ** n
+        if tail > (1 - level) / 2:
+            break
+        k = i + 1
+    if k == 0:
+        return None
+    achieved = 1 - 2 * sum(comb(n, i) for i in range(k)) / 2 ** n
+    return ordered[k - 1], ordered[n - k], achieved
+
+
+@dataclass(frozen=True)
+class DelayJudgement:
+    decision: str  # "slowed", "not slowed" or "undecidable"
+    documented: float
+    threshold: float
+    differences: tuple[float, ...]
+    median: float | None
+    low: float | None
+    high: float | None
+    confidence: float | None
+
+    def how(self) -> str:
+        if self.median is None:
+            return f"no pair measured (need {MIN_DELAY_PAIRS})"
+        interval = (f"{self.confidence:.1%} interval [{self.low:.3f}, {self.high:.3f}] s" if self.low is not None
+                    else f"too few pairs ({len(self.differences)}) for a {DELAY_CONFIDENCE:.0%} interval")
+        return (f"failed minus accepted login, {len(self.differences)} interleaved pairs: median {self.median:.3f} s, "
+                f"{interval}; threshold {self.threshold:.3f} s = {1 - DELAY_TOLERANCE:.0%} of the documented "
+                f"{self.documented:g} s")
+
+
+def judge_failure_delay(pairs, documented: float, tolerance: float = DELAY_TOLERANCE) -> DelayJudgement:
+    """Is a failed login slowed by `documented` s? `pairs`: (accepted_s, failed_s) measured back to back.
+
+    "slowed" when the whole interval of the median difference is at or above the threshold,
+    "not slowed" when it is wholly below, else "undecidable" (the spread straddles it).
+    """
+    threshold = round((1 - tolerance) * documented, 6)
+    diffs = tuple(round(f - a, 4) for a, f in pairs)
+    if not diffs:
+        return DelayJudgement("undecidable", documented, threshold, diffs, None, None, None, None)
+    mid = median(diffs)
+    interval = median_interval(diffs)
+    if interval is None:
+        return DelayJudgement("undecidable", documented, threshold, diffs, mid, None, None, None)
+    low, high, achieved = interval
+    decision = "slowed" if low >= threshold else "not slowed" if high < threshold else "undecidable"
+    return DelayJudgement(decision, documented, threshold, diffs, mid, low, high, achieved)
