@@ -414,6 +414,9 @@ class InpVal(_Entry):
     on_invalid: Text
 
 
+ABSENT_NEVER = ("version_command", "version_pattern")  # every product has a firmware version
+
+
 class TestFacts(_Model):
     """Facts the lab asked the manufacturer for beyond TS 103 701's lists, so tests can run unattended.
 
@@ -421,6 +424,8 @@ class TestFacts(_Model):
     where user data lives, which release files it was delivered with) comes from here or from
     the lists above, never from what one simulator happens to print.
     """
+
+    __test__ = False  # not a pytest test class
 
     version_command: Text  # prints the installed firmware version
     version_pattern: str  # regular expression with a named group 'version'
@@ -432,6 +437,51 @@ class TestFacts(_Model):
     update_images: dict[str, str] = {}  # role (newer, older) -> file delivered with the sample
     update_seconds: float = Field(default=60, gt=0, le=3600)  # upper bound: install + reboot
     boot_seconds: float = Field(default=60, gt=0, le=3600)  # upper bound: power-on to login prompt
+    # facts of behaviour the product does not have, with why (written `field: {none: "why"}`):
+    # said, not left out, and never a made-up number (lab/facts.py: what a test does with it)
+    absent: dict[str, Text] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_with_reason(cls, data: Any) -> Any:
+        """`telemetry_interval_seconds: {none: "no telemetry"}` -> the field unset, the reason in `absent`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if not isinstance(data.get("absent") or {}, dict):
+            return data  # the field's own validation names the problem
+        absent = dict(data.get("absent") or {})
+        for key, value in list(data.items()):
+            if isinstance(value, dict) and set(value) == {"none"} and key != "absent":
+                if key in ABSENT_NEVER:
+                    raise ValueError(f"{key}: every product has it; give the value, not 'none'")
+                absent[key] = value["none"]
+                data.pop(key)
+        both = sorted(k for k in absent if k in data)
+        if both:
+            raise ValueError(f"{both[0]}: given a value and said to be absent; keep one")
+        if absent:
+            data["absent"] = absent
+        return data
+
+    @field_validator("absent")
+    @classmethod
+    def _absent_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(cls.model_fields) - {"absent"})
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a field of test_facts; fields: {', '.join(cls.model_fields)}")
+        return value
+
+    def need(self, name: str) -> Any:
+        """The value of a fact a test cannot do without; CertlabError (INCONCLUSIVE) naming why it is not there."""
+        from lab.facts import absent_error, missing_error
+
+        if name in self.absent:
+            raise absent_error(name, self.absent[name])
+        value = getattr(self, name)
+        if value is None or value == {}:
+            raise missing_error(name)
+        return value
 
     @field_validator("version_pattern")
     @classmethod

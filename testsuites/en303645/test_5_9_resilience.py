@@ -71,10 +71,9 @@ class ProbeSetting:
 
 
 def _probe(test_facts) -> ProbeSetting:
-    if not (test_facts.config_set_command and test_facts.config_get_command):
-        raise CertlabError("ixit: test_facts needs config_set_command and config_get_command to check the "
-                           "configuration after power cuts")
-    return ProbeSetting(test_facts.config_probe_key, test_facts.config_set_command, test_facts.config_get_command)
+    """The setting the lab writes; a product that lacks one (or its IXIT that leaves it out) is INCONCLUSIVE."""
+    return ProbeSetting(test_facts.need("config_probe_key"), test_facts.need("config_set_command"),
+                        test_facts.need("config_get_command"))
 
 
 def _long_value(rng, tag: str) -> str:
