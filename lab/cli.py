@@ -26,7 +26,8 @@ from lab.inventory import Inventory, load_inventory
 ROOT = Path(__file__).resolve().parent.parent
 SIM_INVENTORY = ROOT / "inventory" / "sim.yaml"
 EXAMPLE_SUITES = ROOT / "testsuites" / "examples"
-DEMO_SUITES = (EXAMPLE_SUITES, ROOT / "testsuites" / "en303645")
+ASSESSMENT_SUITES = ROOT / "testsuites" / "en303645"  # what a run assesses unless --suite says otherwise
+DEMO_SUITES = (EXAMPLE_SUITES, ASSESSMENT_SUITES)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="certlab: IoT security certification lab orchestrator")
 lab_app = typer.Typer(no_args_is_help=True, help="Start, check and stop the lab's benches (simulated parts only for up/down).")
@@ -41,6 +42,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
 app.add_typer(users_app, name="users")
+product_app = typer.Typer(no_args_is_help=True, help="A product's ICS and IXIT: check them, list the facts the suites need.")
+app.add_typer(product_app, name="product")
 assess_app = typer.Typer(no_args_is_help=True, help="The assessor's record of a product: decisions and hand-performed cases.")
 app.add_typer(assess_app, name="assess")
 app.command("serve")(serve)
@@ -71,8 +74,10 @@ def _benches(inv: Inventory, names: list[str] | None) -> list[str]:
 @inventory_app.command("check")
 def inventory_check(inventory: InventoryOpt = SIM_INVENTORY) -> None:
     """Validate an inventory and list its benches (secrets are shown only by where they live)."""
+    from lab.preflight import check_lab_profile
+
     inv = _load(inventory)
-    _check_lab_profile(inv)
+    check_lab_profile(inv)
     table = Table(title=f"lab {inv.lab} ({inv.path})")
     for col in ("bench", "power", "console", "address", "DUT", "simulated"):
         table.add_column(col)
@@ -153,7 +158,7 @@ def queue_show(ctx: typer.Context) -> None:
 def queue_add(
     model: Annotated[str, typer.Option("--model", help="DUT model a bench must hold (e.g. TH-100)")],
     capability: Annotated[Optional[list[str]], typer.Option("--capability", help="a capability the bench must have (repeatable)")] = None,
-    suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="test suite folder or file (repeatable)")] = None,
+    suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="test suite folder or file (repeatable); default: the assessment, testsuites/en303645")] = None,
     priority: Annotated[int, typer.Option("--priority", help="higher runs first; equal priorities in queue order")] = 0,
     edition: Annotated[str, typer.Option("--edition", help="v2 or v3")] = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file")] = None,
@@ -168,8 +173,17 @@ def queue_add(
         raise CertlabError("--model: give the DUT model the run is for (at most 128 characters), e.g. --model TH-100")
     if not -1000 <= priority <= 1000:
         raise CertlabError(f"--priority {priority}: give a number from -1000 to 1000")
+    from lab.catalog import normalise_edition
+    from lab.preflight import check_product
+
+    edition = normalise_edition(edition)
+    if ics is not None or ixit is not None:  # what is known now; the rest when a worker knows the bench (queue work)
+        if ics is None or ixit is None:
+            raise CertlabError("--ics and --ixit go together for a queued run (or give neither: the worker's "
+                               "inventory then has them under products/<model>/)")
+        check_product(model.strip(), edition, ics_path=ics, ixit_path=ixit)
     extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=None, seed=None, power_cuts=None)
-    suites = _suites(suite or [str(EXAMPLE_SUITES)])
+    suites = _suites(suite or [str(ASSESSMENT_SUITES)])
     with open_store() as store:
         qid = queued.add(store, model=model.strip(), capabilities=list(capability or []), suites=suites, options=extra,
                          edition=edition, reports_dir=out_dir, priority=priority)
@@ -280,22 +294,13 @@ def _print_verdicts(doc: dict) -> Counter:
 
 def _suite_options(*, edition: str, ics: Path | None, ixit: Path | None, assessments: Path | None,
                    seed: int | None, power_cuts: int | None) -> list[str]:
-    """Check the run's inputs before any bench is touched, and turn them into pytest options."""
-    from lab.catalog import load_catalog
-    from lab.ics import load_ics
-    from lab.ixit import load_ixit
-
-    load_catalog(edition)
+    """The run's inputs as pytest options (lab.preflight has checked the files; the numbers are checked here)."""
     extra = ["--edition", edition]
     if ics:
-        load_ics(ics, edition)
         extra += ["--ics", str(ics.resolve())]
     if ixit:
-        load_ixit(ixit)
         extra += ["--ixit", str(ixit.resolve())]
     if assessments:
-        if not assessments.exists():
-            raise CertlabError(f"--assessments {assessments}: file not found")
         extra += ["--assessments", str(assessments.resolve())]
     if seed is not None:
         extra += ["--seed", str(seed)]
@@ -318,7 +323,7 @@ def _exit_code(counts: Counter) -> int:
 def run(
     inventory: InventoryOpt = SIM_INVENTORY,
     bench: BenchOpt = None,
-    suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="test suite folder or file (repeatable)")] = None,
+    suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="test suite folder or file (repeatable); default: the assessment, testsuites/en303645 (the examples: --suite testsuites/examples)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="reports folder; the run gets its own directory in it")] = ROOT / "reports",
     edition: Annotated[str, typer.Option("--edition", help="v2 (EN 303 645 V2.1.1) or v3 (V3.1.3)")] = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml beside the inventory)")] = None,
@@ -338,7 +343,6 @@ def run(
         _report_run(outcome, campaign=spec.campaign)
         return
     inv = _load(inventory)
-    _check_lab_profile(inv)
     if campaign is not None:
         suite, options = _campaign_options(campaign, cuts, seed, suite, power_cuts)
         extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=None,
@@ -349,10 +353,11 @@ def run(
         extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed,
                                power_cuts=power_cuts)
     names = _benches(inv, bench)
-    from lab.assessments import for_run
+    suites = _suites(suite or [str(ASSESSMENT_SUITES)])
+    from lab.preflight import preflight
 
-    for_run(inv, names, edition, assessments)  # the assessor's record, its evidence and samples, before the lab moves
-    suites = _suites(suite or [str(EXAMPLE_SUITES)])
+    # every input, for every bench of the run, before the lab moves
+    preflight(inv, names, edition, ics=ics, ixit=ixit, assessments=assessments, suites=suites)
     outcome = start_run(inv, benches=names, suites=suites, options=extra, edition=edition, reports_dir=out_dir,
                         console=out, campaign=campaign)
     _report_run(outcome, campaign=campaign)
@@ -428,8 +433,10 @@ def demo(
     from lab.sim.lab import SimLab
     from lab.store.db import default_data_dir
 
+    from lab.preflight import preflight
+
     inv = _load(inventory)
-    _check_lab_profile(inv)
+    preflight(inv, list(inv.benches), "v2", suites=[str(s) for s in DEMO_SUITES])
     _demo_key()
     lab = SimLab(inv)
     out.print(f"[bold]certlab demo[/bold] on simulated lab {inv.lab!r} ({len(inv.benches)} benches)")
@@ -458,14 +465,6 @@ def _demo_key() -> None:
         keys = init_keys()
         out.print(f"made a lab signing key for the demo: {keys.private_key} (public key {keys.public_key})",
                   highlight=False)
-
-
-def _check_lab_profile(inv: Inventory) -> None:
-    """A run whose report cannot be written should fail before it starts, not after."""
-    if inv.lab_profile:
-        from lab.reports.profile import load_profile
-
-        load_profile(inv.resolve_path(inv.lab_profile))
 
 
 def main() -> None:
@@ -516,6 +515,82 @@ def assess_template(
             raise CertlabError(f"--model {model}: no ICS in {folder} (ics.{key}.yaml or ics.yaml); fix: put the "
                                f"manufacturer's ICS there or pass --ics FILE")
     typer.echo(render_template(load_catalog(key), load_ics(ics, key), model), nl=False)
+
+
+ModelOpt = Annotated[str, typer.Option("--model", help="the product model (its files are products/<model>/ beside the inventory)")]
+EditionOpt = Annotated[str, typer.Option("--edition", help="v2 (EN 303 645 V2.1.1) or v3 (V3.1.3)")]
+
+
+def _product_paths(inventory: Path, model: str, edition: str, ics: Path | None, ixit: Path | None):
+    from lab.preflight import product_files
+    from lab.products import product_folder
+
+    base = _load(inventory).base_dir
+    return (*product_files(base, model, edition, ics=ics, ixit=ixit), product_folder(base, model))
+
+
+@product_app.command("check")
+def product_check(
+    model: ModelOpt,
+    inventory: InventoryOpt = SIM_INVENTORY,
+    edition: EditionOpt = "v2",
+    ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml)")] = None,
+    ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file (default: products/<model>/ixit.yaml)")] = None,
+) -> None:
+    """Validate a product's ICS and IXIT with the run's own preflight: each file, and the ICS's N/A answers against the IXIT."""
+    from lab.assessments import default_path, load_assessments
+    from lab.catalog import normalise_edition
+    from lab.preflight import check_product
+
+    key = normalise_edition(edition)
+    ics_path, ixit_path, folder = _product_paths(inventory, model, key, ics, ixit)
+    loaded_ics, loaded_ixit = check_product(model, key, ics_path=ics_path, ixit_path=ixit_path, folder=folder)
+    record = default_path(folder, key)
+    if record is not None:
+        load_assessments(record, key, model=model).check_refs(loaded_ixit)
+    na = sum(1 for e in loaded_ics.provisions.values() if e.support == "N/A")
+    missing = _missing_facts(loaded_ixit)
+    out.print(f"{model}: ICS {ics_path} and IXIT {ixit_path} are valid for {loaded_ics.catalog.en}; "
+              f"{na} N/A answer(s) checked against the IXIT" + (f"; assessor's record {record} valid" if record else ""),
+              highlight=False)
+    if missing:
+        out.print(f"[yellow]facts the suites need that the IXIT does not give: {', '.join(missing)} "
+                  f"(certlab product facts --model {model})[/yellow]", highlight=False)
+
+
+def _missing_facts(ixit) -> list[str]:
+    from lab.facts import FACTS, fact_value
+
+    return [name for name in FACTS if fact_value(ixit.test_facts, name).startswith("missing")]
+
+
+@product_app.command("facts")
+def product_facts(
+    model: ModelOpt,
+    inventory: InventoryOpt = SIM_INVENTORY,
+    edition: EditionOpt = "v2",
+    ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file (default: products/<model>/ixit.yaml)")] = None,
+) -> None:
+    """Each fact the suites need beyond TS 103 701's lists: its meaning, the tests needing it, the product's value."""
+    from lab.catalog import normalise_edition
+    from lab.facts import FACTS, fact_value, readers
+    from lab.ixit import load_ixit
+
+    key = normalise_edition(edition)
+    _, ixit_path, folder = _product_paths(inventory, model, key, None, ixit)
+    if ixit_path is None:
+        raise CertlabError(f"--model {model}: no IXIT in {folder}; fix: put the manufacturer's IXIT there or pass --ixit FILE")
+    loaded = load_ixit(ixit_path)
+    needed_by = readers(key)
+    table = Table(title=f"{model}: test_facts ({ixit_path})")
+    for col in ("field", "meaning", "unit", "test cases", "value"):
+        table.add_column(col, overflow="fold")
+    for name, fact in FACTS.items():
+        value = fact_value(loaded.test_facts, name)
+        style = "yellow" if value.startswith("missing") else "dim" if value.startswith("none:") else None
+        table.add_row(f"test_facts.{name}", fact.meaning, fact.unit, ", ".join(needed_by.get(name, [])) or "-",
+                      value, style=style)
+    out.print(table)
 
 
 if __name__ == "__main__":

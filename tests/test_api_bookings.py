@@ -142,6 +142,9 @@ def test_manufacturer_books_a_product_and_sees_it(client: TestClient, acme: dict
     (lambda t: t.replace("  model: TH-100", "  model: TH-200", 1), ["product", "model"], "TH-200"),
     (lambda t: t.replace("edition: v2", "edition: v3", 1), ["edition"], "v3"),
     (lambda t: t.replace("provisions:", "provisions: [", 1), [], "YAML syntax error"),
+    # an N/A the IXIT contradicts (lab/conditions.py): the same preflight as the command line
+    (lambda t: t.replace('"5.3-7":  {support: Y', '"5.3-7":  {support: N/A', 1),
+     ["provisions", "5.3-7", "support"], "the uploaded IXIT shows condition 12"),
 ])
 def test_a_bad_ics_answers_422_naming_the_field(client: TestClient, acme: dict[str, str],
                                                 change: Callable[[str], str], loc: list, words: str) -> None:

@@ -222,6 +222,15 @@ def test_only_an_accepted_booking_with_a_bench_for_its_model_starts(api: Api) ->
     assert api.booking(api.ids["maker-ZZ-1"]).status == "accepted", "a run that did not start frees the booking"
     bad_suite = api.post(f"/bookings/{api.ids['maker-TH-100']}/runs", "lab", json={"suites": ["/etc"]})
     assert bad_suite.status_code == 422, bad_suite.text
+    # the command line's preflight, before anything starts: an ICS N/A the IXIT contradicts is one line, 422
+    with unit(api.app.state.services.store) as s:
+        booking = s.get(Booking, api.ids["maker-TH-100"])
+        good_ics, booking.ics = booking.ics, booking.ics.replace('"5.3-7":  {support: Y', '"5.3-7":  {support: N/A', 1)
+    refused = api.post(f"/bookings/{api.ids['maker-TH-100']}/runs", "lab")
+    assert refused.status_code == 422 and "provisions.5.3-7.support" in refused.text, refused.text
+    assert api.booking(api.ids["maker-TH-100"]).status == "accepted", "a run that did not start frees the booking"
+    with unit(api.app.state.services.store) as s:
+        s.get(Booking, api.ids["maker-TH-100"]).ics = good_ics
     fake_run(api)  # the booking is now "tested"
     again = api.post(f"/bookings/{api.ids['maker-TH-100']}/runs", "lab")
     assert again.status_code == 409 and "tested" in again.text, again.text

@@ -39,7 +39,7 @@ def test_up_check_run_down(tmp_path: Path):
         assert check.returncode == 0, check.stdout + check.stderr
         assert check.stdout.count("ok (boot banner seen)") == 2
         assert "login + command" in check.stdout
-        run = certlab("run", "-i", str(inv), "--out", str(tmp_path / "reports"))
+        run = certlab("run", "--suite", "testsuites/examples", "-i", str(inv), "--out", str(tmp_path / "reports"))
         assert run.returncode == 0, run.stdout + run.stderr
         (run_dir,) = (tmp_path / "reports").iterdir()
         doc = json.loads((run_dir / "verdicts.json").read_text())

@@ -100,7 +100,7 @@ def test_a_worker_loads_only_certlab_s_plugins():
 @pytest.mark.parametrize("kill_after", [0, 1, 4], ids=["planned-only", "one-done", "most-done"])
 def test_sigkill_of_the_whole_group_then_resume_loses_and_duplicates_nothing(lab2: Path, tmp_path: Path, kill_after):
     reports = tmp_path / "reports"
-    proc = start_certlab("run", "-i", str(lab2), "--out", str(reports), log=tmp_path / "first.log")
+    proc = start_certlab("run", "--suite", "testsuites/examples", "-i", str(lab2), "--out", str(reports), log=tmp_path / "first.log")
     try:
         run_dir = newest_run(reports)
         run_id = run_dir.name
@@ -135,7 +135,7 @@ def test_ctrl_c_switches_duts_off_and_marks_the_rest_cancelled(lab2: Path, tmp_p
     from lab.bench import Bench
 
     reports = tmp_path / "reports"
-    proc = start_certlab("run", "-i", str(lab2), "--out", str(reports), log=tmp_path / "run.log")
+    proc = start_certlab("run", "--suite", "testsuites/examples", "-i", str(lab2), "--out", str(reports), log=tmp_path / "run.log")
     try:
         run_id = newest_run(reports).name
         wait_for(run_id, lambda c: finals(c) >= 1, "a first result")
@@ -172,7 +172,7 @@ def test_failed_health_check_quarantines_and_a_spare_takes_over(tmp_path: Path):
                                per_bench_sim={2: {"lab_faults": ["console_silent"]}}, boot_timeout=8)
     with simulated(path):
         reports = tmp_path / "reports"
-        run = certlab("run", "-i", str(path), "--bench", "b1", "--bench", "b2", "--out", str(reports))
+        run = certlab("run", "--suite", "testsuites/examples", "-i", str(path), "--bench", "b1", "--bench", "b2", "--out", str(reports))
         assert run.returncode == 0, run.stdout + run.stderr
         (run_dir,) = reports.iterdir()
         doc = json.loads((run_dir / "verdicts.json").read_text())
@@ -189,7 +189,7 @@ def test_failed_health_check_quarantines_and_a_spare_takes_over(tmp_path: Path):
         assert "quarantined" in listed.stdout
 
         # quarantined from the start and every other bench busy with its own sample: INCONCLUSIVE, no FAIL
-        again = certlab("run", "-i", str(path), "--bench", "b1", "--bench", "b2", "--bench", "b3",
+        again = certlab("run", "--suite", "testsuites/examples", "-i", str(path), "--bench", "b1", "--bench", "b2", "--bench", "b3",
                         "--out", str(tmp_path / "r2"))
         assert again.returncode == 3, again.stdout + again.stderr
         (run2,) = (tmp_path / "r2").iterdir()
@@ -210,7 +210,7 @@ def test_a_lab_fault_mid_run_is_retried_once_on_a_spare(tmp_path: Path, monkeypa
                                relay="mixed", per_bench_sim={2: {"lab_faults": ["bench_dies_midrun"]}})
     with simulated(path):
         reports = tmp_path / "reports"
-        run = certlab("run", "-i", str(path), "--bench", "b1", "--bench", "b2", "--out", str(reports))
+        run = certlab("run", "--suite", "testsuites/examples", "-i", str(path), "--bench", "b1", "--bench", "b2", "--out", str(reports))
         (run_dir,) = reports.iterdir()
         doc = json.loads((run_dir / "verdicts.json").read_text())
         assert not [r for r in doc["results"] if r["verdict"] == "FAIL"], run.stdout
@@ -240,7 +240,7 @@ def test_the_lab_fault_inventory_gives_inconclusive_with_causes_and_never_a_fail
     inventory = ROOT / "inventory" / "sim-labfaults.yaml"
     inv = load_inventory(inventory)
     with simulated(inventory):
-        run = certlab("run", "-i", str(inventory), "--out", str(tmp_path / "all"), timeout=600)
+        run = certlab("run", "--suite", "testsuites/examples", "-i", str(inventory), "--out", str(tmp_path / "all"), timeout=600)
         (run_dir,) = (tmp_path / "all").iterdir()
         doc = json.loads((run_dir / "verdicts.json").read_text())
         assert run.returncode == 3, run.stdout + run.stderr
@@ -263,7 +263,7 @@ def test_the_lab_fault_inventory_gives_inconclusive_with_causes_and_never_a_fail
         # with a spare in the pool, a faulty bench's work is taken over and the run passes
         for name in words:  # the first run quarantined them; the lab "repaired" them (same faults, though)
             certlab("bench", "release", name, "-i", str(inventory))
-        spare = certlab("run", "-i", str(inventory), "--bench", "conforming_1", "--bench", "relay_unresponsive",
+        spare = certlab("run", "--suite", "testsuites/examples", "-i", str(inventory), "--bench", "conforming_1", "--bench", "relay_unresponsive",
                         "--out", str(tmp_path / "spare"), timeout=600)
         (spare_dir,) = (tmp_path / "spare").iterdir()
         doc = json.loads((spare_dir / "verdicts.json").read_text())
@@ -299,10 +299,10 @@ def test_queue_serves_matching_runs_by_priority_and_leaves_the_rest(tmp_path: Pa
     path = write_sim_inventory(tmp_path, "torq", 1, scpi_port=17490, subnet=218, netns=NETNS, ssh_base_port=17495)
     with simulated(path):
         reports = tmp_path / "reports"
-        assert certlab("queue", "add", "--model", "TH-100", "--out", str(reports)).returncode == 0
-        urgent = certlab("queue", "add", "--model", "TH-100", "--priority", "9", "--out", str(reports))
+        assert certlab("queue", "add", "--suite", "testsuites/examples", "--model", "TH-100", "--out", str(reports)).returncode == 0
+        urgent = certlab("queue", "add", "--suite", "testsuites/examples", "--model", "TH-100", "--priority", "9", "--out", str(reports))
         assert urgent.returncode == 0 and "priority 9" in urgent.stdout
-        assert certlab("queue", "add", "--model", "TH-100", "--capability", "wifi", "--out", str(reports)).returncode == 0
+        assert certlab("queue", "add", "--suite", "testsuites/examples", "--model", "TH-100", "--capability", "wifi", "--out", str(reports)).returncode == 0
         assert certlab("queue", "add", "--model", "", "--out", str(reports)).returncode == 2
         work = certlab("queue", "work", "-i", str(path), "--max-seconds", "240")
         assert work.returncode == 0, work.stdout + work.stderr
@@ -342,7 +342,7 @@ def test_a_run_streams_into_postgresql_too(lab2: Path, tmp_path: Path, pg_server
     url = pg_server.new_database()
     try:
         monkeypatch.setenv("CERTLAB_DATABASE_URL", url)
-        run = certlab("run", "-i", str(lab2), "--out", str(tmp_path / "reports"))
+        run = certlab("run", "--suite", "testsuites/examples", "-i", str(lab2), "--out", str(tmp_path / "reports"))
         assert run.returncode == 0, run.stdout + run.stderr
         (run_dir,) = (tmp_path / "reports").iterdir()
         doc = json.loads((run_dir / "verdicts.json").read_text())

@@ -22,7 +22,8 @@ from lab.orchestrator.executor import LocalExecutor
 from lab.orchestrator.orchestrator import Orchestrator
 from lab.orchestrator.inputs import record_inputs
 from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id
-from lab.store import QueuedRun, Store, enqueue_run
+from lab.preflight import preflight
+from lab.store import QueuedRun, Store, enqueue_run, finish_queued_run, queued_runs
 
 
 def add(store: Store, *, model: str, capabilities: list[str], suites: list[str], options: list[str], edition: str,
@@ -30,6 +31,35 @@ def add(store: Store, *, model: str, capabilities: list[str], suites: list[str],
     payload = {"suites": suites, "options": options, "edition": edition, "reports_dir": str(reports_dir.resolve()),
                "requested_by": requested_by}
     return enqueue_run(store, model=model, capabilities=capabilities, payload=payload, priority=priority)
+
+
+def _option(options: list[str], name: str) -> Path | None:
+    return Path(options[options.index(name) + 1]) if name in options[:-1] else None
+
+
+def check_payload(inventory: Inventory, benches: list[str], payload: dict) -> None:
+    """The queued run's inputs on these benches, by the same preflight as `certlab run` (CertlabError)."""
+    options = [str(o) for o in payload.get("options") or ()]
+    preflight(inventory, benches, str(payload.get("edition") or "v2"), ics=_option(options, "--ics"),
+              ixit=_option(options, "--ixit"), assessments=_option(options, "--assessments"),
+              suites=list(payload.get("suites") or []) or None)
+
+
+def reject_bad_entries(store: Store, inventory: Inventory, console: Console) -> int:
+    """Fail the pending entries this inventory could run but whose inputs are bad, before any bench is
+    health-checked for them; the one line goes to the event log (`certlab queue`) and the console."""
+    rejected = 0
+    for q in queued_runs(store, states=("pending",)):
+        benches = [b.name for b in inventory.benches.values() if b.dut.model == q.model]
+        if not benches:
+            continue
+        try:
+            check_payload(inventory, benches, q.payload or {})
+        except CertlabError as exc:
+            finish_queued_run(store, queued_id=q.id, state="failed", error=str(exc))
+            console.print(f"queued run {q.id} refused: {exc}", highlight=False, soft_wrap=True)
+            rejected += 1
+    return rejected
 
 
 def dispatcher_id() -> str:
@@ -41,6 +71,7 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
          console: Console) -> DispatchStats:
     """Serve the queue with this inventory's benches until it is empty (or the limits are hit)."""
     holder = dispatcher_id()
+    reject_bad_entries(store, inventory, console)
     slots = [BenchSlot(b.name, b.dut.model, frozenset(b.capabilities)) for b in inventory.benches.values()]
 
     def health(slot: BenchSlot) -> str | None:
@@ -61,6 +92,7 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
         for key in ("suites", "edition", "reports_dir"):
             if key not in p:
                 raise CertlabError(f"queued run {queued.id}: payload has no {key!r}; fix: queue it again with certlab queue add")
+        check_payload(inventory, [slot.name], p)  # an entry queued after the worker started is checked here
         spec = RunSpec(run_id=new_run_id(), inventory=str(Path(inventory.path).resolve()), benches=(slot.name,),
                        suites=tuple(p["suites"]), options=tuple(p.get("options") or ()), edition=p["edition"],
                        store=store.url)

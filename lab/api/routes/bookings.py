@@ -1,8 +1,9 @@
 """Bookings: a manufacturer asks for a test of one product's firmware; the lab accepts it onto a day.
 
-The ICS and IXIT are validated on arrival with the very schemas and catalogue rules the command
-line uses (`load_ics`, `load_ixit`), so a booking the lab accepts can run; a bad one answers 422
-with the field path inside the document (`loc: ["body", "ics", "provisions", "5.1-1", "support"]`).
+The ICS and IXIT are validated on arrival by the command line's preflight of a product
+(`lab.preflight.check_product`: schemas, catalogue rules, the ICS's N/A answers against the
+IXIT's facts), so a booking the lab accepts can run; a bad one answers 422 with the field path
+inside the document (`loc: ["body", "ics", "provisions", "5.1-1", "support"]`).
 
 Status: requested -> accepted (engineer, onto a slot) | rejected (engineer) | cancelled (its
 manufacturer); an accepted booking can still be rejected or cancelled, which frees its slot.
@@ -34,8 +35,9 @@ from lab.api.schemas.bookings import (
 from lab.api.tenancy import WITHOUT_DOCUMENTS, booking_for, product_for, visible_bookings
 from lab.catalog import Catalogs
 from lab.errors import CertlabError
-from lab.ics import IcsError, load_ics
-from lab.ixit import IxitError, load_ixit
+from lab.ics import IcsError
+from lab.ixit import IxitError
+from lab.preflight import check_product
 from lab.store import bookings as store
 from lab.store.bookings import BookingConflict
 from lab.store.unit import reading
@@ -92,15 +94,21 @@ def as_422(field: str, exc: CertlabError, path: Path, text: str) -> HTTPExceptio
     return _invalid(field, _field_parts(where, raw), line)
 
 
-def _validated(field: str, text: str, edition: str, catalogs: Catalogs) -> Any:
-    """The parsed ICS (for `edition`) or IXIT, read through a temporary file by the command line's loader."""
+def _validated(body: BookingCreate, model: str, catalogs: Catalogs) -> tuple[Any, Any]:
+    """The parsed ICS (for the booked edition) and IXIT, checked by the command line's preflight of a
+    product (lab.preflight.check_product: each file, the model, the ICS's N/A answers against the IXIT)."""
     with tempfile.TemporaryDirectory(prefix="certlab-upload-") as folder:
-        path = Path(folder) / f"{field}.yaml"
-        path.write_text(text, encoding="utf-8")
+        paths = {"ics": Path(folder) / "ics.yaml", "ixit": Path(folder) / "ixit.yaml"}
+        texts = {"ics": body.ics, "ixit": body.ixit}
+        for field, path in paths.items():
+            path.write_text(texts[field], encoding="utf-8")
         try:
-            return load_ics(path, edition, catalogs=catalogs) if field == "ics" else load_ixit(path)
+            return check_product(model, body.edition, ics_path=paths["ics"], ixit_path=paths["ixit"], catalogs=catalogs,
+                                 ixit_name="the uploaded IXIT")
         except (IcsError, IxitError) as exc:
-            raise as_422(field, exc, path, text) from None
+            # a contradiction between the two is reported on the ICS row it is about
+            field = "ics" if isinstance(exc, IcsError) else "ixit"
+            raise as_422(field, exc, paths[field], texts[field]) from None
 
 
 def _check_product(field: str, doc: Any, model: str, firmware: str) -> None:
@@ -125,8 +133,7 @@ def create_booking(body: BookingCreate, who: Manufacturer, svc: ServicesDep) -> 
     with reading(svc.store) as s:
         product = product_for(s, who, body.product_id)
         model = product.model
-    ics = _validated("ics", body.ics, body.edition, svc.catalogs)
-    ixit = _validated("ixit", body.ixit, body.edition, svc.catalogs)
+    ics, ixit = _validated(body, model, svc.catalogs)
     _check_product("ics", ics, model, body.firmware_version)
     _check_product("ixit", ixit, model, body.firmware_version)
     row = store.create_booking(svc.store, org_id=who.org_id, product_id=body.product_id, created_by=who.id,

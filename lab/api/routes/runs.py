@@ -34,6 +34,7 @@ from lab.api.schemas.service import BenchProgress, RunOut, RunStart
 from lab.api.settings import ROOT
 from lab.api.tenancy import booking_for, not_found
 from lab.errors import CertlabError
+from lab.preflight import preflight
 from lab.inventory import load_inventory
 from lab.store import get_run, result_counts, service
 from lab.store.models import Booking
@@ -246,6 +247,10 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
         if uploads.is_dir():
             shutil.copytree(uploads, folder / "evidence", ignore=shutil.ignore_patterns(".upload-*"))
         assessments = ["--assessments", str(copy.resolve())]
+    # the command line's preflight, here, so a bad input answers 422 with its one line before the lab moves
+    # (CertlabError -> 422 in app.py) rather than as the tail of a failed `certlab run`
+    preflight(load_inventory(svc.settings.inventory), benches, booking.edition, ics=ics, ixit=ixit,
+              assessments=Path(assessments[1]) if assessments else None, suites=suites)
     reports_dir = svc.settings.reports_dir
     reports_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "lab.cli", "run", "-i", str(Path(svc.settings.inventory).resolve()),
