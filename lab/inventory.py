@@ -133,7 +133,10 @@ OFF_THE_SHELF_FLAWS = {"universal_default_password", "open_debug_service", "unau
 class SimConfig(_Model):
     """Present only on simulated benches: which product flaws and lab faults to switch on."""
 
-    dut: Literal["certlab", "offtheshelf"] = "certlab"  # offtheshelf: dropbear + busybox, not our code
+    # offtheshelf: dropbear + busybox, not our code; vm: the same in a qemu VM on Debian's kernel
+    dut: Literal["certlab", "offtheshelf", "vm"] = "certlab"
+    kernel: str | None = None  # vm only: a vmlinuz-<release> file to boot instead of Debian's current one
+    accel: Literal["auto", "kvm", "tcg"] = "auto"  # vm only: auto = KVM when it works, else emulation
     flaws: list[str] = []
     lab_faults: list[str] = []
     boot_seconds: float = Field(default=1.5, ge=0, le=60)
@@ -143,6 +146,7 @@ class SimConfig(_Model):
     cloud_port: int = Field(default=8883, ge=1, le=65535)
     dirty_expire_seconds: float = Field(default=5.0, gt=0, le=120)
     update_write_seconds: float = Field(default=1.0, ge=0, le=60)
+    ssh_delay_seconds: float = Field(default=0.0, ge=0, le=600)  # SSH listens this long after the console prompt
 
     @field_validator("flaws")
     @classmethod
@@ -185,13 +189,18 @@ class BenchConfig(_Model):
 
     @model_validator(mode="after")
     def _offtheshelf_flaws(self) -> "BenchConfig":
-        if self.sim and self.sim.dut == "offtheshelf":
+        if self.sim and self.sim.dut in ("offtheshelf", "vm"):
             unsupported = sorted(set(self.sim.flaws) - OFF_THE_SHELF_FLAWS)
             if unsupported:
                 raise ValueError(
                     f"sim.flaws {unsupported} cannot be switched on an off-the-shelf DUT; "
                     f"it supports only {sorted(OFF_THE_SHELF_FLAWS)}"
                 )
+        if self.sim and self.sim.dut == "vm" and not (self.network.netns and self.network.gateway):
+            raise ValueError("a `sim: {dut: vm}` bench needs network.netns, interface and gateway: the VM's "
+                             "network is a tap bridged inside the bench's namespace")
+        if self.sim and self.sim.dut != "vm" and (self.sim.kernel or self.sim.accel != "auto"):
+            raise ValueError("sim.kernel and sim.accel belong to a `sim: {dut: vm}` bench; remove them")
         return self
 
     @property

@@ -27,12 +27,13 @@ from typing import Any
 
 from lab.errors import InventoryError, LabFault, NetworkFault
 from lab.inventory import BenchConfig, Inventory, ScpiPowerConfig
-from lab.sim import cloud, netns
+from lab.sim import cloud, netns, vm_kernel
 
 RUNTIME_ROOT = Path("/tmp/certlab-sim")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RELAY_FAULTS = frozenset({"relay_unresponsive", "bench_dies_midrun"})
 DEFAULT_DIE_AFTER = 4
+VM_TAP = "vmtap0"  # the tap a VM DUT's NIC uses, inside its bench's namespace
 NETNS_DEBUG_PORT = 2323
 LOOPBACK_DEBUG_OFFSET = 100
 _SCPI_SOCKET = re.compile(r"TCPIP\d*::([^:]+)::(\d+)::SOCKET", re.IGNORECASE)
@@ -258,7 +259,9 @@ class SimLab:
             "telemetry_interval": sim.telemetry_interval, "vendor_pubkey": vendor_pubkey,
             "lockout_attempts": sim.lockout_attempts, "lockout_seconds": sim.lockout_seconds,
             "dirty_expire_seconds": sim.dirty_expire_seconds, "update_write_seconds": sim.update_write_seconds,
+            "ssh_delay_seconds": sim.ssh_delay_seconds,
             "debug_port": self._debug_port(bench), "netns": bench.network.netns,
+            "prefix": bench.network.prefix, "gateway": bench.network.gateway,
             "firmware_dir": str(self.dir / "firmware"),
         }
 
@@ -266,7 +269,32 @@ class SimLab:
         """Our simulated device, or the off-the-shelf one (dropbear + busybox) when asked."""
         if self._explicit_dut_command is None and bench.sim and bench.sim.dut == "offtheshelf":
             return [sys.executable, "-m", "lab.sim.ots_dut"]
+        if self._explicit_dut_command is None and bench.sim and bench.sim.dut == "vm":
+            return [sys.executable, "-m", "lab.sim.vm_dut"]
         return self.dut_command
+
+    def _vm_machines(self) -> dict[str, dict[str, Any]]:
+        """Per VM bench: its kernel (fetched with apt on first use), accelerator and tap, for dut.json.
+
+        KVM is probed once per kernel and lab up; `sim.accel` forces one.
+        """
+        machines: dict[str, dict[str, Any]] = {}
+        probed: dict[Path, tuple[str, str]] = {}
+        for bench in self.benches.values():
+            if not (bench.sim and bench.sim.dut == "vm"):
+                continue
+            explicit = self.inv.resolve_path(bench.sim.kernel) if bench.sim.kernel else None
+            kernel = vm_kernel.ensure_kernel(explicit)
+            if bench.sim.accel == "auto":
+                if kernel.image not in probed:
+                    probed[kernel.image] = vm_kernel.choose_accel(kernel)
+                accel, why = probed[kernel.image]
+            else:
+                accel, why = bench.sim.accel, "sim.accel in the inventory"
+            machines[bench.name] = {"kernel": str(kernel.image), "modules": str(kernel.modules),
+                                    "release": kernel.release, "qemu": vm_kernel.qemu_binary(),
+                                    "accel": accel, "accel_reason": why, "tap": VM_TAP}
+        return machines
 
     def _host_json(self, bench: BenchConfig, pki: cloud.CloudPki) -> dict[str, Any]:
         host, port = self._cloud_addr(bench)
@@ -328,18 +356,24 @@ class SimLab:
         pki = cloud.ensure_pki(self.dir / "cloud", self.inv.lab, ips)
         pubkey = self._write_firmware()
 
+        machines = self._vm_machines()
         state = self._load_state()
         started: dict[Path, subprocess.Popen[bytes]] = {}  # pid file -> process this call started
         for bench in self.benches.values():
             bdir = self.bench_dir(bench.name)
             (bdir / "flash").mkdir(parents=True, exist_ok=True)
-            self._write_json(bdir / "dut.json", self._dut_json(bench, pki, pubkey), mode=0o600)
+            dut_json = self._dut_json(bench, pki, pubkey)
+            if bench.name in machines:
+                dut_json["vm"] = machines[bench.name]
+            self._write_json(bdir / "dut.json", dut_json, mode=0o600)
             self._write_json(bdir / "host.json", self._host_json(bench, pki))
             net = bench.network
             if net.netns:
                 assert net.interface and net.gateway
                 veth = netns.VethSpec(net.netns, net.interface, net.gateway, net.address, net.prefix)
                 netns.create(veth)
+                if bench.name in machines:
+                    netns.attach_tap(veth, VM_TAP)
                 netns.set_link(veth, "ssh_unreachable" not in bench.sim.lab_faults)  # type: ignore[union-attr]
             if not _running(_read_pid(bdir / "host.pid"), self.marker):
                 started[bdir / "host.pid"] = _start(

@@ -85,6 +85,29 @@ def set_link(spec: VethSpec, up: bool) -> None:
     _ip("link", "set", spec.host_if, "up")
 
 
+def attach_tap(spec: VethSpec, tap: str, bridge: str = "br0") -> None:
+    """For a virtual machine DUT: a tap device bridged to the veth end, and the address moved off.
+
+    The guest's own kernel then holds the bench address behind the tap (the namespace has none),
+    so it answers every port itself. Idempotent; the tap is persistent (it outlives qemu across
+    power cycles) and goes with the namespace.
+    """
+    ns = ("-n", spec.netns)
+    if not link_exists_in(spec.netns, bridge):
+        _ip(*ns, "link", "add", bridge, "type", "bridge")
+    if not link_exists_in(spec.netns, tap):
+        _ip(*ns, "tuntap", "add", "dev", tap, "mode", "tap")
+    for port in (DUT_INTERFACE, tap):
+        _ip(*ns, "link", "set", port, "master", bridge)
+    _ip(*ns, "addr", "flush", "dev", DUT_INTERFACE)
+    for link in (tap, bridge, DUT_INTERFACE):
+        _ip(*ns, "link", "set", link, "up")
+
+
+def link_exists_in(netns: str, ifname: str) -> bool:
+    return _ip("-n", netns, "link", "show", "dev", ifname, check=False).returncode == 0
+
+
 def delete(netns: str, host_if: str | None) -> None:
     """Remove the pair and the namespace if present; missing pieces are not an error."""
     if host_if and link_exists(host_if):
