@@ -128,6 +128,8 @@ class DutConfig(_Model):
 
 
 OFF_THE_SHELF_FLAWS = {"universal_default_password", "open_debug_service", "unauthenticated_console"}
+# the VM DUT's busybox can also serve a telnet login (telnetd -l /bin/login), once that flaw exists
+VM_FLAWS = OFF_THE_SHELF_FLAWS | ({"cleartext_telnet_login"} & set(FLAWS))
 
 
 class SimConfig(_Model):
@@ -190,11 +192,12 @@ class BenchConfig(_Model):
     @model_validator(mode="after")
     def _offtheshelf_flaws(self) -> "BenchConfig":
         if self.sim and self.sim.dut in ("offtheshelf", "vm"):
-            unsupported = sorted(set(self.sim.flaws) - OFF_THE_SHELF_FLAWS)
+            supported = VM_FLAWS if self.sim.dut == "vm" else OFF_THE_SHELF_FLAWS
+            unsupported = sorted(set(self.sim.flaws) - supported)
             if unsupported:
                 raise ValueError(
                     f"sim.flaws {unsupported} cannot be switched on an off-the-shelf DUT; "
-                    f"it supports only {sorted(OFF_THE_SHELF_FLAWS)}"
+                    f"it supports only {sorted(supported)}"
                 )
         if self.sim and self.sim.dut == "vm" and not (self.network.netns and self.network.gateway):
             raise ValueError("a `sim: {dut: vm}` bench needs network.netns, interface and gateway: the VM's "

@@ -78,6 +78,8 @@ def test_inittab_services_and_flaws():
     flawed = vm_dut.inittab({**CFG, "flaws": ["open_debug_service", "unauthenticated_console"]})
     assert "/usr/sbin/telnetd -F -p 2323 -l /bin/sh" in flawed
     assert "ttyS0::respawn:-/bin/sh" in flawed and "getty" not in flawed
+    telnet = vm_dut.inittab({**CFG, "flaws": ["cleartext_telnet_login"]})
+    assert "/usr/sbin/telnetd -F -p 23 -l /bin/login" in telnet  # a login, in clear text
 
 
 def test_rcs_configures_eth0_from_the_inventory():
