@@ -121,6 +121,13 @@ def test_qemu_argv_is_a_headless_machine_on_the_tap():
     assert "file=/f/data.img,format=raw,if=none,id=flash0" in kvm and "virtio-blk-pci,drive=flash0" in kvm
 
 
+def test_mac_is_the_inventorys_or_fixed_per_serial():
+    assert vm_dut.unit_mac({"mac": "02:0f:76:00:00:01", "serial": "S"}) == "02:0f:76:00:00:01"
+    derived = vm_dut.unit_mac({"mac": None, "serial": "VM1-0009"})
+    assert derived == vm_dut.unit_mac({"serial": "VM1-0009"}) != vm_dut.unit_mac({"serial": "VM1-0010"})
+    assert derived.startswith("02:") and len(derived) == 17
+
+
 def test_kernel_package_is_resolved_from_the_meta_package(monkeypatch):
     monkeypatch.setattr(vm_kernel, "_run", lambda cmd, what, **kw: (
         "linux-image-amd64\n  Depends: linux-image-6.1.0-99-amd64\n"))

@@ -28,6 +28,7 @@ with passwd persist across power cycles, and a power cut mid-write meets ext4's 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -200,6 +201,14 @@ def qemu_argv(qemu: str, kernel: str, initrd: str, *, accel: str, mac: str, tap:
     ]
 
 
+def unit_mac(cfg: dict[str, Any]) -> str:
+    """The inventory's MAC; without one a fixed, locally administered one derived from the serial."""
+    if cfg.get("mac"):
+        return str(cfg["mac"])
+    digest = hashlib.sha256(str(cfg["serial"]).encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench-dir", type=Path, required=True)
@@ -216,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     image, disk = build_image(bench_dir, cfg)
     accel = "kvm" if vm.get("accel", "auto") in ("auto", "kvm") and kvm_usable() else "tcg"
-    cmd = qemu_argv(str(vm["qemu"]), str(vm["kernel"]), str(image), accel=accel, mac=str(cfg["mac"]),
+    cmd = qemu_argv(str(vm["qemu"]), str(vm["kernel"]), str(image), accel=accel, mac=unit_mac(cfg),
                     tap=str(vm.get("tap", TAP)), memory_mb=int(vm.get("memory_mb") or DEFAULT_MEMORY_MB),
                     flash=str(disk))
     log(f"image {image} ({image.stat().st_size // 1024} KiB) built in {time.monotonic() - started:.2f} s; "
