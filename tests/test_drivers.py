@@ -576,6 +576,42 @@ def test_ssh_run_put_get_and_transcript(ssh_peer: MiniSSH, tmp_path: Path) -> No
     assert "host key of 127.0.0.1" in text and "Dut-Pw-42" not in text
 
 
+def test_ssh_keeps_one_transport_warm_with_a_channel_per_command(ssh_peer: MiniSSH, tmp_path: Path) -> None:
+    ssh = SSHDriver("127.0.0.1", ssh_peer.port, password="Dut-Pw-42", transcript=Transcript(tmp_path / "ssh.log"),
+                    timeout=5)
+    try:
+        transports = len(ssh_peer.transports)
+        outputs = [ssh.run(f"echo {i}").stdout for i in range(20)]
+        assert outputs == [f"{i}\n" for i in range(20)]
+        assert len(ssh_peer.transports) == transports + 1  # one connection for all twenty
+        kept = ssh._client.get_transport()
+        assert kept.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert ssh.try_login("root", "Dut-Pw-42", timeout=5).outcome == "accepted"  # a connection of its own
+        assert len(ssh_peer.transports) == transports + 2 and ssh._client.get_transport() is kept
+        assert ssh.run("echo still").stdout == "still\n" and ssh.reconnects == 0
+    finally:
+        ssh.close()
+
+
+def test_ssh_kept_connection_lost_is_reconnected_once_and_said(ssh_peer: MiniSSH, tmp_path: Path) -> None:
+    """A transport that died behind the lab's back (a DUT that restarted) is replaced, never hidden."""
+    ssh = SSHDriver("127.0.0.1", ssh_peer.port, password="Dut-Pw-42", transcript=Transcript(tmp_path / "ssh.log"),
+                    timeout=5)
+    try:
+        assert ssh.run("echo one").stdout == "one\n"
+        ssh_peer.transports[-1].close()  # the DUT's side goes away
+        assert ssh.run("echo two").stdout == "two\n"
+        assert ssh.reconnects == 1
+        ssh.drop("the bench switched the DUT's power")  # the lab's own doing: not a loss
+        assert ssh._client is None
+        assert ssh.run("echo three").stdout == "three\n" and ssh.reconnects == 1
+    finally:
+        ssh.close()
+    text = (tmp_path / "ssh.log").read_text()
+    assert "lost" in text and "the DUT may have restarted since the last command" in text
+    assert "closed: the bench switched the DUT's power" in text
+
+
 def test_ssh_try_login_outcomes(ssh_peer: MiniSSH, tmp_path: Path) -> None:
     transcript = Transcript(tmp_path / "ssh.log")
     ssh = SSHDriver("127.0.0.1", ssh_peer.port, transcript=transcript)

@@ -4,10 +4,22 @@ Password authentication only, no keys and no agent: the lab logs in the way the 
 documentation says, and nothing from the lab PC's ~/.ssh leaks into a measurement. Host keys are
 accepted and recorded (a DUT gets a new key when reflashed), their fingerprint kept as evidence.
 A TCP-level failure is `SSHUnreachable` (lab fault); what the DUT answers is the DUT's business.
+
+One connection is kept warm for the lab's own commands: one paramiko Transport per bench, a new
+channel per command (no pty, no env, no compression), TCP_NODELAY so that small SSH packets are
+not held back by Nagle's algorithm against delayed ACKs. A transport found dead is reconnected
+once, and the transcript says so (a DUT that restarted behind the lab's back stays visible); the
+bench strategy drops the connection whenever it switches power. Login attempts (`try_login`)
+and raw probes always use connections of their own.
+
+After the strategy powered the DUT on, the first use of SSH waits until the server answers (its
+banner), bounded by the boot timeout counted from power-on: "connection refused" while the DUT
+boots is waiting, not an answer. The strategy attaches that wait (`attach_readiness`).
 """
 
 from __future__ import annotations
 
+import select
 import shlex
 import socket
 import threading
@@ -24,6 +36,8 @@ from lab.transcript import Transcript
 
 Password = str | Callable[[], str | None] | None
 LOGIN_OUTCOMES = ("accepted", "rejected", "timeout", "refused", "error")
+EXIT_WITHOUT_EOF_GRACE = 0.5  # s: a server that sent the exit status but never EOF nor close
+STATUS_AFTER_EOF_WAIT = 5.0  # s at most for the exit status once all output is in (it follows EOF)
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,17 @@ class SSHDriver:
         self._lock = threading.RLock()
         self.host_key: str | None = None  # "ssh-ed25519 SHA256:..." of the last key seen
         self.server_version: str | None = None  # the DUT's SSH banner, for the report's equipment list
+        self._readiness: Callable[[], None] | None = None  # the strategy's wait after a power-on
+        self.reconnects = 0  # kept connections found dead and replaced (each one noted as evidence)
+
+    def attach_readiness(self, wait: Callable[[], None] | None) -> None:
+        """`wait` runs before every new connection; the bench strategy makes it wait for SSH after
+        a power-on (once per boot) and return at once otherwise."""
+        self._readiness = wait
+
+    def _ready(self) -> None:
+        if self._readiness is not None:
+            self._readiness()
 
     @property
     def where(self) -> str:
@@ -95,26 +120,28 @@ class SSHDriver:
 
     def _tcp(self, timeout: float) -> socket.socket:
         try:
-            return socket.create_connection((self.host, self.port), timeout=timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except (TimeoutError, socket.timeout):
             raise SSHUnreachable(f"{self.where} did not answer a TCP connect within {timeout} s{self._source(timeout)}",
                                  bench=self.bench) from None
         except OSError as exc:
             raise SSHUnreachable(f"{self.where}: TCP connect failed ({exc.strerror or exc})",
                                  bench=self.bench) from None
+        _nodelay(sock)
+        return sock
 
     def _source(self, timeout: float) -> str:
         return f" ({self.timeout_source})" if self.timeout_source and timeout == self.timeout else ""
 
     def connect(self) -> paramiko.SSHClient:
         """The live client, (re)connecting if there is none or its transport died."""
+        self._ready()  # outside the lock: the strategy may drop the connection while it waits
         with self._lock:
             if self._client is not None:
                 transport = self._client.get_transport()
                 if transport is not None and transport.is_active():
                     return self._client
-                self._note(f"connection to {self.where} lost; reconnecting")
-                self._drop()
+                self._lost("its transport is no longer active")
             password = self._resolve_password()
             sock = self._tcp(self.timeout)
             client = paramiko.SSHClient()
@@ -141,8 +168,28 @@ class SSHDriver:
             self._client = client
             return client
 
-    def _drop(self) -> None:
-        if self._client is not None:
+    def _lost(self, why: str, client: paramiko.SSHClient | None = None) -> None:
+        """A kept connection died without the lab closing it: say so, it may be a DUT that restarted."""
+        with self._lock:
+            if self._client is None or (client is not None and client is not self._client):
+                return  # another thread has already replaced it
+            self.reconnects += 1
+            self._note(f"kept connection to {self.where} lost ({why}); the DUT may have restarted since the "
+                       f"last command; reconnecting")
+            self._drop()
+
+    def drop(self, why: str) -> None:
+        """Close the kept connection because the lab changed the DUT's power (noted, not a loss)."""
+        with self._lock:
+            if self._client is not None:
+                self._note(f"connection to {self.where} closed: {why}")
+            self._drop()
+
+    def _drop(self, client: paramiko.SSHClient | None = None) -> None:
+        """Close the kept client (only `client`, when given: a newer one made meanwhile stays)."""
+        with self._lock:
+            if self._client is None or (client is not None and client is not self._client):
+                return
             try:
                 self._client.close()
             except Exception:  # noqa: BLE001
@@ -155,54 +202,73 @@ class SSHDriver:
 
     # --- commands --------------------------------------------------------------------------
     def _exec(self, command: str, timeout: float, stdin: bytes | None) -> tuple[int, bytes, bytes, float]:
+        """One command on a new channel of the kept transport: (exit status, stdout, stderr, seconds).
+
+        The exit status is -1 when the session ended without one. Waiting is on the channel's
+        pipe (data, EOF, close), never a poll loop, so a command costs its round trips only.
+        """
         for fresh in (False, True):
             reused = self._client is not None
             client = self.connect()
             start = time.monotonic()
             try:
                 chan = client.get_transport().open_session(timeout=self.timeout)
-                chan.settimeout(0.2)
+                chan.settimeout(timeout)  # bounds sending stdin into a full window; reads wait on fileno()
                 chan.exec_command(command)
                 break
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                self._drop()
-                # A kept connection may belong to a DUT that has rebooted since: the command never
-                # started, so one retry on a new connection is safe.
+            except (paramiko.SSHException, EOFError, OSError, AttributeError) as exc:
+                # A kept connection may belong to a DUT that has restarted since: the command never
+                # started, so one retry on a new connection is safe (and noted).
                 if fresh or not reused:
+                    self._drop(client)
                     raise SSHUnreachable(f"{self.where}: could not start {command!r} ({exc})", bench=self.bench) from None
+                self._lost(f"opening a channel failed: {exc or type(exc).__name__}", client)
         try:
             if stdin is not None:
                 chan.sendall(stdin)
             chan.shutdown_write()
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            self._drop()
+            chan.close()
+            self._drop(client)
             raise SSHUnreachable(f"{self.where}: could not start {command!r} ({exc})", bench=self.bench) from None
         out, err = bytearray(), bytearray()
         deadline = start + timeout
         exited_at = 0.0
         try:
+            fd = chan.fileno()  # readable on stdout or stderr data, EOF and close
             while True:
                 while chan.recv_ready():
                     out += chan.recv(65536)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                    exited_at = exited_at or time.monotonic()
-                    if chan.eof_received or chan.closed or time.monotonic() - exited_at > 0.5:
+                if chan.eof_received or chan.closed:
+                    if not (chan.recv_ready() or chan.recv_stderr_ready()):
                         break
-                if time.monotonic() > deadline:
+                    continue
+                now = time.monotonic()
+                if chan.exit_status_ready():
+                    exited_at = exited_at or now
+                    if now - exited_at > EXIT_WITHOUT_EOF_GRACE:
+                        break
+                if now > deadline:
                     transport = client.get_transport()
                     if transport is None or not transport.is_active():
-                        self._drop()
+                        self._drop(client)
                         raise SSHUnreachable(f"{self.where}: connection lost while running {command!r}",
                                              bench=self.bench)
-                    chan.close()
                     raise CommandFailed(
                         f"{command!r} on {self.where} did not finish within {timeout} s; "
                         f"output so far: {bytes(out[-300:]).decode(errors='replace')!r}"
                     )
-                chan.status_event.wait(0.05)
-            status = chan.recv_exit_status()
+                select.select([fd], [], [], max(0.0, min(deadline - now, 0.05 if exited_at else 0.5)))
+            if not chan.status_event.wait(max(0.0, min(deadline - time.monotonic(), STATUS_AFTER_EOF_WAIT))):
+                self._note(f"{command!r}: output ended but no exit status arrived")
+            status = chan.exit_status if chan.exit_status_ready() else -1
+            if status == -1 and chan.closed and not chan.eof_received:
+                transport = client.get_transport()
+                if transport is None or not transport.is_active():
+                    self._drop(client)
+                    raise SSHUnreachable(f"{self.where}: connection lost while running {command!r}", bench=self.bench)
         finally:
             chan.close()
         return status, bytes(out), bytes(err), time.monotonic() - start
@@ -266,7 +332,7 @@ class SSHDriver:
     # --- measurements ----------------------------------------------------------------------
     def try_login(self, user: str, password: str, *, timeout: float = 10, secret: bool = True) -> LoginAttempt:
         """One password login on a fresh connection; the outcome, never an exception."""
-        start = time.monotonic()
+        start = 0.0  # set once the DUT is ready: a boot still under way is not part of the attempt
 
         def done(outcome: str, detail: str = "") -> LoginAttempt:
             attempt = LoginAttempt(user, outcome, time.monotonic() - start, detail)
@@ -277,6 +343,8 @@ class SSHDriver:
         if self.transcript is not None:
             if secret:  # a public factory default (admin, 1234) is evidence, not a secret
                 self.transcript.add_secret(password)
+        self._ready()
+        start = time.monotonic()
         with self._steps.step("ssh login attempt", bench=self.bench, user=user):
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=timeout)
@@ -286,6 +354,7 @@ class SSHDriver:
                 return done("refused", "TCP connection refused")
             except OSError as exc:
                 return done("error", f"TCP connect failed: {exc}")
+            _nodelay(sock)
             transport = paramiko.Transport(sock)
             transport.banner_timeout = timeout
             transport.auth_timeout = timeout
@@ -312,33 +381,47 @@ class SSHDriver:
                 transport.close()
                 sock.close()
 
+    def probe_banner(self, timeout: float) -> tuple[bool, str]:
+        """One look: does the SSH server send its banner within `timeout`? (answered, what was seen)."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+                sock.settimeout(timeout)
+                banner = sock.recv(256)
+                if banner.startswith(b"SSH-") or b"\nSSH-" in banner:
+                    return True, banner.split(b"\n", 1)[0].strip().decode(errors="replace")
+                return False, f"no SSH banner (got {banner[:40]!r})"
+        except (TimeoutError, socket.timeout):
+            return False, "timed out"
+        except OSError as exc:
+            return False, exc.strerror or str(exc)
+
     def wait_reachable(self, timeout: float = 60.0, *, interval: float = 0.5) -> float:
-        """Seconds until the DUT's SSH server sent its banner; `SSHUnreachable` after `timeout`."""
+        """Seconds until the DUT's SSH server sent its banner; `SSHUnreachable` after `timeout`.
+
+        After a power-on by the strategy, its wait (bounded by the boot timeout) comes first.
+        """
+        self._ready()
         start = time.monotonic()
         deadline = start + timeout
         last = "no attempt"
         with self._steps.step("ssh wait reachable", bench=self.bench, timeout=timeout):
-            while True:
+            for _ in range(int(timeout / max(interval, 0.05)) + 2):  # bounded in count as in time
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                try:
-                    with socket.create_connection((self.host, self.port), timeout=min(remaining, 3.0)) as sock:
-                        sock.settimeout(min(max(remaining, 0.1), 3.0))
-                        banner = sock.recv(256)
-                        if banner.startswith(b"SSH-") or b"\nSSH-" in banner:
-                            seconds = time.monotonic() - start
-                            self._note(f"{self.where} reachable after {seconds:.2f} s")
-                            return seconds
-                        last = f"no SSH banner (got {banner[:40]!r})"
-                except (TimeoutError, socket.timeout):
-                    last = "timed out"
-                except OSError as exc:
-                    last = exc.strerror or str(exc)
+                answered, last = self.probe_banner(min(max(remaining, 0.1), 3.0))
+                if answered:
+                    seconds = time.monotonic() - start
+                    self._note(f"{self.where} reachable after {seconds:.2f} s")
+                    return seconds
                 time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         raise SSHUnreachable(f"{self.where} not reachable within {timeout} s (last: {last})", bench=self.bench)
 
     # --- evidence --------------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        """A line of evidence in this driver's transcript (e.g. the strategy's wait for SSH)."""
+        self._note(text)
+
     def _record_sent(self, text: str) -> None:
         if self.transcript is not None:
             self.transcript.record_sent(text)
@@ -346,3 +429,12 @@ class SSHDriver:
     def _note(self, text: str) -> None:
         if self.transcript is not None:
             self.transcript.note(text)
+
+
+def _nodelay(sock: socket.socket) -> None:
+    """Send SSH packets at once: with Nagle's algorithm a channel request waits for the ACK of the
+    previous packet, which the peer delays (40 ms on Linux), on every command."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass

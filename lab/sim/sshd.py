@@ -419,6 +419,10 @@ class SshService:
         with self._conns_lock:
             self._conns.add(conn)
         try:
+            # A real sshd (OpenSSH, dropbear) writes the packets of one loop turn (output, EOF, exit
+            # status, close) in one write; paramiko sends each alone, and Nagle's algorithm would hold
+            # the exit status back until the client's delayed ACK (40 ms), a delay no product has.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             wire = _IdentLoggingSocket(conn, self.crash) if self.fragile_ident_parser else conn
             transport = paramiko.Transport(wire, disabled_algorithms=self.disabled_algorithms)
             transport.local_version = f"SSH-2.0-{SERVER_VERSION}"
