@@ -39,6 +39,7 @@ log = logging.getLogger("certlab.sim.device")
 REBOOT_EXIT_STATUS = 3
 REBOOT_GRACE_SECONDS = 0.5  # lets an SSH client receive output and exit status first
 LOGIN_FAIL_DELAY = 1.0
+TELNET_PORT = 23  # the cleartext_telnet_login flaw's login service
 CONFIG_REL = "config/config.json"
 SHADOW_REL = "config/shadow"
 IDENTITY_REL = "factory/identity.json"
@@ -82,6 +83,7 @@ class DutConfig:
     dirty_expire_seconds: float
     update_write_seconds: float
     debug_port: int
+    ssh_delay_seconds: float = 0.0  # sshd listens this long after the console offers its prompt
 
     @classmethod
     def load(cls, path: Path) -> "DutConfig":
@@ -142,6 +144,7 @@ class DutConfig:
             dirty_expire_seconds=num("dirty_expire_seconds", 5.0),
             update_write_seconds=num("update_write_seconds", 1.0),
             debug_port=int(num("debug_port", 2323, int)),
+            ssh_delay_seconds=num("ssh_delay_seconds", 0.0),
         )
 
     def factory_password(self) -> str:
@@ -264,6 +267,7 @@ class Device:
         self._config_lock = threading.Lock()
         self._update_lock = threading.Lock()
         self._rebooting = threading.Event()
+        self._booted = threading.Event()  # the boot log is done: the console offers its prompt
         self._identity: dict = {}
 
     # -- lifecycle --
@@ -275,6 +279,7 @@ class Device:
         self.flash.start_writeback()
         if not self.boot():
             threading.Event().wait()  # halted: alive, silent
+        self._booted.set()
         self.console_loop()
         threading.Event().wait()
         return 0
@@ -342,11 +347,17 @@ class Device:
         time.sleep(pace)
         self.say(f"Starting network: OK (eth0 {cfg.address})")
         time.sleep(pace)
-        self.say("Starting sshd: " + ("OK" if self._start_sshd() else "FAILED"))
+        if cfg.ssh_delay_seconds > 0:  # e.g. host keys made in the background: the prompt comes first
+            self.say("Starting sshd: OK (in the background)")
+            threading.Thread(target=self._start_sshd_later, name="sshd-later", daemon=True).start()
+        else:
+            self.say("Starting sshd: " + ("OK" if self._start_sshd() else "FAILED"))
         time.sleep(pace)
         self.say("Starting telemetry: " + ("OK" if self._start_telemetry() else "disabled"))
         if "open_debug_service" in cfg.flaws:
             self._start_debug_service()
+        if "cleartext_telnet_login" in cfg.flaws:
+            self.say("Starting telnetd: " + ("OK" if self._start_telnet_login() else "FAILED"))
         time.sleep(pace)
         self.say("")
         self.say(f"Welcome to certlab {cfg.model} (firmware {image.version})")
@@ -389,6 +400,13 @@ class Device:
         except Exception:
             log.exception("sshd failed to start")
             return False
+
+    def _start_sshd_later(self) -> None:
+        """sshd listens `ssh_delay_seconds` after the console's prompt (the end of boot())."""
+        self._booted.wait(timeout=max(60.0, self.cfg.boot_seconds * 4))
+        time.sleep(self.cfg.ssh_delay_seconds)
+        log.info("sshd starting %.1f s after the console prompt", self.cfg.ssh_delay_seconds)
+        self._start_sshd()
 
     def _start_telemetry(self) -> bool:
         cloud = self.cfg.cloud
@@ -447,6 +465,54 @@ class Device:
                 threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
         threading.Thread(target=accept_loop, name="debugd", daemon=True).start()
+
+    def _start_telnet_login(self) -> bool:
+        """The `cleartext_telnet_login` flaw: a telnet login (user, password, root shell) on tcp/23.
+
+        The product documents it (its IXIT lists the interface); what is wrong is that the
+        password crosses the network unencrypted. No option is negotiated; IAC sequences the
+        client sends are dropped. Three wrong logins end the connection.
+        """
+        try:
+            srv = socket.create_server((self.cfg.address, TELNET_PORT), reuse_port=False)
+        except OSError:
+            log.exception("telnetd failed to bind")
+            return False
+        slots = threading.BoundedSemaphore(4)
+
+        def serve(conn: socket.socket) -> None:
+            try:
+                send = lambda data: _sendall_quiet(conn, data)  # noqa: E731
+                term = TerminalIO(send, LineReader(_without_telnet_commands(lambda: _recv_quiet(conn)), None))
+                for _ in range(3):
+                    user = term.read_line(f"\n{self.hostname} login: ")
+                    password = None if user is None else term.read_line("Password: ", echo=False)
+                    if password is None or self.is_rebooting():
+                        return
+                    if user.strip() == "root" and self.check_password(password):
+                        log.info("telnet login as root")
+                        self._console_session(term)
+                        return
+                    time.sleep(LOGIN_FAIL_DELAY)
+                    term.write("\nLogin incorrect\n")
+            finally:
+                conn.close()
+                slots.release()
+
+        def accept_loop() -> None:
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    time.sleep(0.1)
+                    continue
+                if not slots.acquire(blocking=False):
+                    conn.close()
+                    continue
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept_loop, name="telnetd", daemon=True).start()
+        return True
 
     # -- console --
 
@@ -620,6 +686,41 @@ def _sendall_quiet(conn: socket.socket, data: bytes) -> None:
         conn.sendall(data)
     except OSError:
         pass
+
+
+def _without_telnet_commands(recv: Callable[[], bytes]) -> Callable[[], bytes]:
+    """A telnet client's bytes without its IAC commands (IAC x y, IAC SB ... IAC SE; IAC IAC is 0xff)."""
+    mode = "data"  # data | iac (after IAC) | opt (the option byte of WILL/WONT/DO/DONT) | sb | sb_iac
+
+    def wrapped() -> bytes:
+        nonlocal mode
+        while True:
+            data = recv()
+            if not data:
+                return data
+            out = bytearray()
+            for b in data:
+                if mode == "data":
+                    if b == 255:
+                        mode = "iac"
+                    else:
+                        out.append(b)
+                elif mode == "iac":
+                    if b == 255:
+                        out.append(b)
+                        mode = "data"
+                    else:
+                        mode = "opt" if b in (251, 252, 253, 254) else "sb" if b == 250 else "data"
+                elif mode == "opt":
+                    mode = "data"
+                elif mode == "sb":
+                    mode = "sb_iac" if b == 255 else "sb"
+                else:  # sb_iac
+                    mode = "data" if b == 240 else "sb"
+            if out:
+                return bytes(out)
+
+    return wrapped
 
 
 def _recv_quiet(conn: socket.socket) -> bytes:
