@@ -37,6 +37,9 @@ FLAWS: dict[str, Flaw] = {
         Flaw("password_change_ineffective", "passwd reports success but keeps the old password", ("5.1-4",)),
         Flaw("weak_ssh_algorithms", "SSH server also offers broken algorithms (3DES-CBC, HMAC-MD5)",
              ("5.5-1", "5.5-6", "5.5-7", "5.8-1")),  # the SSH session also carries personal data (IXIT)
+        # the product documents a telnet login (15-Intf, 11-ComMech): the lab logs in there and sees the password in clear
+        Flaw("cleartext_telnet_login", "documented telnet login: the root password crosses the network in clear",
+             ("5.5-1", "5.5-6", "5.5-7")),
         Flaw("crashes_on_malformed_input", "malformed SSH identification kills sshd; an over-long console line hangs the console",
              ("5.13-1",)),
     )

@@ -44,6 +44,7 @@ import ssl
 import struct
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import allure
 import pytest
@@ -51,6 +52,7 @@ import pytest
 import support
 from lab.errors import CertlabError, DutError, NetworkFault
 from lab.ixit import ComMech
+from lab.logins import LoginExchange, clear_login_kind, ftp_login, http_basic_login, telnet_login
 
 pytestmark = pytest.mark.bench_state("shell")
 
@@ -291,6 +293,7 @@ class Traffic:
     interval_s: float
     flows: list[Flow]
     exercised: dict[str, str] = field(default_factory=dict)  # mechanism id -> what the lab did
+    logins: dict[str, LoginExchange] = field(default_factory=dict)  # mechanism id -> the lab's clear-text login
 
 
 @pytest.fixture(scope="module")
@@ -312,9 +315,51 @@ def _window(test_facts) -> tuple[float, float]:
     return interval, window
 
 
-def _exercise(bench, ixit, test_facts) -> dict[str, str]:
+def login_account(ixit, mech: ComMech, bench) -> tuple[str, str] | str:
+    """(user, password) for the lab's login on `mech`, or why the lab cannot log in there.
+
+    The account is the one the IXIT names: the 1-AuthMech of the 15-Intf on the mechanism's
+    port (15-Intf authentication, or 1-AuthMech interfaces). The password is the one the
+    inventory holds for that account (the lab's login); no other account is ever tried.
+    """
+    transport = mech.transport or "tcp"
+    intfs = [i for i in ixit.intf if i.port == mech.port and (i.transport or "tcp") == transport]
+    ids = {a for i in intfs for a in i.authentication}
+    auths = [a for a in ixit.auth_mech if a.id in ids or any(i.id in a.interfaces for i in intfs)]
+    users = sorted({a.user for a in auths if a.user})
+    if not users:
+        return (f"no 1-AuthMech entry names the account of the 15-Intf on {transport}/{mech.port} (add the "
+                "interface to its authentication, and user: to the 1-AuthMech entry)")
+    lab_user = bench.config.ssh.user
+    if lab_user not in users:
+        return f"the inventory holds the password of {lab_user!r} only, and the IXIT's account here is {users[0]!r}"
+    password = bench.ssh_password()
+    if not password:
+        return f"the inventory holds no password for {lab_user!r}"
+    return lab_user, password
+
+
+def _clear_login(bench, ixit, mech: ComMech) -> LoginExchange | str:
+    """The lab's login on a clear-text interface (telnet, plain HTTP basic auth, FTP) with the IXIT's account."""
+    account = login_account(ixit, mech, bench)
+    if isinstance(account, str):
+        return account
+    user, password = account
+    address, kind = bench.config.network.address, clear_login_kind(mech.protocol)
+    if kind == "telnet":
+        p = bench.prompts
+        return telnet_login(address, mech.port, user, password, login_prompt=p.login_prompt,
+                            password_prompt=p.password_prompt, shell_prompt=p.shell_prompt,
+                            login_incorrect=p.login_incorrect)
+    if kind == "ftp":
+        return ftp_login(address, mech.port, user, password)
+    return http_basic_login(address, mech.port, user, password)
+
+
+def _exercise(bench, ixit, test_facts) -> tuple[dict[str, str], dict[str, LoginExchange]]:
     """Open the lab's own session on each remotely reachable mechanism it knows how to drive."""
     done: dict[str, str] = {}
+    logins: dict[str, LoginExchange] = {}
     for mech in ixit.com_mech:
         if not mech.remote_access or mech.port is None or mech.transport != "tcp":
             continue
@@ -331,7 +376,14 @@ def _exercise(bench, ixit, test_facts) -> dict[str, str]:
             bench.ssh.close()  # a fresh connection: key exchange and password login in the capture
             support.ssh_output(bench, test_facts.version_command)
             done[mech.id] = f"SSH login by the lab and `{test_facts.version_command}`"
-    return done
+        elif clear_login_kind(mech.protocol):
+            got = _clear_login(bench, ixit, mech)
+            if isinstance(got, str):
+                done[mech.id] = f"{mech.protocol} login not tried: {got}"
+            else:
+                logins[mech.id] = got
+                done[mech.id] = f"{got.protocol} login by the lab as {got.user!r}: {got.outcome} ({got.detail})"
+    return done, logins
 
 
 def traffic_for(captures: dict[str, Traffic], bench, net, ixit, test_facts, evidence) -> tuple[Traffic, bool]:
@@ -343,11 +395,13 @@ def traffic_for(captures: dict[str, Traffic], bench, net, ixit, test_facts, evid
     with allure.step(f"capture the DUT's traffic for {window:.1f} s (telemetry every {interval:g} s)"):
         with net.capture(pcap) as cap:
             start = time.monotonic()  # the window counts once the sniffer runs
-            exercised = _exercise(bench, ixit, test_facts)
+            exercised, logins = _exercise(bench, ixit, test_facts)
             time.sleep(max(0.0, start + window - time.monotonic()))
     with allure.step(f"reassemble {len(cap.packets)} packets into flows"):
         flows = build_flows(cap.packets)
-    traffic = Traffic(str(pcap), window, interval, flows, exercised)
+    if logins:
+        evidence.json("clear-text-logins", {mid: ex.as_dict() for mid, ex in logins.items()})
+    traffic = Traffic(str(pcap), window, interval, flows, exercised, logins)
     captures[bench.name] = traffic
     return traffic, True
 
@@ -527,6 +581,23 @@ def scan_clear_text(traffic: Traffic, markers, secrets: list[str], flows: list[F
     return findings, problems
 
 
+def clear_logins(mechs, traffic: Traffic, dut: str, secrets: list[str]) -> list[str]:
+    """A login the lab made in clear text and the DUT accepted: the credentials crossed the network unprotected."""
+    problems = []
+    for mech in mechs:
+        ex = traffic.logins.get(mech.id)
+        if ex is None or ex.outcome != "accepted":
+            continue
+        flows = [f for f in traffic.flows if f.server == (dut, ex.port) and f.kind == "clear"
+                 and any(s.encode() in f.c2s for s in secrets)]
+        seen = (f"flow {flows[0].name}, the password in the client's bytes" if flows
+                else "the exchange is in clear-text-logins.json")
+        problems.append(f"{ex.protocol} on port {ex.port} accepted the login of user {ex.user} in clear text "
+                        f"(captured in {Path(traffic.pcap).name}: {seen}; IXIT {mech.id}: {mech.protocol}, "
+                        f"encrypted: {str(mech.encrypted).lower()}): best practice protects credentials in transit")
+    return problems
+
+
 def _summary(traffic: Traffic, dut: str) -> list[dict]:
     return [{"flow": f.name, "kind": f.kind, "packets": f.packets, "bytes_c2s": len(f.c2s), "bytes_s2c": len(f.s2c),
              "dut_is": "client" if f.client[0] == dut else "server"} for f in traffic.flows]
@@ -555,6 +626,7 @@ def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_fac
             summary, found = check_mechanism(mech, traffic, dut, secrets, csp=csp)
             checked.append(summary)
             problems += found
+    problems = clear_logins(mechs, traffic, dut, secrets) + problems
     markers = csp_markers(password) if csp else leak_markers(ixit, bench.config.dut.serial, password)
     scanned = [f for f in traffic.flows if f.server[0] == dut] if inbound_only else traffic.flows
     what = "critical security parameters" if csp else "confidential data"
