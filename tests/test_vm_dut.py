@@ -3,7 +3,9 @@
 A private copy of inventory/sim-vm.yaml (own lab name, relay port and subnet, so it never meets a
 running `vm` lab) is brought up with SimLab; everything else goes over the wire as certlab's
 drivers would: SCPI to switch power, the console pty (pyserial), SSH (paramiko), TCP connects.
-vm1 conforms; vm2 has the universal password and the telnet debug shell. Both boot in parallel.
+vm1 conforms; vm2 has the universal password and the telnet debug shell. Both boot in parallel;
+a password set with passwd survives a power cycle (the ext4 flash partition); a power cut kills
+qemu; `lab down` leaves no process, namespace, bridge or tap.
 Needs root, network namespaces, qemu-system-x86, busybox-static and dropbear-bin, and the
 Debian kernel package (fetched with apt on first use, or already in the cache); skips otherwise.
 """
@@ -127,6 +129,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         lab.down()
         left = processes_mentioning(lab.marker)
         assert not left, f"processes left after lab down: {left}"
+        for bench in inventory.benches.values():  # the namespace took its bridge and tap with it
+            assert not netns.exists(bench.network.netns or ""), bench.network.netns
+            assert not netns.link_exists(bench.network.interface or ""), bench.network.interface
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +195,23 @@ def test_flawed_sample_has_admin_and_a_telnet_root_shell(lab, booted):
             except socket.timeout:
                 pass
     assert b"uid=0(root)" in got, got[-300:]
+
+
+def test_password_set_with_passwd_survives_a_power_cycle(lab, booted):
+    vm1 = lab.inv.bench("vm1")
+    address, label, new = vm1.network.address, lab.inv.resolve_secret(vm1.dut.label_password), "Vm-Test-Pass-42"
+    client = _ssh(address, label)
+    try:
+        _, out, _ = client.exec_command(f"printf '{new}\\n{new}\\n' | passwd 2>&1; sync", timeout=30)
+        said = out.read().decode()
+    finally:
+        client.close()
+    assert "changed" in said, said
+    assert scpi("ROUT:OPEN (@1)", "ROUT:CLOS (@1)", "*OPC?") == ["1"]
+    _wait_port(address, 22, BOOT_SECONDS)
+    _ssh(address, new).close()  # read back from the ext4 flash partition after the power cut
+    with pytest.raises(paramiko.AuthenticationException):
+        _ssh(address, label).close()
 
 
 def test_power_cut_kills_the_machine(lab, booted):
