@@ -72,8 +72,8 @@ class ProbeSetting:
 
 def _probe(test_facts) -> ProbeSetting:
     """The setting the lab writes; a product that lacks one (or its IXIT that leaves it out) is INCONCLUSIVE."""
-    return ProbeSetting(test_facts.need("config_probe_key"), test_facts.need("config_set_command"),
-                        test_facts.need("config_get_command"))
+    set_template, get_template = test_facts.need("config_set_command"), test_facts.need("config_get_command")
+    return ProbeSetting(test_facts.need("config_probe_key"), set_template, get_template)
 
 
 def _long_value(rng, tag: str) -> str:
