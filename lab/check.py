@@ -2,13 +2,19 @@
 
 A bench that fails here must not take work: a run on it would only produce INCONCLUSIVE
 verdicts. Benches are checked in parallel; each result names the layer that failed.
+
+Each check power-cycles the DUT and times three moments from power-on, because they differ by
+seconds on a real product and a lab sets its timeouts from them: the boot banner (the boot
+loader or kernel speaking), the console's login prompt (or a shell offered without login), and
+the SSH server answering (its banner). The console and SSH are watched at the same time, so
+neither figure includes waiting for the other.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +30,9 @@ class CheckResult:
     power: str = "not checked"
     console: str = "not checked"
     ssh: str = "not checked"
-    boot_seconds: float | None = None
-    ssh_seconds: float | None = None
+    banner_seconds: float | None = None  # power-on -> boot banner on the console
+    prompt_seconds: float | None = None  # power-on -> login prompt (or a shell without login) on the console
+    ssh_seconds: float | None = None  # power-on -> SSH banner
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -44,7 +51,12 @@ def _describe(exc: Exception) -> str:
 
 
 def probe(bench: Bench, *, ssh_timeout: float = 30.0) -> CheckResult:
-    """Power, console boot and SSH login on an open bench; each layer's failure is reported, not raised."""
+    """Power, console boot and SSH login on an open bench; each layer's failure is reported, not raised.
+
+    The times come from the inventory's bounds only: the console's boot timeout for the banner,
+    the prompt and SSH answering (all counted from power-on), `ssh_timeout` for the login and
+    its command.
+    """
     result = CheckResult(bench.name)
     try:
         result.power = f"ok ({bench.power.identify()})"
@@ -52,15 +64,28 @@ def probe(bench: Bench, *, ssh_timeout: float = 30.0) -> CheckResult:
         result.power = _describe(exc)
         result.problems.append(f"power: {result.power}")
         return result
+    strategy = bench.strategy
     try:
-        result.boot_seconds = bench.strategy.power_cycle()
-        result.console = "ok (boot banner seen)"
+        result.banner_seconds = strategy.power_cycle()
     except Exception as exc:  # noqa: BLE001
         result.console = _describe(exc)
         result.problems.append(f"console: {result.console}")
         return result
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"check-ssh-{bench.name}") as pool:
+        ssh_up: Future = pool.submit(strategy.wait_ssh_ready)  # SSH is watched while the console boots on
+        try:
+            remaining = max(0.1, (strategy.powered_on_at or time.monotonic()) + strategy.boot_timeout - time.monotonic())
+            found = bench.console.expect([bench.prompts.login_prompt, bench.prompts.shell_prompt], timeout=remaining)
+            result.prompt_seconds = time.monotonic() - (strategy.powered_on_at or time.monotonic())
+            result.console = "ok (boot banner seen)" if found.index == 0 else "ok (boot banner seen; a shell without login)"
+        except Exception as exc:  # noqa: BLE001
+            result.console = _describe(exc)
+            result.problems.append(f"console: {result.console}")
+        try:
+            result.ssh_seconds = ssh_up.result()
+        except Exception:  # noqa: BLE001 - the login below says what is wrong
+            pass
     try:
-        result.ssh_seconds = bench.ssh.wait_reachable(timeout=ssh_timeout)
         start = time.monotonic()
         bench.ssh.run("true", timeout=ssh_timeout, check=True)
         result.ssh = f"ok (login + command in {time.monotonic() - start:.2f} s)"
@@ -74,8 +99,9 @@ def health_check(bench: Bench, *, ssh_timeout: float | None = None) -> None:
     """The probe a bench passes before it takes work; raises the LabFault that makes it unfit.
 
     Only lab faults count: a sample that misbehaves is the tests' business, not the bench's.
-    The probe leaves the DUT booted, so the first test does not pay for a second boot. SSH gets
-    three times the inventory's SSH timeout to come up after the boot banner.
+    The probe leaves the DUT booted, so the first test does not pay for a second boot. After a
+    boot, SSH gets the rest of the console's boot timeout (counted from power-on) to answer, as
+    in every test; the command `true` then gets three times the inventory's SSH timeout.
     """
     ssh_timeout = ssh_timeout or 3 * bench.config.ssh.timeout
     try:
@@ -87,8 +113,7 @@ def health_check(bench: Bench, *, ssh_timeout: float | None = None) -> None:
         else:  # switch on and boot: the first test then finds it booted instead of cycling it again
             bench.strategy.transition(BenchState.OFF)
             bench.strategy.transition(BenchState.BOOTED)
-        bench.ssh.wait_reachable(timeout=ssh_timeout)
-        bench.ssh.run("true", timeout=ssh_timeout, check=True)
+        bench.ssh.run("true", timeout=ssh_timeout, check=True)  # waits for a booting DUT's SSH first
     except LabFault:
         raise
     except Exception:  # noqa: BLE001 - anything but a lab fault is left to the tests

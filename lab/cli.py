@@ -114,17 +114,21 @@ def lab_down(inventory: InventoryOpt = SIM_INVENTORY) -> None:
 
 @lab_app.command("check")
 def lab_check(inventory: InventoryOpt = SIM_INVENTORY, bench: BenchOpt = None) -> None:
-    """Toggle power, wait for the console's boot banner and log in over SSH, per bench."""
+    """Per bench: power-cycle, time the boot banner, login prompt and SSH answer from power-on, log in over SSH."""
     inv = _load(inventory)
     from lab.check import check_lab
 
     results = check_lab(inv, _benches(inv, bench))
-    table = Table(title=f"lab check: {inv.lab}")
-    for col in ("bench", "power", "console", "boot s", "ssh"):
+    table = Table(title=f"lab check: {inv.lab}", caption="seconds from power-on to each moment")
+    for col in ("bench", "power", "console", "to boot banner s", "to login prompt s", "to SSH answer s", "ssh"):
         table.add_column(col)
+
+    def secs(value: float | None) -> str:
+        return f"{value:.2f}" if value is not None else "-"
+
     for r in results:
-        table.add_row(r.bench, r.power, r.console, f"{r.boot_seconds:.2f}" if r.boot_seconds is not None else "-", r.ssh,
-                      style=None if r.ok else "red")
+        table.add_row(r.bench, r.power, r.console, secs(r.banner_seconds), secs(r.prompt_seconds), secs(r.ssh_seconds),
+                      r.ssh, style=None if r.ok else "red")
     out.print(table)
     failed = [r.bench for r in results if not r.ok]
     if failed:

@@ -303,3 +303,56 @@ def test_ssh_after_the_shell_prompt_is_waited_for_and_5_1_detects_the_universal_
     assert not undecided, undecided
     ssh_log = next((out / "evidence").rglob("ssh-b1.log")).read_text()
     assert "after power-on" in ssh_log and "answered" in ssh_log  # the wait and its figure are evidence
+
+
+# --- `lab check` times the three moments from power-on, each on its own ----------------------
+
+
+def test_lab_check_times_banner_login_prompt_and_ssh_from_power_on() -> None:
+    """The console's prompt comes 0.3 s after the banner, SSH answers 0.1 s after power-on: the
+    check says so instead of one 'boot' figure, and waiting for one never delays the other."""
+    from lab.check import probe
+
+    class Console(FakeConsole):
+        def expect(self, patterns, timeout=None):
+            if isinstance(patterns, list) and len(patterns) == 2:  # the check's login/shell prompt wait
+                time.sleep(0.3)
+                return SimpleNamespace(index=0, before="")
+            return SimpleNamespace(index=0, before="")
+
+    class Ssh:
+        where, timeout = "10.0.0.2:22", 5.0
+
+        def __init__(self) -> None:
+            self.commands: list[str] = []
+
+        def attach_readiness(self, wait) -> None:
+            self.wait = wait
+
+        def probe_banner(self, timeout: float) -> tuple[bool, str]:
+            up = time.monotonic() - strategy.powered_on_at >= 0.1
+            return (True, "SSH-2.0-X") if up else (False, "Connection refused")
+
+        def drop(self, why: str) -> None:
+            pass
+
+        def note(self, text: str) -> None:
+            pass
+
+        def run(self, command: str, **_: object) -> None:
+            self.wait()
+            self.commands.append(command)
+
+    class Power(FakePower):
+        def identify(self) -> str:
+            return "TESTCO,SWITCH"
+
+    ssh, console = Ssh(), Console()
+    strategy = BenchStrategy(power=Power(), console=console, ssh=ssh, prompts=PROMPTS,
+                             credentials=lambda: ("root", "pw"), boot_timeout=5.0, bench="b1")
+    bench = SimpleNamespace(name="b1", power=strategy.power, console=console, ssh=ssh, strategy=strategy, prompts=PROMPTS)
+    result = probe(bench)
+    assert result.ok, result.problems
+    assert result.console == "ok (boot banner seen)" and ssh.commands == ["true"]
+    assert result.banner_seconds < 0.2 and 0.3 <= result.prompt_seconds < 2.0
+    assert 0.1 <= result.ssh_seconds < 0.3 + 0.5  # watched while the console was awaited, not after it
