@@ -127,7 +127,8 @@ class DutConfig(_Model):
         return value
 
 
-OFF_THE_SHELF_FLAWS = {"universal_default_password", "open_debug_service", "unauthenticated_console"}
+OFF_THE_SHELF_FLAWS = {"universal_default_password", "open_debug_service", "unauthenticated_console",
+                       "cleartext_telnet_login"}  # busybox telnetd -l /bin/login
 # the VM DUT's busybox can also serve a telnet login (telnetd -l /bin/login), once that flaw exists
 VM_FLAWS = OFF_THE_SHELF_FLAWS | ({"cleartext_telnet_login"} & set(FLAWS))
 

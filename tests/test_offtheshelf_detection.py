@@ -1,9 +1,11 @@
 """The EN 303 645 suites find real flaws in software certlab did not write (docs/offtheshelf-dut.md).
 
-Runs 5.1-1-2 (universal default password) and 5.6-1-2 (undocumented interfaces) on the two
-off-the-shelf samples of `inventory/sim-offtheshelf.yaml`: dropbear and busybox, not our
-simulator. `ots1` conforms and must PASS both; `ots2` ships root/admin and a telnet root shell
-on tcp/2323 and must FAIL both, for those reasons. The lab is a copy of the shipped inventory
+Runs 5.1-1-2 (universal default password), 5.6-1-2 (undocumented interfaces) and 5.5-1-2
+(best-practice cryptography) on the off-the-shelf samples of `inventory/sim-offtheshelf.yaml`:
+dropbear and busybox, not our simulator. `ots1` conforms and must PASS all three; `ots2` ships
+root/admin and a telnet root shell on tcp/2323 and must FAIL the first two, for those reasons;
+`ots3` (OTS-1T) documents a busybox telnetd + login on tcp/23 and must FAIL 5.5-1-2 because the
+lab's root login there crossed the network in clear (5.6-1-2 PASSes: the port is documented). The lab is a copy of the shipped inventory
 with its own lab name, relay port and addresses, so it never collides with a running `ots` lab;
 it is always brought down, also when the run fails. Needs root, network namespaces,
 dropbear-bin, busybox-static (telnetd) and util-linux `unshare`; skips with the reason otherwise.
@@ -33,8 +35,9 @@ LAB, SCPI_PORT, SUBNET = "otsproof", 17020, 171  # this test's own lab: never th
 CASES = [
     "testsuites/en303645/test_5_1_passwords.py::test_5_1_1_2_no_universal_default_password",
     "testsuites/en303645/test_5_6_attack_surface.py::test_5_6_1_2_only_documented_interfaces_open",
+    "testsuites/en303645/test_5_5_communication.py::test_5_5_1_2_best_practice_crypto",
 ]
-RUN_SECONDS = 80.0  # both benches, in parallel; a run still going then is killed (its verdicts are missing)
+RUN_SECONDS = 120.0  # every bench, in parallel; a run still going then is killed (its verdicts are missing)
 
 
 def _missing() -> str | None:
@@ -89,7 +92,7 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, di
     try:
         lab.up()
         procs = {}
-        for bench in ("ots1", "ots2"):  # one pytest per bench, in parallel, as `certlab run` does
+        for bench in ("ots1", "ots2", "ots3"):  # one pytest per bench, in parallel, as `certlab run` does
             out = folder / f"run-{bench}"
             procs[bench] = (out, subprocess.Popen(
                 [sys.executable, "-m", "pytest", *CASES, "--inventory", str(inventory), "--bench", bench,
@@ -122,22 +125,31 @@ def _result(verdicts: dict, bench: str, case: str) -> dict:
     return found
 
 
-@pytest.mark.timeout(150)
-@pytest.mark.parametrize("case", ["5.1-1-2", "5.6-1-2"])
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("case", ["5.1-1-2", "5.6-1-2", "5.5-1-2"])
 def test_conforming_offtheshelf_sample_passes(verdicts, case):
     r = _result(verdicts, "ots1", case)
     assert r["verdict"] == "PASS", f"ots1 {case}: {r['verdict']}: {r['reason'][:500]}"
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 def test_universal_password_found_in_dropbear(verdicts):
     r = _result(verdicts, "ots2", "5.1-1-2")
     assert r["verdict"] == "FAIL", f"ots2 5.1-1-2: {r['verdict']}: {r['reason'][:500]}"
     assert "admin" in r["reason"] and "opens the DUT" in r["reason"], r["reason"][:500]
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 def test_busybox_telnet_shell_found(verdicts):
     r = _result(verdicts, "ots2", "5.6-1-2")
     assert r["verdict"] == "FAIL", f"ots2 5.6-1-2: {r['verdict']}: {r['reason'][:500]}"
     assert "tcp/2323" in r["reason"] and "undocumented" in r["reason"], r["reason"][:500]
+
+
+@pytest.mark.timeout(240)
+def test_busybox_telnet_login_in_clear_text_found(verdicts):
+    r = _result(verdicts, "ots3", "5.5-1-2")
+    assert r["verdict"] == "FAIL", f"ots3 5.5-1-2: {r['verdict']}: {r['reason'][:500]}"
+    assert "telnet on port 23 accepted the login of user root in clear text" in r["reason"], r["reason"][:500]
+    documented = _result(verdicts, "ots3", "5.6-1-2")
+    assert documented["verdict"] == "PASS", f"ots3 5.6-1-2: {documented['verdict']}: {documented['reason'][:500]}"

@@ -19,7 +19,8 @@ and the console treat it alike. What is ours is only the "firmware build" and th
    and vanish with it.
 3. PID 1 ("init"): print the boot log on the UART, then run, chrooted into the rootfs, like an
    inittab: `dropbear -F -E -p ADDRESS:SSH_PORT`, with `open_debug_service` also
-   `telnetd -F -b ADDRESS -p DEBUG_PORT -l /bin/sh`, and on a pty of its own devpts
+   `telnetd -F -b ADDRESS -p DEBUG_PORT -l /bin/sh`, with `cleartext_telnet_login`
+   `telnetd -F -b ADDRESS -p TELNET_PORT -l /bin/login` (default 23), and on a pty of its own devpts
    `getty -L 115200 /dev/pts/N vt100` (busybox getty + login), or with `unauthenticated_console`
    a login shell `-sh` with no login. It bridges the pty master to the UART, reaps orphans and
    respawns what exits. busybox `reboot` (SIGTERM to PID 1) exits 3: the bench host reboots us.
@@ -155,6 +156,10 @@ def boot(bench_dir: Path, uart_fd: int, outer_mnt: str) -> int:
         port = int(cfg.get("debug_port") or 23)
         services.append(Service("telnetd", ["/usr/sbin/telnetd", "-F", "-b", addr, "-p", str(port),
                                             "-l", "/bin/sh"], delay=1.0))
+    if "cleartext_telnet_login" in flaws:  # a telnet service asking for the root password in clear text
+        port = int(cfg.get("telnet_port") or 23)
+        services.append(Service("telnetd-login", ["/usr/sbin/telnetd", "-F", "-b", addr, "-p", str(port),
+                                                  "-l", "/bin/login"], delay=1.0))
     if "unauthenticated_console" in flaws:
         console = Service("console", ["-sh"], delay=0.2, tty=slave,
                           env={"USER": "root", "LOGNAME": "root", "SHELL": "/bin/sh"})
@@ -233,10 +238,11 @@ def main(argv: list[str] | None = None) -> None:
         if not tool or not os.access(tool, os.X_OK):
             raise SystemExit(f"missing {tool or 'unshare'}: install dropbear-bin, busybox-static and util-linux")
     cfg = json.loads((bench_dir / "dut.json").read_text(encoding="utf-8"))
-    if "open_debug_service" in (cfg.get("flaws") or []):
+    telnet = sorted({"open_debug_service", "cleartext_telnet_login"} & set(cfg.get("flaws") or []))
+    if telnet:
         listed = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, timeout=10).stdout.split()
         if "telnetd" not in listed:
-            raise SystemExit(f"{BUSYBOX} has no telnetd applet (open_debug_service); install busybox-static")
+            raise SystemExit(f"{BUSYBOX} has no telnetd applet ({', '.join(telnet)}); install busybox-static")
     (bench_dir / "flash").mkdir(parents=True, exist_ok=True)
     root = build_rootfs(bench_dir / "flash")
     provision(root, cfg)

@@ -302,8 +302,16 @@ def captures() -> dict[str, Traffic]:
     return {}
 
 
-def _window(test_facts) -> tuple[float, float]:
+LISTEN_ONLY_WINDOW_S = 10.0  # a device that never connects out: the window holds the lab's own sessions
+
+
+def _window(test_facts, ixit) -> tuple[float, float]:
+    """(telemetry interval, capture window). A device whose every 11-ComMech entry is remotely
+    reachable (it only listens) and whose IXIT says it sends no telemetry gets a short window
+    for the lab's own sessions; otherwise two telemetry intervals are watched."""
     interval = test_facts.telemetry_interval_seconds
+    if not interval and ixit.com_mech and all(m.remote_access for m in ixit.com_mech):
+        return 0.0, LISTEN_ONLY_WINDOW_S
     if interval is None:
         raise CertlabError("ixit: test_facts.telemetry_interval_seconds is not set; the lab needs it to know how long "
                            "to watch the DUT's communication (add the telemetry interval in seconds)")
@@ -390,9 +398,10 @@ def traffic_for(captures: dict[str, Traffic], bench, net, ixit, test_facts, evid
     """The bench's capture (made now if this is the first of the three test cases); True if new."""
     if bench.name in captures:
         return captures[bench.name], False
-    interval, window = _window(test_facts)
+    interval, window = _window(test_facts, ixit)
     pcap = evidence.path("communication.pcap")
-    with allure.step(f"capture the DUT's traffic for {window:.1f} s (telemetry every {interval:g} s)"):
+    every = f"telemetry every {interval:g} s" if interval else "no outgoing communication in the IXIT"
+    with allure.step(f"capture the DUT's traffic for {window:.1f} s ({every})"):
         with net.capture(pcap) as cap:
             start = time.monotonic()  # the window counts once the sniffer runs
             exercised, logins = _exercise(bench, ixit, test_facts)
