@@ -535,7 +535,7 @@ def _product_paths(inventory: Path, model: str, edition: str, ics: Path | None, 
 
 @product_app.command("check")
 def product_check(
-    model: ModelOpt,
+    model: Annotated[Optional[str], typer.Option("--model", help="the product model (default: every model of the inventory's benches)")] = None,
     inventory: InventoryOpt = SIM_INVENTORY,
     edition: EditionOpt = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml)")] = None,
@@ -547,19 +547,23 @@ def product_check(
     from lab.preflight import check_product
 
     key = normalise_edition(edition)
-    ics_path, ixit_path, folder = _product_paths(inventory, model, key, ics, ixit)
-    loaded_ics, loaded_ixit = check_product(model, key, ics_path=ics_path, ixit_path=ixit_path, folder=folder)
-    record = default_path(folder, key)
-    if record is not None:
-        load_assessments(record, key, model=model).check_refs(loaded_ixit)
-    na = sum(1 for e in loaded_ics.provisions.values() if e.support == "N/A")
-    missing = _missing_facts(loaded_ixit)
-    out.print(f"{model}: ICS {ics_path} and IXIT {ixit_path} are valid for {loaded_ics.catalog.en}; "
-              f"{na} N/A answer(s) checked against the IXIT" + (f"; assessor's record {record} valid" if record else ""),
-              highlight=False)
-    if missing:
-        out.print(f"[yellow]facts the suites need that the IXIT does not give: {', '.join(missing)} "
-                  f"(certlab product facts --model {model})[/yellow]", highlight=False)
+    models = [model] if model else sorted({b.dut.model for b in _load(inventory).benches.values()})
+    if (ics or ixit) and len(models) != 1:
+        raise CertlabError("--ics/--ixit describe one product: name it with --model")
+    for name in models:
+        ics_path, ixit_path, folder = _product_paths(inventory, name, key, ics, ixit)
+        loaded_ics, loaded_ixit = check_product(name, key, ics_path=ics_path, ixit_path=ixit_path, folder=folder)
+        record = default_path(folder, key)
+        if record is not None:
+            load_assessments(record, key, model=name).check_refs(loaded_ixit)
+        na = sum(1 for e in loaded_ics.provisions.values() if e.support == "N/A")
+        missing = _missing_facts(loaded_ixit)
+        out.print(f"{name}: ICS {ics_path} and IXIT {ixit_path} are valid for {loaded_ics.catalog.en}; "
+                  f"{na} N/A answer(s) checked against the IXIT"
+                  + (f"; assessor's record {record} valid" if record else ""), highlight=False)
+        if missing:
+            out.print(f"[yellow]{name}: facts the suites need that the IXIT does not give: {', '.join(missing)} "
+                      f"(certlab product facts --model {name})[/yellow]", highlight=False)
 
 
 def _missing_facts(ixit) -> list[str]:

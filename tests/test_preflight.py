@@ -115,6 +115,8 @@ def test_product_check_uses_the_same_code(tmp_path: Path):
     assert good.returncode == 0 and "N/A answer(s) checked against the IXIT" in good.stdout, good.stdout + good.stderr
     bad = certlab("product", "check", "-i", str(lab(tmp_path / "b", ics_change=BAD_NA)), "--model", "TH-100")
     assert bad.returncode == 2 and "provisions.5.3-7.support" in bad.stderr
+    every = certlab("product", "check", "-i", str(tmp_path / "b" / "inv" / "tpre.yaml"))  # every model of the benches
+    assert every.returncode == 2 and "provisions.5.3-7.support" in every.stderr
 
 
 def test_product_facts_lists_each_fact_with_its_tests_and_value():
