@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.errors import InventoryError, LabFault, NetworkFault
+from lab.errors import CertlabError, InventoryError, LabFault, NetworkFault
 from lab.inventory import BenchConfig, Inventory, ScpiPowerConfig
 from lab.sim import cloud, netns, vm_kernel
 
@@ -284,7 +284,12 @@ class SimLab:
             if not (bench.sim and bench.sim.dut == "vm"):
                 continue
             explicit = self.inv.resolve_path(bench.sim.kernel) if bench.sim.kernel else None
-            kernel = vm_kernel.ensure_kernel(explicit)
+            try:
+                kernel = vm_kernel.ensure_kernel(explicit)
+            except CertlabError as exc:
+                if explicit is None:
+                    raise
+                raise InventoryError(f"{self.inv.path}: bench {bench.name!r}, field 'certlab.sim.kernel': {exc}") from None
             if bench.sim.accel == "auto":
                 if kernel.image not in probed:
                     probed[kernel.image] = vm_kernel.choose_accel(kernel)
@@ -349,6 +354,7 @@ class SimLab:
         spaced = [b for b in self.benches.values() if b.network.netns]
         if spaced and (reason := netns.unavailable_reason()):
             raise NetworkFault(reason, bench=spaced[0].name)
+        machines = self._vm_machines()  # a missing qemu or kernel is said before anything starts
 
         for sub in ("relays", "firmware", "cloud"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -356,7 +362,6 @@ class SimLab:
         pki = cloud.ensure_pki(self.dir / "cloud", self.inv.lab, ips)
         pubkey = self._write_firmware()
 
-        machines = self._vm_machines()
         state = self._load_state()
         started: dict[Path, subprocess.Popen[bytes]] = {}  # pid file -> process this call started
         for bench in self.benches.values():

@@ -56,13 +56,13 @@ def from_image(image: Path) -> Kernel:
     """A kernel file named vmlinuz-<release> and its modules, beside it or the host's."""
     m = re.fullmatch(r"vmlinuz-(.+)", image.name)
     if not m or not image.is_file():
-        raise CertlabError(f"sim.kernel {image}: not a kernel file named vmlinuz-<release>; name an unpacked "
+        raise CertlabError(f"{image}: not a kernel file named vmlinuz-<release>; name an unpacked "
                            f"Debian kernel (dpkg-deb -x linux-image-*.deb DIR) or drop sim.kernel")
     release = m.group(1)
     for modules in (image.parent.parent / "lib" / "modules" / release, Path("/lib/modules") / release):
         if (modules / "kernel").is_dir():
             return Kernel(image.resolve(), modules.resolve(), release)
-    raise CertlabError(f"sim.kernel {image}: no modules for {release} in {image.parent.parent}/lib/modules "
+    raise CertlabError(f"{image}: no modules for {release} in {image.parent.parent}/lib/modules "
                        f"or /lib/modules; unpack the whole linux-image package")
 
 
