@@ -10,7 +10,12 @@ text. The four test cases share one capture per bench:
 - the lab captures the DUT's traffic (`net.capture`, on the bench interface, DUT address only)
   for one telemetry interval plus a margin (test_facts.telemetry_interval_seconds), and within
   that window opens its own session on each remotely reachable mechanism it can drive (SSH with
-  the lab's login; a TLS handshake), so those flows are in the capture too;
+  the lab's login; a TLS handshake; a login on a documented clear-text interface, telnet, plain
+  HTTP basic auth or FTP, as the account the IXIT names with the inventory's password, never a
+  guessed one), so those flows are in the capture too;
+- a clear-text login the DUT accepted FAILs every case whose scope holds its mechanism
+  ("telnet on port 23 accepted the login of user root in clear text (captured in ...)"); the
+  exchange, password masked, is in clear-text-logins.json;
 - every TCP flow is reassembled and matched with the ComMech entries by port and direction
   (outgoing: the peer's port; remotely reachable: the DUT's port);
 - a `tls: true` mechanism must begin with a TLS handshake record from the client, negotiate
