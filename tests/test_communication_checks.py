@@ -93,3 +93,45 @@ def test_a_mechanism_without_remote_access_is_undecidable_naming_the_field(comm:
     with pytest.raises(CertlabError, match="11-ComMech entry 'ssh-session': field remote_access is not set"):
         comm.check_mechanism(ssh, traffic(comm, ssh_flow(comm)), DUT, [], csp=True)
     assert not isinstance(CertlabError("x"), AssertionError)  # INCONCLUSIVE (test error), never FAIL
+
+
+# --- a documented clear-text login (cleartext_telnet_login) --------------------------------------
+
+TH100T = ROOT / "inventory" / "products" / "TH-100T" / "ixit.yaml"
+
+
+class _Bench:
+    """What login_account reads of a bench: the lab's account and its password."""
+
+    def __init__(self, user: str = "root", password: str | None = "Secret-Pw-1"):
+        self.config = type("C", (), {"ssh": type("S", (), {"user": user})()})()
+        self._password = password
+
+    def ssh_password(self):
+        return self._password
+
+
+def test_the_login_account_is_the_one_the_ixit_names(comm: ModuleType) -> None:
+    ixit = load_ixit(TH100T)
+    telnet = next(m for m in ixit.com_mech if m.id == "telnet-session")
+    assert comm.login_account(ixit, telnet, _Bench()) == ("root", "Secret-Pw-1")
+    why = comm.login_account(ixit, telnet, _Bench(user="admin"))
+    assert isinstance(why, str) and "'root'" in why  # never another account, never a guess
+    assert "no password" in comm.login_account(ixit, telnet, _Bench(password=None))
+
+
+def test_an_accepted_clear_text_login_fails_with_port_user_and_flow(comm: ModuleType) -> None:
+    from lab.logins import LoginExchange
+
+    ixit = load_ixit(TH100T)
+    telnet = next(m for m in ixit.com_mech if m.id == "telnet-session")
+    flow = comm.Flow("tcp", ("10.203.45.1", 41000), (DUT, 23), 0.0, 12, b"root\r\nSecret-Pw-1\r\n",
+                     b"login: Password: # ", True, 6)
+    t = traffic(comm, flow)
+    t.logins["telnet-session"] = LoginExchange("telnet", DUT, 23, "root", "accepted")
+    problems = comm.clear_logins([telnet], t, DUT, ["Secret-Pw-1"])
+    assert len(problems) == 1
+    assert problems[0].startswith("telnet on port 23 accepted the login of user root in clear text (captured in x.pcap")
+    assert flow.name in problems[0]
+    t.logins["telnet-session"].outcome = "rejected"
+    assert comm.clear_logins([telnet], t, DUT, ["Secret-Pw-1"]) == []
