@@ -129,8 +129,6 @@ class DutConfig(_Model):
 
 OFF_THE_SHELF_FLAWS = {"universal_default_password", "open_debug_service", "unauthenticated_console",
                        "cleartext_telnet_login"}  # busybox telnetd -l /bin/login
-# the VM DUT's busybox can also serve a telnet login (telnetd -l /bin/login), once that flaw exists
-VM_FLAWS = OFF_THE_SHELF_FLAWS | ({"cleartext_telnet_login"} & set(FLAWS))
 
 
 class SimConfig(_Model):
@@ -193,7 +191,7 @@ class BenchConfig(_Model):
     @model_validator(mode="after")
     def _offtheshelf_flaws(self) -> "BenchConfig":
         if self.sim and self.sim.dut in ("offtheshelf", "vm"):
-            supported = VM_FLAWS if self.sim.dut == "vm" else OFF_THE_SHELF_FLAWS
+            supported = OFF_THE_SHELF_FLAWS  # the VM DUT runs the same busybox and dropbear
             unsupported = sorted(set(self.sim.flaws) - supported)
             if unsupported:
                 raise ValueError(
