@@ -3,7 +3,8 @@
 A private copy of inventory/sim-vm.yaml (own lab name, relay port and subnet, so it never meets a
 running `vm` lab) is brought up with SimLab; everything else goes over the wire as certlab's
 drivers would: SCPI to switch power, the console pty (pyserial), SSH (paramiko), TCP connects.
-vm1 conforms; vm2 has the universal password and the telnet debug shell. Both boot in parallel;
+vm1 conforms; vm2 has the universal password, the telnet debug shell and (in this copy only) a
+clear-text telnet login. Both boot in parallel;
 a password set with passwd survives a power cycle (the ext4 flash partition); a power cut kills
 qemu; `lab down` leaves no process, namespace, bridge or tap.
 Needs root, network namespaces, qemu-system-x86, busybox-static and dropbear-bin, and the
@@ -62,6 +63,8 @@ def _private_copy(folder: Path) -> Path:
                         "gateway": f"10.203.{SUBNET}.{4 * i + 1}", "prefix": 30}
         for ref in (c["ssh"]["password"], c["dut"]["label_password"]):
             ref["file"] = str((SHIPPED.parent / ref["file"]).resolve())
+        if name == "vm2":  # one more flaw on the flawed sample, so no third VM is needed
+            c["sim"]["flaws"] = [*c["sim"]["flaws"], "cleartext_telnet_login"]
     path = folder / f"{LAB}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -212,6 +215,31 @@ def test_password_set_with_passwd_survives_a_power_cycle(lab, booted):
     _ssh(address, new).close()  # read back from the ext4 flash partition after the power cut
     with pytest.raises(paramiko.AuthenticationException):
         _ssh(address, label).close()
+
+
+def _telnet_until(sock: socket.socket, got: bytes, want: bytes, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    while want not in got and time.monotonic() < deadline:
+        try:
+            got += sock.recv(4096)
+        except socket.timeout:
+            pass
+    assert want in got, f"telnet: no {want!r} within {timeout:.0f} s; got {got[-300:]!r}"
+    return got
+
+
+def test_cleartext_telnet_login_asks_for_the_password(lab, booted):
+    vm2 = lab.inv.bench("vm2")
+    _wait_port(vm2.network.address, 23, 30)
+    with socket.create_connection((vm2.network.address, 23), timeout=10) as sock:
+        sock.settimeout(1)
+        got = _telnet_until(sock, b"", b"login: ", 30)  # busybox login, after telnetd's option requests
+        sock.sendall(b"root\r\n")
+        got = _telnet_until(sock, got, b"Password: ", 20)
+        sock.sendall(b"admin\r\n")
+        got = _telnet_until(sock, got, b"# ", 20)
+        sock.sendall(b"id\r\n")
+        _telnet_until(sock, got, b"uid=0(root)", 20)
 
 
 def test_power_cut_kills_the_machine(lab, booted):
