@@ -1,6 +1,6 @@
 """5.1-5-2's timing judgement: is a failed login slowed down by the delay the IXIT documents?
 
-The judgement is on interleaved (accepted, failed) pairs: one slow accepted baseline must not
+The judgement is on (baseline, failed) pairs timed back to back: one slow baseline must not
 turn a padded failure into "not slowed"; a spread straddling the threshold is undecidable
 (INCONCLUSIVE), never a FAIL.
 """

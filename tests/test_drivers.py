@@ -228,6 +228,7 @@ class MiniSSH:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.logins: list[tuple[str, bool]] = []
+        self.failure_delay = 0.0  # s a wrong password waits before its answer
         self.transports: list[paramiko.Transport] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -248,6 +249,8 @@ class MiniSSH:
             def check_auth_password(self, user: str, password: str) -> int:
                 ok = outer.users.get(user) == password
                 outer.logins.append((user, ok))
+                if not ok and outer.failure_delay:
+                    time.sleep(outer.failure_delay)
                 return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
             def get_allowed_auths(self, user: str) -> str:
@@ -550,6 +553,29 @@ def ssh_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiniSSH]:
     peer = MiniSSH({"root": "Dut-Pw-42"}, tmp_path_factory.mktemp("dutroot"))
     yield peer
     peer.close()
+
+
+@pytest.mark.parametrize("attempt_first", [False, True])
+def test_time_auth_times_the_password_attempt_against_a_none_request(ssh_peer: MiniSSH, tmp_path: Path,
+                                                                      attempt_first: bool) -> None:
+    transcript = Transcript(tmp_path / "ssh.log")
+    ssh = SSHDriver("127.0.0.1", ssh_peer.port, "root", lambda: "Dut-Pw-42", transcript=transcript, timeout=5)
+    ssh_peer.failure_delay = 0.3
+    try:
+        t = ssh.time_auth("root", "guess-123", attempt_first=attempt_first)
+    finally:
+        ssh_peer.failure_delay = 0.0
+    assert (t.outcome, t.detail) == ("rejected", "")
+    assert t.baseline is not None and t.attempt is not None
+    assert t.attempt - t.baseline >= 0.25 and t.baseline < 0.25, t  # the delay, not the key exchange
+    assert "guess-123" not in (tmp_path / "ssh.log").read_text()
+    right = ssh.time_auth("root", "Dut-Pw-42")
+    assert right.outcome == "accepted" and right.baseline is not None
+
+
+def test_time_auth_names_a_refused_connection() -> None:
+    t = SSHDriver("127.0.0.1", free_port(), "root", "x", timeout=2).time_auth("root", "x")
+    assert (t.outcome, t.baseline, t.attempt) == ("refused", None, None)
 
 
 def test_ssh_run_put_get_and_transcript(ssh_peer: MiniSSH, tmp_path: Path) -> None:

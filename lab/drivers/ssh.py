@@ -57,6 +57,23 @@ class LoginAttempt:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class AuthTiming:
+    """One failed-login timing: only the authentication exchanges, on one connection.
+
+    `baseline` is the round trip of an unauthenticated ("none") request, which the server's
+    authentication code answers at once without checking a password: the network and the
+    server's own turnaround. `attempt` is the round trip of one password attempt. Their
+    difference is what a password attempt costs beyond an immediate answer.
+    """
+
+    user: str
+    outcome: str  # of the password attempt: one of LOGIN_OUTCOMES
+    baseline: float | None
+    attempt: float | None
+    detail: str = ""
+
+
 class _RecordingPolicy(paramiko.MissingHostKeyPolicy):
     """Accept an unknown host key into the client's in-memory store and remember it."""
 
@@ -381,6 +398,81 @@ class SSHDriver:
                 transport.close()
                 sock.close()
 
+    def time_auth(self, user: str, password: str, *, attempt_first: bool = False, timeout: float = 10) -> AuthTiming:
+        """Time a password attempt against a "none" request on one fresh connection.
+
+        Connecting and the key exchange are not timed: on a slow device they vary by more than
+        the delay being measured, and an attacker pays them once per connection, not per guess.
+        `attempt_first` alternates the order between calls, so a drift hits both alike.
+        """
+        if self.transcript is not None:
+            self.transcript.add_secret(password)
+        self._ready()
+        timings: dict[str, float] = {}
+
+        def done(outcome: str, detail: str = "") -> AuthTiming:
+            t = AuthTiming(user, outcome, timings.get("none"), timings.get("password"), detail)
+            self._note(f"timed login as {user!r}: none request {_ms(t.baseline)}, password attempt {outcome} in "
+                       f"{_ms(t.attempt)}" + (f" ({detail})" if detail else ""))
+            return t
+
+        def none() -> str:
+            start = time.monotonic()
+            try:
+                transport.auth_none(user)
+                return "the server accepted an unauthenticated login"
+            except paramiko.BadAuthenticationType:
+                return ""  # the expected answer: "none" refused, the methods listed
+            except paramiko.AuthenticationException as exc:
+                return "" if "timeout" not in str(exc).lower() else f"none request: {exc}"
+            finally:
+                timings["none"] = time.monotonic() - start
+
+        def attempt() -> str:
+            start = time.monotonic()
+            try:
+                transport.auth_password(user, password)
+                return "accepted" if transport.is_authenticated() else "rejected"
+            except paramiko.BadAuthenticationType:
+                return "rejected"
+            except paramiko.AuthenticationException as exc:
+                return "timeout" if "timeout" in str(exc).lower() else "rejected"
+            finally:
+                timings["password"] = time.monotonic() - start
+
+        with self._steps.step("ssh timed login attempt", bench=self.bench, user=user):
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            except (TimeoutError, socket.timeout):
+                return done("timeout", "no TCP answer")
+            except ConnectionRefusedError:
+                return done("refused", "TCP connection refused")
+            except OSError as exc:
+                return done("error", f"TCP connect failed: {exc}")
+            _nodelay(sock)
+            transport = paramiko.Transport(sock)
+            transport.banner_timeout = timeout
+            transport.auth_timeout = timeout
+            try:
+                transport.start_client(timeout=timeout)
+                self._saw_host_key(transport.get_remote_server_key())
+                if attempt_first:
+                    outcome = attempt()
+                    problem = none() if outcome == "rejected" else ""
+                else:
+                    problem = none()
+                    outcome = attempt() if not problem else "error"
+                return done(outcome, problem)
+            except (TimeoutError, socket.timeout) as exc:
+                return done("timeout", str(exc) or "timed out")
+            except paramiko.SSHException as exc:
+                return done("timeout" if "timeout" in str(exc).lower() else "error", str(exc))
+            except (EOFError, OSError) as exc:
+                return done("error", f"connection closed: {exc or type(exc).__name__}")
+            finally:
+                transport.close()
+                sock.close()
+
     def probe_banner(self, timeout: float) -> tuple[bool, str]:
         """One look: does the SSH server send its banner within `timeout`? (answered, what was seen)."""
         try:
@@ -438,3 +530,7 @@ def _nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         pass
+
+
+def _ms(seconds: float | None) -> str:
+    return "not measured" if seconds is None else f"{seconds * 1000:.1f} ms"

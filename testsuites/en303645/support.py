@@ -309,9 +309,12 @@ def console_back_to_prompt(console, prompts, *, quiet: float = 0.5, timeout: flo
 # --- timing: are failed logins slowed down by the documented delay? (5.1-5-2) -------------------
 #
 # One connection's time varies with the host's load; a single slow "accepted" baseline once made
-# a padded failure look undelayed. Samples are taken in interleaved pairs (accepted, failed, in
-# alternating order), the delay is judged on the pairs' differences, and only a distribution-free
-# confidence interval of their median that lies wholly on one side of the threshold decides.
+# a padded failure look undelayed, and on a slow device an accepted login itself takes most of a
+# padded failure's time (dropbear pads the answer to 250-350 ms from the request). So each pair is
+# timed on one connection after its key exchange: a wrong password against an unauthenticated
+# ("none") request the server answers at once, order alternating; the delay is judged on the
+# pairs' differences, and only a distribution-free confidence interval of their median that lies
+# wholly on one side of the threshold decides.
 
 DELAY_TOLERANCE = 0.2  # a failure must take at least 80 % of the documented delay longer
 DELAY_CONFIDENCE = 0.95
@@ -366,13 +369,19 @@ class DelayJudgement:
             return f"no pair measured (need {MIN_DELAY_PAIRS})"
         interval = (f"{self.confidence:.1%} interval [{self.low:.3f}, {self.high:.3f}] s" if self.low is not None
                     else f"too few pairs ({len(self.differences)}) for a {DELAY_CONFIDENCE:.0%} interval")
-        return (f"failed minus accepted login, {len(self.differences)} interleaved pairs: median {self.median:.3f} s, "
+        return (f"failed password attempt minus an unauthenticated ('none') request on the same connection, "
+                f"{len(self.differences)} pairs: median {self.median:.3f} s, "
                 f"{interval}; threshold {self.threshold:.3f} s = {1 - DELAY_TOLERANCE:.0%} of the documented "
                 f"{self.documented:g} s")
 
 
 def judge_failure_delay(pairs, documented: float, tolerance: float = DELAY_TOLERANCE) -> DelayJudgement:
-    """Is a failed login slowed by `documented` s? `pairs`: (accepted_s, failed_s) measured back to back.
+    """Is a failed login slowed by `documented` s? `pairs`: (baseline_s, failed_s) measured back to back.
+
+    The baseline is the round trip of a request the server answers at once (SSH "none"
+    authentication on the same connection), so each difference is what a failed guess costs
+    beyond an immediate answer, whether the server adds its delay after checking the password or
+    pads the whole answer to a fixed time (dropbear: 250-350 ms from the request).
 
     "slowed" when the whole interval of the median difference is at or above the threshold,
     "not slowed" when it is wholly below, else "undecidable" (the spread straddles it).
