@@ -363,40 +363,7 @@ class SSHDriver:
         self._ready()
         start = time.monotonic()
         with self._steps.step("ssh login attempt", bench=self.bench, user=user):
-            try:
-                sock = socket.create_connection((self.host, self.port), timeout=timeout)
-            except (TimeoutError, socket.timeout):
-                return done("timeout", "no TCP answer")
-            except ConnectionRefusedError:
-                return done("refused", "TCP connection refused")
-            except OSError as exc:
-                return done("error", f"TCP connect failed: {exc}")
-            _nodelay(sock)
-            transport = paramiko.Transport(sock)
-            transport.banner_timeout = timeout
-            transport.auth_timeout = timeout
-            try:
-                transport.start_client(timeout=timeout)
-                self._saw_host_key(transport.get_remote_server_key())
-                transport.auth_password(user, password)
-                return done("accepted" if transport.is_authenticated() else "rejected")
-            except paramiko.BadAuthenticationType as exc:
-                return done("rejected", f"password authentication not offered (allowed: {exc.allowed_types})")
-            except paramiko.AuthenticationException as exc:
-                text = str(exc)
-                if "timeout" in text.lower():
-                    return done("timeout", text)
-                return done("rejected", text)
-            except (TimeoutError, socket.timeout) as exc:
-                return done("timeout", str(exc) or "timed out")
-            except paramiko.SSHException as exc:
-                outcome = "timeout" if "timeout" in str(exc).lower() or "banner" in str(exc).lower() else "error"
-                return done(outcome, str(exc))
-            except (EOFError, OSError) as exc:
-                return done("error", f"connection closed: {exc or type(exc).__name__}")
-            finally:
-                transport.close()
-                sock.close()
+            return done(*self._on_fresh_connection(lambda t: _auth_password(t, user, password), timeout))
 
     def time_auth(self, user: str, password: str, *, attempt_first: bool = False, timeout: float = 10) -> AuthTiming:
         """Time a password attempt against a "none" request on one fresh connection.
@@ -416,7 +383,7 @@ class SSHDriver:
                        f"{_ms(t.attempt)}" + (f" ({detail})" if detail else ""))
             return t
 
-        def none() -> str:
+        def none(transport: paramiko.Transport) -> str:
             start = time.monotonic()
             try:
                 transport.auth_none(user)
@@ -428,50 +395,56 @@ class SSHDriver:
             finally:
                 timings["none"] = time.monotonic() - start
 
-        def attempt() -> str:
+        def attempt(transport: paramiko.Transport) -> str:
             start = time.monotonic()
             try:
-                transport.auth_password(user, password)
-                return "accepted" if transport.is_authenticated() else "rejected"
-            except paramiko.BadAuthenticationType:
-                return "rejected"
-            except paramiko.AuthenticationException as exc:
-                return "timeout" if "timeout" in str(exc).lower() else "rejected"
+                return _auth_password(transport, user, password)[0]
             finally:
                 timings["password"] = time.monotonic() - start
 
+        def timed(transport: paramiko.Transport) -> tuple[str, str]:
+            if attempt_first:
+                outcome = attempt(transport)
+                return outcome, (none(transport) if outcome == "rejected" else "")
+            problem = none(transport)
+            return (attempt(transport) if not problem else "error"), problem
+
         with self._steps.step("ssh timed login attempt", bench=self.bench, user=user):
-            try:
-                sock = socket.create_connection((self.host, self.port), timeout=timeout)
-            except (TimeoutError, socket.timeout):
-                return done("timeout", "no TCP answer")
-            except ConnectionRefusedError:
-                return done("refused", "TCP connection refused")
-            except OSError as exc:
-                return done("error", f"TCP connect failed: {exc}")
-            _nodelay(sock)
-            transport = paramiko.Transport(sock)
-            transport.banner_timeout = timeout
-            transport.auth_timeout = timeout
-            try:
-                transport.start_client(timeout=timeout)
-                self._saw_host_key(transport.get_remote_server_key())
-                if attempt_first:
-                    outcome = attempt()
-                    problem = none() if outcome == "rejected" else ""
-                else:
-                    problem = none()
-                    outcome = attempt() if not problem else "error"
-                return done(outcome, problem)
-            except (TimeoutError, socket.timeout) as exc:
-                return done("timeout", str(exc) or "timed out")
-            except paramiko.SSHException as exc:
-                return done("timeout" if "timeout" in str(exc).lower() else "error", str(exc))
-            except (EOFError, OSError) as exc:
-                return done("error", f"connection closed: {exc or type(exc).__name__}")
-            finally:
-                transport.close()
-                sock.close()
+            return done(*self._on_fresh_connection(timed, timeout))
+
+    def _on_fresh_connection(self, use: Callable[[paramiko.Transport], tuple[str, str]],
+                             timeout: float) -> tuple[str, str]:
+        """Connect, exchange keys, then `use` the transport; (outcome, detail), never an exception.
+
+        A connection of its own, never the kept one: what a login attempt costs is part of what is
+        measured, and a failed attempt must not spoil the lab's own session.
+        """
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        except (TimeoutError, socket.timeout):
+            return "timeout", "no TCP answer"
+        except ConnectionRefusedError:
+            return "refused", "TCP connection refused"
+        except OSError as exc:
+            return "error", f"TCP connect failed: {exc}"
+        _nodelay(sock)
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = timeout
+        transport.auth_timeout = timeout
+        try:
+            transport.start_client(timeout=timeout)
+            self._saw_host_key(transport.get_remote_server_key())
+            return use(transport)
+        except (TimeoutError, socket.timeout) as exc:
+            return "timeout", str(exc) or "timed out"
+        except paramiko.SSHException as exc:
+            text = str(exc)
+            return ("timeout" if "timeout" in text.lower() or "banner" in text.lower() else "error"), text
+        except (EOFError, OSError) as exc:
+            return "error", f"connection closed: {exc or type(exc).__name__}"
+        finally:
+            transport.close()
+            sock.close()
 
     def probe_banner(self, timeout: float) -> tuple[bool, str]:
         """One look: does the SSH server send its banner within `timeout`? (answered, what was seen)."""
@@ -530,6 +503,18 @@ def _nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         pass
+
+
+def _auth_password(transport: paramiko.Transport, user: str, password: str) -> tuple[str, str]:
+    """One password attempt on a connected transport: (outcome, detail)."""
+    try:
+        transport.auth_password(user, password)
+        return ("accepted" if transport.is_authenticated() else "rejected"), ""
+    except paramiko.BadAuthenticationType as exc:
+        return "rejected", f"password authentication not offered (allowed: {exc.allowed_types})"
+    except paramiko.AuthenticationException as exc:
+        text = str(exc)
+        return ("timeout" if "timeout" in text.lower() else "rejected"), text
 
 
 def _ms(seconds: float | None) -> str:

@@ -452,19 +452,7 @@ class Device:
                 conn.close()
                 slots.release()
 
-        def accept_loop() -> None:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    time.sleep(0.1)
-                    continue
-                if not slots.acquire(blocking=False):
-                    conn.close()
-                    continue
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=accept_loop, name="debugd", daemon=True).start()
+        _serve_forever(srv, serve, slots, "debugd")
 
     def _start_telnet_login(self) -> bool:
         """The `cleartext_telnet_login` flaw: a telnet login (user, password, root shell) on tcp/23.
@@ -499,19 +487,7 @@ class Device:
                 conn.close()
                 slots.release()
 
-        def accept_loop() -> None:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    time.sleep(0.1)
-                    continue
-                if not slots.acquire(blocking=False):
-                    conn.close()
-                    continue
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=accept_loop, name="telnetd", daemon=True).start()
+        _serve_forever(srv, serve, slots, "telnetd")
         return True
 
     # -- console --
@@ -679,6 +655,24 @@ def _overflowing_line_editor(recv: Callable[[], bytes]) -> Callable[[], bytes]:
         return data
 
     return wrapped
+
+
+def _serve_forever(srv: socket.socket, serve, slots: threading.BoundedSemaphore, name: str) -> None:
+    """Accept connections on a thread of its own, one thread each, refusing past `slots` at once."""
+
+    def accept_loop() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if not slots.acquire(blocking=False):
+                conn.close()
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, name=name, daemon=True).start()
 
 
 def _sendall_quiet(conn: socket.socket, data: bytes) -> None:
