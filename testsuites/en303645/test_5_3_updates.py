@@ -33,6 +33,15 @@ from lab.firmware import flip_payload_byte, public_key_hex, resign, strip_signat
 pytestmark = pytest.mark.bench_state("shell")
 
 
+@pytest.fixture
+def releases(request: pytest.FixtureRequest, test_facts) -> Path:
+    """The manufacturer's release files, asked for before the DUT is touched: a product whose IXIT
+    says it has no update images (no update mechanism) is INCONCLUSIVE naming that fact, not the
+    lab's missing folder, while its ICS keeps 5.3-2 in scope."""
+    test_facts.need("update_images")
+    return request.getfixturevalue("firmware_dir")
+
+
 def _restore_genuine(bench, test_facts, mech, firmware_dir: Path, evidence, name: str) -> None:
     """After an attack image got in: put the genuine newer release back (best effort, logged)."""
     with allure.step("restore the genuine newer release"):
@@ -61,37 +70,37 @@ def _attack(bench, test_facts, ixit, firmware_dir, evidence, *, name: str, image
 
 
 @pytest.mark.etsi("5.3-2-2")
-def test_5_3_2_2_unsigned_image_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+def test_5_3_2_2_unsigned_image_refused(releases, dut, bench, ixit, test_facts, evidence):
     """The newer release with its signature removed must be refused (5.3-2: no unauthenticated images)."""
-    _attack(bench, test_facts, ixit, firmware_dir, evidence, name="unsigned", image="the newer release without its signature",
+    _attack(bench, test_facts, ixit, releases, evidence, name="unsigned", image="the newer release without its signature",
             craft=strip_signature, flaw_words="an image with no signature")
 
 
 @pytest.mark.etsi("5.3-2-2")
-def test_5_3_2_2_tampered_payload_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+def test_5_3_2_2_tampered_payload_refused(releases, dut, bench, ixit, test_facts, evidence):
     """The newer release with one payload byte flipped (signed header intact) must be refused."""
-    _attack(bench, test_facts, ixit, firmware_dir, evidence,
+    _attack(bench, test_facts, ixit, releases, evidence,
             name="tampered", image="the newer release with one payload byte flipped", craft=flip_payload_byte,
             flaw_words="an image whose payload no longer matches its signed hash (one byte flipped)")
 
 
 @pytest.mark.etsi("5.3-2-2")
-def test_5_3_2_2_wrong_key_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+def test_5_3_2_2_wrong_key_refused(releases, dut, bench, ixit, test_facts, evidence):
     """The newer release signed with a key the lab made (not the vendor's) must be refused."""
     lab_key = Ed25519PrivateKey.generate()
     mech = support.update_mechanism(ixit)
     vendor_key = mech.signature.public_key_hex if mech.signature else None
     evidence.json("wrong-key-keys", {"lab_public_key": public_key_hex(lab_key), "vendor_public_key_ixit": vendor_key})
-    _attack(bench, test_facts, ixit, firmware_dir, evidence,
+    _attack(bench, test_facts, ixit, releases, evidence,
             name="wrong-key", image="the newer release re-signed with a lab-made key", craft=lambda d: resign(d, lab_key),
             flaw_words="an image signed with a key that is not the vendor's")
 
 
 @pytest.mark.etsi("5.3-2-2")
-def test_5_3_2_2_valid_update_installs(dut, bench, ixit, test_facts, firmware_dir, evidence):
+def test_5_3_2_2_valid_update_installs(releases, dut, bench, ixit, test_facts, evidence):
     """The genuine newer release must install and run: the mechanism works (the control for the attacks)."""
     mech = support.update_mechanism(ixit)
-    data, header = support.release_image(firmware_dir, test_facts, "newer")
+    data, header = support.release_image(releases, test_facts, "newer")
     with allure.step(f"deliver the genuine newer release {header.version}"):
         attempt = support.apply_update(bench, test_facts, mech, data, image=f"genuine release {header.version}",
                                        local=evidence.path("valid-newer.clfw"))
@@ -104,11 +113,11 @@ def test_5_3_2_2_valid_update_installs(dut, bench, ixit, test_facts, firmware_di
 
 
 @pytest.mark.etsi("5.3-2-2")
-def test_5_3_2_2_rollback_refused(dut, bench, ixit, test_facts, firmware_dir, evidence):
+def test_5_3_2_2_rollback_refused(releases, dut, bench, ixit, test_facts, evidence):
     """An older, validly signed release (lower security version) must be refused once newer runs."""
     mech = support.update_mechanism(ixit)
-    newer, newer_hdr = support.release_image(firmware_dir, test_facts, "newer")
-    older, older_hdr = support.release_image(firmware_dir, test_facts, "older")
+    newer, newer_hdr = support.release_image(releases, test_facts, "newer")
+    older, older_hdr = support.release_image(releases, test_facts, "older")
     if older_hdr.security_version >= newer_hdr.security_version:
         raise CertlabError(
             f"test_facts.update_images: older {older_hdr.version} has security version {older_hdr.security_version}, "
@@ -129,7 +138,7 @@ def test_5_3_2_2_rollback_refused(dut, bench, ixit, test_facts, firmware_dir, ev
                                        "newer": newer_hdr.header,
                                        "ixit_anti_rollback": anti.model_dump() if anti else None})
     if attempt.installed:
-        _restore_genuine(bench, test_facts, mech, firmware_dir, evidence, "rollback")
+        _restore_genuine(bench, test_facts, mech, releases, evidence, "rollback")
         raise DutError(
             f"the DUT installed the older release {older_hdr.version} (security version {older_hdr.security_version} "
             f"< {newer_hdr.security_version} of the running {newer_hdr.version}): rollback to a vulnerable image "
@@ -137,8 +146,8 @@ def test_5_3_2_2_rollback_refused(dut, bench, ixit, test_facts, firmware_dir, ev
 
 
 @pytest.mark.etsi("5.3-2-2")
-def test_5_3_2_2_power_loss_during_update_leaves_bootable_device(dut, bench, ixit, test_facts, firmware_dir,
-                                                                 evidence, rng, power_cuts):
+def test_5_3_2_2_power_loss_during_update_leaves_bootable_device(releases, dut, bench, ixit, test_facts, evidence, rng,
+                                                                 power_cuts):
     """Cutting power while an update is written must leave a DUT that boots a valid firmware.
 
     First one undisturbed update measures how long the apply command runs (the write window);
@@ -147,7 +156,7 @@ def test_5_3_2_2_power_loss_during_update_leaves_bootable_device(dut, bench, ixi
     and run either the firmware it ran before or the new one.
     """
     mech = support.update_mechanism(ixit)
-    data, header = support.release_image(firmware_dir, test_facts, "newer")
+    data, header = support.release_image(releases, test_facts, "newer")
     local = evidence.path("power-loss-newer.clfw")
     with allure.step("measure an undisturbed update (the window for the cuts)"):
         window, command = support.measure_update_window(bench, test_facts, mech, data, header, local, evidence)
