@@ -1,4 +1,4 @@
-"""The simulated lab's fixed flaw and lab-fault ids (DESIGN.md), with what each should trip.
+"""The simulated lab's fixed flaw and lab-fault ids, with what each should trip.
 
 Kept as data in one place: the inventory validates against it, the simulator implements it and
 the detection matrix checks that every flaw is caught in its provision. A provision is listed
