@@ -99,10 +99,16 @@ class Bench:
                 bench=self.name,
                 steps=self.steps,
                 timeout_source=f"ssh.timeout of bench {self.name} in the inventory",
-                password_source=(f"ssh.password of bench {self.name}" if self.config.ssh.password is not None
-                                 else f"dut.label_password of bench {self.name} (no ssh.password set)"),
+                password_source=self.password_source,
             )
         )
+
+    @property
+    def password_source(self) -> str:
+        """Where the lab's login password comes from, for reasons that name the field to fix."""
+        if self.config.ssh.password is not None:
+            return f"ssh.password of bench {self.name}"
+        return f"dut.label_password of bench {self.name} (no ssh.password set)"
 
     @functools.cached_property
     def net(self) -> NetDriver:
@@ -138,6 +144,7 @@ class Bench:
             provision=self.provision,
             prompts=self.prompts,
             credentials=self.credentials,
+            credentials_source=f"ssh.user and {self.password_source}",
             boot_timeout=self.config.console.boot_timeout,
             playbook=playbook,
             bench=self.name,

@@ -59,10 +59,12 @@ class ProvisionFault(LabFault):
 
 
 class LabLoginRejected(LabFault):
-    """The DUT rejected the login the inventory gives the lab (ssh.password): the lab cannot drive it.
+    """The DUT rejected the login the inventory gives the lab (ssh.user/ssh.password, over SSH or
+    on the console): the lab cannot drive it.
 
     Outside the 5.1 password tests (which judge logins by `try_login` outcomes, where a wrong
     label password is the product's defect) this says nothing about the product: INCONCLUSIVE.
+    The bench strategy does not latch it: a later step may restore a password a test changed.
     """
 
     kind = "lab login rejected"

@@ -29,7 +29,7 @@ from lab.drivers.console import ConsoleDriver
 from lab.drivers.power import PowerDriver
 from lab.drivers.provision import ProvisionDriver
 from lab.drivers.ssh import SSHDriver
-from lab.errors import BootFailure, CertlabError, DutError, ExpectTimeout, LabFault, SampleUnusable
+from lab.errors import BootFailure, CertlabError, ExpectTimeout, LabFault, LabLoginRejected, SampleUnusable
 from lab.steps import NullSteps, StepRecorder
 
 
@@ -55,7 +55,8 @@ class ConsolePrompts:
 class BenchStrategy:
     def __init__(self, *, power: PowerDriver, console: ConsoleDriver, ssh: SSHDriver | None = None,
                  provision: ProvisionDriver | None = None, prompts: ConsolePrompts,
-                 credentials: Callable[[], tuple[str, str]], boot_timeout: float = 60.0,
+                 credentials: Callable[[], tuple[str, str]], credentials_source: str = "the lab's credentials",
+                 boot_timeout: float = 60.0,
                  login_timeout: float = 15.0, playbook: str | Path | None = None,
                  bench: str | None = None, steps: StepRecorder | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -65,6 +66,7 @@ class BenchStrategy:
         self.provision = provision
         self.prompts = prompts
         self._credentials = credentials
+        self.credentials_source = credentials_source
         self.boot_timeout = boot_timeout
         self.login_timeout = login_timeout
         self.playbook = Path(playbook) if playbook else None
@@ -221,8 +223,10 @@ class BenchStrategy:
                     f"{self.login_timeout} s; last output: {exc.tail[-200:]!r}", tail=exc.tail
                 ) from None
             if found.index == 0 or (found.index == 1 and (sent_user or sent_password)):
-                raise DutError(f"{self._who()}console login as {user!r} was rejected "
-                               "with the lab's documented credentials")
+                # The lab's own login, not a password test: the inventory or the sample's state is
+                # wrong (a password changed and not restored), so nothing about the product follows.
+                raise LabLoginRejected(f"the lab cannot log in on the console with {self.credentials_source}: "
+                                       f"console login as {user!r} was rejected", bench=self.bench)
             if found.index == 1:
                 self.console.sendline(user)
                 sent_user = True
@@ -248,6 +252,9 @@ class BenchStrategy:
     def _guarded(self, action: Callable[[], object]):
         try:
             return action()
+        except LabLoginRejected:
+            self.state = BenchState.UNKNOWN  # not latched: a later step may restore the password
+            raise
         except LabFault as exc:
             self.fault = exc
             self.state = BenchState.UNKNOWN

@@ -16,7 +16,7 @@ import pytest
 
 from lab.drivers.console import ConsoleDriver
 from lab.drivers.power import ScpiPower
-from lab.errors import BootFailure, CertlabError, ConsoleFault, DutError, PowerFault
+from lab.errors import BootFailure, CertlabError, ConsoleFault, DutError, LabLoginRejected, PowerFault
 from lab.steps import ListSteps
 from lab.strategy import BenchState, BenchStrategy, ConsolePrompts
 from lab.transcript import Transcript
@@ -232,11 +232,13 @@ def test_a_console_without_login_is_a_shell_and_is_noted(tmp_path: Path) -> None
         r.close()
 
 
-def test_rejected_console_login_is_a_dut_error_not_latched(tmp_path: Path) -> None:
+def test_rejected_console_login_is_a_lab_fault_not_latched(tmp_path: Path) -> None:
+    """The lab's own login says nothing about the product: INCONCLUSIVE naming the credentials."""
     r = Rig(tmp_path, password="not-the-password")
     try:
-        with pytest.raises(DutError, match="console login as 'root' was rejected"):
+        with pytest.raises(LabLoginRejected, match="console login as 'root' was rejected") as raised:
             r.strategy.transition("shell")
+        assert not isinstance(raised.value, DutError) and "the lab cannot log in on the console" in str(raised.value)
         assert r.strategy.state is BenchState.UNKNOWN and r.strategy.fault is None
         r.strategy._credentials = lambda: ("root", "Bench-Pw-1")
         r.strategy.transition("shell")  # a DUT error does not lose the bench
