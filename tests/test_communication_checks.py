@@ -7,19 +7,17 @@ say whether it is remotely reachable is undecidable (naming the field), never gu
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from suitelib import load_suite_module  # tests/suitelib.py
 import yaml
 
 from lab.errors import CertlabError
 from lab.ixit import load_ixit
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "testsuites" / "en303645"
 TH100 = ROOT / "inventory" / "products" / "TH-100" / "ixit.yaml"
 DUT = "10.203.45.2"
 
@@ -27,15 +25,7 @@ DUT = "10.203.45.2"
 @pytest.fixture(scope="module")
 def comm() -> ModuleType:
     """The suite module, imported as a library (its `import support` needs the suite folder on the path)."""
-    sys.path.insert(0, str(SUITE))
-    try:
-        spec = importlib.util.spec_from_file_location("certlab_suite_5_5", SUITE / "test_5_5_communication.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SUITE))
+    return load_suite_module("test_5_5_communication.py", "certlab_suite_5_5")
 
 
 def traffic(comm: ModuleType, *flows) -> object:

@@ -7,34 +7,22 @@ prompt, must bring the shell back with ^C and Enter, and must name what it tried
 
 from __future__ import annotations
 
-import importlib.util
 import queue
-import sys
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from suitelib import load_suite_module  # tests/suitelib.py
 
 from lab.sim.shell import PS2, LineReader, TerminalIO, heredoc_delimiters, pending_construct, read_command, run_session
 
-ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "testsuites" / "en303645"
 PROMPTS = SimpleNamespace(shell_prompt=r"# $", login_prompt=r"login:\s*$", boot_banner="Starting kernel")
 
 
 @pytest.fixture(scope="module")
 def support():
-    sys.path.insert(0, str(SUITE))
-    try:
-        spec = importlib.util.spec_from_file_location("certlab_suite_support", SUITE / "support.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SUITE))
+    return load_suite_module("support.py", "certlab_suite_support")
 
 
 # --- the simulated shell reads a command as a POSIX shell does --------------------------------

@@ -7,23 +7,17 @@ turn a padded failure into "not slowed"; a spread straddling the threshold is un
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
+from suitelib import load_suite_module  # tests/suitelib.py
 
-SUITE = Path(__file__).resolve().parents[1] / "testsuites" / "en303645"
 
 
 @pytest.fixture(scope="module")
 def support():
-    spec = importlib.util.spec_from_file_location("certlab_suite_support_delay", SUITE / "support.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_suite_module("support.py", "certlab_suite_support_delay")
 
 
 def test_median_and_its_interval(support):
