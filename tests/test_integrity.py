@@ -21,7 +21,7 @@ from lab.reports.cli import app
 from lab.reports.keys import (FINGERPRINT_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, fingerprint, init_keys,
                               load_private_key, load_public_key)
 from lab.reports.manifest import (FORMAT, MANIFEST_FILE, SIGNATURE_FILE, build_manifest, canonical_json,
-                                  sign_run, verify_run)
+                                  shown, sign_run, verify_run)
 
 pytestmark = pytest.mark.usefixtures("key_dir")  # tests/conftest.py: keys in tmp_path, never the user's
 
@@ -132,7 +132,6 @@ def test_encrypted_private_key(key_dir: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_manifest_lists_every_file_canonically(run_dir: Path):
-    (run_dir / "verdicts.json.tmp").write_text("half-written")
     manifest = build_manifest(run_dir)
     assert manifest["format"] == FORMAT and manifest["run_id"] == RUN_ID and manifest["algorithm"] == "sha256"
     assert set(manifest["files"]) == set(FILES)
@@ -175,7 +174,6 @@ def test_same_size_same_mtime_change_is_caught(signed: Path):
 def test_missing_and_added_files(signed: Path):
     (signed / "evidence/bench1/test_login/ssh.txt").unlink()
     (signed / "evidence/bench2/extra.log").write_text("planted")
-    (signed / "evidence/bench2/ignored.tmp").write_text("atomic-write leftover")
     result = verify_run(signed)
     assert result.missing == ["evidence/bench1/test_login/ssh.txt"]
     assert result.added == ["evidence/bench2/extra.log"]
@@ -307,3 +305,61 @@ def test_the_certlab_command_signs_and_verifies(run_dir: Path, key_dir: Path):
     assert tampered.returncode == 1 and "verdicts.json" in tampered.stdout + tampered.stderr
     missing = certlab("verify", str(run_dir / "nowhere"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+# --- no name is exempt; names are printed escaped ---------------------------------------------
+
+
+@pytest.mark.parametrize("rel", ["conformance.pdf.tmp", "evidence/bench1/test_login/y.json.tmp",
+                                 "verdicts.json.tmp", ".conformance.pdf.123.tmp"])
+def test_a_tmp_file_added_after_signing_fails_verify(signed: Path, rel: str):
+    """A forged `*.tmp` beside (or deep below) the signed files is an added file, named, exit 1."""
+    (signed / rel).parent.mkdir(parents=True, exist_ok=True)
+    (signed / rel).write_bytes(b"%PDF-1.4 forged")
+    result = verify_run(signed)
+    assert not result.intact and result.added == [rel] and result.problems() == [f"added: {rel}"]
+    cli = CliRunner().invoke(app, ["verify", str(signed)])
+    assert cli.exit_code == 1, cli.output
+    assert f"added: {rel}" in cli.output and "TAMPERED" in cli.output and "intact" not in cli.output
+
+
+def test_sign_refuses_a_half_written_file_and_clears_its_own_leftovers(run_dir: Path, key_dir: Path):
+    init_keys()
+    (run_dir / "evidence/bench1/x.json.tmp").write_text('{"half": ')
+    with pytest.raises(CertlabError, match=r"evidence/bench1/x\.json\.tmp: half-written .*fix: "):
+        sign_run(run_dir, load_private_key())
+    assert not (run_dir / MANIFEST_FILE).exists()
+    (run_dir / "evidence/bench1/x.json.tmp").unlink()
+    (run_dir / (MANIFEST_FILE + ".tmp")).write_text("an interrupted signing")  # sign's own leftover
+    manifest = sign_run(run_dir, load_private_key())
+    assert set(manifest["files"]) == set(FILES) and not (run_dir / (MANIFEST_FILE + ".tmp")).exists()
+    assert verify_run(run_dir).intact
+
+
+@pytest.mark.parametrize(("name", "printed"), [
+    ("evidence/plain-name_1.log", "evidence/plain-name_1.log"),
+    ("x\n\x1b[32mintact\x1b[0m", "x\\n\\x1b[32mintact\\x1b[0m"),
+    ("a\rb\tc\x00\x7f", "a\\rb\\tc\\x00\\x7f"),
+    ("back\\slash", "back\\\\slash"),
+    ("bidi\u202etxt.exe", "bidi\\u202etxt.exe"),
+    ("c1\u0085", "c1\\u0085"),
+    (b"raw\xff\xc3".decode("utf-8", "surrogateescape"), "raw\\xff\\xc3"),
+    ("caf\u00e9 \u6f22", "caf\u00e9 \u6f22"),  # printable text stays as it is
+])
+def test_shown_makes_every_name_one_visible_line(name: str, printed: str):
+    assert shown(name) == printed
+    assert all(ch.isprintable() for ch in shown(name))
+
+
+def test_a_name_drawing_a_fake_intact_line_is_printed_escaped(signed: Path):
+    os.mkdir(os.path.join(os.fsencode(signed), b"evidence", b"bad\xffdir"))
+    names = ["x\n\x1b[32mintact\x1b[0m", b"bad\xffdir/y\r.log".decode("utf-8", "surrogateescape")]
+    for name in names:
+        with open(os.path.join(os.fsencode(signed), b"evidence", os.fsencode(name)), "wb") as fh:
+            fh.write(b"planted")
+    cli = CliRunner().invoke(app, ["verify", str(signed)])
+    assert cli.exit_code == 1, cli.output
+    assert "added: evidence/x\\n\\x1b[32mintact\\x1b[0m" in cli.output
+    assert "added: evidence/bad\\xffdir/y\\r.log" in cli.output
+    assert "\x1b" not in cli.output and "\r" not in cli.output
+    assert not any(line.lstrip().startswith("intact") for line in cli.output.splitlines()), cli.output

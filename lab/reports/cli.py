@@ -3,7 +3,8 @@
 The lead mounts them on the main app (`app.add_typer(keys_app, name="keys")`,
 `app.command("sign")(sign)`, `app.command("verify")(verify)`); `app` here bundles the three for
 tests. Bad input raises CertlabError, which the main CLI turns into one line and exit status 2.
-`verify` exits 0 when the run is intact and 1 when it is tampered, naming each file.
+`verify` exits 0 when the run is intact and 1 when it is tampered, naming each file. Every name
+from a run directory is printed through `manifest.shown` (control characters as visible escapes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typer.core import TyperGroup
 from rich.markup import escape
 
 from lab.reports.keys import KEY_DIR_ENV, PASSPHRASE_ENV, init_keys, load_private_key
-from lab.reports.manifest import MANIFEST_FILE, SIGNATURE_FILE, sign_run, verify_run
+from lab.reports.manifest import MANIFEST_FILE, SIGNATURE_FILE, shown, sign_run, verify_run
 
 keys_app = typer.Typer(no_args_is_help=True, help="The lab's Ed25519 signing key for run manifests.")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="certlab integrity commands (standalone, for tests).")
@@ -51,7 +52,7 @@ def sign(run_dir: RunDirArg) -> None:
     files = manifest["files"]
     size = sum(f["size"] for f in files.values())
     out.print(f"signed {len(files)} files ({size / 1e6:.1f} MB) with key {manifest['public_key_fingerprint']}: "
-              f"{escape(str(run_dir / MANIFEST_FILE))}, {escape(str(run_dir / SIGNATURE_FILE))}", highlight=False)
+              f"{_path(run_dir / MANIFEST_FILE)}, {_path(run_dir / SIGNATURE_FILE)}", highlight=False)
 
 
 def verify(
@@ -64,27 +65,32 @@ def verify(
     from lab.reports.keys import load_public_key
 
     result = verify_run(run_dir, pubkey)
-    key = f"key {result.key_fingerprint} ({escape(result.key_source)})"
+    key = f"key {result.key_fingerprint} ({_path(result.key_source)})"
     approval = check_approval(run_dir, load_public_key(pubkey)) if result.signature_ok else None
     if result.intact and (approval is None or approval.ok):
         out.print(f"[green]intact[/green]: {result.files_checked} files match the manifest signed by {key}",
                   highlight=False)
         if approval is not None and approval.present:
-            out.print(f"approved by {escape(str(approval.by))} ({escape(str(approval.role))}) at {approval.at}",
+            out.print(f"approved by {_path(approval.by)} ({_path(approval.role)}) at {_path(approval.at)}",
                       highlight=False)
         elif approval is not None:
             out.print("report status: draft (not approved; `certlab report approve` approves it)", highlight=False)
         return
     if approval is not None and not approval.ok:
-        out.print(f"bad approval: {approval.problem}", markup=False, highlight=False)
+        out.print(f"bad approval: {shown(str(approval.problem))}", markup=False, highlight=False)
     for line in result.problems():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     counts = [f"{len(v)} {k}" for k, v in (("changed", result.changed), ("missing", result.missing),
                                            ("added", result.added)) if v]
     what = ", ".join((["bad signature"] if not result.signature_ok else [])
                      + (["bad approval"] if approval is not None and not approval.ok else []) + counts)
-    err.print(f"[red]TAMPERED[/red]: {escape(str(run_dir))}: {what} (checked with {key})", highlight=False, soft_wrap=True)
+    err.print(f"[red]TAMPERED[/red]: {_path(run_dir)}: {what} (checked with {key})", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _path(value: object) -> str:
+    """A path or name for rich markup: control characters visible (`shown`), brackets escaped."""
+    return escape(shown(str(value)))
 
 
 app.add_typer(keys_app, name="keys")
@@ -169,7 +175,7 @@ def print_report_paths(outcome) -> None:  # type: ignore[no-untyped-def]
                   f"(README: \"Reports a certifier can accept\")", highlight=False, soft_wrap=True)
     for label, path in rows:
         if path:
-            out.print(f"  {label + ':':20s} {escape(str(path))}", highlight=False)
+            out.print(f"  {label + ':':20s} {_path(path)}", highlight=False)
     if outcome.signed:
-        out.print(f"  {'signed manifest:':20s} {escape(str(outcome.run_dir / MANIFEST_FILE))} "
-                  f"(check with `certlab verify {escape(str(outcome.run_dir))}`)", highlight=False)
+        out.print(f"  {'signed manifest:':20s} {_path(outcome.run_dir / MANIFEST_FILE)} "
+                  f"(check with `certlab verify {_path(outcome.run_dir)}`)", highlight=False)

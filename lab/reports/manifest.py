@@ -7,9 +7,16 @@ checks the signature over the bytes as they are on disk, then re-hashes the dire
 every changed, missing and added file.
 
 What is covered: every regular file under the run directory, at any depth, except the top-level
-`manifest.json` and `manifest.sig` themselves and files whose name ends in `.tmp` (half-written
-files of an atomic write; they are never evidence). Empty folders carry nothing and are not
-listed.
+`manifest.json` and `manifest.sig` themselves. No other name is exempt: `verify` reports any file
+the manifest does not list as "added" (exit 1), whatever its name, so a forged
+`conformance.pdf.tmp` cannot pass as a leftover. `sign` refuses a run that still holds a file
+ending in `.tmp` (the half-written file of an atomic write that never finished is a bug to name,
+not evidence to sign); its own leftovers (`manifest.json.tmp`, `manifest.sig.tmp`) it removes.
+Empty folders carry nothing and are not listed.
+
+Names are printed through `shown()`: control characters, escape sequences, newlines and bytes
+that are not UTF-8 appear as visible escapes, so a file name cannot draw a line of its own on
+the terminal (a fake "intact").
 
 Symlinks (and fifos, sockets, devices) are refused, never followed: a signed run directory holds
 only regular files and folders. `sign` stops with a CertlabError naming the first such entries
@@ -79,13 +86,41 @@ class VerifyResult:
         return self.signature_ok and not (self.changed or self.missing or self.added)
 
     def problems(self) -> list[str]:
-        """One line per problem, signature first, then changed, missing, added files."""
+        """One line per problem, signature first, then changed, missing, added files (names escaped by `shown`)."""
         lines = [] if self.signature_ok else [f"bad signature: {self.signature_problem}"]
         for kind, paths in (("changed", self.changed), ("missing", self.missing), ("added", self.added)):
             for p in paths:
                 note = self.notes.get(p)
-                lines.append(f"{kind}: {p}" + (f" ({note})" if note else ""))
+                lines.append(f"{kind}: {shown(p)}" + (f" ({shown(note)})" if note else ""))
         return lines
+
+
+def shown(name: str) -> str:
+    """`name` safe to print on one terminal line: every character that is not printable (control
+    characters, ESC, newlines, format characters such as bidi overrides) as a Python-style escape,
+    a byte that was not UTF-8 (decoded with surrogateescape, as os.scandir does) as `\\xNN` (a
+    character from U+0080 up as `\\uNNNN`), and a backslash doubled: no two names print alike."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the raw byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 # --- building and signing --------------------------------------------------------------------
@@ -97,13 +132,19 @@ def build_manifest(run_dir: Path, public_key: Ed25519PublicKey | None = None, *,
     run_dir = _run_dir(run_dir)
     files, others = _scan(run_dir)
     if others:
-        shown = ", ".join(f"{p} ({kind})" for p, kind in sorted(others.items())[:3])
+        listed = ", ".join(f"{shown(p)} ({shown(kind)})" for p, kind in sorted(others.items())[:3])
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-        raise CertlabError(f"{run_dir}: {shown}{more}: a signed run directory holds only regular files; "
+        raise CertlabError(f"{shown(str(run_dir))}: {listed}{more}: a signed run directory holds only regular files; "
                            f"fix: replace links with copies of the files (links are never followed)")
+    leftovers = [rel for rel in files if rel.endswith(TMP_SUFFIX)]
+    if leftovers:
+        listed = ", ".join(shown(p) for p in leftovers[:3])
+        more = f" and {len(leftovers) - 3} more" if len(leftovers) > 3 else ""
+        raise CertlabError(f"{shown(str(run_dir))}: {listed}{more}: half-written (an atomic write that never "
+                           f"finished); fix: find what was writing it, finish or remove it, then sign again")
     hashed, vanished = _hash_all(run_dir, files, readahead)
     if vanished:
-        raise CertlabError(f"{run_dir / vanished[0]}: changed while being hashed; fix: sign the run once "
+        raise CertlabError(f"{shown(str(run_dir / vanished[0]))}: changed while being hashed; fix: sign the run once "
                            f"nothing writes to it any more")
     return {
         "format": FORMAT,
@@ -127,6 +168,10 @@ def sign_run(run_dir: Path, private_key: Ed25519PrivateKey, *, readahead: int = 
                       ("verdicts.json", f"the run has not finished; finish it with `certlab run --resume {run_dir}`")):
         if not (run_dir / name).is_file():
             raise CertlabError(f"{run_dir}: no {name}; fix: {fix}")
+    for own in (MANIFEST_FILE, SIGNATURE_FILE):  # what an interrupted earlier signing left: ours to remove
+        leftover = run_dir / (own + TMP_SUFFIX)
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink()
     manifest = build_manifest(run_dir, private_key.public_key(), readahead=readahead)
     data = canonical_json(manifest)
     signature = base64.b64encode(private_key.sign(data)) + b"\n"
@@ -260,8 +305,6 @@ def _scan(run_dir: Path) -> tuple[list[str], dict[str, str]]:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 stack.append(rel + "/")
-            elif entry.name.endswith(TMP_SUFFIX):
-                continue
             elif entry.is_file(follow_symlinks=False):
                 files.append(rel)
             else:
