@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from lab.api.audit import AuditMiddleware
+from lab.api.bodylimit import BodyGuard
 from lab.api.deps import Services
 from lab.api.ratelimit import RateLimiter
 from lab.api.routes import (
@@ -45,6 +46,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
                                   limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
     app.state.run_launcher = RunLauncher()  # the runs this service started, and their waiter threads
     app.state.report_locks = {}  # run id -> lock: one report command at a time per run directory
+    app.add_middleware(BodyGuard)  # inside the audit log: a refused body is logged too
     app.add_middleware(AuditMiddleware)
     for router in _routers():
         app.include_router(router, prefix=PREFIX)

@@ -7,18 +7,18 @@ gets 401, with the wrong role 403, over its rate 429. Tenant checks live in `ten
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from lab.api.ratelimit import RateLimiter
 from lab.api.settings import ApiSettings
 from lab.catalog import Catalogs
-from lab.store.accounts import token_hash, user_for_token
+from lab.store.accounts import is_live, token_hash, user_for_token
 from lab.store.db import Store
 from lab.store.models import User
 
@@ -38,25 +38,29 @@ class Caller:
 
 @dataclass
 class CallerCache:
-    """Recently seen tokens -> their caller, for `ttl` seconds: a read then costs no token lookup.
+    """Tokens seen before -> their caller: a request then costs one primary-key read (is the user
+    still live?, `is_live`) instead of the token lookup with its organisation.
 
-    Only live users are kept, so a revoked token is refused within `ttl` at the latest.
+    Liveness is never remembered, only who the token belongs to (which does not change): a token
+    revoked by `certlab users revoke`, in another process, is refused from the next request on.
     """
 
-    ttl: float = 2.0
     size: int = 10_000
-    _seen: dict[str, tuple[Caller, float]] = field(default_factory=dict)
+    _seen: dict[str, Caller] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: str) -> Caller | None:
-        hit = self._seen.get(key)
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+        return self._seen.get(key)
 
     def put(self, key: str, who: Caller) -> None:
         with self._lock:
             if len(self._seen) >= self.size:
                 self._seen.clear()  # rare: a flood of distinct tokens; all are looked up again
-            self._seen[key] = (who, time.monotonic() + self.ttl)
+            self._seen[key] = who
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._seen.pop(key, None)
 
 
 @dataclass
@@ -78,26 +82,57 @@ ServicesDep = Annotated[Services, Depends(services)]
 _bearer = HTTPBearer(auto_error=False, description="The API token `certlab users add` printed")
 
 
-async def caller(request: Request, svc: ServicesDep,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+ADMITTED = "admitted"  # scope["state"] key: (token hash, caller) once `admit` let the request in
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, else None."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if authorization and scheme.lower() == "bearer" and token else None
+
+
+def _live_caller(store: Store, token: str, cached: Caller | None) -> Caller | None:
+    """The caller holding `token` if its user is live (blocking: the store is asked every time)."""
+    if cached is not None:
+        return cached if is_live(store, cached.id) else None
+    user: User | None = user_for_token(store, token)
+    if user is None:
+        return None
+    return Caller(id=user.id, name=user.name, role=user.role, org_id=user.org_id, org=user.org.name)
+
+
+async def admit(svc: Services, token: str | None) -> tuple[str, Caller]:
+    """(token hash, caller) for a request bearing `token`, counted against its rate; 401 or 429 otherwise.
+
+    The one place a token becomes a caller: the `caller` dependency and `BodyGuard` (which must
+    decide before FastAPI reads a body) both call it, once per request.
+    """
+    if token is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no API token; send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
-    key = token_hash(credentials.credentials)
-    who = svc.callers.get(key)
+    key = token_hash(token)
+    cached = svc.callers.get(key)
+    who = await run_in_threadpool(_live_caller, svc.store, token, cached)
     if who is None:
-        user: User | None = await run_in_threadpool(user_for_token, svc.store, credentials.credentials)
-        if user is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API token",
-                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        who = Caller(id=user.id, name=user.name, role=user.role, org_id=user.org_id, org=user.org.name)
+        svc.callers.drop(key)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API token",
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if cached is None:
         svc.callers.put(key, who)
     wait = svc.limiter.allow(key)
     if wait:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"rate limit: retry in {wait:.2f} s",
                             headers={"Retry-After": str(max(1, round(wait)))})
-    request.state.caller = who  # for the audit log
-    return who
+    return key, who
+
+
+async def caller(request: Request, svc: ServicesDep,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+    admitted: tuple[str, Caller] | None = request.scope.get("state", {}).get(ADMITTED)
+    if admitted is None:
+        admitted = await admit(svc, credentials.credentials if credentials is not None else None)
+    request.state.caller = admitted[1]  # for the audit log
+    return admitted[1]
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

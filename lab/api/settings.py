@@ -32,6 +32,7 @@ class ApiSettings:
     data_dir: Path = field(default_factory=default_data_dir)  # uploaded firmware lives in data_dir/firmware
     reports_dir: Path = ROOT / "reports"
     max_upload_bytes: int = 64 << 20
+    max_json_bytes: int = 1 << 20  # any body but an upload: the largest real ICS + IXIT is about 40 KiB
     rate_per_second: float = 200.0  # per token, sustained
     rate_burst: float = 400.0  # per token, at once
 
@@ -44,6 +45,7 @@ class ApiSettings:
         if env.get("CERTLAB_REPORTS_DIR"):
             values["reports_dir"] = Path(env["CERTLAB_REPORTS_DIR"])
         values["max_upload_bytes"] = int(_number(env, "CERTLAB_MAX_UPLOAD_MB", 64) * (1 << 20))
+        values["max_json_bytes"] = int(_number(env, "CERTLAB_MAX_JSON_KB", 1024) * (1 << 10))
         values["rate_per_second"] = _number(env, "CERTLAB_RATE_PER_SECOND", 200.0)
         values["rate_burst"] = _number(env, "CERTLAB_RATE_BURST", 400.0)
         values.update({k: v for k, v in overrides.items() if v is not None})

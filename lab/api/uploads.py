@@ -23,10 +23,18 @@ def too_large(limit: int, what: str = "file") -> HTTPException:
                          f"fix: ask the lab to raise CERTLAB_MAX_UPLOAD_MB")
 
 
+def body_limit(limit: int) -> int:
+    """The most bytes a multipart body carrying a file of at most `limit` bytes may have."""
+    return limit + MULTIPART_SLACK
+
+
 def refuse_declared_oversize(request: Request, limit: int, what: str = "file") -> None:
-    """413 before reading a byte when the body's declared length is already over the limit."""
+    """413 before reading a byte when the body's declared length is already over the limit.
+
+    `bodylimit.BodyGuard` refuses such a body before the route is reached, by the same measure;
+    this stays for an app mounted without it."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+    if declared.isdigit() and int(declared) > body_limit(limit):
         raise too_large(limit, what)
 
 

@@ -77,3 +77,14 @@ def user_for_token(target: Target, token: str) -> User | None:
     with reading(target) as s:
         user = s.scalars(select(User).where(User.token_hash == token_hash(token))).first()
         return user if user is not None and user.revoked_at is None else None
+
+
+def is_live(target: Target, user_id: int) -> bool:
+    """Whether the user's token still opens the API: one primary-key read, cheap enough for every request.
+
+    A cache of tokens asks this instead of remembering liveness: `certlab users revoke` runs in
+    another process (maybe on another host, for PostgreSQL) than the server, and the store is
+    what both see, so a revocation holds from the next request on.
+    """
+    with reading(target) as s:
+        return s.execute(select(User.id).where(User.id == user_id, User.revoked_at.is_(None))).first() is not None
