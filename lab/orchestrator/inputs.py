@@ -1,29 +1,39 @@
-"""What a run was given, kept beside its results: the inventory, each model's ICS, IXIT and
-assessments (with the evidence of the test cases the assessor performed by hand, under
-`evidence/assessor/`), and the hashes of the firmware releases delivered with the samples.
+"""What a run was given, kept beside its results: its part of the inventory, each model's ICS, IXIT
+and assessments (with the evidence of the test cases the assessor performed by hand, under
+`evidence/assessor/`), and the hashes of its models' firmware releases.
 
 A report is written after the run, maybe long after, maybe elsewhere; it must describe the
 inputs the tests really had, not whatever the files say by then. The copies sit in the run
 directory, so the signed manifest covers them too.
+
+The run directory is handed to the manufacturer and its certifiers (`GET /runs/{id}/report/archive`),
+so it keeps nothing of the rest of the lab: `inputs/inventory.yaml` is not the lab's inventory
+but its reduction to the run's benches (`reduced_inventory`: lab name, operator, lab profile, and
+per bench its equipment and sample; no secret references, simulator settings, playbooks, prompts
+or other benches), and the firmware list holds only the releases of the run's models. The lab's
+whole inventory is pinned by its SHA-256 alone (`lab_inventory_sha256` in `inputs.json`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lab.firmware import parse_image
 from lab.errors import CertlabError
-from lab.inventory import Inventory
+from lab.inventory import BenchConfig, Inventory
+from lab.ownerfiles import copy_private, private_dir, write_private
 from lab.orchestrator.rundir import write_json
 from lab.products import KINDS, find_product_file, product_folder
 
 INPUTS_DIR = "inputs"
 INDEX_FILE = "inputs.json"
 ASSESSOR_EVIDENCE = "evidence/assessor"  # evidence of the test cases the assessor performed by hand
-MAX_RELEASE_BYTES = 512 << 20  # a release file larger than this is listed without its header
+MAX_RELEASE_BYTES = 512 << 20  # a release file larger than this is not read (nor listed)
 
 
 def sha256_file(path: Path) -> str:
@@ -50,12 +60,16 @@ def explicit_files(options: tuple[str, ...] | list[str]) -> dict[str, str]:
 def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ...] | list[str], edition: str,
                   options: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """Copy the run's inputs into `inputs/` and index them with their SHA-256; returns the index."""
-    folder = run_dir / INPUTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {"inventory": _copy(Path(inventory.path), folder / "inventory.yaml", run_dir),
-                             "products": {}, "firmware": _releases(inventory)}
-    explicit = explicit_files(options)
+    folder = private_dir(run_dir / INPUTS_DIR)
     models = sorted({inventory.benches[b].dut.model for b in benches if b in inventory.benches})
+    copy = folder / "inventory.yaml"
+    write_private(copy, reduced_inventory(inventory, benches))
+    index: dict[str, Any] = {
+        "inventory": {"source": str(Path(inventory.path).resolve()), "file": copy.relative_to(run_dir).as_posix(),
+                      "sha256": sha256_file(copy)},
+        "lab_inventory_sha256": sha256_file(Path(inventory.path)),  # the whole file, for the lab's own records
+        "products": {}, "firmware": _releases(inventory, models)}
+    explicit = explicit_files(options)
     for model in models:
         entry: dict[str, Any] = {}
         for kind in KINDS:
@@ -92,16 +106,45 @@ def _assessor_evidence(source: Path, run_dir: Path, model: str, edition: str) ->
 
 
 def _copy(source: Path, target: Path, run_dir: Path) -> dict[str, str]:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     try:
-        shutil.copyfile(source, target)
+        copy_private(source, target)
     except OSError as exc:
         raise CertlabError(f"{source}: cannot keep a copy with the run ({exc.strerror}); fix: make it readable") from None
     return {"source": str(source.resolve()), "file": target.relative_to(run_dir).as_posix(), "sha256": sha256_file(target)}
 
 
-def _releases(inventory: Inventory) -> list[dict[str, Any]]:
-    """The release files in the lab's firmware folder: name, hash and, for a readable image, model and version."""
+def reduced_inventory(inventory: Inventory, benches: Sequence[str]) -> str:
+    """The run's part of the inventory, as an inventory file `load_inventory` reads: what the report
+    (`lab.reports.conformance`, `find_profile`) takes from it and nothing else. Not runnable: a
+    resume and the workers read the lab's own file (run.json names it)."""
+    hosts = {name: {"certlab": _bench_entry(inventory.benches[name])} for name in benches if name in inventory.benches}
+    lab = {"lab": inventory.lab, "operator": inventory.operator, "lab_profile": inventory.lab_profile}
+    doc = {"all": {"vars": {"certlab": {k: v for k, v in lab.items() if v is not None}},
+                   "children": {"benches": {"hosts": hosts}}}}
+    return ("# The part of the lab's inventory this run's report needs: its benches' equipment and samples.\n"
+            "# Reduced by certlab run (lab/orchestrator/inputs.py); the lab's whole file is pinned by\n"
+            "# lab_inventory_sha256 in inputs.json.\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def _bench_entry(cfg: BenchConfig) -> dict[str, Any]:
+    """A bench's equipment and sample as the report lists them; never its secrets or simulator settings."""
+    power = cfg.power.model_dump(mode="json", include={"driver", "resource", "url", "channel", "dialect", "baud"})
+    entry: dict[str, Any] = {
+        "power": power,
+        "console": {"url": cfg.console.url, "baud": cfg.console.baud},
+        "network": {k: v for k, v in (("address", cfg.network.address), ("interface", cfg.network.interface))
+                    if v is not None},
+        "dut": cfg.dut.model_dump(mode="json", exclude={"label_password"}, exclude_none=True),
+    }
+    if cfg.capabilities:
+        entry["capabilities"] = list(cfg.capabilities)
+    return entry
+
+
+def _releases(inventory: Inventory, models: Collection[str]) -> list[dict[str, Any]]:
+    """The release files of the run's `models` in the lab's firmware folder: name, hash, model and version.
+    Another model's file, or one certlab cannot read as an image (so cannot tell whose it is), is left out."""
     if not inventory.firmware_dir:
         return []
     folder = inventory.resolve_path(inventory.firmware_dir)
@@ -109,12 +152,14 @@ def _releases(inventory: Inventory) -> list[dict[str, Any]]:
         return []
     releases = []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        entry: dict[str, Any] = {"file": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}
-        if entry["size"] <= MAX_RELEASE_BYTES:
-            try:
-                image = parse_image(path.read_bytes())
-                entry.update(model=image.model, version=image.version, security_version=image.security_version)
-            except (CertlabError, ValueError):
-                pass  # not an image of a format certlab reads: listed by name and hash only
-        releases.append(entry)
+        size = path.stat().st_size
+        if size > MAX_RELEASE_BYTES:
+            continue
+        try:
+            image = parse_image(path.read_bytes())
+        except (CertlabError, ValueError):
+            continue
+        if image.model in models:
+            releases.append({"file": path.name, "sha256": sha256_file(path), "size": size, "model": image.model,
+                             "version": image.version, "security_version": image.security_version})
     return releases

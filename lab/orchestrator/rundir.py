@@ -1,7 +1,8 @@
 """The run directory (docs/architecture.md): where a run's spec, verdicts, evidence and logs live.
 
 `run.json` holds what `certlab run` was asked to do, so that `--resume DIR` needs nothing else
-but the same result store.
+but the same result store. The directory is its owner's alone (0700, lab/ownerfiles.py): it holds a
+customer's documents and results, and everything written below it is out of other accounts' reach.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab.errors import CertlabError
+from lab.ownerfiles import DIR_MODE, private_dir, write_private
 
 SPEC_FILE = "run.json"
 
@@ -41,7 +43,9 @@ def new_run_id() -> str:
 def create_run_dir(reports_dir: Path, spec: RunSpec) -> Path:
     path = reports_dir / spec.run_id
     try:
-        path.mkdir(parents=True, exist_ok=False)
+        private_dir(reports_dir)
+        path.mkdir(mode=DIR_MODE)
+        os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
     except OSError as exc:
         raise CertlabError(f"--out {reports_dir}: cannot create the run directory ({exc.strerror}); "
                            f"fix: choose a writable folder") from None
@@ -64,7 +68,5 @@ def load_spec(run_dir: Path) -> RunSpec:
 
 
 def write_json(path: Path, data: object) -> None:
-    """Write atomically: a reader (or a crash) never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write atomically (a reader, or a crash, never sees half a file), owner-only."""
+    write_private(path, json.dumps(data, indent=2))
