@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 
 from lab.errors import CertlabError
+from lab.ownerfiles import private_dir, touch_private
 
 ENV_URL = "CERTLAB_DATABASE_URL"
 ENV_DATA_DIR = "CERTLAB_DATA_DIR"
@@ -146,10 +147,15 @@ def _sqlite_engine(url: URL, source: str) -> Engine:
     if db and db != ":memory:" and not db.startswith("file:"):
         path = Path(db).expanduser()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
         except OSError as exc:
             raise StoreError(f"{source}: cannot create the data directory {path.parent}: "
                              f"{exc.strerror}; fix: set {ENV_DATA_DIR} to a writable folder") from None
+        try:
+            touch_private(path)  # owner-only before SQLite makes it: its -wal and -shm take the file's mode
+        except OSError as exc:
+            raise StoreError(f"{source}: cannot create the store {path}: {exc.strerror}; "
+                             f"fix: set {ENV_DATA_DIR} to a writable folder") from None
         url = url.set(database=str(path))
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False})
 

@@ -30,6 +30,7 @@ from lab.api.tenancy import booking_for, not_found
 from lab.api.uploads import receive, refuse_declared_oversize, sha256_of
 from lab.assessments import AssessmentsError, load_assessments
 from lab.ixit import IxitError, load_ixit
+from lab.ownerfiles import private_dir, write_private
 from lab.store.unit import reading
 
 router = APIRouter(tags=["assessments"])
@@ -86,10 +87,8 @@ def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
         except (AssessmentsError, IxitError) as exc:
             raise as_422("assessments", exc, path, body.assessments) from None
     target = assessments_file(svc, booking_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(body.assessments, encoding="utf-8")
-    os.replace(tmp, target)
+    private_dir(target.parent)
+    write_private(target, body.assessments)  # a customer's document: the owner's alone
     return AssessmentsOut(booking_id=booking_id, assessor=decisions.assessor.name, date=str(decisions.data.date),
                           decisions=len(decisions.data.decisions), performed=len(decisions.data.performed))
 
@@ -110,7 +109,7 @@ def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: Se
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"file name {name[:80]!r}: give a plain file name (letters, digits, '.', '_', '-'; "
                             f"up to 128 characters), e.g. 5.2-1-2-policy.png")
-    folder = booking_folder(svc, booking_id) / EVIDENCE_DIR
+    folder = private_dir(booking_folder(svc, booking_id) / EVIDENCE_DIR)
     tmp, sha256, size = receive(file, folder, limit)
     try:
         if size == 0:

@@ -36,6 +36,7 @@ from lab.api.tenancy import booking_for, not_found
 from lab.errors import CertlabError
 from lab.preflight import preflight
 from lab.inventory import load_inventory
+from lab.ownerfiles import UMASK, copy_private, open_private, private_dir, write_private
 from lab.store import get_run, result_counts, service
 from lab.store.models import Booking
 from lab.store.unit import reading
@@ -179,9 +180,7 @@ def _write_launch(folder: Path, **record: object) -> None:
         record = {**json.loads((folder / LAUNCH_FILE).read_text(encoding="utf-8")), **record}
     except (OSError, ValueError):
         pass
-    tmp = folder / (LAUNCH_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(tmp, folder / LAUNCH_FILE)
+    write_private(folder / LAUNCH_FILE, json.dumps(record, indent=2))
 
 
 def child_env(svc: Services) -> dict[str, str]:
@@ -234,33 +233,34 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
     suites = _suites(body.suites or list(booking.suites or []) or list(DEFAULT_SUITES))
     benches = _benches(svc, booking.product.model, body.benches)
     folder = booking_folder(svc, booking.id) / f"launch-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-    folder.mkdir(parents=True)
+    private_dir(folder)  # the booking's documents, as every file below: owner-only (lab/ownerfiles.py)
     ics, ixit, log = folder / "ics.yaml", folder / "ixit.yaml", folder / "run.log"
-    ics.write_text(booking.ics, encoding="utf-8")
-    ixit.write_text(booking.ixit, encoding="utf-8")
+    write_private(ics, booking.ics)
+    write_private(ixit, booking.ixit)
     decided = booking_folder(svc, booking.id) / ASSESSMENTS_FILE
     assessments: list[str] = []
     if decided.is_file():  # the assessor's decisions as they are now go with this run
         copy = folder / ASSESSMENTS_FILE
-        shutil.copyfile(decided, copy)
+        copy_private(decided, copy)
         uploads = decided.parent / "evidence"  # routes/assessments.py EVIDENCE_DIR: named as evidence/<name>
         if uploads.is_dir():
-            shutil.copytree(uploads, folder / "evidence", ignore=shutil.ignore_patterns(".upload-*"))
+            shutil.copytree(uploads, folder / "evidence", ignore=shutil.ignore_patterns(".upload-*"),
+                            copy_function=copy_private)
         assessments = ["--assessments", str(copy.resolve())]
     # the command line's preflight, here, so a bad input answers 422 with its one line before the lab moves
     # (CertlabError -> 422 in app.py) rather than as the tail of a failed `certlab run`
     preflight(load_inventory(svc.settings.inventory), benches, booking.edition, ics=ics, ixit=ixit,
               assessments=Path(assessments[1]) if assessments else None, suites=suites)
     reports_dir = svc.settings.reports_dir
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(reports_dir)
     argv = [sys.executable, "-m", "lab.cli", "run", "-i", str(Path(svc.settings.inventory).resolve()),
             *[a for b in benches for a in ("--bench", b)], *[a for s in suites for a in ("--suite", s)],
             "--edition", booking.edition, "--ics", str(ics.resolve()), "--ixit", str(ixit.resolve()), *assessments,
             "--out", str(reports_dir.resolve())]
     started = time.time()
-    with open(log, "wb") as fh:
+    with open_private(log) as fh:  # umask: the run directory, evidence, logs the run writes are owner-only too
         proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                env=child_env(svc), start_new_session=True)
+                                env=child_env(svc), start_new_session=True, umask=UMASK)
     deadline = time.monotonic() + RUN_ID_WAIT
     while time.monotonic() < deadline:
         ended = proc.poll() is not None
