@@ -40,6 +40,7 @@ E2E_TESTS = frozenset({
     "test_drivers.py::test_scans_and_capture_through_a_veth_into_a_namespace",
     "test_strategy.py::test_simulated_bench_goes_off_to_provisioned_with_the_example_playbook",
     "test_ssh_readiness.py::test_ssh_after_the_shell_prompt_is_waited_for_and_5_1_detects_the_universal_password",
+    "test_run_confidentiality.py::test_a_real_simulated_run_of_one_bench_holds_nothing_of_the_other",
 })
 
 

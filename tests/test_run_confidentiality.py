@@ -194,3 +194,58 @@ def test_a_manufacturers_archive_holds_nothing_of_another_organisation(lab: Path
     assert not leaks, f"the archive of {OURS['bench']}'s run names the other organisation's {leaks}"
     secrets = [value for value in (OURS["secret_path"], OURS["password"]) if value.encode() in everything]
     assert not secrets, f"the archive holds the lab's secret {secrets} (the report needs none)"
+
+
+def test_a_real_simulated_run_of_one_bench_holds_nothing_of_the_other(tmp_path: Path) -> None:
+    """e2e (tests/conftest.py): a lab of two benches up, the example suite run and reported on b1;
+    the whole run directory (what the archive is made of) is searched for b2's identifiers."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from simlab import simulated  # tests/simlab.py: a private simulated lab for one test
+
+    from lab.sim.genlab import write_sim_inventory
+    from lab.sim.netns import unavailable_reason
+
+    path = write_sim_inventory(tmp_path / "lab", "tconf", 2, scpi_port=17710, subnet=231,
+                               netns=unavailable_reason() is None, ssh_base_port=17720,
+                               per_bench_sim={2: {"flaws": [THEIRS["flaw1"]]}})
+    doc = yaml.safe_load(path.read_text())
+    doc["all"]["vars"]["certlab"]["lab_profile"] = str(ROOT / "inventory" / "lab-profile.yaml")
+    b2 = doc["all"]["children"]["benches"]["hosts"]["b2"]
+    b2["certlab"]["dut"].update(model=THEIRS["model"], serial=THEIRS["serial"], firmware=THEIRS["firmware"])
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    theirs = {"model": THEIRS["model"],  # (its name "b2" is too short to search for) "serial": THEIRS["serial"], "firmware": THEIRS["firmware"],
+              "mac": b2["certlab"]["dut"]["mac"], "address": b2["certlab"]["network"]["address"],
+              "secret": b2["certlab"]["ssh"]["password"]["file"], "console": b2["certlab"]["console"]["url"],
+              "flaw": THEIRS["flaw1"]}
+    reports = tmp_path / "reports"
+
+    def certlab(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=600,
+                              cwd=ROOT, env={**os.environ, "COLUMNS": "200"}, stdin=subprocess.DEVNULL)
+
+    with simulated(path):
+        run = certlab("run", "--suite", "testsuites/examples", "-i", str(path), "--bench", "b1", "--out", str(reports))
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    (run_dir,) = reports.iterdir()
+    assert certlab("keys", "init").returncode == 0
+    report = certlab("report", str(run_dir), "--no-pdf", "--no-allure")
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert stat_mode(run_dir) == 0o700
+    assert set(load_inventory(run_dir / "inputs" / "inventory.yaml").benches) == {"b1"}
+    found: dict[str, list[str]] = {}
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert len(files) > 10 and any(p.name == "manifest.json" for p in files)
+    for p in files:
+        data = p.read_bytes()
+        for what, value in theirs.items():
+            if value.encode() in data or value in p.relative_to(run_dir).as_posix():
+                found.setdefault(what, []).append(p.relative_to(run_dir).as_posix())
+    assert not found, f"b1's run directory names bench b2's {found}"
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
