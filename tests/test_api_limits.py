@@ -21,7 +21,7 @@ from lab.api.app import PREFIX, create_app
 from lab.api.bodylimit import upload_paths
 from lab.api.cli import users_revoke
 from lab.api.settings import ApiSettings
-from lab.store.accounts import add_user, is_live, revoke_user
+from lab.store.accounts import LiveUsers, add_user, is_live, revoke_user
 from lab.store.db import open_store
 
 MiB = 1 << 20
@@ -236,9 +236,12 @@ def test_revocation_by_the_command_line_holds_for_the_next_request(tmp_path: Pat
     lab.app.state.services.store.close()
 
 
-def test_is_live(db_url: str) -> None:
-    with open_store(db_url) as store:
+def test_liveness_sees_a_revocation_made_through_another_connection(db_url: str) -> None:
+    with open_store(db_url) as store, open_store(db_url) as other:
+        live = LiveUsers(store)
         user, _ = add_user(store, name="u", role="engineer", org="Lab")
         assert is_live(store, user.id) and not is_live(store, user.id + 1)
-        revoke_user(store, "u")
-        assert not is_live(store, user.id)
+        assert live(user.id) and live(user.id) and not live(user.id + 1)  # the kept connection, read twice
+        revoke_user(other, "u")  # as `certlab users revoke` does, in its own process
+        assert not live(user.id) and not is_live(store, user.id)
+    assert live._conn is None, "closing the store closes the kept connection"

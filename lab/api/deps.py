@@ -18,7 +18,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from lab.api.ratelimit import RateLimiter
 from lab.api.settings import ApiSettings
 from lab.catalog import Catalogs
-from lab.store.accounts import is_live, token_hash, user_for_token
+from lab.store.accounts import LiveUsers, token_hash, user_for_token
 from lab.store.db import Store
 from lab.store.models import User
 
@@ -39,7 +39,7 @@ class Caller:
 @dataclass
 class CallerCache:
     """Tokens seen before -> their caller: a request then costs one primary-key read (is the user
-    still live?, `is_live`) instead of the token lookup with its organisation.
+    still live?, `Services.live`) instead of the token lookup with its organisation.
 
     Liveness is never remembered, only who the token belongs to (which does not change): a token
     revoked by `certlab users revoke`, in another process, is refused from the next request on.
@@ -72,6 +72,10 @@ class Services:
     limiter: RateLimiter
     callers: CallerCache = field(default_factory=CallerCache)
     catalogs: Catalogs = field(default_factory=Catalogs)  # every ICS upload is checked against one
+    live: LiveUsers = field(init=False)  # is a cached caller's user still live? asked on every request
+
+    def __post_init__(self) -> None:
+        self.live = LiveUsers(self.store)
 
 
 def services(request: Request) -> Services:
@@ -91,10 +95,8 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if authorization and scheme.lower() == "bearer" and token else None
 
 
-def _live_caller(store: Store, token: str, cached: Caller | None) -> Caller | None:
-    """The caller holding `token` if its user is live (blocking: the store is asked every time)."""
-    if cached is not None:
-        return cached if is_live(store, cached.id) else None
+def _caller_for(store: Store, token: str) -> Caller | None:
+    """The live caller holding `token` (the full lookup, on a cache miss)."""
     user: User | None = user_for_token(store, token)
     if user is None:
         return None
@@ -112,7 +114,10 @@ async def admit(svc: Services, token: str | None) -> tuple[str, Caller]:
                             headers={"WWW-Authenticate": "Bearer"})
     key = token_hash(token)
     cached = svc.callers.get(key)
-    who = await run_in_threadpool(_live_caller, svc.store, token, cached)
+    if cached is not None:  # the liveness read is tens of microseconds: cheaper than a thread-pool hop
+        who = cached if svc.live(cached.id) else None
+    else:
+        who = await run_in_threadpool(_caller_for, svc.store, token)
     if who is None:
         svc.callers.drop(key)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API token",

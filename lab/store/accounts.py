@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from lab.errors import CertlabError
+from lab.store.db import Store
 from lab.store.models import ROLES, Organisation, User, utcnow
 from lab.store.unit import Target, reading, unit
 
@@ -88,3 +92,53 @@ def is_live(target: Target, user_id: int) -> bool:
     """
     with reading(target) as s:
         return s.execute(select(User.id).where(User.id == user_id, User.revoked_at.is_(None))).first() is not None
+
+
+@dataclass
+class LiveUsers:
+    """`is_live` for every request of a server: the same primary-key read, on one DBAPI connection
+    kept open, without the pool checkout, session and ORM that cost ten times the read itself.
+
+    Each read is its own transaction (SQLite's connections autocommit; elsewhere the read is
+    rolled back at once), so it sees the latest commit: a revocation by another process holds
+    from the next request on. One connection, under a lock: reads are short, and one per thread
+    could take more connections than the pool lends (PostgreSQL). A broken connection is dropped
+    and that read made through `is_live`, which names an unavailable store.
+    """
+
+    store: Store
+    _conn: Any = field(default=None, init=False)  # the pool's DBAPI connection proxy
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        event.listen(self.store.engine, "engine_disposed", lambda _engine: self.close())  # Store.close()
+
+    def __call__(self, user_id: int) -> bool:
+        dialect = self.store.engine.dialect
+        sql = f"SELECT 1 FROM users WHERE id = {'?' if dialect.paramstyle == 'qmark' else '%s'} AND revoked_at IS NULL"
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self.store.engine.raw_connection()
+                cursor = self._conn.cursor()
+                try:
+                    cursor.execute(sql, (user_id,))
+                    return cursor.fetchone() is not None
+                finally:
+                    cursor.close()
+                    if self.store.dialect != "sqlite":
+                        self._conn.rollback()  # a transaction left open would keep reading its snapshot
+            except dialect.loaded_dbapi.Error:
+                self._drop()
+        return is_live(self.store, user_id)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.invalidate()  # never back to the pool
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
