@@ -18,6 +18,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from lab.api.ratelimit import RateLimiter
 from lab.api.settings import ApiSettings
 from lab.catalog import Catalogs
+from lab.reports.archive import ReportArchives
 from lab.store.accounts import LiveUsers, token_hash, user_for_token
 from lab.store.db import Store
 from lab.store.models import User
@@ -72,6 +73,7 @@ class Services:
     limiter: RateLimiter
     callers: CallerCache = field(default_factory=CallerCache)
     catalogs: Catalogs = field(default_factory=Catalogs)  # every ICS upload is checked against one
+    archives: ReportArchives = field(default_factory=ReportArchives)  # built once per report version
     live: LiveUsers = field(init=False)  # is a cached caller's user still live? asked on every request
 
     def __post_init__(self) -> None:

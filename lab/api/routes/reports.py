@@ -13,12 +13,10 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
 
 from lab.api.deps import AnyRole, Caller, Engineer, Services, ServicesDep
 from lab.api.routes.runs import child_env, run_booking
@@ -27,6 +25,7 @@ from lab.api.settings import ROOT
 from lab.api.tenancy import not_found
 from lab.errors import CertlabError
 from lab.inventory import load_inventory
+from lab.reports.archive import ArchiveBusy
 from lab.reports.conformance import APPROVAL_FILE, HTML_FILE, JSON_FILE, PDF_FILE
 from lab.store import service
 from lab.store.models import Booking, Organisation
@@ -37,7 +36,7 @@ router = APIRouter(tags=["reports"])
 REPORT_TIMEOUT = 900.0  # Allure + Chromium on a large run; a stuck step must not hold a worker forever
 FILES = {"conformance.pdf": (PDF_FILE, "application/pdf"), "conformance.html": (HTML_FILE, "text/html"),
          "conformance.json": (JSON_FILE, "application/json")}
-ARCHIVE_CHUNK = 1 << 16
+ARCHIVES_DIR = "archives"  # under the service's data dir: built run archives
 
 
 def run_dir_of(svc: Services, run_id: str) -> Path:
@@ -214,48 +213,15 @@ for _name in FILES:
                          summary=f"Download {_name} (the manufacturer and certifiers: once approved)")
 
 
-class _PipeWriter:
-    """The write end of a pipe as a file for tarfile: a reader that went away ends the writer."""
-
-    def __init__(self, fd: int) -> None:
-        self.fh = os.fdopen(fd, "wb")
-
-    def write(self, data: bytes) -> int:
-        self.fh.write(data)
-        return len(data)
-
-    def close(self) -> None:
-        try:
-            self.fh.close()
-        except OSError:
-            pass
-
-
-def _archive(run_dir: Path, arcname: str) -> Iterator[bytes]:
-    """tar.gz of the run directory, made in a thread into a pipe: memory stays one chunk, whatever the size."""
-    read_fd, write_fd = os.pipe()
-    writer = _PipeWriter(write_fd)
-
-    def produce() -> None:
-        try:
-            with tarfile.open(fileobj=writer, mode="w|gz") as tar:  # type: ignore[call-overload]
-                tar.add(run_dir, arcname=arcname)
-        except (BrokenPipeError, OSError):
-            pass  # the client left
-        finally:
-            writer.close()
-
-    thread = threading.Thread(target=produce, name=f"archive-{arcname}", daemon=True)
-    thread.start()
-    with os.fdopen(read_fd, "rb") as reader:
-        while chunk := reader.read(ARCHIVE_CHUNK):
-            yield chunk
-    thread.join(timeout=5)
-
-
-@router.get("/runs/{run_id}/report/archive", response_class=StreamingResponse,
+@router.get("/runs/{run_id}/report/archive", response_class=FileResponse,
             summary="The whole run directory as .tar.gz: evidence, logs, manifest and signature (once approved)")
-def archive(run_id: str, who: AnyRole, svc: ServicesDep) -> StreamingResponse:
+def archive(run_id: str, who: AnyRole, svc: ServicesDep) -> FileResponse:
+    """Built once per report version and kept (lab/reports/archive.py): a download sends stored,
+    re-verified bytes, and concurrent downloads of one report wait for one build."""
     run_dir = _readable(svc, who, run_id)
-    return StreamingResponse(_archive(run_dir, run_id), media_type="application/gzip",
-                             headers={"Content-Disposition": f'attachment; filename="{run_id}.tar.gz"'})
+    try:
+        path = svc.archives.ready(run_dir, svc.settings.data_dir / ARCHIVES_DIR)
+    except ArchiveBusy as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"run {run_id}: its archive is not built yet and "
+                            f"{exc}; retry in a minute", headers={"Retry-After": "60"}) from None
+    return FileResponse(path, media_type="application/gzip", filename=f"{run_id}.tar.gz")
