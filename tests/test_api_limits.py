@@ -147,6 +147,18 @@ def test_the_401_before_reading_is_the_dependencys_401(lab: Lab) -> None:
         read.status_code, read.content, read.headers["www-authenticate"])
 
 
+def test_a_store_down_before_reading_is_503_not_500(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.store.db import StoreUnavailable
+
+    def down(*_args: object) -> None:
+        raise StoreUnavailable("sqlite:///x: database is locked")
+
+    monkeypatch.setattr("lab.api.deps.user_for_token", down)
+    reply = drive(lab.app, "POST", "/products", total=BIG, token=lab.tokens["manufacturer"])
+    assert (reply.status, reply.pulled) == (503, 0), reply
+    assert b"the result store is unavailable" in reply.body
+
+
 # --- limits per route -------------------------------------------------------------------------
 
 def test_a_json_body_declared_over_the_limit_is_413_unread(lab: Lab) -> None:

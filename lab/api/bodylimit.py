@@ -29,6 +29,7 @@ from starlette.routing import compile_path
 
 from lab.api.deps import ADMITTED, Services, admit, bearer_token
 from lab.api.uploads import body_limit, too_large
+from lab.store.db import StoreUnavailable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -102,6 +103,10 @@ class BodyGuard:
             admitted = await admit(svc, bearer_token(_header(scope, b"authorization")))
         except HTTPException as exc:
             await refuse(send, exc)
+            return
+        except StoreUnavailable as exc:  # outside the app's handlers: answer as its StoreUnavailable handler does
+            await refuse(send, HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                             f"the result store is unavailable: {exc}"))
             return
         state = scope.setdefault("state", {})
         state[ADMITTED] = admitted
