@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from lab.errors import CertlabError
+from lab.inputfile import MAX_SECRET_BYTES, read_bounded_text
 
 
 class SecretRef(BaseModel):
@@ -43,12 +44,10 @@ class SecretRef(BaseModel):
         path = Path(os.path.expanduser(self.file or ""))
         if not path.is_absolute():
             path = base_dir / path
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise CertlabError(
-                f"{field}: cannot read secret file {path} ({exc.strerror}); create it or fix the path"
-            ) from None
+        try:  # a regular file only, size-bounded: a secret path at /dev/zero or a fifo must not hang a run
+            return read_bounded_text(path, what="secret", limit=MAX_SECRET_BYTES).rstrip("\r\n")
+        except CertlabError as exc:
+            raise CertlabError(f"{field}: {exc}") from None
 
     def __repr__(self) -> str:  # never shows a value: there is none to show
         return f"SecretRef({self.describe()})"

@@ -3,12 +3,16 @@
 The catalogue, the ICS and the IXIT share this so that every bad input reads the same way:
 `FILE: WHAT: FIELD.PATH: problem; fix` (the style of lab/inventory.py). Duplicate keys are an
 error, because PyYAML would silently keep the last one and a provision answered twice must be
-noticed.
+noticed. A value PyYAML cannot build (an impossible date, an integer beyond Python's digit
+limit), nesting deeper than MAX_DEPTH and aliases expanding past MAX_NODES are errors with their
+field and line too: they used to escape as ValueError or RecursionError (a 500, exit 70).
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import sys
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +21,13 @@ import yaml
 from pydantic import ValidationError
 
 from lab.errors import CertlabError
+from lab.inputfile import MAX_YAML_BYTES, read_bounded_text
+
+#: Deepest nesting of mappings and lists a data file may have (the deepest real one has under 10);
+#: checked on the node tree before constructing, whose recursion would otherwise blow up.
+MAX_DEPTH = 64
+#: Most values a document may expand to through aliases ("billion laughs"); real files have thousands.
+MAX_NODES = 1_000_000
 
 #: How to fix each pydantic error type (message text stays pydantic's, shortened).
 FIXES = {
@@ -51,15 +62,134 @@ FIXES = {
 }
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """SafeLoader that rejects a key given twice in one mapping. libyaml parses when PyYAML has it
-    (ten times faster: an ICS is read on every booking); the constructors stay Python."""
+class _Refused(Exception):
+    """The document is refused: `message` says where and why (the source is added by the caller)."""
 
-
-class _DuplicateKey(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class _BadValue(Exception):
+    """A scalar no constructor could build; carries its node so the field path can be named."""
+
+    def __init__(self, node: yaml.Node, problem: str):
+        super().__init__(problem)
+        self.node = node
+        self.problem = problem
+
+
+#: Integers below this many bits always print within Python's digit limit (4300 digits ~ 14284 bits).
+_INT_BITS_SURE = 4096
+
+#: What a value of each tag must be, for the fix of a value PyYAML could not build.
+_VALUE_FIXES = {
+    "tag:yaml.org,2002:timestamp": ("is not a real date or time", "write a real date as YYYY-MM-DD (or quote it)"),
+    "tag:yaml.org,2002:int": ("is not a usable whole number", "write a smaller number (or quote it as text)"),
+    "tag:yaml.org,2002:float": ("is not a usable number", "write a finite number"),
+}
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader that rejects a key given twice in one mapping, a tree too deep or too large, and
+    a value its constructors cannot build. libyaml parses when PyYAML has it (ten times faster: an
+    ICS is read on every booking); the constructors stay Python."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_shape(node)
+        try:
+            return super().construct_document(node)
+        except _BadValue as exc:
+            raise _Refused(_bad_value_line(node, exc)) from None
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        too_long = f"more than the {sys.get_int_max_str_digits()} digits Python converts"
+        try:
+            value = super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # the scalar constructors' own errors (datetime, int)
+            problem = str(exc).split(";")[0]
+            raise _BadValue(node, too_long if "integer string conversion" in problem else problem) from None
+        if type(value) is float and not math.isfinite(value):
+            raise _BadValue(node, "not a finite number")  # .nan/.inf: every float certlab reads is a measure
+        if type(value) is int and value.bit_length() > _INT_BITS_SURE:
+            try:
+                str(value)  # a hex or octal literal is built, but could never be printed in an error line
+            except ValueError:
+                raise _BadValue(node, too_long) from None
+        return value
+
+
+def _check_shape(root: yaml.Node) -> None:
+    """Depth and expanded size of the node tree, without recursion; each node once (aliases share
+    nodes), so a document of aliases is measured in linear time. An alias cycle is too deep."""
+    depth: dict[int, int] = {}
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:  # bounded: every node is pushed at most twice per parent edge
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            open_nodes.discard(key)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if depth[key] > MAX_DEPTH:
+                raise _Refused(f"line {node.start_mark.line + 1}: nesting deeper than {MAX_DEPTH} levels; "
+                               "flatten the document")
+            if size[key] > MAX_NODES:
+                raise _Refused(f"line {node.start_mark.line + 1}: aliases expand to more than {MAX_NODES} "
+                               "values; write the values out instead of nesting aliases")
+            continue
+        if key in depth:
+            continue
+        if key in open_nodes:
+            raise _Refused(f"line {node.start_mark.line + 1}: an alias inside its own anchor; write the values out")
+        if len(open_nodes) >= MAX_DEPTH:
+            raise _Refused(f"line {node.start_mark.line + 1}: nesting deeper than {MAX_DEPTH} levels; "
+                           "flatten the document")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in depth)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _field_of(root: yaml.Node, target: yaml.Node) -> str:
+    """The path of `target` in the tree ('dut.date', 'items[2]'), or '' if not found; iterative."""
+    stack: list[tuple[yaml.Node, str, int]] = [(root, "", 0)]
+    seen: set[int] = set()
+    while stack:  # bounded: each node visited once
+        node, path, level = stack.pop()
+        if node is target:
+            return path
+        if id(node) in seen or level > MAX_DEPTH:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                stack.append((key_node, path, level + 1))
+                stack.append((value_node, f"{path}.{name}" if path else name, level + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, f"{path}[{i}]", level + 1) for i, child in enumerate(node.value))
+    return ""
+
+
+def _bad_value_line(root: yaml.Node, exc: _BadValue) -> str:
+    node = exc.node
+    what, fix = _VALUE_FIXES.get(node.tag, ("cannot be read", "write a plain value (or quote it as text)"))
+    text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+    shown = repr(text if len(text) <= 40 else text[:20] + "..." + text[-10:])
+    field = _field_of(root, node)
+    where = f"field {field} (line {node.start_mark.line + 1})" if field else f"line {node.start_mark.line + 1}"
+    return f"{where}: {shown} {what} ({exc.problem}); {fix}"
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -69,7 +199,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
             continue
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise _DuplicateKey(
+            raise _Refused(
                 f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first at line {seen[key]}); "
                 "give each key once"
             )
@@ -85,7 +215,7 @@ def parse_yaml(text: str, source: str, error: type[CertlabError]) -> Any:
     """Parse YAML text; any syntax problem becomes `error` naming `source` and the line."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except _DuplicateKey as exc:
+    except _Refused as exc:
         raise error(f"{source}: {exc.message}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -95,13 +225,9 @@ def parse_yaml(text: str, source: str, error: type[CertlabError]) -> Any:
 
 
 def read_yaml(path: Path, error: type[CertlabError], what: str) -> Any:
-    """Read and parse a YAML file; `what` names the document in the fix ("ICS", "IXIT")."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{path}: file not found; pass an existing {what} file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: cannot read the {what} ({exc}); check the file") from None
+    """Read (only a regular file, at most MAX_YAML_BYTES) and parse a YAML file; `what` names the
+    document in the fix ("ICS", "IXIT")."""
+    text = read_bounded_text(path, what=what, limit=MAX_YAML_BYTES, error=error)
     return parse_yaml(text, str(path), error)
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from lab.errors import CertlabError
+from lab.inputfile import MAX_KEY_BYTES, read_bounded
 
 PRIVATE_KEY_FILE = "signing_key.pem"
 PUBLIC_KEY_FILE = "public_key.pem"
@@ -168,7 +169,4 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CertlabError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    return read_bounded(path, what=what, limit=MAX_KEY_BYTES)  # a regular file only, size-bounded
