@@ -149,3 +149,26 @@ def test_booking_documents_and_a_launched_runs_files_are_owner_only(api, tmp_pat
     assert loose(settings.data_dir / "bookings") == []
     assert probe.is_file() and loose(probe) == []
     assert loose(settings.reports_dir) == []
+
+
+def test_the_report_command_the_api_starts_writes_owner_only(api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`certlab report` (Allure history in the data folder, the report files) runs under UMASK too."""
+    client, settings, lab, booking_id = api
+    run_id = "20260101-120000-modes1"
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    with unit(store) as s:
+        booking = s.get(Booking, booking_id)
+        booking.run_id, booking.status = run_id, "tested"
+    run_dir = create_run_dir(settings.reports_dir, RunSpec(run_id=run_id, inventory="", benches=(), suites=()))
+    write_json(run_dir / "verdicts.json", {"results": []})
+    started: list[dict] = []
+    real_popen = subprocess.Popen
+
+    def fake_popen(argv, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(kwargs)
+        return real_popen([sys.executable, "-c", "pass"], **kwargs)
+
+    monkeypatch.setattr("lab.api.routes.reports.subprocess.Popen", fake_popen)
+    made = client.post(f"{PREFIX}/runs/{run_id}/report", headers=lab)
+    assert made.status_code == 404 and "no report yet" in made.text, made.text  # the stand-in wrote none
+    assert started and started[0].get("umask") == UMASK

@@ -25,6 +25,7 @@ from lab.api.settings import ROOT
 from lab.api.tenancy import not_found
 from lab.errors import CertlabError
 from lab.inventory import load_inventory
+from lab.ownerfiles import UMASK
 from lab.reports.archive import ArchiveBusy
 from lab.reports.conformance import APPROVAL_FILE, HTML_FILE, JSON_FILE, PDF_FILE
 from lab.store import service
@@ -88,7 +89,7 @@ def _certlab_report(request: Request, svc: Services, run_id: str, *args: str) ->
     try:
         proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "report", *args], cwd=ROOT, env=child_env(svc),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+                                start_new_session=True, umask=UMASK)  # the report and Allure history: owner-only
         try:
             output, _ = proc.communicate(timeout=REPORT_TIMEOUT)
         except subprocess.TimeoutExpired:
