@@ -23,7 +23,7 @@ from lab.api.settings import ApiSettings
 from lab.store import bookings as bk
 from lab.store.accounts import add_user, organisation, users
 from lab.store.db import Store, open_store
-from lab.store.models import ReportRelease, Slot
+from lab.store.models import Booking, ReportRelease, Slot
 from lab.store.unit import unit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -453,3 +453,57 @@ def test_assessor_evidence_is_uploaded_hashed_and_named_by_performed_cases(
     ok = client.put(url, headers=eng, json={"assessments": decided + performed.format(name="5.2-1-2-policy.png")})
     assert ok.status_code == 200 and ok.json()["performed"] == 1, ok.text
     assert client.post(f"{url}/evidence", headers=other, files=files).status_code in (403, 404)
+
+
+# --- days are bounded: the lab's calendar ------------------------------------------------------
+
+def test_days_past_the_calendar_are_422_naming_the_field_not_an_overflow(client: TestClient, acme: dict[str, str],
+                                                                        eng: dict[str, str]) -> None:
+    assert the_error(client.get(f"{API}/slots?from=9999-12-31", headers=eng))["loc"] == ["query", "from"]
+    assert the_error(client.get(f"{API}/slots?from={TODAY}&to=9999-12-31", headers=eng))["loc"] == ["query", "to"]
+    last = client.get(f"{API}/slots?from={bk.LAST_DAY}", headers=eng)  # the last day: the range stops there
+    assert last.status_code == 200 and {r["day"] for r in last.json()} == {bk.LAST_DAY.isoformat()}
+    product = add_product(client, acme)
+    r = client.post(f"{API}/bookings", headers=acme, json=booking_body(product["id"], preferred_from="9999-12-30",
+                                                                        preferred_to=None))
+    assert the_error(r)["loc"] == ["body", "preferred_from"]
+    bid = add_booking(client, acme, product["id"])["id"]
+    assert the_error(client.post(f"{API}/bookings/{bid}/accept", headers=eng,
+                                 json={"day": "9999-12-30"}))["loc"] == ["body", "day"]
+
+
+def test_a_stored_far_future_window_is_refused_by_accept_not_an_overflow(client: TestClient, store: Store,
+                                                                         acme: dict[str, str],
+                                                                         eng: dict[str, str]) -> None:
+    """A booking stored before days were bounded (or by hand) preferring 9999-12-30 made accept a 500."""
+    product = add_product(client, acme)
+    bid = store_booking(store, product["id"], product["org_id"], user_id=user_id(store, "alice"))
+    with unit(store) as s:
+        s.get(Booking, bid).preferred_from = "9999-12-30"
+    r = client.post(f"{API}/bookings/{bid}/accept", headers=eng)
+    assert r.status_code == 409 and "end of the lab's calendar" in r.json()["detail"], r.text
+    with unit(store) as s:
+        s.get(Booking, bid).preferred_from, s.get(Booking, bid).preferred_to = None, "9999-12-31"
+    r = client.post(f"{API}/bookings/{bid}/accept", headers=eng)  # from today: the first free day
+    assert r.status_code == 200 and r.json()["slot_day"] == TODAY.isoformat(), r.text
+
+
+def test_day_arithmetic_stops_at_the_last_date() -> None:
+    assert bk.later(date.max - timedelta(days=1), 13) == date.max
+    assert bk.later(DAY, 3) == DAY + timedelta(days=3)
+
+
+def test_the_documented_day_pattern_is_exactly_the_calendars_days() -> None:
+    """A client generating days from the OpenAPI document's pattern gets only days the API takes, and all of them."""
+    import re
+
+    from lab.api.schemas.bookings import DAY_PATTERN
+    pattern = re.compile(DAY_PATTERN)
+    day, seen = bk.FIRST_DAY, 0
+    while day <= bk.LAST_DAY:
+        assert pattern.fullmatch(day.isoformat()), day
+        day, seen = day + timedelta(days=1), seen + 1
+    assert seen == (bk.LAST_DAY - bk.FIRST_DAY).days + 1
+    for wrong in ("1999-12-31", "2100-01-01", "2023-02-29", "2024-04-31", "2024-13-01", "2024-00-10", "9999-12-31"):
+        assert not pattern.fullmatch(wrong), wrong
+    assert pattern.fullmatch("2024-02-29") and pattern.fullmatch("2000-02-29")

@@ -302,3 +302,114 @@ def test_only_the_certifier_it_was_released_to_reviews(api: Api) -> None:
     assert api.get(f"/runs/{RUN_ID}/reviews", "cert2").status_code == 404
     assert api.get(f"/runs/{RUN_ID}/reviews", "rival").status_code == 404
     assert [r["organisation"] for r in api.get(f"/runs/{RUN_ID}/releases", "maker").json()] == ["CertBody"]
+
+
+# --- a booking's inputs freeze when its testing starts -------------------------------------------
+
+FROZEN_STATES = ("running", "tested", "reported", "rejected", "cancelled")
+
+
+def set_status(api: Api, booking_id: int, status: str) -> None:
+    with unit(api.app.state.services.store) as s:
+        s.get(Booking, booking_id).status = status
+
+
+@pytest.mark.parametrize("state", FROZEN_STATES)
+def test_no_firmware_assessments_or_evidence_once_testing_started(api: Api, state: str) -> None:
+    """A run copies the booking's inputs at its start: after that (and once closed) none changes, 409 naming
+    the state; the lab's chain-of-custody records go on (they are no inputs of a run)."""
+    booking = api.ids["maker-TH-100"]
+    set_status(api, booking, state)
+    image = api.upload(booking, build_release("TH-100", "1.4.0", 3, size=1024))
+    assert image.status_code == 409 and f"is {state}" in image.json()["detail"], image.text
+    record = api.client.put(f"{PREFIX}/bookings/{booking}/assessments", headers=api.as_("lab"),
+                            json={"assessments": (PRODUCT / "assessments.yaml").read_text()})
+    assert record.status_code == 409 and f"is {state}" in record.json()["detail"], record.text
+    evidence = api.post(f"/bookings/{booking}/assessments/evidence", "lab", files={"file": ("p.png", b"png")})
+    assert evidence.status_code == 409 and f"is {state}" in evidence.json()["detail"], evidence.text
+    assert api.get(f"/bookings/{booking}/firmware", "maker").json() == []
+    assert not (api.settings.data_dir / "bookings" / str(booking) / "assessments.yaml").exists()
+
+
+def test_inputs_are_taken_until_the_run_starts(api: Api) -> None:
+    booking = api.ids["maker-TH-100"]
+    for state in ("requested", "accepted"):
+        set_status(api, booking, state)
+        image = api.upload(booking, build_release("TH-100", "1.4.0", len(state), size=1024))
+        assert image.status_code == 201, image.text
+        evidence = api.post(f"/bookings/{booking}/assessments/evidence", "lab", files={"file": (f"{state}.png", b"x")})
+        assert evidence.status_code == 201, evidence.text
+
+
+def test_the_store_refuses_firmware_of_a_booking_claimed_meanwhile(api: Api) -> None:
+    """The route's early check is not the only one: the record is taken only while the booking still takes
+    inputs, in the same transaction (a run claimed while the image arrived wins)."""
+    from lab.store import service
+    from lab.store.bookings import InputsFrozen
+
+    booking = api.ids["maker-TH-100"]
+    store = api.app.state.services.store
+    assert service.claim_for_run(store, booking_id=booking)
+    with pytest.raises(InputsFrozen, match="is running"):
+        service.add_firmware(store, org_id=1, booking_id=booking, filename="fw.bin", sha256="0" * 64, size=1,
+                             version=None, signature="unchecked", signature_detail=None, uploaded_by=1)
+    assert service.booking_firmware(store, booking_id=booking) == []
+
+
+# --- another tenant's id costs what a missing one does ---------------------------------------------
+
+def statements(api: Api, path: str, user: str) -> tuple[int, list[str]]:
+    """(status, the SQL statements the request ran), tokens already cached (so only the route's own work)."""
+    from sqlalchemy import event
+
+    api.get("/me", user)
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, sql: str, *rest: object) -> None:
+        seen.append(" ".join(sql.split()))  # parameters apart: the same text whatever the id
+
+    engine = api.app.state.services.store.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        got = api.get(path, user)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return got.status_code, seen
+
+
+def test_another_tenants_ids_run_the_same_queries_as_missing_ones(api: Api) -> None:
+    """Response time told whether another organisation's firmware id existed (fetch, then compare owner):
+    now the lookup is one query narrowed to the caller, the same statements either way."""
+    from lab.store.bookings import receive_sample
+    from datetime import date
+
+    booking = api.ids["maker-TH-100"]
+    fid = api.upload(booking, build_release("TH-100", "1.4.0", 3, size=1024)).json()["id"]
+    sample = receive_sample(api.app.state.services.store, booking_id=booking, model="TH-100", serial="S-1",
+                            received_on=date(2026, 1, 1), condition="new", firmware=None, by_user=None).id
+    fake_run(api)
+    for theirs, missing in ((f"/firmware/{fid}", "/firmware/999999"), (f"/samples/{sample}", "/samples/999999"),
+                            (f"/runs/{RUN_ID}", "/runs/20990101-000000-none00")):
+        mine = statements(api, theirs, "maker")
+        assert mine[0] == 200, (theirs, mine)
+        other, none = statements(api, theirs, "rival"), statements(api, missing, "rival")
+        assert other[0] == none[0] == 404, (theirs, other, none)
+        assert other[1] == none[1], (theirs, other, none)
+
+
+# --- every 422 has the documented shape -------------------------------------------------------------
+
+def test_the_routes_own_422s_are_the_standard_list_naming_the_field(api: Api) -> None:
+    booking = api.ids["maker-TH-100"]
+    other_model = build_image(model="ZZ-9", version="1.0", security_version=1, payload=b"p", private_key=None)
+    refused = [(api.upload(booking, b""), ["body", "file"]),
+               (api.upload(booking, other_model, name="zz.clfw"), ["body", "file"]),
+               (api.post(f"/bookings/{booking}/assessments/evidence", "lab", files={"file": ("a b", b"x")}),
+                ["body", "file"])]
+    fake_run(api, approved=True)
+    release = api.post(f"/runs/{RUN_ID}/release", "lab", json={"organisation": "Acme"})
+    refused.append((release, ["body", "organisation"]))
+    for got, loc in refused:
+        assert got.status_code == 422, got.text
+        detail = got.json()["detail"]
+        assert isinstance(detail, list) and detail[0]["loc"] == loc and detail[0]["msg"], got.text

@@ -28,6 +28,11 @@ from lab.store.unit import Target, insert_for, reading, unit
 
 CUSTODY_KINDS = ("received", "on-bench", "tested", "returned", "note")
 OPEN_STATES = ("requested", "accepted", "running")  # a sample may arrive for these
+# A booking's inputs (firmware, the assessor's record and evidence) change only before its run starts: a run
+# copies them at its start, so a later change would be in no run, or beside a result it did not produce.
+INPUT_STATES = ("requested", "accepted")
+# The lab's calendar: booking, slot and receipt days lie in it, so day arithmetic never leaves Python's dates.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "accept": (("requested",), "accepted"),
@@ -42,6 +47,37 @@ class BookingConflict(CertlabError):
 
 class SlotFull(BookingConflict):
     """Every bench for that model is already reserved on that day."""
+
+
+class InputsFrozen(BookingConflict):
+    """The booking's run has started (or it is closed): its inputs stay as that run used them."""
+
+
+def frozen_inputs(booking_id: int, status: str) -> InputsFrozen | None:
+    """Why the booking's inputs may not change in this status, or None if they may."""
+    if status in INPUT_STATES:
+        return None
+    return InputsFrozen(f"booking {booking_id} is {status}; its inputs (firmware, assessments, evidence) are frozen "
+                        f"once testing starts or the booking is closed: only a {' or '.join(INPUT_STATES)} "
+                        f"booking takes them")
+
+
+def hold_inputs(s: Session, *, booking_id: int) -> None:
+    """Inside the caller's transaction: InputsFrozen unless the booking still takes inputs, and hold it there.
+
+    One conditional UPDATE (not read-then-write), so a run claimed at the same moment either
+    comes after this change is committed or makes it fail; never a change beside a started run.
+    """
+    done = s.execute(update(Booking).where(Booking.id == booking_id, Booking.status.in_(INPUT_STATES))
+                     .values(updated_at=utcnow()).execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        status = s.scalars(select(Booking.status).where(Booking.id == booking_id)).first()
+        raise frozen_inputs(booking_id, status or "gone") or InputsFrozen(f"booking {booking_id} changed; retry")
+
+
+def later(day: date, days: int) -> date:
+    """`day` plus `days`, stopping at the last date Python has (a stored far-future day must not overflow)."""
+    return date.fromordinal(min(day.toordinal() + days, date.max.toordinal()))
 
 
 # --- products -------------------------------------------------------------------------------

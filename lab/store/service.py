@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from lab.store.bookings import hold_inputs
 from lab.store.models import (
     REVIEW_DECISIONS,
     SIGNATURE_STATES,
@@ -29,10 +30,12 @@ from lab.store.unit import Target, reading, unit
 
 def add_firmware(target: Target, *, org_id: int, booking_id: int, filename: str, sha256: str, size: int,
                  version: str | None, signature: str, signature_detail: str | None, uploaded_by: int) -> Firmware:
-    """Record an image already stored under its hash (the file itself is the caller's)."""
+    """Record an image already stored under its hash (the file itself is the caller's); InputsFrozen once
+    the booking's run has started or it is closed."""
     if signature not in SIGNATURE_STATES:
         raise ValueError(f"signature must be one of {SIGNATURE_STATES}, not {signature!r}")
     with unit(target) as s:
+        hold_inputs(s, booking_id=booking_id)
         row = Firmware(org_id=org_id, booking_id=booking_id, filename=filename[:256], sha256=sha256, size=size,
                        version=version, signature=signature, signature_detail=signature_detail,
                        uploaded_by=uploaded_by, created_at=utcnow())
@@ -95,16 +98,6 @@ def finish_run(target: Target, *, booking_id: int, run_id: str, tested: bool) ->
         s.execute(update(Booking).where(Booking.id == booking_id, Booking.run_id == run_id,
                                         Booking.status == "running")
                   .values(status="tested" if tested else "accepted", updated_at=utcnow()))
-
-
-def booking_of_run(target: Target, *, run_id: str) -> Booking | None:
-    """The booking whose current run this is, or which released its report."""
-    with reading(target) as s:
-        booking = s.scalars(select(Booking).where(Booking.run_id == run_id).order_by(Booking.id.desc())).first()
-        if booking is None:
-            release = s.scalars(select(ReportRelease).where(ReportRelease.run_id == run_id)).first()
-            booking = s.get(Booking, release.booking_id) if release else None
-        return booking
 
 
 def mark_reported(target: Target, *, booking_id: int, run_id: str) -> None:

@@ -19,21 +19,25 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, File, HTTPException, Request, UploadFile, status
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from lab.api.deps import Allow, Caller, Engineer, Services, ServicesDep
 from lab.api.routes.bookings import as_422
 from lab.api.routes.runs import ASSESSMENTS_FILE, booking_folder
 from lab.api.schemas.bookings import IdPath
+from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.tenancy import booking_for, not_found
 from lab.api.uploads import receive, refuse_declared_oversize, sha256_of
 from lab.assessments import AssessmentsError, load_assessments
 from lab.ixit import IxitError, load_ixit
+from lab.store.bookings import frozen_inputs
+from lab.store.models import Booking
 from lab.ownerfiles import private_dir, write_private
 from lab.store.unit import reading
 
-router = APIRouter(tags=["assessments"])
+router = APIRouter(tags=["assessments"], responses=errors(*AUTHENTICATED))
+FROZEN = "The booking's run has started or it is closed: its inputs are frozen"
 EVIDENCE_DIR = "evidence"  # beside the booking's assessments.yaml, so `evidence/<name>` resolves as on the command line
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ReadsAssessments = Depends(Allow("engineer", "manufacturer"))
@@ -63,13 +67,23 @@ def assessments_file(svc: Services, booking_id: int) -> Path:
     return booking_folder(svc, booking_id) / ASSESSMENTS_FILE
 
 
+def refuse_frozen(booking: Booking) -> None:
+    """409 naming the state once the booking's run has started or it is closed: a run copies the record and
+    evidence at its start, so a later change would be beside results it did not produce."""
+    frozen = frozen_inputs(booking.id, booking.status)
+    if frozen is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(frozen))
+
+
 @router.put("/bookings/{booking_id}/assessments", response_model=AssessmentsOut,
             summary="Record the assessor's decisions on the conceptual test cases (lab engineers)",
-            responses={422: {"description": "Invalid decisions: `loc` names the field inside them"}})
+            responses=errors(403, 404, *BODY, why={
+                409: FROZEN, 422: "Invalid decisions: `loc` names the field inside them"}))
 def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
                     body: AssessmentsIn = Body(...)) -> AssessmentsOut:
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
+        refuse_frozen(booking)
         edition, model, ixit_text = booking.edition, booking.product.model, booking.ixit
     uploads = booking_folder(svc, booking_id)
     with tempfile.TemporaryDirectory(prefix="certlab-upload-") as folder:
@@ -96,24 +110,23 @@ def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
 @router.post("/bookings/{booking_id}/assessments/evidence", response_model=EvidenceOut,
              status_code=status.HTTP_201_CREATED,
              summary="Upload an evidence file of a test case the lab performed by hand (lab engineers; multipart `file`)",
-             responses={409: {"description": "another file of that name exists"}, 413: {"description": "over the upload limit"},
-                        422: {"description": "empty, or a name that is not a plain file name"}})
+             responses=errors(403, 404, *BODY, why={409: f"Another file of that name exists, or: {FROZEN}",
+                                                  422: "Empty, or a name that is not a plain file name"}))
 def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: ServicesDep,
                     file: Annotated[UploadFile, File(description="e.g. 5.2-1-2-policy.png")]) -> EvidenceOut:
     limit = svc.settings.max_upload_bytes
     refuse_declared_oversize(request, limit)
     with reading(svc.store) as s:
-        booking_for(s, who, booking_id)
+        refuse_frozen(booking_for(s, who, booking_id))
     name = file.filename or ""
     if not _NAME.fullmatch(name) or ".." in name:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"file name {name[:80]!r}: give a plain file name (letters, digits, '.', '_', '-'; "
-                            f"up to 128 characters), e.g. 5.2-1-2-policy.png")
+        raise invalid(["body", "file"], f"file name {name[:80]!r}: give a plain file name (letters, digits, '.', "
+                                        f"'_', '-'; up to 128 characters), e.g. 5.2-1-2-policy.png")
     folder = private_dir(booking_folder(svc, booking_id) / EVIDENCE_DIR)
     tmp, sha256, size = receive(file, folder, limit)
     try:
         if size == 0:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
+            raise invalid(["body", "file"], "the uploaded file is empty; fix: upload the evidence file")
         target = folder / name
         if target.exists() and sha256_of(target) != sha256:
             raise HTTPException(status.HTTP_409_CONFLICT, f"evidence {name!r} exists with other content; evidence "
@@ -125,6 +138,7 @@ def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: Se
 
 
 @router.get("/bookings/{booking_id}/assessments/evidence", response_model=list[EvidenceOut],
+            responses=errors(403, 404, 422),
             summary="The evidence files uploaded for a booking's assessor record (lab engineers)")
 def list_evidence(booking_id: IdPath, who: Engineer, svc: ServicesDep) -> list[EvidenceOut]:
     with reading(svc.store) as s:
@@ -135,8 +149,8 @@ def list_evidence(booking_id: IdPath, who: Engineer, svc: ServicesDep) -> list[E
             for p in files]
 
 
-@router.get("/bookings/{booking_id}/assessments", response_class=PlainTextResponse,
-            responses={200: {"content": {"application/yaml": {}}}},
+@router.get("/bookings/{booking_id}/assessments", response_class=Response,
+            responses={**download("application/yaml", "The record as recorded", yaml=True), **errors(403, 404, 422)},
             summary="The assessor's recorded decisions (YAML), once there are any")
 def get_assessments(booking_id: IdPath, svc: ServicesDep, who: Caller = ReadsAssessments) -> PlainTextResponse:
     with reading(svc.store) as s:

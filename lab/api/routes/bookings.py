@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 import tempfile
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from lab.api.deps import AnyRole, Engineer, Manufacturer, ServicesDep
 from lab.api.routes.slots import capacities, no_bench
@@ -32,6 +32,7 @@ from lab.api.schemas.bookings import (
     RejectBody,
     today,
 )
+from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.tenancy import WITHOUT_DOCUMENTS, booking_for, product_for, visible_bookings
 from lab.catalog import Catalogs
 from lab.errors import CertlabError
@@ -39,20 +40,19 @@ from lab.ics import IcsError
 from lab.ixit import IxitError
 from lab.preflight import check_product
 from lab.store import bookings as store
-from lab.store.bookings import BookingConflict
+from lab.store.bookings import LAST_DAY, BookingConflict, later
 from lab.store.unit import reading
 from lab.yamlfile import parse_yaml
 
-router = APIRouter(prefix="/bookings", tags=["bookings"])
-CONFLICT = {409: {"description": "The booking's status does not allow this (or no slot is left)"}}
+router = APIRouter(prefix="/bookings", tags=["bookings"], responses=errors(*AUTHENTICATED))
+CHANGES = errors(403, 404, 409, *BODY, 422, why={409: "The booking's status does not allow this (or no slot is left)"})
 MAX_WINDOW_DAYS = 92  # how far an accept without a day looks for room
 
 
 # --- ICS and IXIT: the command line's validation, on uploaded text ----------------------------
 
 def _invalid(field: str, parts: list[Any], msg: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                         [{"loc": ["body", field, *parts], "msg": msg, "type": "value_error"}])
+    return invalid(["body", field, *parts], msg)
 
 
 def _field_parts(path: str, raw: Any) -> list[str | int]:
@@ -127,8 +127,8 @@ def _check_product(field: str, doc: Any, model: str, firmware: str) -> None:
 
 @router.post("", response_model=BookingOut, status_code=status.HTTP_201_CREATED,
              summary="Ask for a test of a product's firmware (manufacturers)",
-             responses={404: {"description": "No such product in your organisation"},
-                        422: {"description": "Invalid body, ICS or IXIT: `loc` names the field inside it"}})
+             responses=errors(403, *BODY, why={404: "No such product in your organisation",
+                                             422: "Invalid body, ICS or IXIT: `loc` names the field inside it"}))
 def create_booking(body: BookingCreate, who: Manufacturer, svc: ServicesDep) -> BookingOut:
     with reading(svc.store) as s:
         product = product_for(s, who, body.product_id)
@@ -143,14 +143,15 @@ def create_booking(body: BookingCreate, who: Manufacturer, svc: ServicesDep) -> 
     return BookingOut.of(row)
 
 
-@router.get("", response_model=list[BookingOut], summary="The bookings you may see, oldest first (no ICS/IXIT)")
+@router.get("", response_model=list[BookingOut], responses=errors(422),
+            summary="The bookings you may see, oldest first (no ICS/IXIT)")
 def list_bookings(who: AnyRole, svc: ServicesDep,
                   status_: Annotated[BookingStatus | None, Query(alias="status")] = None) -> list[BookingOut]:
     seen = visible_bookings(who).options(*WITHOUT_DOCUMENTS)
     return [BookingOut.of(b) for b in store.bookings(svc.store, within=seen, status=status_)]
 
 
-@router.get("/{booking_id}", response_model=BookingOut,
+@router.get("/{booking_id}", response_model=BookingOut, responses=errors(404, 422),
             summary="One booking: status, slot, run (the ICS and IXIT at /ics and /ixit)")
 async def get_booking(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> BookingOut:
     # the booking is what clients poll; its documents (tens of kB) are fetched once, on their own
@@ -163,20 +164,21 @@ def _document(svc: ServicesDep, who: AnyRole, booking_id: int, document: str) ->
         return PlainTextResponse(getattr(booking_for(s, who, booking_id), document), media_type="application/yaml")
 
 
-@router.get("/{booking_id}/ics", response_class=PlainTextResponse, responses={200: {"content": {"application/yaml": {}}}},
+@router.get("/{booking_id}/ics", response_class=Response,
+            responses={**download("application/yaml", "The ICS as uploaded", yaml=True), **errors(404, 422)},
             summary="The ICS the booking was made with, as uploaded (YAML)")
 def get_ics(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> PlainTextResponse:
     return _document(svc, who, booking_id, "ics")
 
 
-@router.get("/{booking_id}/ixit", response_class=PlainTextResponse,
-            responses={200: {"content": {"application/yaml": {}}}},
+@router.get("/{booking_id}/ixit", response_class=Response,
+            responses={**download("application/yaml", "The IXIT as uploaded", yaml=True), **errors(404, 422)},
             summary="The IXIT the booking was made with, as uploaded (YAML)")
 def get_ixit(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> PlainTextResponse:
     return _document(svc, who, booking_id, "ixit")
 
 
-@router.post("/{booking_id}/accept", response_model=BookingOut, responses=CONFLICT,
+@router.post("/{booking_id}/accept", response_model=BookingOut, responses={**CHANGES, **errors(503)},
              summary="Accept a requested booking onto a day with a free bench (lab engineers)")
 def accept(booking_id: IdPath, who: Engineer, svc: ServicesDep, body: AcceptBody | None = None) -> BookingOut:
     with reading(svc.store) as s:
@@ -200,14 +202,17 @@ def _window(window: tuple[str | None, str | None]) -> list[date]:
     if start is None and end is None:
         raise _invalid("day", [], "day: the booking has no preferred window; give the test day")
     first = max(start or today(), today())
-    last = end or first + timedelta(days=MAX_WINDOW_DAYS - 1)
+    if first > LAST_DAY:  # a day stored before days were bounded
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the booking's preferred window starts after {LAST_DAY}, "
+                            f"the end of the lab's calendar; give the test day")
+    last = min(end or LAST_DAY, later(first, MAX_WINDOW_DAYS - 1), LAST_DAY)
     if last < first:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"the booking's preferred window ended on {last}; give the test day")
-    return [first + timedelta(days=i) for i in range(min((last - first).days + 1, MAX_WINDOW_DAYS))]
+    return [later(first, i) for i in range((last - first).days + 1)]
 
 
-@router.post("/{booking_id}/reject", response_model=BookingOut, responses=CONFLICT,
+@router.post("/{booking_id}/reject", response_model=BookingOut, responses=CHANGES,
              summary="Refuse a booking, saying why (lab engineers); frees its slot")
 def reject(booking_id: IdPath, body: RejectBody, who: Engineer, svc: ServicesDep) -> BookingOut:
     with reading(svc.store) as s:
@@ -218,7 +223,7 @@ def reject(booking_id: IdPath, body: RejectBody, who: Engineer, svc: ServicesDep
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
-@router.post("/{booking_id}/cancel", response_model=BookingOut, responses=CONFLICT,
+@router.post("/{booking_id}/cancel", response_model=BookingOut, responses=CHANGES,
              summary="Withdraw your booking (manufacturers); frees its slot")
 def cancel(booking_id: IdPath, who: Manufacturer, svc: ServicesDep, body: CancelBody | None = None) -> BookingOut:
     with reading(svc.store) as s:

@@ -15,16 +15,18 @@ from fastapi.responses import FileResponse
 
 from lab.api.schemas.bookings import IdPath
 from lab.api.deps import Allow, AnyRole, Caller, Manufacturer, ServicesDep
+from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.schemas.service import FirmwareOut
-from lab.api.tenancy import booking_for, not_found
+from lab.api.tenancy import booking_for, firmware_for
 from lab.api.uploads import receive, refuse_declared_oversize
 from lab.errors import FirmwareFormatError
 from lab.firmware import parse_image, payload_matches, verify_signature
 from lab.store import service
+from lab.store.bookings import InputsFrozen, frozen_inputs
 from lab.store.models import Booking, Firmware
 from lab.store.unit import reading
 
-router = APIRouter(tags=["firmware"])
+router = APIRouter(tags=["firmware"], responses=errors(*AUTHENTICATED))
 NOT_AN_IMAGE = "not an image format certlab reads"
 
 ReadsFirmware = Annotated[Caller, Depends(Allow("manufacturer", "engineer"))]
@@ -66,9 +68,8 @@ def check_image(data: bytes, booking: Booking) -> tuple[str | None, str, str]:
         return None, "unchecked", f"{NOT_AN_IMAGE} ({exc})"
     model = booking.product.model
     if img.model != model:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"the image is for model {img.model!r}, the booking's product is {model!r}; "
-                            f"fix: upload the {model} release")
+        raise invalid(["body", "file"], f"the image is for model {img.model!r}, the booking's product is {model!r}; "
+                                        f"fix: upload the {model} release")
     keys = update_keys(booking.ixit)
     if not keys:
         return img.version, "unchecked", ("the booking's IXIT gives no update signing key "
@@ -91,20 +92,24 @@ def check_image(data: bytes, booking: Booking) -> tuple[str | None, str, str]:
 
 @router.post("/bookings/{booking_id}/firmware", response_model=FirmwareOut, status_code=status.HTTP_201_CREATED,
              summary="Upload a firmware image for your booking (multipart field `file`)",
-             responses={413: {"description": "over the upload limit"}, 422: {"description": "empty, or another model"}})
+             responses={200: {"model": FirmwareOut, "description": "These bytes were uploaded for the booking before"},
+                        **errors(403, 404, *BODY, 422, why={
+                            409: "The booking's run has started or it is closed: its inputs are frozen",
+                            422: "An empty file, or an image of another model"})})
 def upload_firmware(booking_id: IdPath, request: Request, response: Response, who: Manufacturer, svc: ServicesDep,
                     file: Annotated[UploadFile, File(description="the image, e.g. TH-100-1.4.0.clfw")]) -> FirmwareOut:
     limit = svc.settings.max_upload_bytes
     refuse_declared_oversize(request, limit, "image")
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
-    if booking.status in ("rejected", "cancelled"):
-        raise HTTPException(status.HTTP_409_CONFLICT, f"booking {booking_id} is {booking.status}")
+    frozen = frozen_inputs(booking_id, booking.status)
+    if frozen is not None:  # before reading the body; add_firmware checks again, atomically
+        raise HTTPException(status.HTTP_409_CONFLICT, str(frozen))
     firmware_dir = svc.settings.firmware_dir
     tmp, sha256, size = receive(file, firmware_dir / "tmp", limit, "image")
     try:
         if size == 0:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
+            raise invalid(["body", "file"], "the uploaded file is empty; fix: upload the image")
         version, signature, detail = check_image(tmp.read_bytes(), booking)
         final = stored_path(firmware_dir, sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -118,14 +123,17 @@ def upload_firmware(booking_id: IdPath, request: Request, response: Response, wh
     if earlier is not None:
         response.status_code = status.HTTP_200_OK
         return _out(earlier)
-    row = service.add_firmware(svc.store, org_id=booking.org_id, booking_id=booking_id,
-                               filename=Path(file.filename or "firmware.bin").name or "firmware.bin", sha256=sha256,
-                               size=size, version=version, signature=signature, signature_detail=detail,
-                               uploaded_by=who.id)
+    try:
+        row = service.add_firmware(svc.store, org_id=booking.org_id, booking_id=booking_id,
+                                   filename=Path(file.filename or "firmware.bin").name or "firmware.bin",
+                                   sha256=sha256, size=size, version=version, signature=signature,
+                                   signature_detail=detail, uploaded_by=who.id)
+    except InputsFrozen as exc:  # the run was claimed while the image arrived
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return _out(row)
 
 
-@router.get("/bookings/{booking_id}/firmware", response_model=list[FirmwareOut],
+@router.get("/bookings/{booking_id}/firmware", response_model=list[FirmwareOut], responses=errors(404, 422),
             summary="The firmware images uploaded for a booking")
 def list_firmware(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[FirmwareOut]:
     with reading(svc.store) as s:
@@ -134,23 +142,18 @@ def list_firmware(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[Fi
 
 
 def _visible(svc: Any, who: Caller, firmware_id: int) -> Firmware:
-    row = service.get_firmware(svc.store, firmware_id=firmware_id)
-    if row is None:
-        raise not_found("firmware", firmware_id)
     with reading(svc.store) as s:
-        try:
-            booking_for(s, who, row.booking_id)
-        except HTTPException:
-            raise not_found("firmware", firmware_id) from None
-    return row
+        return firmware_for(s, who, firmware_id)
 
 
-@router.get("/firmware/{firmware_id}", response_model=FirmwareOut, summary="One firmware image's record")
+@router.get("/firmware/{firmware_id}", response_model=FirmwareOut, responses=errors(404, 422),
+            summary="One firmware image's record")
 def get_firmware(firmware_id: IdPath, who: AnyRole, svc: ServicesDep) -> FirmwareOut:
     return _out(_visible(svc, who, firmware_id))
 
 
-@router.get("/firmware/{firmware_id}/content", response_class=FileResponse,
+@router.get("/firmware/{firmware_id}/content", response_class=Response,
+            responses={**download("application/octet-stream", "The image as uploaded"), **errors(403, 404, 410, 422)},
             summary="Download the image (its manufacturer, or a lab engineer)")
 def firmware_content(firmware_id: IdPath, who: ReadsFirmware, svc: ServicesDep) -> FileResponse:
     row = _visible(svc, who, firmware_id)

@@ -7,11 +7,12 @@ from sqlalchemy import Select
 
 from lab.api.deps import AnyRole, Caller, Manufacturer, ServicesDep
 from lab.api.schemas.bookings import IdPath, ProductCreate, ProductOut
+from lab.api.schemas.errors import AUTHENTICATED, BODY, errors
 from lab.api.tenancy import not_found, visible_bookings
 from lab.store.bookings import BookingConflict, create_product, products
 from lab.store.models import Booking
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix="/products", tags=["products"], responses=errors(*AUTHENTICATED))
 
 
 def _visible_ids(who: Caller) -> tuple[int | None, Select | None]:
@@ -29,7 +30,7 @@ def _visible_ids(who: Caller) -> tuple[int | None, Select | None]:
 
 @router.post("", response_model=ProductOut, status_code=status.HTTP_201_CREATED,
              summary="Add a product of your organisation (manufacturers)",
-             responses={409: {"description": "Your organisation already has that model"}})
+             responses=errors(403, *BODY, 422, why={409: "Your organisation already has that model"}))
 def add_product(body: ProductCreate, who: Manufacturer, svc: ServicesDep) -> ProductOut:
     try:
         row = create_product(svc.store, org_id=who.org_id, model=body.model, name=body.name, vendor=body.vendor)
@@ -44,7 +45,7 @@ def list_products(who: AnyRole, svc: ServicesDep) -> list[ProductOut]:
     return [ProductOut.of(p) for p in products(svc.store, org_id=org_id, ids=ids)]
 
 
-@router.get("/{product_id}", response_model=ProductOut, summary="One product (404 if not yours)")
+@router.get("/{product_id}", response_model=ProductOut, responses=errors(404, 422), summary="One product (404 if not yours)")
 def get_product(product_id: IdPath, who: AnyRole, svc: ServicesDep) -> ProductOut:
     org_id, ids = _visible_ids(who)
     rows = products(svc.store, org_id=org_id, ids=ids, product_id=product_id)

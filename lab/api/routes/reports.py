@@ -16,11 +16,12 @@ import sys
 import threading
 from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from lab.api.deps import AnyRole, Caller, Engineer, Services, ServicesDep
 from lab.api.routes.runs import child_env, run_booking
-from lab.api.schemas.service import ApproveIn, ReleaseIn, ReleaseOut, ReportOut
+from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
+from lab.api.schemas.service import ApproveIn, ReleaseIn, ReleaseOut, ReportOut, RunIdPath
 from lab.api.settings import ROOT
 from lab.api.tenancy import not_found
 from lab.errors import CertlabError
@@ -32,7 +33,9 @@ from lab.store import service
 from lab.store.models import Booking, Organisation
 from lab.store.unit import reading
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(tags=["reports"], responses=errors(*AUTHENTICATED))
+DOWNLOAD = errors(404, 422, why={409: "The report is not approved yet (the manufacturer and certifiers wait for it)",
+                                 410: "The run's directory is no longer in the reports folder"})
 
 REPORT_TIMEOUT = 900.0  # Allure + Chromium on a large run; a stuck step must not hold a worker forever
 FILES = {"conformance.pdf": (PDF_FILE, "application/pdf"), "conformance.html": (HTML_FILE, "text/html"),
@@ -102,8 +105,7 @@ def _certlab_report(request: Request, svc: Services, run_id: str, *args: str) ->
     if proc.returncode != 0:
         lines = [line for line in output.strip().splitlines() if line.strip()]
         error = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"certlab report failed (exit {proc.returncode}): {error.strip()}")
+        raise invalid(["path", "run_id"], f"certlab report failed (exit {proc.returncode}): {error.strip()}")
 
 
 def report_out(run_dir: Path, run_id: str) -> ReportOut:
@@ -126,8 +128,11 @@ def report_out(run_dir: Path, run_id: str) -> ReportOut:
 
 
 @router.post("/runs/{run_id}/report", response_model=ReportOut, status_code=status.HTTP_201_CREATED,
+             responses=errors(403, 404, 504, why={
+                 409: "The run has not finished, its report is approved already or being made",
+                 422: "`certlab report` refused the run (its one-line error)"}),
              summary="Make the run's report: Allure, conformance report (HTML, JSON, PDF), signed (lab engineers)")
-def make_report(run_id: str, request: Request, who: Engineer, svc: ServicesDep) -> ReportOut:
+def make_report(run_id: RunIdPath, request: Request, who: Engineer, svc: ServicesDep) -> ReportOut:
     visible_run(svc, who, run_id)
     run_dir = run_dir_of(svc, run_id)
     if not (run_dir / "verdicts.json").is_file():
@@ -140,8 +145,11 @@ def make_report(run_id: str, request: Request, who: Engineer, svc: ServicesDep) 
 
 @router.post("/runs/{run_id}/report/approve", response_model=ReportOut, include_in_schema=False)
 @router.post("/runs/{run_id}/approve", response_model=ReportOut,
+             responses=errors(403, 404, *BODY, 504, why={
+                 409: "No report yet, approved already, or being made",
+                 422: "Invalid body, or `certlab report approve` refused it (e.g. not a signatory of the profile)"}),
              summary="Approve the report's draft as an authorised signatory of the lab profile (lab engineers)")
-def approve(run_id: str, body: ApproveIn, request: Request, who: Engineer, svc: ServicesDep) -> ReportOut:
+def approve(run_id: RunIdPath, body: ApproveIn, request: Request, who: Engineer, svc: ServicesDep) -> ReportOut:
     booking = visible_run(svc, who, run_id)
     run_dir = run_dir_of(svc, run_id)
     if not (run_dir / JSON_FILE).is_file():
@@ -155,23 +163,24 @@ def approve(run_id: str, body: ApproveIn, request: Request, who: Engineer, svc: 
 
 
 @router.post("/runs/{run_id}/release", response_model=ReleaseOut, status_code=status.HTTP_201_CREATED,
+             responses=errors(403, 404, *BODY, why={409: "Only an approved report is released",
+                                                  422: "Invalid body, or an organisation without a certifier"}),
              summary="Release the approved report to a certification body (lab engineers)")
-def release(run_id: str, body: ReleaseIn, who: Engineer, svc: ServicesDep) -> ReleaseOut:
+def release(run_id: RunIdPath, body: ReleaseIn, who: Engineer, svc: ServicesDep) -> ReleaseOut:
     booking = visible_run(svc, who, run_id)
     if not is_approved(run_dir_of(svc, run_id)):
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: only an approved report is released")
     org = service.organisation_named(svc.store, name=body.organisation)
     if org is None or not service.has_member(svc.store, org_id=org.id, role="certifier"):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"organisation {body.organisation!r} has no certifier; fix: `certlab users add NAME "
-                            f"--role certifier --org '{body.organisation}'` first")
+        raise invalid(["body", "organisation"], f"organisation {body.organisation!r} has no certifier; fix: `certlab "
+                                                f"users add NAME --role certifier --org '{body.organisation}'` first")
     row = service.release_report(svc.store, run_id=run_id, booking_id=booking.id, org_id=org.id, released_by=who.id)
     return ReleaseOut(run_id=run_id, booking_id=booking.id, organisation=org.name, at=row.at)
 
 
-@router.get("/runs/{run_id}/releases", response_model=list[ReleaseOut],
+@router.get("/runs/{run_id}/releases", response_model=list[ReleaseOut], responses=errors(404, 422),
             summary="Who the report was released to (a certifier sees only its own release)")
-def list_releases(run_id: str, who: AnyRole, svc: ServicesDep) -> list[ReleaseOut]:
+def list_releases(run_id: RunIdPath, who: AnyRole, svc: ServicesDep) -> list[ReleaseOut]:
     booking = visible_run(svc, who, run_id)
     rows = service.releases(svc.store, run_id=run_id)
     if who.role == "certifier":
@@ -189,8 +198,9 @@ def _org_name(svc: Services, org_id: int) -> str:
 
 
 @router.get("/runs/{run_id}/report", response_model=ReportOut,
+            responses=errors(404, 422, why={409: "The report is being written"}),
             summary="The report's status (draft or approved), id, overall verdict and counts")
-def get_report(run_id: str, who: AnyRole, svc: ServicesDep) -> ReportOut:
+def get_report(run_id: RunIdPath, who: AnyRole, svc: ServicesDep) -> ReportOut:
     visible_run(svc, who, run_id)
     return report_out(run_dir_of(svc, run_id), run_id)
 
@@ -198,7 +208,7 @@ def get_report(run_id: str, who: AnyRole, svc: ServicesDep) -> ReportOut:
 def _download(name: str):
     file, media = FILES[name]
 
-    def download(run_id: str, who: AnyRole, svc: ServicesDep) -> FileResponse:
+    def download(run_id: RunIdPath, who: AnyRole, svc: ServicesDep) -> FileResponse:
         path = _readable(svc, who, run_id) / file
         if not path.is_file():
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no {file} (yet)")
@@ -210,13 +220,15 @@ def _download(name: str):
 
 for _name in FILES:
     router.add_api_route(f"/runs/{{run_id}}/report/{_name}", _download(_name), methods=["GET"],
-                         response_class=FileResponse,
+                         response_class=Response,
+                         responses={**download(FILES[_name][1], f"{_name} of the run"), **DOWNLOAD},
                          summary=f"Download {_name} (the manufacturer and certifiers: once approved)")
 
 
-@router.get("/runs/{run_id}/report/archive", response_class=FileResponse,
+@router.get("/runs/{run_id}/report/archive", response_class=Response,
+            responses={**download("application/gzip", "The run directory as .tar.gz"), **DOWNLOAD},
             summary="The whole run directory as .tar.gz: evidence, logs, manifest and signature (once approved)")
-def archive(run_id: str, who: AnyRole, svc: ServicesDep) -> FileResponse:
+def archive(run_id: RunIdPath, who: AnyRole, svc: ServicesDep) -> FileResponse:
     """Built once per report version and kept (lab/reports/archive.py): a download sends stored,
     re-verified bytes, and concurrent downloads of one report wait for one build."""
     run_dir = _readable(svc, who, run_id)

@@ -30,9 +30,10 @@ from sqlalchemy.orm import Session
 
 from lab.api.schemas.bookings import SUITES, IdPath
 from lab.api.deps import Allow, Caller, Engineer, Services, ServicesDep
-from lab.api.schemas.service import BenchProgress, RunOut, RunStart
+from lab.api.schemas.errors import AUTHENTICATED, BODY, errors, invalid
+from lab.api.schemas.service import BenchProgress, RunIdPath, RunOut, RunStart
 from lab.api.settings import ROOT
-from lab.api.tenancy import booking_for, not_found
+from lab.api.tenancy import booking_for, not_found, run_booking_for
 from lab.errors import CertlabError
 from lab.preflight import preflight
 from lab.inventory import load_inventory
@@ -41,7 +42,7 @@ from lab.store import get_run, result_counts, service
 from lab.store.models import Booking
 from lab.store.unit import reading
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=errors(*AUTHENTICATED))
 
 SUITES_ROOT = ROOT / "testsuites"
 DEFAULT_SUITES = ("en303645",)
@@ -127,16 +128,13 @@ def _booking_id_from_run_dir(svc: Services, run_id: str) -> int | None:
 
 
 def run_booking(session: Session, svc: Services, who: Caller, run_id: str) -> Booking:
-    """The booking a run tested, if `who` may see it; else 404 (another tenant's run does not exist)."""
+    """The booking a run tested, if `who` may see it; else 404 (another tenant's run does not exist).
+
+    The same work whether the run is missing or another's: its directory is always looked at (an
+    earlier run of a booking is known only there), then one query narrowed to the caller's bookings.
+    """
     check_run_id(run_id)
-    booking = service.booking_of_run(session, run_id=run_id)
-    booking_id = booking.id if booking is not None else _booking_id_from_run_dir(svc, run_id)
-    if booking_id is None:
-        raise not_found("run", run_id)
-    try:
-        return booking_for(session, who, booking_id)
-    except HTTPException:
-        raise not_found("run", run_id) from None
+    return run_booking_for(session, who, run_id, _booking_id_from_run_dir(svc, run_id))
 
 
 # --- launching --------------------------------------------------------------------------------
@@ -150,8 +148,7 @@ def _suites(given: list[str]) -> list[str]:
         path, sep, rest = names.get(str(s), str(s)).partition("::")
         full = (Path(path) if Path(path).is_absolute() else ROOT / path).resolve()
         if not full.exists() or not full.is_relative_to(SUITES_ROOT.resolve()):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"suite {s!r}: not a test suite folder or file under testsuites/")
+            raise invalid(["body", "suites"], f"suite {s!r}: not a test suite folder or file under testsuites/")
         suites.append(str(full) + sep + rest)
     return suites
 
@@ -165,9 +162,8 @@ def _benches(svc: Services, model: str, wanted: list[str] | None) -> list[str]:
     if wanted:
         unknown = [w for w in wanted if w not in names]
         if unknown:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"bench(es) {', '.join(unknown)}: not in the inventory with a {model}; "
-                                f"those are: {', '.join(names) or 'none'}")
+            raise invalid(["body", "benches"], f"bench(es) {', '.join(unknown)}: not in the inventory with a {model}; "
+                                               f"those are: {', '.join(names) or 'none'}")
         names = list(wanted)
     if not names:
         raise HTTPException(status.HTTP_409_CONFLICT, f"no bench of the lab's inventory holds a {model}")
@@ -269,8 +265,7 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
             _write_launch(folder, run_id=run_id, pid=proc.pid, exit_code=None, argv=argv)
             return Launch(run_id=run_id, booking_id=booking.id, folder=folder, proc=proc)
         if ended:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"certlab run stopped before the run began (exit {proc.returncode}): {_tail(log)}")
+            raise invalid(["body"], f"certlab run stopped before the run began (exit {proc.returncode}): {_tail(log)}")
         time.sleep(0.1)
     _stop(proc)
     raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT,
@@ -279,7 +274,8 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
 
 @router.post("/bookings/{booking_id}/runs", response_model=RunOut, status_code=status.HTTP_202_ACCEPTED,
              summary="Start testing an accepted booking (lab engineers)",
-             responses={409: {"description": "the booking is not accepted, or no bench holds its model"}})
+             responses=errors(403, 404, *BODY, 422, 504, why={
+                 409: "The booking is not accepted, or no bench holds its model"}))
 def start_run(booking_id: IdPath, request: Request, who: Engineer, svc: ServicesDep,
               body: Annotated[RunStart | None, Body()] = None) -> RunOut:
     with reading(svc.store) as s:
@@ -345,14 +341,16 @@ def _recorded(svc: Services, booking_id: int, run_id: str) -> tuple[str, int | N
     return "unknown", None
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, summary="A run's status, progress per bench and verdicts")
-def get_run_status(run_id: str, request: Request, who: FollowsRuns, svc: ServicesDep) -> RunOut:
+@router.get("/runs/{run_id}", response_model=RunOut, responses=errors(403, 404, 422),
+            summary="A run's status, progress per bench and verdicts")
+def get_run_status(run_id: RunIdPath, request: Request, who: FollowsRuns, svc: ServicesDep) -> RunOut:
     with reading(svc.store) as s:
         booking = run_booking(s, svc, who, run_id)
     return run_out(svc, launcher(request), run_id, booking)
 
 
-@router.get("/bookings/{booking_id}/runs", response_model=list[RunOut], summary="The runs of a booking, oldest first")
+@router.get("/bookings/{booking_id}/runs", response_model=list[RunOut], responses=errors(403, 404, 422),
+            summary="The runs of a booking, oldest first")
 def booking_runs(booking_id: IdPath, request: Request, who: FollowsRuns, svc: ServicesDep) -> list[RunOut]:
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)

@@ -14,14 +14,15 @@ from sqlalchemy.orm import Session
 from lab.api.deps import AnyRole, Caller, Engineer, ServicesDep
 from lab.api.routes.slots import lab_benches
 from lab.api.schemas.bookings import CustodyCreate, CustodyOut, IdPath, SampleOut, SampleReceipt, today
+from lab.api.schemas.errors import AUTHENTICATED, BODY, errors, invalid
 from lab.api.settings import ApiSettings
-from lab.api.tenancy import booking_for, not_found
+from lab.api.tenancy import booking_for, sample_for
 from lab.store import bookings as store
 from lab.store.bookings import BookingConflict
 from lab.store.models import Sample, User
 from lab.store.unit import reading, unit
 
-router = APIRouter(tags=["samples"])
+router = APIRouter(tags=["samples"], responses=errors(*AUTHENTICATED))
 
 
 def _bench_of(settings: ApiSettings, *, model: str, serial: str) -> str | None:
@@ -29,10 +30,8 @@ def _bench_of(settings: ApiSettings, *, model: str, serial: str) -> str | None:
     for name, bench in lab_benches(settings).items():
         if bench.dut.serial == serial:
             if bench.dut.model != model:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
-                    "loc": ["body", "serial"], "type": "value_error",
-                    "msg": f"serial {serial!r} is a {bench.dut.model} on bench {name} in the lab inventory, "
-                           f"but the booking is for {model}; check the label"}])
+                raise invalid(["body", "serial"], f"serial {serial!r} is a {bench.dut.model} on bench {name} in the lab "
+                                                  f"inventory, but the booking is for {model}; check the label")
             return name
     return None
 
@@ -46,15 +45,7 @@ def _out(s: Session, sample: Sample, bench: str | None) -> SampleOut:
 
 def _visible_sample(s: Session, who: Caller, sample_id: int) -> Sample:
     """The sample if `who` may see its booking (one without a booking: engineers only), else 404."""
-    sample = store.get_sample(s, sample_id=sample_id)
-    if sample is None or (sample.booking_id is None and not who.is_engineer):
-        raise not_found("sample", sample_id)
-    if sample.booking_id is not None:
-        try:
-            booking_for(s, who, sample.booking_id)
-        except HTTPException:
-            raise not_found("sample", sample_id) from None
-    return sample
+    return sample_for(s, who, sample_id)
 
 
 def _benches_by_serial(settings: ApiSettings) -> dict[tuple[str, str], str]:
@@ -63,7 +54,9 @@ def _benches_by_serial(settings: ApiSettings) -> dict[tuple[str, str], str]:
 
 @router.post("/bookings/{booking_id}/samples", response_model=SampleOut, status_code=status.HTTP_201_CREATED,
              summary="Record the receipt of a sample for a booking (lab engineers)",
-             responses={409: {"description": "The booking is closed, or the sample is with another open booking"}})
+             responses=errors(403, 404, *BODY, why={
+                 409: "The booking is closed, or the sample is with another open booking",
+                 422: "Invalid body, or a serial the lab's inventory lists as another model"}))
 def receive(booking_id: IdPath, body: SampleReceipt, who: Engineer, svc: ServicesDep) -> SampleOut:
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
@@ -80,7 +73,7 @@ def receive(booking_id: IdPath, body: SampleReceipt, who: Engineer, svc: Service
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
-@router.get("/bookings/{booking_id}/samples", response_model=list[SampleOut],
+@router.get("/bookings/{booking_id}/samples", response_model=list[SampleOut], responses=errors(404, 422),
             summary="A booking's samples with their chain of custody")
 def booking_samples(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[SampleOut]:
     benches = _benches_by_serial(svc.settings)
@@ -90,7 +83,7 @@ def booking_samples(booking_id: IdPath, who: AnyRole, svc: ServicesDep) -> list[
                 for sample in store.booking_samples(s, booking_id=booking_id)]
 
 
-@router.get("/samples/{sample_id}", response_model=SampleOut, summary="One sample with its chain of custody")
+@router.get("/samples/{sample_id}", response_model=SampleOut, responses=errors(404, 422), summary="One sample with its chain of custody")
 def get_sample(sample_id: IdPath, who: AnyRole, svc: ServicesDep) -> SampleOut:
     benches = _benches_by_serial(svc.settings)
     with reading(svc.store) as s:
@@ -99,6 +92,7 @@ def get_sample(sample_id: IdPath, who: AnyRole, svc: ServicesDep) -> SampleOut:
 
 
 @router.post("/samples/{sample_id}/custody", response_model=CustodyOut, status_code=status.HTTP_201_CREATED,
+             responses=errors(403, 404, *BODY, 422),
              summary="Append a chain-of-custody event: on-bench, tested, returned, note (lab engineers)")
 def add_custody(sample_id: IdPath, body: CustodyCreate, who: Engineer, svc: ServicesDep) -> CustodyOut:
     with unit(svc.store) as s:

@@ -7,19 +7,19 @@ adding a bench to the inventory opens room at once; reservations live in the sto
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from lab.api.deps import AnyRole, ServicesDep
-from lab.api.schemas.bookings import SlotOut, today
+from lab.api.schemas.bookings import DAY_RANGE, Day, Model, SlotOut, today
+from lab.api.schemas.errors import AUTHENTICATED, errors, invalid
 from lab.api.settings import ApiSettings
 from lab.errors import CertlabError
 from lab.inventory import BenchConfig, load_inventory
-from lab.store.bookings import slots
+from lab.store.bookings import LAST_DAY, later, slots
 
-router = APIRouter(prefix="/slots", tags=["slots"])
+router = APIRouter(prefix="/slots", tags=["slots"], responses=errors(*AUTHENTICATED))
 MAX_DAYS = 92
 DEFAULT_DAYS = 14
 
@@ -38,34 +38,32 @@ def capacities(settings: ApiSettings) -> Counter[str]:
     return Counter(bench.dut.model for bench in lab_benches(settings).values())
 
 
-def no_bench(model: str, caps: Counter[str], loc: list[str]) -> HTTPException:
+def no_bench(model: str, caps: Counter[str], loc: list[str | int]) -> HTTPException:
     have = ", ".join(sorted(caps)) or "none"
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
-        "loc": loc, "type": "value_error",
-        "msg": f"the lab has no bench for model {model!r} (it has benches for: {have})"}])
+    return invalid(loc, f"the lab has no bench for model {model!r} (it has benches for: {have})")
 
 
-@router.get("", response_model=list[SlotOut],
+@router.get("", response_model=list[SlotOut], responses=errors(422, 503, why={
+                422: "A bad day or range (`to` before `from`, more than 92 days), or a model the lab has no bench for"}),
             summary="Free benches per day and model (default: the next 14 days, every model the lab has)")
 def list_slots(who: AnyRole, svc: ServicesDep,
-               model: Annotated[str | None, Query(description="Only this DUT model")] = None,
-               first: Annotated[date | None, Query(alias="from", description="First day (default today)")] = None,
-               last: Annotated[date | None, Query(alias="to", description="Last day (default from + 13 days)")] = None,
+               model: Annotated[Model | None, Query(description="Only this DUT model")] = None,
+               first: Annotated[Day | None, Query(alias="from",
+                                                  description=f"First day (default today); {DAY_RANGE}")] = None,
+               last: Annotated[Day | None, Query(alias="to",
+                                                 description=f"Last day (default from + 13 days); {DAY_RANGE}")] = None,
                ) -> list[SlotOut]:
     first = first or today()
-    last = last or first + timedelta(days=DEFAULT_DAYS - 1)
+    last = last or min(later(first, DEFAULT_DAYS - 1), LAST_DAY)
     if last < first:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
-            "loc": ["query", "to"], "type": "value_error", "msg": f"{last} is before from {first}"}])
+        raise invalid(["query", "to"], f"{last} is before from {first}")
     if (last - first).days >= MAX_DAYS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
-            "loc": ["query", "to"], "type": "value_error",
-            "msg": f"at most {MAX_DAYS} days at once; ask for a shorter range"}])
+        raise invalid(["query", "to"], f"at most {MAX_DAYS} days at once; ask for a shorter range")
     caps = capacities(svc.settings)
     if model is not None and model not in caps:
         raise no_bench(model, caps, ["query", "model"])
     models = [model] if model else sorted(caps)
     stored = {(row.model, row.day): row for row in slots(svc.store, models=models, first=first, last=last)}
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    days = [later(first, i) for i in range((last - first).days + 1)]
     return [SlotOut.of(model=m, day=d, capacity=caps[m], row=stored.get((m, d.isoformat())))
             for d in days for m in models]

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from lab.api.deps import AnyRole, Engineer, ServicesDep
+from lab.api.schemas.errors import AUTHENTICATED, errors
 from lab.store.models import AuditEntry
 from lab.store.unit import reading
 
@@ -42,12 +43,12 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/me", response_model=Me, summary="Who the token belongs to")
+@router.get("/me", response_model=Me, responses=errors(*AUTHENTICATED), summary="Who the token belongs to")
 def me(who: AnyRole) -> Me:
     return Me(name=who.name, role=who.role, organisation=who.org)
 
 
-@router.get("/audit", response_model=list[AuditOut], summary="The audit log, oldest first (lab engineers)")
+@router.get("/audit", response_model=list[AuditOut], responses=errors(*AUTHENTICATED, 403, 422), summary="The audit log, oldest first (lab engineers)")
 def audit(who: Engineer, svc: ServicesDep, after_id: int = Query(0, ge=0, le=2**63 - 1),
           limit: int = Query(100, ge=1, le=1000)) -> list[AuditOut]:
     with reading(svc.store) as s:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
+from lab.store.bookings import FIRST_DAY, LAST_DAY
 from lab.store.models import BOOKING_STATES, Booking, CustodyEvent, Product, Sample, Slot, utcnow
 
 #: suite name a booking may ask for -> its folder, relative to the certlab checkout
@@ -28,6 +29,13 @@ Yaml = Annotated[str, StringConstraints(min_length=1, max_length=1 << 20)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 MAX_ID = 2**31 - 1  # ids are 32-bit on PostgreSQL; a larger one is simply not there (422, not a driver error)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+# A calendar day of the lab's calendar (FIRST_DAY..LAST_DAY): the pattern says so in the OpenAPI document (a
+# JSON schema has no bounds for a date) and spells out real days, so a client's generated day is one the API takes.
+_MONTH_DAYS = (r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+               r"|02-(?:0[1-9]|1[0-9]|2[0-8]))")
+DAY_PATTERN = rf"^(?:20[0-9]{{2}}-{_MONTH_DAYS}|20(?:0[048]|[2468][048]|[13579][26])-02-29)$"
+DAY_RANGE = f"a day from {FIRST_DAY} to {LAST_DAY}"
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY, json_schema_extra={"pattern": DAY_PATTERN})]
 
 
 def today() -> date:
@@ -73,8 +81,9 @@ class BookingCreate(_In):
                                 description=f"Test suites to run: {', '.join(SUITES)}")
     ics: Yaml = Field(description="The ICS (EN 303 645 Annex B) as YAML text, as `certlab` reads it")
     ixit: Yaml = Field(description="The IXIT (TS 103 701) as YAML text, as `certlab` reads it")
-    preferred_from: date | None = Field(None, description="First day the samples can be tested (not in the past)")
-    preferred_to: date | None = Field(None, description="Last acceptable day (not before preferred_from)")
+    preferred_from: Day | None = Field(None, description=f"First day the samples can be tested (not in the past; "
+                                                          f"{DAY_RANGE})")
+    preferred_to: Day | None = Field(None, description="Last acceptable day (not before preferred_from)")
 
     @field_validator("suites")
     @classmethod
@@ -127,8 +136,8 @@ class BookingOut(BaseModel):
 
 
 class AcceptBody(_In):
-    day: date | None = Field(None, description="Test day; default: the first day of the preferred window with "
-                                               "a free bench")
+    day: Day | None = Field(None, description="Test day (not in the past); default: the first day of the preferred "
+                                              "window with a free bench")
 
     @field_validator("day")
     @classmethod
@@ -165,7 +174,7 @@ class SlotOut(BaseModel):
 
 class SampleReceipt(_In):
     serial: Serial = Field(examples=["TH100-0001"])
-    received_on: date | None = Field(None, description="Day of receipt; default today")
+    received_on: Day | None = Field(None, description="Day of receipt; default today")
     condition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = Field(
         examples=["new, sealed retail box; label intact"])
     firmware: Version | None = Field(None, description="Firmware on the sample; default the booking's")

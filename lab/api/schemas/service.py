@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+RunIdPath = Annotated[str, Path(pattern=r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,63}$",
+                                description="A run id as `certlab run` makes it, e.g. 20260101-120000-abc123")]
 
 # --- in ---------------------------------------------------------------------------------------
 
