@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lab.api.audit import AuditMiddleware
@@ -23,6 +24,7 @@ from lab.api.routes import (
 )
 from lab.api.routes.runs import RunLauncher
 from lab.api.settings import ApiSettings
+from lab.api.validation import refuse_unusable_json, safe_text, validation_errors
 from lab.errors import CertlabError
 from lab.store.db import Store, StoreUnavailable, open_store
 
@@ -41,6 +43,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     settings = settings or ApiSettings.from_env()
     store = store or open_store(settings.database_url)
     app = FastAPI(title="certlab booking API", version="1", description=DESCRIPTION,
+                  dependencies=[Depends(refuse_unusable_json)],
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=f"{PREFIX}/redoc")
     app.state.services = Services(store=store, settings=settings,
                                   limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
@@ -55,9 +58,15 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": f"the result store is unavailable: {exc}"}, status_code=503)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, and a lone surrogate or NaN in it made the 422 a 500
+        return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+
     @app.exception_handler(CertlabError)
     async def _bad_input(request: Request, exc: CertlabError) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": safe_text(str(exc)), "type": "value_error"}]},
+                            status_code=422)
 
     return app
 
