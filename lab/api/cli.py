@@ -70,12 +70,18 @@ def serve(
     import uvicorn
 
     from lab.api.app import create_app
+    from lab.api.listen import check_serve_options
     from lab.api.settings import ApiSettings
+    from lab.errors import CertlabError
     from lab.inventory import load_inventory
 
+    host = check_serve_options(host, port)  # before the store is opened: a bad option changes nothing
     settings = ApiSettings.from_env(inventory=inventory, reports_dir=reports_dir)
+    if settings.reports_dir.exists() and not settings.reports_dir.is_dir():
+        raise CertlabError(f"--reports {settings.reports_dir}: not a directory; fix: give the folder runs write to")
     load_inventory(settings.inventory)  # a bad inventory stops here, with its one-line error
     app = create_app(settings)
-    out.print(f"certlab booking API on http://{host}:{port}/api/v1 (docs: /api/v1/docs); store "
+    shown = f"[{host}]" if ":" in host else host
+    out.print(f"certlab booking API on http://{shown}:{port}/api/v1 (docs: /api/v1/docs); store "
               f"{escape(app.state.services.store.url)}", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
