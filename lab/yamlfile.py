@@ -14,7 +14,7 @@ import difflib
 import math
 import sys
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import yaml
@@ -85,9 +85,11 @@ _INT_BITS_SURE = 4096
 #: What a value of each tag must be, for the fix of a value PyYAML could not build.
 _VALUE_FIXES = {
     "tag:yaml.org,2002:timestamp": ("is not a real date or time", "write a real date as YYYY-MM-DD (or quote it)"),
-    "tag:yaml.org,2002:int": ("is not a usable whole number", "write a smaller number (or quote it as text)"),
+    "tag:yaml.org,2002:int": ("is not a whole number certlab can read",
+                              "write a whole number of at most 4300 digits (or quote it as text)"),
     "tag:yaml.org,2002:float": ("is not a usable number", "write a finite number"),
 }
+_COLLECTIONS = (yaml.MappingNode, yaml.SequenceNode)
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -102,63 +104,78 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: 
         except _BadValue as exc:
             raise _Refused(_bad_value_line(node, exc)) from None
 
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+
+def _checked(construct: Callable[[Any, yaml.ScalarNode], Any]) -> Callable[[Any, yaml.ScalarNode], Any]:
+    """A scalar constructor whose ValueError (datetime's ranges, int's digit limit) becomes
+    _BadValue with the node, and whose result certlab can use: a finite float, an int that can be
+    printed (a hex literal is built past the digit limit, but no error line could show it)."""
+    def checked(loader: Any, node: yaml.ScalarNode) -> Any:
         too_long = f"more than the {sys.get_int_max_str_digits()} digits Python converts"
         try:
-            value = super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:  # the scalar constructors' own errors (datetime, int)
+            value = construct(loader, node)
+        except (ValueError, OverflowError) as exc:
             problem = str(exc).split(";")[0]
             raise _BadValue(node, too_long if "integer string conversion" in problem else problem) from None
         if type(value) is float and not math.isfinite(value):
             raise _BadValue(node, "not a finite number")  # .nan/.inf: every float certlab reads is a measure
         if type(value) is int and value.bit_length() > _INT_BITS_SURE:
             try:
-                str(value)  # a hex or octal literal is built, but could never be printed in an error line
+                str(value)
             except ValueError:
                 raise _BadValue(node, too_long) from None
         return value
+    return checked
+
+
+for _tag, _construct in (("tag:yaml.org,2002:timestamp", yaml.constructor.SafeConstructor.construct_yaml_timestamp),
+                         ("tag:yaml.org,2002:int", yaml.constructor.SafeConstructor.construct_yaml_int),
+                         ("tag:yaml.org,2002:float", yaml.constructor.SafeConstructor.construct_yaml_float)):
+    _UniqueKeyLoader.add_constructor(_tag, _checked(_construct))
 
 
 def _check_shape(root: yaml.Node) -> None:
-    """Depth and expanded size of the node tree, without recursion; each node once (aliases share
-    nodes), so a document of aliases is measured in linear time. An alias cycle is too deep."""
-    depth: dict[int, int] = {}
-    size: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    open_nodes: set[int] = set()
-    while stack:  # bounded: every node is pushed at most twice per parent edge
-        node, done = stack.pop()
+    """Depth and expanded size of the node tree, without recursion; each collection node measured
+    once (aliases share nodes), so a document of aliases is measured in linear time."""
+    if not isinstance(root, _COLLECTIONS):
+        return
+    measured: dict[int, tuple[int, int]] = {}  # id -> (height, values it expands to)
+    open_nodes: set[int] = set()  # the path from the root to the node being measured
+    stack: list[yaml.Node] = [root]
+    while stack:  # bounded: each collection node is pushed once per parent edge, measured once
+        node = stack[-1]
         key = id(node)
-        children = _children(node)
-        if done:
-            open_nodes.discard(key)
-            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            if depth[key] > MAX_DEPTH:
+        if key in measured:
+            stack.pop()
+            continue
+        kids = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+        if key not in open_nodes:
+            if len(open_nodes) >= MAX_DEPTH:
                 raise _Refused(f"line {node.start_mark.line + 1}: nesting deeper than {MAX_DEPTH} levels; "
                                "flatten the document")
-            if size[key] > MAX_NODES:
-                raise _Refused(f"line {node.start_mark.line + 1}: aliases expand to more than {MAX_NODES} "
-                               "values; write the values out instead of nesting aliases")
+            open_nodes.add(key)
+            for kid in kids:
+                if isinstance(kid, _COLLECTIONS) and id(kid) not in measured:
+                    if id(kid) in open_nodes:
+                        raise _Refused(f"line {kid.start_mark.line + 1}: an alias inside its own anchor; "
+                                       "write the values out")
+                    stack.append(kid)
             continue
-        if key in depth:
-            continue
-        if key in open_nodes:
-            raise _Refused(f"line {node.start_mark.line + 1}: an alias inside its own anchor; write the values out")
-        if len(open_nodes) >= MAX_DEPTH:
+        stack.pop()
+        open_nodes.discard(key)
+        height, size = 1, 1
+        for kid in kids:
+            got = measured.get(id(kid))
+            if got is None:
+                size += 1
+            else:
+                height, size = max(height, got[0] + 1), size + got[1]
+        if height > MAX_DEPTH:
             raise _Refused(f"line {node.start_mark.line + 1}: nesting deeper than {MAX_DEPTH} levels; "
                            "flatten the document")
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in depth)
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
+        if size > MAX_NODES:
+            raise _Refused(f"line {node.start_mark.line + 1}: aliases expand to more than {MAX_NODES} "
+                           "values; write the values out instead of nesting aliases")
+        measured[key] = (height, size)
 
 
 def _field_of(root: yaml.Node, target: yaml.Node) -> str:
@@ -198,6 +215,9 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            raise _Refused(f"line {key_node.start_mark.line + 1}: a key that is a list or mapping; "
+                           "write a plain key (text, number or date)")
         if key in seen:
             raise _Refused(
                 f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first at line {seen[key]}); "

@@ -185,6 +185,9 @@ def test_parse_yaml_names_the_field_or_line(name: str) -> None:
     ("[" * 70 + "]" * 70, "nesting deeper than"),
     ("x: &x " + "[" * 40 + "]" * 40 + "\ny: " + "[" * 30 + "*x" + "]" * 30 + "\n", "nesting deeper than"),
     ("a: &a [*a]\n", "an alias inside its own anchor"),
+    ("? [1]\n: 2\n", "line 1: a key that is a list or mapping; write a plain key"),
+    ("a: {{b: 1}: 2}\n", "line 1: a key that is a list or mapping"),
+    ("a: !!int abc\n", "'abc' is not a whole number certlab can read"),
     ("a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(7)),
      "aliases expand to more than"),
