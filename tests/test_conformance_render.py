@@ -355,14 +355,12 @@ def test_write_html_is_atomic_and_does_not_mutate_the_doc(tmp_path: Path) -> Non
     assert doc == before
 
 
-def test_synthetic_doc_is_deterministic_and_renders_fast() -> None:
+def test_synthetic_doc_is_deterministic_and_renders_every_result() -> None:
+    """Its speed is bench/report.py's to measure, not a timed assertion here."""
     doc = synthetic_doc(2000, samples=3)
     assert doc == synthetic_doc(2000, samples=3)
     assert sum(doc["summary"]["counts"].values()) == 2000
-    start = time.perf_counter()
     html = render_html(doc)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"rendering 2,000 results took {elapsed:.2f} s"
     assert html.count('<tr class="r-') == 2000 + len(doc["other_results"])
 
 
