@@ -172,3 +172,31 @@ def test_the_report_command_the_api_starts_writes_owner_only(api, monkeypatch: p
     made = client.post(f"{PREFIX}/runs/{run_id}/report", headers=lab)
     assert made.status_code == 404 and "no report yet" in made.text, made.text  # the stand-in wrote none
     assert started and started[0].get("umask") == UMASK
+
+
+def test_uploaded_firmware_and_its_folders_are_owner_only(tmp_path: Path) -> None:
+    """The image was 0600 already; the folders it sits in (tmp/, the hash prefix) were 0755."""
+    settings = ApiSettings(data_dir=tmp_path / "data", reports_dir=tmp_path / "reports", rate_per_second=1e6,
+                           rate_burst=1e6)
+    app = create_app(settings)
+    store = app.state.services.store
+    maker, token = add_user(store, name="maker", role="manufacturer", org="Acme")
+    with unit(store) as s:
+        product = Product(org_id=maker.org_id, model="TH-100", name="Thermostat", vendor="Certlab Sim Devices")
+        s.add(product)
+        s.flush()
+        booking = Booking(org_id=maker.org_id, product_id=product.id, firmware_version="1.4.0", edition="v2",
+                          suites=["examples"], ics=(PRODUCT / "ics.yaml").read_text(),
+                          ixit=(PRODUCT / "ixit.yaml").read_text(), status="requested", created_by=maker.id)
+        s.add(booking)
+        s.flush()
+        booking_id = booking.id
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            up = client.post(f"{PREFIX}/bookings/{booking_id}/firmware", headers={"Authorization": f"Bearer {token}"},
+                             files={"file": ("fw.bin", b"not an image, kept as bytes" * 10)})
+            assert up.status_code in (200, 201), up.text
+    finally:
+        store.close()
+    assert any(settings.firmware_dir.rglob("*")), "nothing was stored"
+    assert loose(settings.firmware_dir) == []

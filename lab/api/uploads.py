@@ -13,6 +13,8 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request, UploadFile, status
 
+from lab.ownerfiles import private_dir
+
 CHUNK = 1 << 20
 MULTIPART_SLACK = 64 << 10  # boundaries and part headers around the file in a multipart body
 
@@ -41,7 +43,7 @@ def refuse_declared_oversize(request: Request, limit: int, what: str = "file") -
 def receive(upload: UploadFile, folder: Path, limit: int, what: str = "file") -> tuple[Path, str, int]:
     """Copy the upload into a temporary file in `folder`: (its path, SHA-256, size); 413 past `limit`.
     The caller moves the file where it belongs or deletes it."""
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     digest, size = hashlib.sha256(), 0
     fd, name = tempfile.mkstemp(dir=folder, prefix=".upload-")
     try:

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Depends, File, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
@@ -19,12 +18,14 @@ from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invali
 from lab.api.schemas.service import FirmwareOut
 from lab.api.tenancy import booking_for, firmware_for
 from lab.api.uploads import receive, refuse_declared_oversize
-from lab.errors import FirmwareFormatError
+from lab.errors import CertlabError, FirmwareFormatError
 from lab.firmware import parse_image, payload_matches, verify_signature
+from lab.ownerfiles import private_dir
 from lab.store import service
 from lab.store.bookings import InputsFrozen, frozen_inputs
 from lab.store.models import Booking, Firmware
 from lab.store.unit import reading
+from lab.yamlfile import parse_yaml
 
 router = APIRouter(tags=["firmware"], responses=errors(*AUTHENTICATED))
 NOT_AN_IMAGE = "not an image format certlab reads"
@@ -48,8 +49,8 @@ def update_keys(ixit_text: str) -> list[tuple[str, str]]:
     Read from the raw YAML: a key is worth checking against even if another IXIT list is incomplete.
     """
     try:
-        raw = yaml.safe_load(ixit_text)
-    except yaml.YAMLError:
+        raw = parse_yaml(ixit_text, "ixit", CertlabError)  # the same refusals as every other YAML read
+    except CertlabError:
         return []
     entries = raw.get("7-UpdMech") if isinstance(raw, dict) else None
     keys = []
@@ -103,7 +104,7 @@ def upload_firmware(booking_id: IdPath, request: Request, response: Response, wh
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
     frozen = frozen_inputs(booking_id, booking.status)
-    if frozen is not None:  # before reading the body; add_firmware checks again, atomically
+    if frozen is not None:  # before the image is kept; add_firmware checks again, atomically
         raise HTTPException(status.HTTP_409_CONFLICT, str(frozen))
     firmware_dir = svc.settings.firmware_dir
     tmp, sha256, size = receive(file, firmware_dir / "tmp", limit, "image")
@@ -112,7 +113,7 @@ def upload_firmware(booking_id: IdPath, request: Request, response: Response, wh
             raise invalid(["body", "file"], "the uploaded file is empty; fix: upload the image")
         version, signature, detail = check_image(tmp.read_bytes(), booking)
         final = stored_path(firmware_dir, sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(final.parent)
         if final.exists():  # the same bytes are kept once, whoever sent them
             tmp.unlink()
         else:
