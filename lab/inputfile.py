@@ -9,6 +9,7 @@ generous (the largest real inventory or ICS is a few tens of KiB).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -100,3 +101,13 @@ def read_bounded_text(path: Path, *, what: str, limit: int, error: type[CertlabE
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: the {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 (hex) of a file the lab holds (run inputs, evidence, an archive), read a MiB at a time:
+    the one copy of this loop for every module that hashes a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -58,11 +58,3 @@ def receive(upload: UploadFile, folder: Path, limit: int, what: str = "file") ->
         Path(name).unlink(missing_ok=True)
         raise
     return Path(name), digest.hexdigest(), size
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

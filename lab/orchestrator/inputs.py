@@ -16,7 +16,6 @@ whole inventory is pinned by its SHA-256 alone (`lab_inventory_sha256` in `input
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import yaml
 
 from lab.firmware import parse_image
 from lab.errors import CertlabError
+from lab.inputfile import sha256_file
 from lab.inventory import BenchConfig, Inventory
 from lab.ownerfiles import copy_private, private_dir, write_private
 from lab.orchestrator.rundir import write_json
@@ -34,14 +34,6 @@ INPUTS_DIR = "inputs"
 INDEX_FILE = "inputs.json"
 ASSESSOR_EVIDENCE = "evidence/assessor"  # evidence of the test cases the assessor performed by hand
 MAX_RELEASE_BYTES = 512 << 20  # a release file larger than this is not read (nor listed)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def explicit_files(options: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lab.errors import CertlabError
+from lab.inputfile import sha256_file
 from lab.reports.manifest import MANIFEST_FILE, SIGNATURE_FILE
 
-CHUNK = 1 << 20
 SUFFIX = ".tar.gz"
 RECORD = ".sha256"
 TMP_PREFIX = ".building-"
@@ -86,14 +86,6 @@ class _Hashing:
         self.fh.flush()
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def intact(archive: Path) -> bool:
     """Whether `archive` is whole and unaltered: its size and SHA-256 are the ones recorded when built."""
     record = archive.with_name(archive.name.removesuffix(SUFFIX) + RECORD)
@@ -101,7 +93,7 @@ def intact(archive: Path) -> bool:
         sha256, size = record.read_text(encoding="ascii").split()
         if archive.stat().st_size != int(size):
             return False
-        return _sha256_of(archive) == sha256
+        return sha256_file(archive) == sha256
     except (OSError, ValueError):
         return False
 

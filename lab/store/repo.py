@@ -14,7 +14,6 @@ Events have no update or delete function here, and database triggers refuse both
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from lab.inputfile import sha256_file
 from lab.store.db import StoreError
 from lab.store.unit import Target, insert_for, stamp, unit, where
 from lab.store.models import (
@@ -57,11 +57,7 @@ def hash_evidence(root: Path, paths: Iterable[str | Path]) -> list[EvidenceRef]:
     refs = []
     for rel in paths:
         full = root / rel
-        digest = hashlib.sha256()
-        with open(full, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        refs.append(EvidenceRef(str(rel), digest.hexdigest(), full.stat().st_size))
+        refs.append(EvidenceRef(str(rel), sha256_file(full), full.stat().st_size))
     return refs
 
 

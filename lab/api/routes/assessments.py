@@ -28,8 +28,9 @@ from lab.api.routes.runs import ASSESSMENTS_FILE, booking_folder
 from lab.api.schemas.bookings import IdPath
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.tenancy import booking_for, not_found
-from lab.api.uploads import receive, refuse_declared_oversize, sha256_of
+from lab.api.uploads import receive, refuse_declared_oversize
 from lab.assessments import AssessmentsError, load_assessments
+from lab.inputfile import sha256_file
 from lab.ixit import IxitError, load_ixit
 from lab.store.bookings import frozen_inputs
 from lab.store.models import Booking
@@ -128,7 +129,7 @@ def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: Se
         if size == 0:
             raise invalid(["body", "file"], "the uploaded file is empty; fix: upload the evidence file")
         target = folder / name
-        if target.exists() and sha256_of(target) != sha256:
+        if target.exists() and sha256_file(target) != sha256:
             raise HTTPException(status.HTTP_409_CONFLICT, f"evidence {name!r} exists with other content; evidence "
                                 "is never replaced: upload the new file under another name")
         os.replace(tmp, target)
@@ -145,7 +146,7 @@ def list_evidence(booking_id: IdPath, who: Engineer, svc: ServicesDep) -> list[E
         booking_for(s, who, booking_id)
     folder = booking_folder(svc, booking_id) / EVIDENCE_DIR
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
-    return [EvidenceOut(name=p.name, path=f"{EVIDENCE_DIR}/{p.name}", sha256=sha256_of(p), size=p.stat().st_size)
+    return [EvidenceOut(name=p.name, path=f"{EVIDENCE_DIR}/{p.name}", sha256=sha256_file(p), size=p.stat().st_size)
             for p in files]
 
 
