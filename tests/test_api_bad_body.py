@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from apilib import bearer, client_of, make_app, post_product, serving  # tests/apilib.py
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 
-from lab.api.app import create_app
-from lab.api.settings import ApiSettings
 from lab.api.validation import json_safe, unusable_value, validation_errors
-from lab.store.accounts import add_user
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT_DIR = ROOT / "inventory" / "products" / "TH-100"
@@ -28,30 +26,24 @@ API = "/api/v1"
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[FastAPI]:
-    app = create_app(ApiSettings(inventory=ROOT / "inventory" / "sim.yaml", data_dir=tmp_path,
-                                 reports_dir=tmp_path / "reports"))
-    yield app
-    app.state.services.store.close()
+    with serving(make_app(tmp_path)) as app:
+        yield app
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with client_of(app, raise_server_exceptions=False) as c:
         yield c
 
 
 @pytest.fixture
 def acme(app: FastAPI) -> dict[str, str]:
-    _, token = add_user(app.state.services.store, name="alice", role="manufacturer", org="Acme")
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(app.state.services.store, "alice", "manufacturer", "Acme")
 
 
 @pytest.fixture
 def product(client: TestClient, acme: dict[str, str]) -> int:
-    r = client.post(f"{API}/products", headers=acme, json={"model": "TH-100", "name": "Thermostat",
-                                                           "vendor": "Certlab Sim Devices"})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+    return post_product(client, acme)
 
 
 def booking_body(product_id: int) -> dict:

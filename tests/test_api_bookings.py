@@ -15,13 +15,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from apilib import bearer, client_of, make_app, serving  # tests/apilib.py
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lab.api.app import create_app
-from lab.api.settings import ApiSettings
 from lab.store import bookings as bk
-from lab.store.accounts import add_user, organisation, users
+from lab.store.accounts import organisation, users
 from lab.store.db import Store, open_store
 from lab.store.models import Booking, ReportRelease, Slot
 from lab.store.unit import unit
@@ -37,26 +36,19 @@ DAY = TODAY + timedelta(days=10)
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[FastAPI]:
-    app = create_app(ApiSettings(inventory=ROOT / "inventory" / "sim.yaml", data_dir=tmp_path,
-                                 reports_dir=tmp_path / "reports"))
-    yield app
-    app.state.services.store.close()
+    with serving(make_app(tmp_path)) as app:
+        yield app
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+    with client_of(app) as c:
         yield c
 
 
 @pytest.fixture
 def store(app: FastAPI) -> Store:
     return app.state.services.store
-
-
-def bearer(store: Store, name: str, role: str, org: str) -> dict[str, str]:
-    _, token = add_user(store, name=name, role=role, org=org)
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -18,13 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from apilib import bearer, certlab_main, client_of, make_app, post_product, serving  # tests/apilib.py
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lab.api.app import create_app
-from lab.api.settings import ApiSettings
 from lab.assessments import AssessmentsError, load_assessments
-from lab.cli import main
 from lab.errors import CertlabError
 from lab.ics import IcsError, load_ics
 from lab.inputfile import MAX_YAML_BYTES, read_bounded, read_bounded_text
@@ -34,7 +32,7 @@ from lab.reports.profile import ProfileError, load_profile
 from lab.reports.synthetic import make_run
 from lab.secrets import SecretRef
 from lab.store import bookings as bk
-from lab.store.accounts import add_user, users
+from lab.store.accounts import users
 from lab.yamlfile import MAX_DEPTH, parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,15 +220,6 @@ def test_every_loader_answers_its_own_error(loader: str, name: str, tmp_path: Pa
     assert str(caught.value).startswith(f"{path}: ") and BAD_DOCS[name][1] in str(caught.value)
 
 
-def certlab_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """The real command line in this process: exit status and its one stderr line."""
-    monkeypatch.setattr(sys, "argv", ["certlab", *args])
-    monkeypatch.setenv("COLUMNS", "400")
-    with pytest.raises(SystemExit) as exited:
-        main()
-    return exited.value.code, capsys.readouterr().err  # type: ignore[return-value]
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("reports"), results=4, samples=1)
@@ -264,34 +253,24 @@ def test_the_command_line_exits_2_with_one_line(command: str, name: str, tmp_pat
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[FastAPI]:
-    app = create_app(ApiSettings(inventory=ROOT / "inventory" / "sim.yaml", data_dir=tmp_path,
-                                 reports_dir=tmp_path / "reports"))
-    yield app
-    app.state.services.store.close()
+    with serving(make_app(tmp_path)) as app:
+        yield app
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with client_of(app, raise_server_exceptions=False) as c:
         yield c
-
-
-def bearer(app: FastAPI, name: str, role: str, org: str) -> dict[str, str]:
-    _, token = add_user(app.state.services.store, name=name, role=role, org=org)
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
 def acme(app: FastAPI) -> dict[str, str]:
-    return bearer(app, "alice", "manufacturer", "Acme")
+    return bearer(app.state.services.store, "alice", "manufacturer", "Acme")
 
 
 @pytest.fixture
 def product(client: TestClient, acme: dict[str, str]) -> int:
-    r = client.post(f"{API}/products", headers=acme, json={"model": "TH-100", "name": "Thermostat",
-                                                           "vendor": "Certlab Sim Devices"})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+    return post_product(client, acme)
 
 
 def booking_body(product_id: int, **changes: object) -> dict:
@@ -332,7 +311,7 @@ def test_bad_assessments_are_422_naming_it(name: str, app: FastAPI, client: Test
     alice = next(u for u in users(store) if u.name == "alice")
     booking = bk.create_booking(store, org_id=alice.org_id, product_id=product, created_by=alice.id,
                                 firmware_version="1.4.0", edition="v2", suites=["en303645"], ics=ICS, ixit=IXIT).id
-    eng = bearer(app, "erin", "engineer", "Lab")
+    eng = bearer(app.state.services.store, "erin", "engineer", "Lab")
     r = client.put(f"{API}/bookings/{booking}/assessments", headers=eng,
                    json={"assessments": bad_yaml(ASSESSMENTS, name)})
     msg = problem(r)

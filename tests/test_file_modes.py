@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from apilib import bearer, client_of, make_app, seed_booking, serving  # tests/apilib.py
 from fastapi.testclient import TestClient
 
-from lab.api.app import PREFIX, create_app
+from lab.api.app import PREFIX
 from lab.api.settings import ApiSettings
 from lab.inventory import load_inventory
 from lab.orchestrator.inputs import record_inputs
@@ -25,7 +26,7 @@ from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id, write_j
 from lab.ownerfiles import UMASK, copy_private, open_private, private_dir, touch_private, write_private
 from lab.store.accounts import add_user
 from lab.store.db import open_store
-from lab.store.models import Booking, Product
+from lab.store.models import Booking
 from lab.store.unit import unit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,27 +99,13 @@ def test_a_run_directory_and_its_inputs_are_owner_only(tmp_path: Path) -> None:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[TestClient, ApiSettings, dict[str, str], int]]:
-    settings = ApiSettings(data_dir=tmp_path / "data", reports_dir=tmp_path / "reports", rate_per_second=1e6,
-                           rate_burst=1e6)
-    app = create_app(settings)
-    store = app.state.services.store
-    lab, lab_token = add_user(store, name="lab", role="engineer", org="Test Lab")
-    maker, _ = add_user(store, name="maker", role="manufacturer", org="Acme")
-    with unit(store) as s:
-        product = Product(org_id=maker.org_id, model="TH-100", name="Thermostat", vendor="Certlab Sim Devices")
-        s.add(product)
-        s.flush()
-        booking = Booking(org_id=maker.org_id, product_id=product.id, firmware_version="1.4.0", edition="v2",
-                          suites=["examples"], ics=(PRODUCT / "ics.yaml").read_text(),
-                          ixit=(PRODUCT / "ixit.yaml").read_text(), status="accepted", created_by=maker.id)
-        s.add(booking)
-        s.flush()
-        booking_id = booking.id
-    try:
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield client, settings, {"Authorization": f"Bearer {lab_token}"}, booking_id
-    finally:
-        store.close()
+    with serving(make_app(tmp_path, data_dir=tmp_path / "data", rate_per_second=1e6, rate_burst=1e6)) as app:
+        store = app.state.services.store
+        lab = bearer(store, "lab", "engineer", "Test Lab")
+        maker, _ = add_user(store, name="maker", role="manufacturer", org="Acme")
+        booking_id = seed_booking(store, maker, status="accepted")
+        with client_of(app, raise_server_exceptions=False) as client:
+            yield client, app.state.services.settings, lab, booking_id
 
 
 def test_booking_documents_and_a_launched_runs_files_are_owner_only(api, tmp_path: Path,
@@ -176,27 +163,13 @@ def test_the_report_command_the_api_starts_writes_owner_only(api, monkeypatch: p
 
 def test_uploaded_firmware_and_its_folders_are_owner_only(tmp_path: Path) -> None:
     """The image was 0600 already; the folders it sits in (tmp/, the hash prefix) were 0755."""
-    settings = ApiSettings(data_dir=tmp_path / "data", reports_dir=tmp_path / "reports", rate_per_second=1e6,
-                           rate_burst=1e6)
-    app = create_app(settings)
-    store = app.state.services.store
-    maker, token = add_user(store, name="maker", role="manufacturer", org="Acme")
-    with unit(store) as s:
-        product = Product(org_id=maker.org_id, model="TH-100", name="Thermostat", vendor="Certlab Sim Devices")
-        s.add(product)
-        s.flush()
-        booking = Booking(org_id=maker.org_id, product_id=product.id, firmware_version="1.4.0", edition="v2",
-                          suites=["examples"], ics=(PRODUCT / "ics.yaml").read_text(),
-                          ixit=(PRODUCT / "ixit.yaml").read_text(), status="requested", created_by=maker.id)
-        s.add(booking)
-        s.flush()
-        booking_id = booking.id
-    try:
-        with TestClient(app, raise_server_exceptions=False) as client:
+    with serving(make_app(tmp_path, data_dir=tmp_path / "data", rate_per_second=1e6, rate_burst=1e6)) as app:
+        settings, store = app.state.services.settings, app.state.services.store
+        maker, token = add_user(store, name="maker", role="manufacturer", org="Acme")
+        booking_id = seed_booking(store, maker, status="requested")
+        with client_of(app, raise_server_exceptions=False) as client:
             up = client.post(f"{PREFIX}/bookings/{booking_id}/firmware", headers={"Authorization": f"Bearer {token}"},
                              files={"file": ("fw.bin", b"not an image, kept as bytes" * 10)})
             assert up.status_code in (200, 201), up.text
-    finally:
-        store.close()
     assert any(settings.firmware_dir.rglob("*")), "nothing was stored"
     assert loose(settings.firmware_dir) == []

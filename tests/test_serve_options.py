@@ -7,22 +7,12 @@
 from __future__ import annotations
 
 import socket
-import sys
 
 import pytest
+from apilib import certlab_main  # tests/apilib.py
 
 from lab.api.listen import check_host, check_listen, check_port, check_serve_options
-from lab.cli import main
 from lab.errors import CertlabError
-
-
-def certlab_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """The real command line in this process: exit status and what it wrote to stderr."""
-    monkeypatch.setattr(sys, "argv", ["certlab", *args])
-    monkeypatch.setenv("COLUMNS", "400")
-    with pytest.raises(SystemExit) as exited:
-        main()
-    return exited.value.code, capsys.readouterr().err  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize(("args", "said"), [
