@@ -43,13 +43,9 @@ Side effects: the lab's SSH connection is closed and reopened once (to capture a
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
-import struct
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import allure
 import pytest
@@ -58,247 +54,18 @@ import support
 from lab.errors import CertlabError, DutError, NetworkFault
 from lab.ixit import ComMech
 from lab.logins import LoginExchange, clear_login_kind, ftp_login, http_basic_login, telnet_login
+from lab.traffic.cleartext import clear_logins, csp_markers, excerpt, leak_markers, scan_clear_text
+from lab.traffic.flows import Flow, Traffic, build_flows
+from lab.traffic.ssh import parse_ssh
+from lab.traffic.tls import TLS12, TLS_VERSIONS, WEAK_CIPHER_WORDS, parse_tls
 
 pytestmark = pytest.mark.bench_state("shell")
 
 MAX_WINDOW_S = 900.0  # no capture runs longer than this, whatever the IXIT says
 MARGIN_S = 2.0
-TLS12 = 0x0303
-TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
-WEAK_CIPHER_WORDS = ("NULL", "EXPORT", "anon", "RC4", "DES", "MD5")  # DES covers 3DES_EDE
-WEAK_SSH_ALGORITHMS = ("diffie-hellman-group1-sha1", "3des-cbc", "arcfour", "hmac-md5", "ssh-dss", "none", "blowfish-cbc")
-CREDENTIAL_WORDS = (rb"\bLOGIN\b", rb"(?i)token", rb"(?i)passw(or)?d")
-STOP_WORDS = {"number", "device", "version", "images", "image", "value", "values", "about", "their"}
-
-
-# --- flows ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Flow:
-    """One TCP connection (or UDP exchange), both directions reassembled."""
-
-    transport: str
-    client: tuple[str, int]
-    server: tuple[str, int]
-    first_seen: float
-    packets: int = 0
-    c2s: bytes = b""
-    s2c: bytes = b""
-    opened_in_window: bool = True  # TCP: the client's SYN is in the capture (UDP: always True)
-    server_packets: int = 0  # packets the server sent (0: the connection was never answered)
-
-    @property
-    def name(self) -> str:
-        return f"{self.transport} {self.client[0]}:{self.client[1]} -> {self.server[0]}:{self.server[1]}"
-
-    @property
-    def kind(self) -> str:
-        first = self.c2s or self.s2c
-        if not first:
-            return "no payload"
-        if len(self.c2s) >= 3 and self.c2s[0] == 0x16 and self.c2s[1] == 0x03 and self.c2s[2] <= 0x04:
-            return "tls"
-        if self.c2s.startswith(b"SSH-") or self.s2c.startswith(b"SSH-"):
-            return "ssh"
-        return "clear"
-
-
-def build_flows(packets) -> list[Flow]:
-    """Group the captured packets into flows; the client is who sent the SYN (else the higher port)."""
-    from scapy.all import IP, TCP, UDP
-
-    segs: dict[frozenset, dict] = {}
-    for pkt in packets:
-        if IP not in pkt or (TCP not in pkt and UDP not in pkt):
-            continue
-        ip = pkt[IP]
-        l4 = pkt[TCP] if TCP in pkt else pkt[UDP]
-        a, b = (ip.src, int(l4.sport)), (ip.dst, int(l4.dport))
-        key = frozenset((a, b, "tcp" if TCP in pkt else "udp"))
-        entry = segs.setdefault(key, {"transport": "tcp" if TCP in pkt else "udp", "first": float(pkt.time),
-                                      "client": None, "data": {a: {}, b: {}}, "packets": 0, "sent": {}})
-        entry["packets"] += 1
-        entry["sent"][a] = entry["sent"].get(a, 0) + 1
-        if TCP in pkt:
-            flags = int(l4.flags)
-            if flags & 0x02 and not flags & 0x10 and entry["client"] is None:
-                entry["client"] = a
-                entry["syn"] = True
-            payload = bytes(l4.payload)
-            if payload:
-                entry["data"].setdefault(a, {}).setdefault(int(l4.seq), payload)  # retransmits keep the first
-        else:
-            payload = bytes(l4.payload)
-            if entry["client"] is None:
-                entry["client"] = a
-            if payload:
-                entry["data"].setdefault(a, {})[len(entry["data"][a])] = payload
-    flows = []
-    for key, entry in segs.items():
-        ends = list(entry["data"])
-        client = entry["client"] or max(ends, key=lambda e: e[1])
-        server = next(e for e in ends if e != client)
-        join = lambda end: b"".join(p for _, p in sorted(entry["data"].get(end, {}).items()))  # noqa: E731
-        flows.append(Flow(entry["transport"], client, server, entry["first"], entry["packets"], join(client), join(server),
-                          opened_in_window=entry["transport"] != "tcp" or entry.get("syn", False),
-                          server_packets=entry["sent"].get(server, 0)))
-    flows.sort(key=lambda f: f.first_seen)
-    return flows
-
-
-# --- TLS and SSH parsing (record and handshake headers only) -------------------------------
-
-
-def _handshakes(stream: bytes) -> list[tuple[int, bytes]]:
-    """Handshake messages (type, body) from the clear-text handshake records at the start of a stream."""
-    data, pos = b"", 0
-    while pos + 5 <= len(stream):
-        ctype, _ver, length = stream[pos], stream[pos + 1:pos + 3], struct.unpack("!H", stream[pos + 3:pos + 5])[0]
-        if ctype != 0x16:
-            break
-        data += stream[pos + 5:pos + 5 + length]
-        pos += 5 + length
-    out, i = [], 0
-    while i + 4 <= len(data):
-        htype, hlen = data[i], int.from_bytes(data[i + 1:i + 4], "big")
-        out.append((htype, data[i + 4:i + 4 + hlen]))
-        if htype == 2:  # after the ServerHello the rest may be encrypted (TLS 1.3)
-            break
-        i += 4 + hlen
-    return out
-
-
-def _extensions(body: bytes, pos: int) -> dict[int, bytes]:
-    exts: dict[int, bytes] = {}
-    if pos + 2 > len(body):
-        return exts
-    end = min(len(body), pos + 2 + struct.unpack("!H", body[pos:pos + 2])[0])
-    pos += 2
-    while pos + 4 <= end:
-        etype, elen = struct.unpack("!HH", body[pos:pos + 4])
-        exts[etype] = body[pos + 4:pos + 4 + elen]
-        pos += 4 + elen
-    return exts
-
-
-def _grease(v: int) -> bool:
-    return (v & 0x0F0F) == 0x0A0A
-
-
-def parse_tls(flow: Flow) -> dict:
-    """What the handshake says: versions offered and chosen, cipher suite, server name."""
-    from scapy.layers.tls.crypto.suites import _tls_cipher_suites
-
-    info: dict = {"client_hello": False, "server_hello": False}
-    for htype, body in _handshakes(flow.c2s):
-        if htype != 1 or len(body) < 38:
-            continue
-        info["client_hello"] = True
-        legacy = struct.unpack("!H", body[:2])[0]
-        pos = 34
-        pos += 1 + body[pos]
-        pos += 2 + struct.unpack("!H", body[pos:pos + 2])[0]
-        pos += 1 + body[pos]
-        exts = _extensions(body, pos)
-        offered = [legacy]
-        if 0x002B in exts:
-            raw = exts[0x002B][1:]
-            offered = [v for v in struct.unpack(f"!{len(raw) // 2}H", raw[: len(raw) // 2 * 2]) if not _grease(v)]
-        info["offered"] = [TLS_VERSIONS.get(v, hex(v)) for v in offered]
-        info["offered_codes"] = offered
-        if 0x0000 in exts and len(exts[0x0000]) > 5:
-            info["server_name"] = exts[0x0000][5:].decode("ascii", "replace")
-        break
-    for htype, body in _handshakes(flow.s2c):
-        if htype != 2 or len(body) < 38:
-            continue
-        info["server_hello"] = True
-        version = struct.unpack("!H", body[:2])[0]
-        pos = 34
-        pos += 1 + body[pos]
-        suite = struct.unpack("!H", body[pos:pos + 2])[0]
-        exts = _extensions(body, pos + 3)
-        if 0x002B in exts and len(exts[0x002B]) == 2:
-            version = struct.unpack("!H", exts[0x002B])[0]
-        info["version"] = TLS_VERSIONS.get(version, hex(version))
-        info["version_code"] = version
-        info["cipher_suite"] = _tls_cipher_suites.get(suite, hex(suite))
-        break
-    return info
-
-
-def _ssh_ident(stream: bytes) -> str | None:
-    line = stream.split(b"\n", 1)[0].rstrip(b"\r")
-    return line.decode("ascii", "replace") if line.startswith(b"SSH-") else None
-
-
-def parse_ssh(flow: Flow) -> dict:
-    """Both identification lines and the server's offered algorithms (its KEXINIT is clear text)."""
-    info: dict = {"client_ident": _ssh_ident(flow.c2s), "server_ident": _ssh_ident(flow.s2c)}
-    nl = flow.s2c.find(b"\n")
-    pkt = flow.s2c[nl + 1:] if nl >= 0 else b""
-    if len(pkt) > 6 and pkt[5] == 20:  # SSH_MSG_KEXINIT
-        pos, names = 6 + 16, []
-        for _ in range(10):
-            if pos + 4 > len(pkt):
-                break
-            n = struct.unpack("!I", pkt[pos:pos + 4])[0]
-            names.append(pkt[pos + 4:pos + 4 + n].decode("ascii", "replace").split(","))
-            pos += 4 + n
-        if len(names) >= 10:
-            info["server_offers"] = {"kex": names[0], "host_key": names[1], "ciphers": names[2], "macs": names[4]}
-            info["weak_offered"] = sorted({a for group in names[:6] for a in group
-                                           if any(a.startswith(w) for w in WEAK_SSH_ALGORITHMS)})
-    return info
-
-
-# --- clear text -------------------------------------------------------------------------------
-
-
-def _printable(data: bytes) -> str:
-    return "".join(chr(b) if 32 <= b < 127 else "." for b in data)
-
-
-def excerpt(data: bytes, at: int, secrets: list[str]) -> str:
-    """A short readable piece of `data` around `at`, with secrets and long tokens masked."""
-    text = _printable(data[max(0, at - 40):at + 80])
-    for s in secrets:
-        if s:
-            text = text.replace(s, "********")
-    return re.sub(r"[A-Za-z0-9+/=_]{16,}", lambda m: f"{m[0][:4]}...({len(m[0])} chars)", text)
-
-
-def csp_markers(password: str | None) -> list[tuple[str, re.Pattern[bytes]]]:
-    """Critical security parameters a capture can show: the lab's login password, credential words."""
-    markers = [("the device's login password", re.compile(re.escape(password.encode())))] if password else []
-    return markers + [(f"credential word /{w.decode()}/", re.compile(w)) for w in CREDENTIAL_WORDS]
-
-
-def leak_markers(ixit, serial: str, password: str | None) -> list[tuple[str, re.Pattern[bytes]]]:
-    """What must never travel in clear text: serial, the lab password, credential words, carried data."""
-    markers = [(f"the serial number {serial!r}", re.compile(re.escape(serial.encode())))]
-    markers += csp_markers(password)
-    words: set[str] = set()
-    for mech in ixit.com_mech:
-        for phrase in mech.carries.what:
-            words |= {w.lower() for w in re.findall(r"[A-Za-z]{5,}", phrase) if w.lower() not in STOP_WORDS}
-    words |= {t.id.lower() for t in ixit.tel_data if len(t.id) >= 5}
-    markers += [(f"carried data {w!r} (IXIT 11/24)", re.compile(re.escape(w.encode()), re.IGNORECASE)) for w in sorted(words)]
-    return markers
 
 
 # --- the shared capture -------------------------------------------------------------------
-
-
-@dataclass
-class Traffic:
-    pcap: str
-    window_s: float
-    interval_s: float
-    flows: list[Flow]
-    exercised: dict[str, str] = field(default_factory=dict)  # mechanism id -> what the lab did
-    logins: dict[str, LoginExchange] = field(default_factory=dict)  # mechanism id -> the lab's clear-text login
 
 
 @pytest.fixture(scope="module")
@@ -570,46 +337,6 @@ def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str
         else:
             problems.append(_unjudged_only(mech, where, flows, traffic))
     return summary, problems
-
-
-def scan_clear_text(traffic: Traffic, markers, secrets: list[str], flows: list[Flow] | None = None
-                    ) -> tuple[list[dict], list[str]]:
-    """Confidential data in clear text (every flow, or `flows`). The login password is looked for in all bytes."""
-    findings, problems = [], []
-    for flow in traffic.flows if flows is None else flows:
-        clear = flow.kind == "clear"
-        for direction, data in (("client->server", flow.c2s), ("server->client", flow.s2c)):
-            if not data:
-                continue
-            hits = []
-            for what, rx in markers:
-                if not clear and what != "the device's login password":
-                    continue  # inside TLS/SSH only the password could show up by mistake
-                m = rx.search(data)
-                if m:
-                    hits.append((what, m.start()))
-            if hits:
-                text = excerpt(data, hits[0][1], secrets)
-                findings.append({"flow": flow.name, "direction": direction, "found": [h[0] for h in hits], "excerpt": text})
-                problems.append(f"clear text in {flow.name} ({direction}) carries {', '.join(h[0] for h in hits)}: {text!r}")
-    return findings, problems
-
-
-def clear_logins(mechs, traffic: Traffic, dut: str, secrets: list[str]) -> list[str]:
-    """A login the lab made in clear text and the DUT accepted: the credentials crossed the network unprotected."""
-    problems = []
-    for mech in mechs:
-        ex = traffic.logins.get(mech.id)
-        if ex is None or ex.outcome != "accepted":
-            continue
-        flows = [f for f in traffic.flows if f.server == (dut, ex.port) and f.kind == "clear"
-                 and any(s.encode() in f.c2s for s in secrets)]
-        seen = (f"flow {flows[0].name}, the password in the client's bytes" if flows
-                else "the exchange is in clear-text-logins.json")
-        problems.append(f"{ex.protocol} on port {ex.port} accepted the login of user {ex.user} in clear text "
-                        f"(captured in {Path(traffic.pcap).name}: {seen}; IXIT {mech.id}: {mech.protocol}, "
-                        f"encrypted: {str(mech.encrypted).lower()}): best practice protects credentials in transit")
-    return problems
 
 
 def _summary(traffic: Traffic, dut: str) -> list[dict]:

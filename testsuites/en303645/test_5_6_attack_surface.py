@@ -10,8 +10,6 @@ simulator.
 
 from __future__ import annotations
 
-import re
-import socket
 import time
 
 import allure
@@ -19,6 +17,7 @@ import pytest
 
 from lab.errors import CertlabError, DutError, ExpectTimeout
 from lab.ixit import Ixit
+from lab.traffic.banner import grab_banner
 
 # Beyond 1-10000: high ports where embedded devices often leave services (vendor backdoors,
 # UPnP/TR-064 stacks, management agents, test shells), checked in addition to the IXIT's ports.
@@ -43,42 +42,6 @@ def _documented(ixit: Ixit) -> dict[tuple[str, int], dict]:
             status = ixit.interface(api.interface).status
             docs[(api.transport, api.port)] = {"id": f"28-ExtAPI {api.id}", "status": status, "protocol": api.protocol}
     return docs
-
-
-def _printable(data: bytes) -> str:
-    """Bytes a service sent, telnet negotiation removed, as one readable line."""
-    data = re.sub(rb"\xff\xfa.*?\xff\xf0", b"", data, flags=re.S)  # telnet subnegotiation
-    data = re.sub(rb"\xff[\xfb-\xfe].", b"", data)  # telnet WILL/WONT/DO/DONT
-    text = data.decode("utf-8", "replace")
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:200]
-
-
-def _banner(address: str, port: int, timeout: float = 1.5) -> str:
-    """What a TCP service says first (or after an empty line): the evidence that names it."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as s:
-            s.settimeout(0.3)
-            data = b""
-            for nudge in (None, b"\r\n"):
-                if nudge:
-                    s.sendall(nudge)
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and len(data) < 1024:
-                    try:
-                        chunk = s.recv(1024)
-                    except (TimeoutError, socket.timeout):
-                        if _printable(data):
-                            break
-                        continue
-                    if not chunk:
-                        break
-                    data += chunk
-                if _printable(data):
-                    break
-    except OSError as exc:
-        return f"(no banner: {exc})"
-    return _printable(data) or "(no banner)"
 
 
 @pytest.mark.etsi("5.6-1-2")
@@ -125,7 +88,7 @@ def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence
     with allure.step("read the banner of every open TCP port"):
         for transport, port in found:
             if transport == "tcp":
-                banners[f"tcp/{port}"] = _banner(address, port)
+                banners[f"tcp/{port}"] = grab_banner(address, port)
     problems: list[str] = []
     for key in found:
         doc = docs.get(key)
