@@ -15,10 +15,12 @@ import difflib
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
 
 from pydantic import ValidationError
 
+from lab.catalog.automation import ASSESSMENT_SUITES, marked_tests
 from lab.catalog.models import (
     CatalogFile,
     Condition,
@@ -237,8 +239,12 @@ class Catalogs:
         return found
 
 
-def load_catalog(edition: str = "v2") -> Catalog:
-    """Load and validate one edition's catalogue ('v2' or 'v3'); CatalogError if it is broken."""
+def load_catalog(edition: str = "v2", suites: Path | None = ASSESSMENT_SUITES) -> Catalog:
+    """Load and validate one edition's catalogue ('v2' or 'v3'); CatalogError if it is broken.
+
+    A test case's `automated` coverage is not data: it follows from the `@pytest.mark.etsi`
+    markers of the suites in `suites` (None: no suites, nothing automated), so the data file says
+    `assisted`/`manual` and adding a test case touches its suite only."""
     key = normalise_edition(edition)
     name = EDITIONS[key]
     source = f"lab/catalog/data/{name}"
@@ -250,4 +256,23 @@ def load_catalog(edition: str = "v2") -> Catalog:
         raise CatalogError(validation_line(source, "catalogue", exc)) from None
     if data.edition != key:
         raise CatalogError(f"{source}: field 'edition' is {data.edition!r}, expected {key!r}; fix the data file")
-    return Catalog.from_file(data)
+    by_hand = [c.id for p in data.provisions for c in p.test_cases if c.coverage == "automated"]
+    if by_hand:
+        raise CatalogError(
+            f"{source}: test case {by_hand[0]} says 'coverage: automated'; write 'assisted': automated "
+            "coverage follows from a suite test marked @pytest.mark.etsi with its id (docs/adding-a-test-case.md)"
+        )
+    return Catalog.from_file(with_automation(data, set(marked_tests(key, suites)) if suites else set()))
+
+
+def with_automation(data: CatalogFile, marked: set[str]) -> CatalogFile:
+    """`data` with every functional (or both) test case a suite marks set to `automated` coverage."""
+    provisions = tuple(
+        prov.model_copy(update={"test_cases": tuple(
+            case.model_copy(update={"coverage": "automated"})
+            if case.id in marked and case.kind != "conceptual" else case
+            for case in prov.test_cases
+        )})
+        for prov in data.provisions
+    )
+    return data.model_copy(update={"provisions": provisions})

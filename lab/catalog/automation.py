@@ -1,0 +1,54 @@
+"""Which test cases the suites automate: read from their `@pytest.mark.etsi` markers, the one source.
+
+A test case is `automated` because a suite test is marked with its id (`@pytest.mark.etsi("5.1-1-2")`,
+with `v3="5.6-4A-2"` where the V3 id differs), not because a data file says so: the catalogue loader
+derives `coverage` from here, so adding a test case touches the suite only. The suites are read as
+source (ast), never imported or collected: no pytest start, no test code run, and it works from an
+installed package given the suites' folder.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+#: the assessment suites, as `certlab run` uses them by default (the repo's testsuites/en303645)
+ASSESSMENT_SUITES = Path(__file__).resolve().parents[2] / "testsuites" / "en303645"
+MAX_FILES = 2000  # a suite tree larger than this is not certlab's
+
+
+def marked_tests(edition: str, root: Path = ASSESSMENT_SUITES) -> dict[str, list[str]]:
+    """Test case id -> the tests marked with it ('<root name>/file.py::test_name'), for `edition`."""
+    found: dict[str, list[str]] = {}
+    if not root.is_dir():
+        return found
+    for path in sorted(root.rglob("test_*.py"))[:MAX_FILES]:
+        try:
+            text = path.read_text(encoding="utf-8")
+            if "etsi(" not in text:
+                continue
+            tree = ast.parse(text, filename=str(path))
+        except (OSError, SyntaxError, ValueError):
+            continue  # a suite that does not parse fails at collection, with pytest's own message
+        name = f"{root.name}/{path.relative_to(root).as_posix()}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for case in etsi_ids(node, edition):
+                    found.setdefault(case, []).append(f"{name}::{node.name}")
+    return found
+
+
+def etsi_ids(node: ast.FunctionDef | ast.AsyncFunctionDef, edition: str) -> list[str]:
+    """The test case ids (of `edition`) a test function's literal `etsi(...)` markers name."""
+    ids = []
+    for deco in node.decorator_list:
+        if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "etsi"):
+            continue
+        if not deco.args or not isinstance(deco.args[0], ast.Constant) or not isinstance(deco.args[0].value, str):
+            continue  # computed ids (the conceptual tests' parametrisation) are not automation
+        ident = deco.args[0].value
+        for kw in deco.keywords:
+            if kw.arg == edition and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                ident = kw.value.value
+        ids.append(ident)
+    return ids
