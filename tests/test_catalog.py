@@ -199,6 +199,14 @@ def test_computed(case_id):
 @pytest.mark.etsi("5.1-1-1")
 def test_on_a_conceptual_case():
     pass
+
+@pytest.mark.etsi("5.5-7-2", v3=None)
+def test_without_a_v3_counterpart():
+    pass
+
+@pytest.mark.etsi(test_case="5.4-1-2")
+def test_by_keyword():
+    pass
 """
 
 
@@ -210,13 +218,15 @@ def test_coverage_follows_the_markers_of_the_suites_given(tmp_path):
         "5.3-16-2": [f"{tmp_path.name}/test_a.py::test_model_designation"],
         "5.6-4-2": [f"{tmp_path.name}/test_a.py::test_debug_interface"],
         "5.1-1-1": [f"{tmp_path.name}/test_a.py::test_on_a_conceptual_case"],
+        "5.5-7-2": [f"{tmp_path.name}/test_a.py::test_without_a_v3_counterpart"],
+        "5.4-1-2": [f"{tmp_path.name}/test_a.py::test_by_keyword"],
     }
-    assert set(marked_tests("v3", tmp_path)) == {"5.3-16-2", "5.6-4A-2", "5.1-1-1"}
+    assert set(marked_tests("v3", tmp_path)) == {"5.3-16-2", "5.6-4A-2", "5.1-1-1", "5.4-1-2"}  # v3=None: none
     v2 = load_catalog("v2", suites=tmp_path)
-    assert {c.id for c in v2.select_test_cases(coverage="automated")} == {"5.3-16-2", "5.6-4-2"}
+    assert {c.id for c in v2.select_test_cases(coverage="automated")} == {"5.3-16-2", "5.6-4-2", "5.5-7-2", "5.4-1-2"}
     assert v2.test_case("5.1-1-1").coverage == "manual" and v2.test_case("5.1-1-2").coverage == "assisted"
     assert {c.id for c in load_catalog("v3", suites=tmp_path).select_test_cases(coverage="automated")} == {
-        "5.3-16-2", "5.6-4A-2"}
+        "5.3-16-2", "5.6-4A-2", "5.4-1-2"}
     assert not load_catalog("v2", suites=None).select_test_cases(coverage="automated")
     assert not load_catalog("v2", suites=tmp_path / "absent").select_test_cases(coverage="automated")
 

@@ -39,16 +39,18 @@ def marked_tests(edition: str, root: Path = ASSESSMENT_SUITES) -> dict[str, list
 
 
 def etsi_ids(node: ast.FunctionDef | ast.AsyncFunctionDef, edition: str) -> list[str]:
-    """The test case ids (of `edition`) a test function's literal `etsi(...)` markers name."""
+    """The test case ids (of `edition`) a test function's literal `etsi(...)` markers name.
+
+    Read as fixtures/etsi.py's marked_case does: the id is the first argument (or `test_case=`),
+    `v3="..."` replaces it in V3, and `v3=None` means the test has no counterpart there."""
     ids = []
     for deco in node.decorator_list:
         if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "etsi"):
             continue
-        if not deco.args or not isinstance(deco.args[0], ast.Constant) or not isinstance(deco.args[0].value, str):
-            continue  # computed ids (the conceptual tests' parametrisation) are not automation
-        ident = deco.args[0].value
-        for kw in deco.keywords:
-            if kw.arg == edition and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
-                ident = kw.value.value
-        ids.append(ident)
+        given = {kw.arg: kw.value for kw in deco.keywords if kw.arg}
+        first = deco.args[0] if deco.args else given.get("test_case")
+        chosen = given[edition] if edition == "v3" and edition in given else first
+        if isinstance(chosen, ast.Constant) and isinstance(chosen.value, str):
+            ids.append(chosen.value)
+        # else: v3=None (no counterpart), or a computed id (the conceptual tests' parametrisation)
     return ids
