@@ -224,6 +224,8 @@ def _not_judged(flow: Flow, mech: ComMech) -> str | None:
     if not flow.c2s:
         return ("no client payload inside the capture window (its first client bytes, if any, fell outside "
                 "the window)")
+    if mech.tls and flow.kind == "tls" and "ClientHello" in parse_tls(flow).get("cut", []):
+        return "its ClientHello is cut short in the capture (the window ended inside it, or a segment was lost)"
     if not flow.opened_in_window:
         began = flow.kind == "tls" if mech.tls else flow.kind == "ssh"
         if not began:
