@@ -16,8 +16,8 @@ import allure
 import pytest
 
 from lab.errors import CertlabError, DutError, ExpectTimeout
-from lab.ixit import Ixit
 from lab.traffic.banner import grab_banner
+from lab.traffic.ports import documented_ports, undocumented_open
 
 # Beyond 1-10000: high ports where embedded devices often leave services (vendor backdoors,
 # UPnP/TR-064 stacks, management agents, test shells), checked in addition to the IXIT's ports.
@@ -31,19 +31,6 @@ TCP_RANGE = range(1, 10001)
 UDP_GROUP, ICMP_REFILL_SECONDS = 6, 6.5
 
 
-def _documented(ixit: Ixit) -> dict[tuple[str, int], dict]:
-    """(transport, port) -> what the IXIT says about it (15-Intf network entries, 28-ExtAPI)."""
-    docs: dict[tuple[str, int], dict] = {}
-    for intf in ixit.intf:
-        if intf.port is not None and intf.transport is not None:
-            docs[(intf.transport, intf.port)] = {"id": intf.id, "status": intf.status, "protocol": intf.protocol}
-    for api in ixit.ext_api:
-        if api.port is not None and api.transport is not None and (api.transport, api.port) not in docs:
-            status = ixit.interface(api.interface).status
-            docs[(api.transport, api.port)] = {"id": f"28-ExtAPI {api.id}", "status": status, "protocol": api.protocol}
-    return docs
-
-
 @pytest.mark.etsi("5.6-1-2")
 @pytest.mark.timeout(600)  # a SYN scan of 10000 ports takes about 20 s idle, minutes on a loaded lab PC
 def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence):
@@ -54,7 +41,7 @@ def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence
     Documented enabled interfaces found closed are reported in the evidence. Side effects: none
     (probe packets; one connection per open port to read its banner).
     """
-    docs = _documented(ixit)
+    docs = documented_ports(ixit)
     address = bench.config.network.address
     ssh_port = bench.config.ssh.port
     if ("tcp", ssh_port) in docs:
@@ -89,16 +76,7 @@ def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence
         for transport, port in found:
             if transport == "tcp":
                 banners[f"tcp/{port}"] = grab_banner(address, port)
-    problems: list[str] = []
-    for key in found:
-        doc = docs.get(key)
-        where = f"{key[0]}/{key[1]}"
-        banner = banners.get(where, "")
-        said = f", banner {banner!r}" if banner and not banner.startswith("(") else ""
-        if doc is None:
-            problems.append(f"undocumented open port {where}{said} (not in IXIT 15-Intf)")
-        elif doc["status"] == "disabled":
-            problems.append(f"{where} is open but IXIT 15-Intf {doc['id']} says it is disabled{said}")
+    problems = undocumented_open(found, docs, banners)
     expected_open = [f"{t}/{p} ({d['id']})" for (t, p), d in sorted(docs.items()) if d["status"] == "enabled"]
     closed_documented = [f"{t}/{p} ({d['id']})" for (t, p), d in sorted(docs.items())
                          if d["status"] == "enabled" and (t, p) not in found
