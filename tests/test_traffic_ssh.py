@@ -46,3 +46,11 @@ def test_a_stream_cut_inside_the_kexinit_gives_no_offers_and_no_error() -> None:
 def test_a_non_ssh_stream_has_no_identification() -> None:
     flow = Flow("tcp", ("10.0.0.1", 50000), ("10.0.0.2", 22), 0.0, 2, b"GET / HTTP/1.0\r\n", b"HTTP/1.0 200 OK\r\n")
     assert parse_ssh(flow) == {"client_ident": None, "server_ident": None}
+
+
+def test_a_server_may_send_lines_before_its_identification() -> None:
+    """RFC 4253 4.2: a banner line first is allowed; the server still speaks SSH 2 and its KEXINIT is read."""
+    full = flow_of("ssh_weak_algorithms")
+    info = parse_ssh(dataclasses.replace(full, s2c=b"Welcome to the TH-100\r\nauthorised use only\r\n" + full.s2c))
+    assert info["server_ident"] == parse_ssh(full)["server_ident"]
+    assert info["weak_offered"] == ["3des-cbc", "hmac-md5", "hmac-md5-96"]
