@@ -67,6 +67,34 @@ def post_product(client: TestClient, headers: dict[str, str]) -> int:
     return r.json()["id"]
 
 
+# Fixtures a test module takes by importing them by name (`from apilib import app, client, ...`).
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[FastAPI]:
+    """The app of `make_app` for one test."""
+    with serving(make_app(tmp_path)) as made:
+        yield made
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """Its client; a server error is a 500 response to look at, not an exception."""
+    with client_of(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def acme(app: FastAPI) -> dict[str, str]:
+    """A manufacturer of the organisation Acme."""
+    return bearer(app.state.services.store, "alice", "manufacturer", "Acme")
+
+
+@pytest.fixture
+def product(client: TestClient, acme: dict[str, str]) -> int:
+    """Acme's TH-100 product."""
+    return post_product(client, acme)
+
+
 def seed_booking(store: Store, owner: User, status: str = "accepted") -> int:
     """A TH-100 product and a booking of it (examples suite, the sample ICS/IXIT) in `owner`'s
     organisation, written straight to the store: the booking's id."""

@@ -8,11 +8,10 @@ makes what it echoes JSON-safe, and a body holding either is refused before a ro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apilib import bearer, client_of, make_app, post_product, serving  # tests/apilib.py
+from apilib import acme, app, client, product  # noqa: F401 - fixtures of tests/apilib.py
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
@@ -24,26 +23,6 @@ PRODUCT_DIR = ROOT / "inventory" / "products" / "TH-100"
 API = "/api/v1"
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[FastAPI]:
-    with serving(make_app(tmp_path)) as app:
-        yield app
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with client_of(app, raise_server_exceptions=False) as c:
-        yield c
-
-
-@pytest.fixture
-def acme(app: FastAPI) -> dict[str, str]:
-    return bearer(app.state.services.store, "alice", "manufacturer", "Acme")
-
-
-@pytest.fixture
-def product(client: TestClient, acme: dict[str, str]) -> int:
-    return post_product(client, acme)
 
 
 def booking_body(product_id: int) -> dict:

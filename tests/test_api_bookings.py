@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from apilib import bearer, client_of, make_app, serving  # tests/apilib.py
+from apilib import app, bearer, client_of  # noqa: F401 - tests/apilib.py; app is a fixture
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -32,12 +32,6 @@ IXIT = (PRODUCT_DIR / "ixit.yaml").read_text(encoding="utf-8")
 API = "/api/v1"
 TODAY = date.today()
 DAY = TODAY + timedelta(days=10)
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[FastAPI]:
-    with serving(make_app(tmp_path)) as app:
-        yield app
 
 
 @pytest.fixture

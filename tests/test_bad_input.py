@@ -14,11 +14,11 @@ import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apilib import bearer, certlab_main, client_of, make_app, post_product, serving  # tests/apilib.py
+from apilib import acme, app, bearer, certlab_main, client, product  # noqa: F401 - tests/apilib.py; fixtures by name
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -251,26 +251,6 @@ def test_the_command_line_exits_2_with_one_line(command: str, name: str, tmp_pat
 
 # --- the API: ICS, IXIT and assessments uploads ----------------------------------------------
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[FastAPI]:
-    with serving(make_app(tmp_path)) as app:
-        yield app
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with client_of(app, raise_server_exceptions=False) as c:
-        yield c
-
-
-@pytest.fixture
-def acme(app: FastAPI) -> dict[str, str]:
-    return bearer(app.state.services.store, "alice", "manufacturer", "Acme")
-
-
-@pytest.fixture
-def product(client: TestClient, acme: dict[str, str]) -> int:
-    return post_product(client, acme)
 
 
 def booking_body(product_id: int, **changes: object) -> dict:
