@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.catalog.automation import ASSESSMENT_SUITES  # what a run assesses unless --suite says otherwise
 from lab.catalog.cli import catalog
 from lab.api.cli import serve, users_app
 from lab.reports.cli import keys_app, print_report_paths, report_app, sign, verify
@@ -26,7 +27,6 @@ from lab.inventory import Inventory, load_inventory
 ROOT = Path(__file__).resolve().parent.parent
 SIM_INVENTORY = ROOT / "inventory" / "sim.yaml"
 EXAMPLE_SUITES = ROOT / "testsuites" / "examples"
-ASSESSMENT_SUITES = ROOT / "testsuites" / "en303645"  # what a run assesses unless --suite says otherwise
 DEMO_SUITES = (EXAMPLE_SUITES, ASSESSMENT_SUITES)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="certlab: IoT security certification lab orchestrator")
