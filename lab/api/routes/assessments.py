@@ -23,7 +23,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from lab.api.deps import Allow, Caller, Engineer, Services, ServicesDep
-from lab.api.routes.bookings import as_422
+from lab.api.routes.bookings import FROZEN, as_422, refuse_frozen
 from lab.api.routes.runs import ASSESSMENTS_FILE, booking_folder
 from lab.api.schemas.bookings import IdPath
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
@@ -32,13 +32,10 @@ from lab.api.uploads import receive, refuse_declared_oversize
 from lab.assessments import AssessmentsError, load_assessments
 from lab.inputfile import sha256_file
 from lab.ixit import IxitError, load_ixit
-from lab.store.bookings import frozen_inputs
-from lab.store.models import Booking
 from lab.ownerfiles import private_dir, write_private
 from lab.store.unit import reading
 
 router = APIRouter(tags=["assessments"], responses=errors(*AUTHENTICATED))
-FROZEN = "The booking's run has started or it is closed: its inputs are frozen"
 EVIDENCE_DIR = "evidence"  # beside the booking's assessments.yaml, so `evidence/<name>` resolves as on the command line
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ReadsAssessments = Depends(Allow("engineer", "manufacturer"))
@@ -66,14 +63,6 @@ class EvidenceOut(BaseModel):
 
 def assessments_file(svc: Services, booking_id: int) -> Path:
     return booking_folder(svc, booking_id) / ASSESSMENTS_FILE
-
-
-def refuse_frozen(booking: Booking) -> None:
-    """409 naming the state once the booking's run has started or it is closed: a run copies the record and
-    evidence at its start, so a later change would be beside results it did not produce."""
-    frozen = frozen_inputs(booking.id, booking.status)
-    if frozen is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(frozen))
 
 
 @router.put("/bookings/{booking_id}/assessments", response_model=AssessmentsOut,

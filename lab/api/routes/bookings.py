@@ -40,7 +40,8 @@ from lab.ics import IcsError
 from lab.ixit import IxitError
 from lab.preflight import check_product
 from lab.store import bookings as store
-from lab.store.bookings import LAST_DAY, BookingConflict, later
+from lab.store.bookings import LAST_DAY, BookingConflict, frozen_inputs, later
+from lab.store.models import Booking
 from lab.store.unit import reading
 from lab.yamlfile import parse_yaml
 
@@ -76,6 +77,18 @@ def _field_parts(path: str, raw: Any) -> list[str | int]:
         node = {str(k): v for k, v in node.items()}.get(key) if isinstance(node, dict) else None
         rest = rest[len(key):].removeprefix(".")
     return parts
+
+
+FROZEN = "The booking's run has started or it is closed: its inputs are frozen"
+
+
+def refuse_frozen(booking: Booking) -> None:
+    """409 naming the state once the booking's run has started or it is closed: a run copies its inputs
+    (firmware, the assessor's record and evidence) at its start, so a later change would stand beside
+    results it did not produce. The store checks again where the write is a row (firmware)."""
+    frozen = frozen_inputs(booking.id, booking.status)
+    if frozen is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(frozen))
 
 
 def as_422(field: str, exc: CertlabError, path: Path, text: str) -> HTTPException:

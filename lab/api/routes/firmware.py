@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
+from lab.api.routes.bookings import FROZEN, refuse_frozen
 from lab.api.schemas.bookings import IdPath
 from lab.api.deps import Allow, AnyRole, Caller, Manufacturer, ServicesDep
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
@@ -22,7 +23,7 @@ from lab.errors import CertlabError, FirmwareFormatError
 from lab.firmware import parse_image, payload_matches, verify_signature
 from lab.ownerfiles import private_dir
 from lab.store import service
-from lab.store.bookings import InputsFrozen, frozen_inputs
+from lab.store.bookings import InputsFrozen
 from lab.store.models import Booking, Firmware
 from lab.store.unit import reading
 from lab.yamlfile import parse_yaml
@@ -95,7 +96,7 @@ def check_image(data: bytes, booking: Booking) -> tuple[str | None, str, str]:
              summary="Upload a firmware image for your booking (multipart field `file`)",
              responses={200: {"model": FirmwareOut, "description": "These bytes were uploaded for the booking before"},
                         **errors(403, 404, *BODY, 422, why={
-                            409: "The booking's run has started or it is closed: its inputs are frozen",
+                            409: FROZEN,
                             422: "An empty file, or an image of another model"})})
 def upload_firmware(booking_id: IdPath, request: Request, response: Response, who: Manufacturer, svc: ServicesDep,
                     file: Annotated[UploadFile, File(description="the image, e.g. TH-100-1.4.0.clfw")]) -> FirmwareOut:
@@ -103,9 +104,7 @@ def upload_firmware(booking_id: IdPath, request: Request, response: Response, wh
     refuse_declared_oversize(request, limit, "image")
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
-    frozen = frozen_inputs(booking_id, booking.status)
-    if frozen is not None:  # before the image is kept; add_firmware checks again, atomically
-        raise HTTPException(status.HTTP_409_CONFLICT, str(frozen))
+    refuse_frozen(booking)  # before the image is kept; add_firmware checks again, atomically
     firmware_dir = svc.settings.firmware_dir
     tmp, sha256, size = receive(file, firmware_dir / "tmp", limit, "image")
     try:
