@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.catalog import Catalog
-from lab.catalog.automation import etsi_ids as _etsi_ids  # noqa: F401 (lab.facts reads it from here)
 from lab.catalog.automation import marked_tests as _marked
 from lab.errors import CertlabError
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.catalog.automation import etsi_ids
 from lab.errors import CertlabError
 
 SUITES = Path(__file__).resolve().parents[1] / "testsuites" / "en303645"
@@ -186,12 +187,6 @@ class _Reads:
         return found
 
 
-def _case_ids(fn: ast.FunctionDef | ast.AsyncFunctionDef, edition: str) -> list[str]:
-    from lab.automation import _etsi_ids
-
-    return _etsi_ids(fn, edition)
-
-
 def readers(edition: str = "v2", root: Path = SUITES) -> dict[str, list[str]]:
     """Fact name -> the test case ids (of `edition`) whose tests read it, sorted."""
     trees: dict[str, ast.Module] = {}
@@ -209,7 +204,7 @@ def readers(edition: str = "v2", root: Path = SUITES) -> dict[str, list[str]]:
         for fn in functions.values():
             if not fn.name.startswith("test_") or "test_facts" not in _params(fn):
                 continue
-            cases = _case_ids(fn, edition)
+            cases = etsi_ids(fn, edition)
             for fact in reads.of(name, fn, "test_facts"):
                 found.setdefault(fact, set()).update(cases)
     return {fact: sorted(cases, key=_case_order) for fact, cases in found.items()}
