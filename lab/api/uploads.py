@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from fastapi import HTTPException, Request, UploadFile, status
+from fastapi import HTTPException, UploadFile, status
 
 from lab.ownerfiles import private_dir
 
@@ -28,16 +28,6 @@ def too_large(limit: int, what: str = "file") -> HTTPException:
 def body_limit(limit: int) -> int:
     """The most bytes a multipart body carrying a file of at most `limit` bytes may have."""
     return limit + MULTIPART_SLACK
-
-
-def refuse_declared_oversize(request: Request, limit: int, what: str = "file") -> None:
-    """413 before reading a byte when the body's declared length is already over the limit.
-
-    `bodylimit.BodyGuard` refuses such a body before the route is reached, by the same measure;
-    this stays for an app mounted without it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > body_limit(limit):
-        raise too_large(limit, what)
 
 
 def receive(upload: UploadFile, folder: Path, limit: int, what: str = "file") -> tuple[Path, str, int]:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, File, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Body, Depends, File, HTTPException, UploadFile, status
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
@@ -28,7 +28,7 @@ from lab.api.routes.runs import ASSESSMENTS_FILE, booking_folder
 from lab.api.schemas.bookings import IdPath
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.tenancy import booking_for, not_found
-from lab.api.uploads import receive, refuse_declared_oversize
+from lab.api.uploads import receive
 from lab.assessments import AssessmentsError, load_assessments
 from lab.inputfile import sha256_file
 from lab.ixit import IxitError, load_ixit
@@ -102,10 +102,9 @@ def put_assessments(booking_id: IdPath, who: Engineer, svc: ServicesDep,
              summary="Upload an evidence file of a test case the lab performed by hand (lab engineers; multipart `file`)",
              responses=errors(403, 404, *BODY, why={409: f"Another file of that name exists, or: {FROZEN}",
                                                   422: "Empty, or a name that is not a plain file name"}))
-def upload_evidence(booking_id: IdPath, request: Request, who: Engineer, svc: ServicesDep,
+def upload_evidence(booking_id: IdPath, who: Engineer, svc: ServicesDep,
                     file: Annotated[UploadFile, File(description="e.g. 5.2-1-2-policy.png")]) -> EvidenceOut:
     limit = svc.settings.max_upload_bytes
-    refuse_declared_oversize(request, limit)
     with reading(svc.store) as s:
         refuse_frozen(booking_for(s, who, booking_id))
     name = file.filename or ""

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, HTTPException, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
 from lab.api.routes.bookings import FROZEN, refuse_frozen
@@ -18,7 +18,7 @@ from lab.api.deps import Allow, AnyRole, Caller, Manufacturer, ServicesDep
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.schemas.service import FirmwareOut
 from lab.api.tenancy import booking_for, firmware_for
-from lab.api.uploads import receive, refuse_declared_oversize
+from lab.api.uploads import receive
 from lab.errors import CertlabError, FirmwareFormatError
 from lab.firmware import parse_image, payload_matches, verify_signature
 from lab.ownerfiles import private_dir
@@ -98,10 +98,9 @@ def check_image(data: bytes, booking: Booking) -> tuple[str | None, str, str]:
                         **errors(403, 404, *BODY, 422, why={
                             409: FROZEN,
                             422: "An empty file, or an image of another model"})})
-def upload_firmware(booking_id: IdPath, request: Request, response: Response, who: Manufacturer, svc: ServicesDep,
+def upload_firmware(booking_id: IdPath, response: Response, who: Manufacturer, svc: ServicesDep,
                     file: Annotated[UploadFile, File(description="the image, e.g. TH-100-1.4.0.clfw")]) -> FirmwareOut:
     limit = svc.settings.max_upload_bytes
-    refuse_declared_oversize(request, limit, "image")
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id)
     refuse_frozen(booking)  # before the image is kept; add_firmware checks again, atomically
