@@ -42,6 +42,23 @@ FLAWS: dict[str, Flaw] = {
              ("5.5-1", "5.5-6", "5.5-7")),
         Flaw("crashes_on_malformed_input", "malformed SSH identification kills sshd; an over-long console line hangs the console",
              ("5.13-1",)),
+        Flaw("weak_auth_crypto", "the login channel also negotiates key exchange / host key algorithms the IXIT does not document (SHA-1, 1024-bit DH)", ("5.1-3",)),
+        Flaw("component_update_unsigned", "a second updatable component (the radio co-processor firmware) installs unsigned images", ("5.3-1",)),
+        Flaw("undocumented_update_service", "an undocumented network firmware-upload service listens (not in IXIT 7-UpdMech)", ("5.3-10",)),
+        Flaw("wrong_model_designation", "the device reports a model designation other than the documented one", ("5.3-16",)),
+        Flaw("secrets_in_clear_at_rest", "the cloud token and Wi-Fi key are stored in clear, world-readable", ("5.4-1",)),
+        Flaw("shared_host_key", "the SSH host key is baked into the firmware: every unit shares it", ("5.4-3",)),
+        Flaw("undocumented_security_impl", "the SSH/TLS implementation and version the device exposes differ from IXIT 12", ("5.5-2",)),
+        Flaw("unauthenticated_network_function", "a documented network service answers a function without credentials", ("5.5-4",)),
+        Flaw("settings_change_without_auth", "a security-relevant setting can be changed without authentication in the factory-default state", ("5.5-5",)),
+        Flaw("verbose_discovery", "the discovery announcement discloses serial, firmware and owner before authentication", ("5.6-2",)),
+        Flaw("secure_boot_bypass", "a tampered image in the inactive slot boots", ("5.7-1",)),
+        Flaw("no_tamper_alert", "a tamper attempt raises no alert and leaves network use unrestricted", ("5.7-2",)),
+        Flaw("sensitive_data_cleartext", "occupancy (sensitive personal data) is sent to the cloud without encryption", ("5.8-2",)),
+        Flaw("no_reconnect_after_link_loss", "after the network link returns the device never resumes its telemetry", ("5.9-1",)),
+        Flaw("reconnect_storm", "reconnects immediately and at a fixed rate, without back-off or jitter", ("5.9-3",)),
+        Flaw("deletion_unconfirmed", "the deletion command completes silently, without the documented confirmation", ("5.11-4",)),
+        Flaw("accepts_any_certificate", "the TLS client accepts a certificate from any CA (no server authentication)", ("5.5-1",)),
     )
 }
 
