@@ -315,6 +315,20 @@ def _suite_options(*, edition: str, ics: Path | None, ixit: Path | None, assessm
     return extra
 
 
+def _provision_options(provisions: list[str], edition: str) -> list[str]:
+    """`--provision` as pytest options, each id checked against the edition before the lab moves."""
+    if not provisions:
+        return []
+    from lab.catalog import load_catalog
+
+    known = {p.id for p in load_catalog(edition).provisions}
+    for given in provisions:
+        if given not in known and not any(k.rstrip("ABCDEFGH") == given for k in known):
+            raise CertlabError(f"--provision {given}: not a provision of EN 303 645 {edition}; "
+                               "give an id such as 5.3-2 (`certlab catalog` lists them)")
+    return [arg for given in provisions for arg in ("--certlab-provision", given)]
+
+
 def _exit_code(counts: Counter) -> int:
     if counts.get("FAIL"):
         return 1
@@ -338,6 +352,7 @@ def run(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="finish the interrupted run in this run directory")] = None,
     campaign: Annotated[Optional[str], typer.Option("--campaign", help="power-loss: many seeded power cuts, reported as a table")] = None,
     cuts: Annotated[Optional[int], typer.Option("--cuts", help="power cuts per phase in a power-loss campaign")] = None,
+    provision: Annotated[Optional[list[str]], typer.Option("--provision", help="only the test cases of this provision, e.g. 5.3-2 (repeatable): a re-test; the rest is reported not assessed")] = None,
 ) -> None:
     """Run suites on benches in parallel (one pytest worker per bench); exit 0 / 1 FAIL / 3 INCONCLUSIVE."""
     from lab.orchestrator.launch import resume_run, start_run
@@ -356,6 +371,7 @@ def run(
             raise CertlabError("--cuts belongs to --campaign power-loss; for a normal run use --power-cuts")
         extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed,
                                power_cuts=power_cuts)
+    extra += _provision_options(provision or [], edition)
     names = _benches(inv, bench)
     suites = _suites(suite or [str(ASSESSMENT_SUITES)])
     from lab.preflight import preflight

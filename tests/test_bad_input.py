@@ -296,3 +296,11 @@ def test_bad_assessments_are_422_naming_it(name: str, app: FastAPI, client: Test
                    json={"assessments": bad_yaml(ASSESSMENTS, name)})
     msg = problem(r)
     assert msg.startswith("assessments: ") and said_at_end(name, ASSESSMENTS) in msg, msg
+
+
+def test_run_refuses_a_provision_the_edition_lacks_before_the_lab_moves(monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = certlab_main(monkeypatch, capsys, "run", "--provision", "5.3-99")
+    assert code == 2, err
+    assert one_line(err) == ("certlab: error: --provision 5.3-99: not a provision of EN 303 645 v2; "
+                             "give an id such as 5.3-2 (`certlab catalog` lists them)")

@@ -195,6 +195,31 @@ def test_only_v2(bench):
                              "*1 deselected*"])
 
 
+
+def test_provision_option_keeps_only_that_provisions_cases(pytester: pytest.Pytester, inventory: Path):
+    pytester.makepyfile(test_ids='''
+import pytest
+
+@pytest.mark.etsi("5.1-1-2")
+def test_passwords(bench):
+    pass
+
+@pytest.mark.etsi("5.6-4-2", v3="5.6-4A-2")
+def test_console(bench):
+    pass
+
+def test_unmarked(bench):
+    pass
+''')
+    one = pytester.runpytest("--inventory", str(inventory), "--bench", "b1", "--certlab-provision", "5.1-1", "-q")
+    one.assert_outcomes(passed=1, deselected=2)
+    lettered = pytester.runpytest("--inventory", str(inventory), "--bench", "b1", "--edition", "v3",
+                                  "--certlab-provision", "5.6-4", "--collect-only", "-q")
+    lettered.stdout.fnmatch_lines(["*test_ids.py::test_console[[]b1[]]", "*1/3 tests collected (2 deselected)*"])
+    typo = pytester.runpytest("--inventory", str(inventory), "--bench", "b1", "--certlab-provision", "5.1-99")
+    assert typo.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--certlab-provision 5.1-99: not a provision of EN 303 645 V2.1.1" in typo.stderr.str()
+
 WRITTEN = '''
 import pytest
 from lab.errors import PowerFault
