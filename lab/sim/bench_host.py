@@ -7,7 +7,11 @@ serial adapter, the relay wiring and the internet stay up when a real device los
     python -m lab.sim.bench_host --bench-dir DIR        (reads DIR/host.json, written by `lab up`)
 
 host.json: {"bench", "console_link", "netns", "dut_command": [...], "faults": [...],
-"cloud": {"host", "port", "ca_file", "cert_file", "key_file"} | null, "cwd", "env": {...}}.
+"cloud": {"host", "port", "ca_file", "cert_file", "key_file"} | null, "cwd", "env": {...},
+"forkserver": path | null}. With "forkserver", power-on asks the lab's pre-imported server
+(lab.sim.forkserver) to fork the DUT; without it, or when that server cannot, dut_command starts a
+fresh interpreter. Either way the DUT leads its own process group (killed whole at power-off)
+and exit status 3 asks for a restart.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from lab.sim import forkserver
 from lab.sim.cloud import CloudPki, CloudServer
 from lab.sim.netns import exec_prefix
 from lab.sim.relay import open_pty_link
@@ -61,11 +66,19 @@ def _reap_group(pgid: int, deadline: float) -> None:
 PENDING_LIMIT = 4 * 1024 * 1024  # console bytes kept for a reader that is behind; older ones are lost
 
 
+class DutProcess(Protocol):
+    """A DUT process as the host needs it: forked by the lab's server, or a subprocess of ours."""
+
+    pid: int
+
+    async def wait(self) -> int: ...
+
+
 @dataclass(eq=False)
 class Dut:
     """One powered DUT: its process (leader of its own group) and our end of its UART."""
 
-    proc: asyncio.subprocess.Process
+    proc: DutProcess
     uart: socket.socket
 
 
@@ -137,13 +150,25 @@ class BenchHost:
     async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = [*exec_prefix(self.cfg.get("netns")), *self.cfg["dut_command"],
-               "--bench-dir", str(self.dir), "--uart-fd", str(theirs.fileno())]
-        env = {**os.environ, **self.cfg.get("env", {})}
-        with open(self.dir / "dut.log", "ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd, pass_fds=(theirs.fileno(),), start_new_session=True, stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=out, cwd=self.cfg.get("cwd"), env=env)
+        proc: DutProcess | None = None
+        if server := self.cfg.get("forkserver"):
+            req = forkserver.BootRequest(str(self.dir), self.cfg.get("netns"), self.cfg.get("cwd"),
+                                         dict(self.cfg.get("env", {})))
+            try:
+                proc = await forkserver.boot(Path(server), req, theirs.fileno())
+            except forkserver.ForkServerError as exc:
+                log.warning("fork server: %s; starting the DUT with a fresh interpreter instead", exc)
+                ours.close()
+                theirs.close()
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if proc is None:
+            cmd = [*exec_prefix(self.cfg.get("netns")), *self.cfg["dut_command"],
+                   "--bench-dir", str(self.dir), "--uart-fd", str(theirs.fileno())]
+            env = {**os.environ, **self.cfg.get("env", {})}
+            with open(self.dir / "dut.log", "ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd, pass_fds=(theirs.fileno(),), start_new_session=True, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out, stderr=out, cwd=self.cfg.get("cwd"), env=env)
         theirs.close()
         ours.setblocking(False)
         dut = Dut(proc, ours)

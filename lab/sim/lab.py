@@ -162,6 +162,15 @@ class SimLab:
     def bench_dir(self, bench: str) -> Path:
         return self.dir / bench
 
+    @property
+    def forkserver_socket(self) -> Path:
+        """The lab's pre-imported DUT server (lab.sim.forkserver): power-on forks our device from it."""
+        return self.dir / "forkserver.sock"
+
+    def _forked(self, bench: BenchConfig) -> bool:
+        """Our own simulated device boots by fork; the off-the-shelf, VM and test stand-in DUTs by exec."""
+        return self._explicit_dut_command is None and bench.sim is not None and bench.sim.dut == "certlab"
+
     def console_link(self, bench: BenchConfig) -> Path:
         if "://" in bench.console.url:
             raise InventoryError(f"{self.inv.path}: bench {bench.name!r}, field 'certlab.console.url': a simulated "
@@ -309,6 +318,7 @@ class SimLab:
             "cloud": {"host": host, "port": port, "ca_file": str(pki.ca_file),
                       "cert_file": str(pki.cert_file), "key_file": str(pki.key_file)},
             "cwd": str(REPO_ROOT),
+            "forkserver": str(self.forkserver_socket) if self._forked(bench) else None,
         }
 
     def _relay_json(self, plan: RelayPlan) -> dict[str, Any]:
@@ -364,6 +374,11 @@ class SimLab:
 
         state = self._load_state()
         started: dict[Path, subprocess.Popen[bytes]] = {}  # pid file -> process this call started
+        fs_pid = self.dir / "forkserver.pid"
+        if any(map(self._forked, self.benches.values())) and not _running(_read_pid(fs_pid), self.marker):
+            self.forkserver_socket.unlink(missing_ok=True)  # ready = the new server's socket exists
+            started[fs_pid] = _start([sys.executable, "-m", "lab.sim.forkserver", "--socket", str(self.forkserver_socket)],
+                                     self.dir / "forkserver.log", fs_pid)
         for bench in self.benches.values():
             bdir = self.bench_dir(bench.name)
             (bdir / "flash").mkdir(parents=True, exist_ok=True)
@@ -397,6 +412,8 @@ class SimLab:
 
     def _wait_ready(self, plans: dict[str, RelayPlan], started: dict[Path, subprocess.Popen[bytes]]) -> None:
         pending: dict[str, tuple[Any, Path, Path]] = {}  # what -> (ready(), pid file, log)
+        if any(map(self._forked, self.benches.values())):
+            pending["fork server"] = (self.forkserver_socket.exists, self.dir / "forkserver.pid", self.dir / "forkserver.log")
         for bench in self.benches.values():
             bdir = self.bench_dir(bench.name)
             link, sock = self.console_link(bench), bdir / "power.sock"
@@ -443,7 +460,8 @@ class SimLab:
     def down(self, *, purge: bool = False, timeout: float = 10.0) -> None:
         """Kill every process, remove links, sockets and namespaces; logs stay unless purge."""
         state = self._load_state()
-        pid_files = [*self.dir.glob("*/host.pid"), *self.dir.glob("*/dut.pid"), *self.dir.glob("relays/*.pid")]
+        pid_files = [*self.dir.glob("*/host.pid"), *self.dir.glob("*/dut.pid"), *self.dir.glob("relays/*.pid"),
+                     self.dir / "forkserver.pid"]
         recorded = [pid for f in pid_files if (pid := _read_pid(f))]
         deadline = time.monotonic() + timeout
         while True:
@@ -505,7 +523,9 @@ class SimLab:
                 "console": str(self.console_link(bench)), "netns": bench.network.netns,
                 "faults": list(bench.sim.lab_faults),  # type: ignore[union-attr]
             }
-        return {"lab": self.inv.lab, "dir": str(self.dir), "relays": relays, "benches": benches,
+        fs_pid = _read_pid(self.dir / "forkserver.pid")
+        forkserver = {"pid": fs_pid, "running": _running(fs_pid, self.marker)} if fs_pid else None
+        return {"lab": self.inv.lab, "dir": str(self.dir), "relays": relays, "benches": benches, "forkserver": forkserver,
                 "up": bool(benches) and all(b["running"] for b in benches.values())
                 and all(r["running"] for r in relays.values())}
 
