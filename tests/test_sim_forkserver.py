@@ -131,10 +131,13 @@ def test_replies_and_entries() -> None:
         forkserver.load_entry("lab.sim.dut:no_such")
 
 
-def test_a_bad_entry_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "lab.sim.forkserver", "--socket", str(tmp_path / "s"), "--entry", "nope"],
+@pytest.mark.parametrize("args, said", [(["--entry", "nope"], "module:function"),
+                                        (["--entry", "json:dumps"], "cannot listen on")])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path: Path, args: list[str], said: str) -> None:
+    sock = tmp_path / "missing-folder" / "s" if said == "cannot listen on" else tmp_path / "s"
+    proc = subprocess.run([sys.executable, "-m", "lab.sim.forkserver", "--socket", str(sock), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=30)
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "module:function" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and said in proc.stderr, proc.stderr
 
 
 # --- the server with real forks -----------------------------------------------------------------

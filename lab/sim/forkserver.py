@@ -233,20 +233,27 @@ class ForkServer:
         self.children: dict[int, socket.socket] = {}  # pid -> the bench host's connection
         self.stopping = False
 
-    def serve(self) -> None:
+    def listen(self) -> socket.socket:
+        """Bind the socket (OSError if the folder is missing or not ours); only its owner may connect."""
+        self.path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            listener.bind(str(self.path))
+        except OSError:
+            listener.close()
+            raise
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        return listener
+
+    def serve(self, listener: socket.socket) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        self.path.unlink(missing_ok=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # only the lab's owner may ask for a boot
-        try:
-            listener.bind(str(self.path))
-        finally:
-            os.umask(old)
-        listener.listen(64)
         self.sel.register(listener, selectors.EVENT_READ, "accept")
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
         self._owned = [listener, self.sel]
@@ -452,8 +459,14 @@ def main(argv: list[str] | None = None) -> int:
         _check(_libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "become a child subreaper")
     except (OSError, AttributeError) as exc:
         log.warning("%s; a killed DUT's children may linger as zombies", exc)
+    server = ForkServer(args.socket, entry)
+    try:
+        listener = server.listen()
+    except OSError as exc:
+        print(f"certlab-sim-forkserver: cannot listen on {args.socket}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     gc.freeze()  # the imported modules stay shared with every child instead of being copied by the GC
-    ForkServer(args.socket, entry).serve()
+    server.serve(listener)
     return 0
 
 
