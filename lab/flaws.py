@@ -36,13 +36,13 @@ FLAWS: dict[str, Flaw] = {
         Flaw("factory_reset_keeps_data", "user data survives a factory reset", ("5.11-1",)),
         Flaw("password_change_ineffective", "passwd reports success but keeps the old password", ("5.1-4",)),
         Flaw("weak_ssh_algorithms", "SSH server also offers broken algorithms (3DES-CBC, HMAC-MD5)",
-             ("5.5-1", "5.5-6", "5.5-7", "5.8-1")),  # the SSH session also carries personal data (IXIT)
+             ("5.1-3", "5.5-1", "5.5-6", "5.5-7", "5.8-1")),  # the SSH session also carries personal data (IXIT)
         # the product documents a telnet login (15-Intf, 11-ComMech): the lab logs in there and sees the password in clear
         Flaw("cleartext_telnet_login", "documented telnet login: the root password crosses the network in clear",
-             ("5.5-1", "5.5-6", "5.5-7")),
+             ("5.1-3", "5.5-1", "5.5-6", "5.5-7")),
         Flaw("crashes_on_malformed_input", "malformed SSH identification kills sshd; an over-long console line hangs the console",
              ("5.13-1",)),
-        Flaw("weak_auth_crypto", "the login channel also negotiates key exchange / host key algorithms the IXIT does not document (SHA-1, 1024-bit DH)", ("5.1-3",)),
+        Flaw("weak_auth_crypto", "the SSH login channel also negotiates the SHA-1 key exchange diffie-hellman-group14-sha1, which the IXIT does not document", ("5.1-3",)),
         Flaw("component_update_unsigned", "a second updatable component (the radio co-processor firmware) installs unsigned images", ("5.3-1",)),
         Flaw("undocumented_update_service", "an undocumented network firmware-upload service listens (not in IXIT 7-UpdMech)", ("5.3-10",)),
         Flaw("wrong_model_designation", "the device reports a model designation other than the documented one", ("5.3-16",)),

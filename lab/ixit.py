@@ -110,6 +110,22 @@ class ChangeMechanism(_Model):
     description: Text
 
 
+AlgorithmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}$")]
+
+
+class SshAlgorithms(_Model):
+    """The SSH algorithm names (RFC 4253 7.1) a mechanism's SSH interface offers, per negotiated list (5.1-3).
+
+    The device must offer nothing else and accept nothing else. `macs` may be empty when only
+    AEAD ciphers (chacha20-poly1305@openssh.com, aes*-gcm@openssh.com) are offered.
+    """
+
+    kex: tuple[AlgorithmName, ...] = Field(min_length=1)
+    host_key: tuple[AlgorithmName, ...] = Field(min_length=1)
+    ciphers: tuple[AlgorithmName, ...] = Field(min_length=1)
+    macs: tuple[AlgorithmName, ...] = ()
+
+
 class AuthMech(_Entry):
     factor: Literal["password", "pin", "key", "certificate", "token", "biometric", "other"]
     user: str | None = None  # account the mechanism logs in to, e.g. root
@@ -119,6 +135,7 @@ class AuthMech(_Entry):
     change: ChangeMechanism | None = None
     security_guarantees: str = ""
     cryptographic_details: str = ""
+    ssh_algorithms: SshAlgorithms | None = None  # typed part of cryptographic_details for its SSH interfaces (5.1-3-2)
 
     @model_validator(mode="after")
     def _password_needs_generation(self) -> "AuthMech":
@@ -154,9 +171,17 @@ class SupportPeriod(_Model):
     description: Text
 
 
+class DesignationShown(_Model):
+    """One place the device itself shows its model designation, as the lab can read it (5.3-16-2)."""
+
+    command: Text  # run in the lab's shell session; its output names the designation
+    description: str = ""
+
+
 class ModelDesignation(_Model):
     designation: Text
     where: Text
+    shown_by: tuple[DesignationShown, ...] = ()  # the device-readable places of `where` (label: by hand)
 
 
 class UserInfo(_Model):
@@ -303,9 +328,34 @@ class ComMech(_Entry):
         return self
 
 
+class Exposure(_Model):
+    """Where the device names an implementation: the identification an interface sends, or a command's output."""
+
+    kind: Literal["ssh_identification", "command"]
+    interface: Id | None = None  # 15-Intf id (ssh_identification)
+    command: str | None = None  # run in the lab's shell session (command)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Exposure":
+        if self.kind == "ssh_identification" and not self.interface:
+            raise ValueError("kind ssh_identification needs 'interface' (the 15-Intf id of the SSH server)")
+        if self.kind == "command" and not self.command:
+            raise ValueError("kind command needs 'command' (what the lab runs to read the name and version)")
+        return self
+
+
+class Implementation(_Model):
+    """A security implementation by name and version, e.g. {name: dropbear, version: "2022.83"} (5.5-2-2)."""
+
+    name: Text
+    version: Text
+    exposed: tuple[Exposure, ...] = ()  # where the device shows them; empty: nowhere the lab can read
+
+
 class NetSecImpl(_Entry):
     review_method: Text
     report: str = ""
+    implementations: tuple[Implementation, ...] = ()
 
 
 class SoftServ(_Entry):
@@ -612,6 +662,12 @@ def _reference_problems(ixit: Ixit) -> list[tuple[str, str, str]]:
         if upd.delivery and upd.delivery.interface and upd.delivery.interface not in ids["intf"]:
             problems.append((f"7-UpdMech[{i}].delivery.interface", f"{upd.delivery.interface!r} is not an id in 15-Intf",
                              f"use one of: {', '.join(ids['intf'])}"))
+    for i, impl in enumerate(ixit.net_sec_impl):
+        for j, part in enumerate(impl.implementations):
+            for k, exp in enumerate(part.exposed):
+                if exp.interface and exp.interface not in ids["intf"]:
+                    problems.append((f"12-NetSecImpl[{i}].implementations[{j}].exposed[{k}].interface (entry {impl.id!r})",
+                                     f"{exp.interface!r} is not an id in 15-Intf", f"use one of: {', '.join(ids['intf'])}"))
     ports: dict[tuple[str, int], str] = {}
     for i, intf in enumerate(ixit.intf):
         if intf.port is not None and intf.transport is not None:

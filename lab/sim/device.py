@@ -30,7 +30,7 @@ from lab.flaws import FLAWS
 from lab.sim import vendor
 from lab.sim.flash import Flash, FlashError
 from lab.sim.shell import MAX_TERMINAL_LINE, ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
-from lab.sim.sshd import AuthGuard, SshService, generate_host_key_pem, load_host_key
+from lab.sim.sshd import OTHER_SERVER_VERSION, SERVER_VERSION, AuthGuard, SshService, generate_host_key_pem, load_host_key
 from lab.sim.telemetry import TelemetryClient
 from lab.sim.updater import BootState, UpdateAgent, choose_boot_slot, slot_path, write_boot_state
 
@@ -248,6 +248,8 @@ class Device:
         self.uart = uart
         self.cfg = cfg
         self.model = cfg.model
+        # what the device calls itself (version, motd); the `wrong_model_designation` build names another model
+        self.shown_model = f"{cfg.model}X" if "wrong_model_designation" in cfg.flaws else cfg.model
         self.hostname = cfg.hostname
         self.flash = Flash(bench_dir / "flash", dirty_expire_seconds=cfg.dirty_expire_seconds)
         self.ram = bench_dir / "ram"
@@ -395,7 +397,10 @@ class Device:
             )
             SshService(self, self.cfg.address, self.cfg.ssh_port, key, guard,
                        fragile_ident_parser="crashes_on_malformed_input" in self.cfg.flaws,
-                       weak_algorithms="weak_ssh_algorithms" in self.cfg.flaws).start()
+                       weak_algorithms="weak_ssh_algorithms" in self.cfg.flaws,
+                       legacy_kex="weak_auth_crypto" in self.cfg.flaws,
+                       version=OTHER_SERVER_VERSION if "undocumented_security_impl" in self.cfg.flaws else SERVER_VERSION,
+                       ).start()
             return True
         except Exception:
             log.exception("sshd failed to start")
@@ -529,7 +534,7 @@ class Device:
 
     def motd(self) -> str:
         version = self.image.version if self.image else "?"
-        return f"\ncertlab {self.model} firmware {version}\nAuthorised use only.\n\n"
+        return f"\ncertlab {self.shown_model} firmware {version}\nAuthorised use only.\n\n"
 
     def prompt(self, shell: Shell) -> str:
         where = "~" if shell.cwd == "/root" else shell.cwd
@@ -541,8 +546,8 @@ class Device:
     def version_line(self) -> str:
         img = self.image
         if img is None:
-            return f"{self.model} firmware unknown"
-        return f"{self.model} firmware {img.version} (slot {self.slot}, security version {img.security_version})"
+            return f"{self.shown_model} firmware unknown"
+        return f"{self.shown_model} firmware {img.version} (slot {self.slot}, security version {img.security_version})"
 
     def uptime(self) -> float:
         return time.monotonic() - self._started

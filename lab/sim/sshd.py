@@ -14,11 +14,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from hashlib import sha1
 from typing import Protocol
 
 import paramiko
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from paramiko.kex_group14 import KexGroup14SHA256
 
 from lab.sim.shell import DeviceHost, LineReader, Shell, ShellExit, TerminalIO, Vfs, VfsError, run_session
 
@@ -29,6 +31,7 @@ MAX_CHANNELS = 10
 LOGIN_GRACE_SECONDS = 30.0
 STDIN_TIMEOUT = 60.0
 SERVER_VERSION = "OpenSSH_9.2p1"
+OTHER_SERVER_VERSION = "dropbear_2019.78"  # the `undocumented_security_impl` build's SSH server
 CLOSE_DELAY = 0.05
 
 
@@ -252,6 +255,34 @@ class VfsSftp(paramiko.SFTPServerInterface):
 #: algorithms paramiko offers by default that no conforming product should (3DES, MD5 MACs)
 BROKEN_ALGORITHMS: dict[str, list[str]] = {"ciphers": ["3des-cbc"], "macs": ["hmac-md5", "hmac-md5-96"]}
 
+#: what the TH-100's IXIT documents (1-AuthMech ssh_algorithms): a conforming build offers exactly these
+DEVICE_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "kex": ("curve25519-sha256@libssh.org", "ecdh-sha2-nistp256"),
+    "ciphers": ("aes128-ctr", "aes192-ctr", "aes256-ctr"),
+    "macs": ("hmac-sha2-256", "hmac-sha2-512", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"),
+}
+
+
+def _disabled_beyond(allowed: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """paramiko's disabled_algorithms that leave exactly `allowed` of its defaults."""
+    defaults = {"kex": paramiko.Transport._preferred_kex, "ciphers": paramiko.Transport._preferred_ciphers,
+                "macs": paramiko.Transport._preferred_macs}
+    return {kind: [a for a in names if a not in allowed[kind]] for kind, names in defaults.items()}
+
+
+class _KexGroup14Sha1(KexGroup14SHA256):
+    """diffie-hellman-group14-sha1 (RFC 4253 8.2), dropped by paramiko: the `weak_auth_crypto` flaw's legacy key exchange."""
+
+    name = "diffie-hellman-group14-sha1"
+    hash_algo = sha1
+
+
+class _LegacyKexTransport(paramiko.Transport):
+    """The `weak_auth_crypto` build: also negotiates the SHA-1 key exchange, which the IXIT does not document."""
+
+    _preferred_kex = (*paramiko.Transport._preferred_kex, _KexGroup14Sha1.name)
+    _kex_info = {**paramiko.Transport._kex_info, _KexGroup14Sha1.name: _KexGroup14Sha1}
+
 
 # --- the `crashes_on_malformed_input` flaw -------------------------------------------------
 
@@ -344,7 +375,8 @@ class SshService:
     """Listens on (address, port); one thread per connection, at most MAX_CONNECTIONS."""
 
     def __init__(self, host: SessionHost, address: str, port: int, host_key: paramiko.PKey, guard: AuthGuard,
-                 *, fragile_ident_parser: bool = False, weak_algorithms: bool = False):
+                 *, fragile_ident_parser: bool = False, weak_algorithms: bool = False, legacy_kex: bool = False,
+                 version: str = SERVER_VERSION):
         self.host = host
         self.address = address
         self.port = port
@@ -352,7 +384,9 @@ class SshService:
         self.guard = guard
         self.fragile_ident_parser = fragile_ident_parser  # the `crashes_on_malformed_input` flaw
         # the IXIT promises AES-CTR with HMAC-SHA2: paramiko's broken defaults stay only with `weak_ssh_algorithms`
-        self.disabled_algorithms = {} if weak_algorithms else BROKEN_ALGORITHMS
+        self.disabled_algorithms = {} if weak_algorithms else _disabled_beyond(DEVICE_ALGORITHMS)
+        self.transport_class = _LegacyKexTransport if legacy_kex else paramiko.Transport  # `weak_auth_crypto`
+        self.version = version  # the software version in the identification line (`undocumented_security_impl`)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._sock: socket.socket | None = None
         self._dead = threading.Event()
@@ -424,8 +458,8 @@ class SshService:
             # the exit status back until the client's delayed ACK (40 ms), a delay no product has.
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             wire = _IdentLoggingSocket(conn, self.crash) if self.fragile_ident_parser else conn
-            transport = paramiko.Transport(wire, disabled_algorithms=self.disabled_algorithms)
-            transport.local_version = f"SSH-2.0-{SERVER_VERSION}"
+            transport = self.transport_class(wire, disabled_algorithms=self.disabled_algorithms)
+            transport.local_version = f"SSH-2.0-{self.version}"
             transport.add_server_key(self.host_key)
             transport.set_subsystem_handler("sftp", paramiko.SFTPServer, VfsSftp)
             server = _Server(self, peer)

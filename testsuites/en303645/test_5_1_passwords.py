@@ -1,4 +1,4 @@
-"""5.1 No universal default passwords: the functional test cases 5.1-1-2, 5.1-2-2, 5.1-4-2, 5.1-5-2.
+"""5.1 No universal default passwords: the functional test cases 5.1-1-2, 5.1-2-2, 5.1-3-2, 5.1-4-2, 5.1-5-2.
 
 EN 303 645 5.1 asks that passwords be unique per device (or set by the user), not guessable from
 public identity, easy to change, and that guessing them over the network be impracticable.
@@ -6,7 +6,8 @@ TS 103 701 checks each claim of IXIT 1-AuthMech on the DUT itself. Everything pr
 comes from the IXIT: the account (`user`), the password scheme (`password_generation`), the
 lockout or delay (`brute_force_prevention`) and the change command (`change`); the login path is
 the SSH network interface the mechanism lists in 15-Intf (the lab's SSH driver); the console
-prompts are the inventory's.
+prompts are the inventory's. 5.1-3-2 reads each SSH interface's offer (KEXINIT) and tries weak-only
+negotiations on connections of its own, without logging in (1-AuthMech `ssh_algorithms`).
 
 Every wrong password the lab sends counts against the DUT's documented lockout. The tests stay
 under it (batches of `max_attempts - 1` wrong attempts, each batch followed by a login with the
@@ -26,9 +27,12 @@ import allure
 import pytest
 
 import support
-from lab.errors import CertlabError, DutError, ExpectTimeout, SSHUnreachable
+from lab.errors import CertlabError, DutError, ExpectTimeout, NetworkFault, SSHUnreachable
 from lab.ixit import AuthMech, Intf, Ixit
+from lab.logins import clear_login_kind
+from lab.traffic.banner import grab_banner
 from lab.traffic.login_budget import NOT_ANSWERED, LoginBudget
+from lab.traffic.ssh_algorithms import LISTS, judge, probe_weak, read_server_offer
 
 pytestmark = pytest.mark.bench_state("shell")
 
@@ -601,3 +605,79 @@ def test_5_1_5_2_brute_force_impracticable(dut, bench, ixit, rng, evidence):
     else:
         assert locked or blocked, (f"the IXIT documents no brute-force prevention for {mech.id} and the DUT shows "
                                    f"none: {rate}, and the right password was accepted right after")
+
+
+# --- 5.1-3-2: authentication crypto as documented --------------------------------------------
+
+
+def _auth_interfaces(ixit: Ixit) -> tuple[list[tuple[AuthMech, Intf]], list[tuple[AuthMech, Intf]]]:
+    """(mechanism, network interface) pairs: SSH ones the lab probes, and the others."""
+    ssh, other = [], []
+    for mech in ixit.auth_mech:
+        for intf in (ixit.interface(i) for i in mech.interfaces):
+            if intf.kind == "network":
+                (ssh if "ssh" in intf.protocol.lower() else other).append((mech, intf))
+    return ssh, other
+
+
+def _documented_ssh(mech: AuthMech) -> dict[str, tuple[str, ...]]:
+    if mech.ssh_algorithms is None:
+        raise CertlabError(f"ixit: 1-AuthMech entry {mech.id!r}: field ssh_algorithms is not set; the lab needs the "
+                           "SSH algorithm names the mechanism's SSH interface offers (kex, host_key, ciphers, macs) to "
+                           "compare with what the device offers (add them; cryptographic_details is free text)")
+    return mech.ssh_algorithms.model_dump()
+
+
+@pytest.mark.etsi("5.1-3-2")
+def test_5_1_3_2_authentication_crypto_as_documented(dut, bench, ixit, evidence):
+    """Every SSH interface of a network authentication mechanism offers only its documented algorithms and refuses weak ones."""
+    ssh_pairs, other = _auth_interfaces(ixit)
+    address, timeout = bench.config.network.address, bench.config.ssh.timeout
+    problems: list[str] = []
+    record: dict = {"interfaces": [], "timeout_s": timeout, "timeout_from": "ssh.timeout of the bench (inventory)"}
+    by_hand = []
+    for mech, intf in other:
+        kind = clear_login_kind(intf.protocol)
+        if kind is None:
+            by_hand.append(f"{mech.id} on {intf.id} ({intf.protocol})")
+            continue
+        with allure.step(f"{mech.id} on {intf.id}: {intf.protocol} on {intf.transport}/{intf.port} (no cryptography)"):
+            banner = grab_banner(address, intf.port)
+        record["interfaces"].append({"mechanism": mech.id, "interface": intf.id, "protocol": intf.protocol,
+                                     "banner": banner})
+        if banner.startswith("(no banner"):
+            raise NetworkFault(f"{intf.id} on {intf.transport}/{intf.port} did not answer the lab ({banner}); "
+                               "the IXIT documents it enabled", bench=bench.name)
+        problems.append(f"{mech.id} authenticates on {intf.id} ({intf.protocol}, {intf.transport}/{intf.port}, "
+                        f"answering {banner[:60]!r}) with no cryptography: the {mech.factor} crosses the network in clear")
+    if by_hand:
+        raise CertlabError(f"ixit: 1-AuthMech: {'; '.join(by_hand)}: the lab automates SSH (and flags clear-text "
+                           "logins); assess the cryptography of these interfaces by hand")
+    if not ssh_pairs and not problems:
+        raise CertlabError("ixit: 1-AuthMech: no authentication mechanism on a network interface (15-Intf kind "
+                           "network); 5.1-3-2 has nothing the lab can probe: assess by hand")
+    if ssh_pairs:
+        bench.ssh.run("true", timeout=timeout)  # SSH ready after the boot (the strategy's wait)
+    for mech, intf in ssh_pairs:
+        documented = _documented_ssh(mech)
+        port = intf.port or bench.config.ssh.port
+        where = f"{intf.id} (tcp/{port}) of {mech.id}"
+        try:
+            with allure.step(f"{where}: read the server's KEXINIT"):
+                offer = read_server_offer(address, port, timeout)
+            probes = []
+            for kind in LISTS:
+                with allure.step(f"{where}: negotiate with weak {kind} only"):
+                    probes.append(probe_weak(address, port, kind, timeout))
+        except OSError as exc:
+            raise NetworkFault(f"{where}: the SSH server did not answer the lab's probe: {exc}", bench=bench.name) from None
+        verdict = judge(where, documented, offer, probes)
+        record["interfaces"].append({"mechanism": mech.id, "interface": intf.id, "port": port,
+                                     "identification": offer.ident, "documented": documented,
+                                     "offered": offer.offers, "probes": [asdict(p) for p in probes],
+                                     **verdict.as_dict()})
+        problems += verdict.problems
+    record["problems"] = problems
+    evidence.json("auth-crypto", record)
+    if problems:
+        raise DutError(f"5.1-3-2: {len(problems)} problem(s) with the authentication crypto: " + " | ".join(problems))
