@@ -306,6 +306,23 @@ class Carries(_Model):
     what: tuple[str, ...] = ()
 
 
+class Reconnect(_Model):
+    """How the device retries a failed connection (5.9-3-2): the n-th retry (n = 0, 1, ...) comes
+    min(max_seconds, initial_seconds * factor**n) after the failure, less up to `jitter` of that
+    (a random fraction: the wait lies in [(1 - jitter) * d, d]). factor 1 and jitter 0: fixed retries."""
+
+    initial_seconds: float = Field(gt=0, le=3600)
+    max_seconds: float = Field(gt=0, le=3600)
+    factor: float = Field(default=2.0, ge=1, le=10)
+    jitter: float = Field(default=0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> "Reconnect":
+        if self.max_seconds < self.initial_seconds:
+            raise ValueError(f"max_seconds {self.max_seconds} is below initial_seconds {self.initial_seconds}")
+        return self
+
+
 class ComMech(_Entry):
     # reachable from outside the device's local interfaces (EN 303 645 5.5-7's "remotely accessible
     # network interface"); None: the IXIT does not say, and the tests that need it cannot decide
@@ -320,6 +337,7 @@ class ComMech(_Entry):
     security_guarantees: str = ""
     cryptographic_details: str = ""
     resilience_measures: str = ""
+    reconnect: Reconnect | None = None  # the retry policy behind resilience_measures (5.9-3-2)
 
     @model_validator(mode="after")
     def _tls_encrypts(self) -> "ComMech":
@@ -426,6 +444,19 @@ class DelFunc(_Entry):
     initiation_and_interaction: Text
     confirmation: Text
     reboots: bool = False
+    # a regular expression the command prints where it runs (SSH or console) once the deletion is
+    # done: what the lab checks of `confirmation` (5.11-4-1); None: the lab cannot check it
+    confirmation_pattern: str | None = None
+
+    @field_validator("confirmation_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc}); write e.g. 'factory-reset: done'") from None
+        return value
 
 
 class UserDec(_Entry):

@@ -602,6 +602,8 @@ class Device:
                 self.flash.write_atomic(CONFIG_REL, data)
 
     def factory_reset(self, say: Callable[[str], None]) -> None:
+        if "deletion_unconfirmed" in self.cfg.flaws:  # completes silently: no confirmation for the user
+            say = lambda _text: None  # noqa: E731
         say("factory-reset: erasing configuration and user data")
         self.flash.clear_dir("config")
         self.flash.clear_dir("home")

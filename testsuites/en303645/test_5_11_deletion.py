@@ -1,4 +1,4 @@
-"""5.11-1-2: the user can erase their data from the device (TS 103 701 V1.1.1).
+"""5.11-1-2, 5.11-4-1: the user can erase their data from the device, and is told so (TS 103 701 V1.1.1).
 
 EN 303 645 5.11-1 requires a simple way for the user to erase user data from the device. The
 TS has the lab create user data (personal data, configuration, ...), run each erase function
@@ -7,6 +7,13 @@ documented user data folder (test_facts.user_data_dir) and a configuration value
 (test_facts.config_set_command), runs each device deletion function with a command, waits
 for the reboot the IXIT announces, and looks for the data twice: over SSH, and on the serial
 console after a power cycle (the erasure must be persistent, and must hold on every interface).
+
+EN 303 645 5.11-4 requires that the user gets a clear confirmation that the data were deleted.
+5.11-4-1 reads what each deletion function printed where it ran (the SSH session) and looks for
+what the IXIT says the confirmation is (25-DelFunc `confirmation_pattern`, a regular expression).
+It shares 5.11-1-2's run of each function (no second deletion, no extra reboot); run alone, it
+runs the deletion itself. Deletion functions without a command (an app, a cloud service) are
+out of the bench's reach and said so in the evidence.
 
 Side effects: the deletion function is run for real (a factory reset erases all user data and
 configuration and restores the label password, as the IXIT says); the DUT is power-cycled; a
@@ -23,7 +30,8 @@ import allure
 import pytest
 
 import support
-from lab.errors import CertlabError, DutError, SSHUnreachable
+from lab.deletion import confirmation_shown
+from lab.errors import CertlabError, DutError, LabFault, SSHUnreachable
 from lab.strategy import BenchState
 
 pytestmark = pytest.mark.bench_state("shell")
@@ -41,9 +49,16 @@ def _console_output(bench, command: str, timeout: float = 20) -> str:
     return bench.console.expect(f"{mark}-END\r?\n", timeout=timeout).before
 
 
-def _run_deletion(bench, test_facts, func, evidence) -> dict:
-    """Run one deletion function over SSH as documented; follow its reboot."""
+@pytest.fixture(scope="module")
+def deletion_runs() -> dict[str, dict]:
+    """What each deletion function printed and did, by 25-DelFunc id: one run serves 5.11-1-2 and 5.11-4-1."""
+    return {}
+
+
+def _run_deletion(bench, test_facts, func, evidence, runs: dict[str, dict]) -> dict:
+    """Run one deletion function over SSH as documented; follow its reboot. The record goes to `runs`."""
     record: dict = {"function": func.id, "command": func.command, "reboots": func.reboots}
+    runs[func.id] = record
     bench.console.open()
     bench.console.clear()
     try:
@@ -64,7 +79,7 @@ def _run_deletion(bench, test_facts, func, evidence) -> dict:
 
 
 @pytest.mark.etsi("5.11-1-2")
-def test_5_11_1_2_deletion_erases_user_data(dut, bench, ixit, test_facts, evidence):
+def test_5_11_1_2_deletion_erases_user_data(dut, bench, ixit, test_facts, evidence, deletion_runs):
     """User data created by the lab must be gone after each documented deletion function (SSH and console)."""
     funcs = [f for f in ixit.del_func if f.target_type == "device" and f.command]
     if not funcs:
@@ -90,7 +105,7 @@ def test_5_11_1_2_deletion_erases_user_data(dut, bench, ixit, test_facts, eviden
                 if setting not in support.ssh_output(bench, test_facts.config_get_command.format(key=shlex.quote(key))):
                     raise CertlabError(f"could not create user data: setting {key} does not read back")
         with allure.step(f"run the deletion function `{func.command}` (25-DelFunc {func.id})"):
-            _run_deletion(bench, test_facts, func, evidence)
+            _run_deletion(bench, test_facts, func, evidence, deletion_runs)
         found: dict[str, str] = {}
         with allure.step("look for the data over SSH"):
             listing = bench.ssh.run(f"ls -a {shlex.quote(folder)}", timeout=30)
@@ -118,3 +133,40 @@ def test_5_11_1_2_deletion_erases_user_data(dut, bench, ixit, test_facts, eviden
                 bench.ssh.run(f"rm -f {shlex.quote(path)}", timeout=30)
     if survivors:
         raise DutError("user data survived the deletion function: " + "; ".join(survivors))
+
+
+@pytest.mark.etsi("5.11-4-1")
+def test_5_11_4_1_deletion_is_confirmed(dut, bench, ixit, test_facts, evidence, deletion_runs):
+    """Each documented deletion function tells the user it is done, as 25-DelFunc confirmation says."""
+    funcs = [f for f in ixit.del_func if f.target_type == "device" and f.command]
+    if not funcs:
+        raise CertlabError("ixit: 25-DelFunc has no device deletion function with a command; test it by hand")
+    unchecked = [f.id for f in funcs if not f.confirmation_pattern]
+    if unchecked:
+        raise CertlabError(f"ixit: 25-DelFunc {unchecked[0]} has no confirmation_pattern; the lab needs the regular "
+                           "expression the command prints once the deletion is done (its confirmation text says "
+                           f"{next(f for f in funcs if f.id == unchecked[0]).confirmation!r})")
+    missing: list[str] = []
+    seen: dict[str, dict] = {}
+    for func in funcs:
+        shared = func.id in deletion_runs
+        with allure.step(f"the confirmation of `{func.command}` (25-DelFunc {func.id})"
+                         + (" from 5.11-1-2's run" if shared else "")):
+            record = deletion_runs[func.id] if shared else _run_deletion(bench, test_facts, func, evidence,
+                                                                         deletion_runs)
+            output = record.get("output") or ""
+            if record.get("exit_status") is None:
+                raise LabFault(f"the SSH session of `{func.command}` ended before its output could be read "
+                               f"({output[:120]}); its confirmation could not be checked", bench=bench.name)
+            found = confirmation_shown(output, func.confirmation_pattern)
+            seen[func.id] = {"command": func.command, "shared_with_5.11-1-2": shared, "exit_status": record["exit_status"],
+                             "output": output[:2000], "pattern": func.confirmation_pattern,
+                             "documented": func.confirmation, "confirmed": found}
+            if not found:
+                shown = output.strip()[:160] or "nothing"
+                missing.append(f"`{func.command}` (25-DelFunc {func.id}) printed {shown!r}, without the documented "
+                               f"confirmation {func.confirmation_pattern!r} ({func.confirmation})")
+    others = [f.id for f in ixit.del_func if f not in funcs]
+    evidence.json("deletion-confirmation", {"functions": seen, "not_on_the_bench": others})
+    if missing:
+        raise DutError("the deletion was not confirmed to the user as documented: " + "; ".join(missing))
