@@ -1,7 +1,9 @@
 """Entry point of one simulated device process: `python -m lab.sim.dut --bench-dir DIR --uart-fd N`.
 
 The bench host starts this in a new session when power goes on and SIGKILLs the process group
-when it goes off. Exit status: 3 = reboot requested (the host restarts it while power stays on),
+when it goes off; for our own device the lab's pre-imported server (lab.sim.forkserver) forks the
+process and calls `main` instead of a fresh interpreter running it, with the same session,
+namespace, arguments and exit statuses. Exit status: 3 = reboot requested (the host restarts it while power stays on),
 2 = bad dut.json. The device's own log goes to DIR/dut.log, never to the console.
 """
 
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         filename=str(args.bench_dir / "dut.log"),
         level=logging.INFO,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+        force=True,  # a forked child must not keep the fork server's handlers
     )
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     from lab.sim.device import make_device  # after logging is set up
