@@ -29,7 +29,7 @@ PID = os.getpid()
 pytestmark = pytest.mark.timeout(60)
 
 STANDIN = """\
-import argparse, json, os, pathlib, random, socket, subprocess
+import argparse, json, logging, os, pathlib, random, signal, socket, subprocess, threading
 
 def main(argv):
     p = argparse.ArgumentParser(); p.add_argument("--bench-dir"); p.add_argument("--uart-fd", type=int)
@@ -41,7 +41,8 @@ def main(argv):
     info = {"pid": os.getpid(), "pgid": os.getpgrp(), "sid": os.getsid(0), "ppid": os.getppid(),
             "fds": sorted(f for f in fds if os.path.exists(f"/proc/self/fd/{f}")), "uart": a.uart_fd,
             "random": random.random(), "netns_ino": ns, "sys_net": sorted(os.listdir("/sys/class/net")),
-            "cwd": os.getcwd(), "env": os.environ.get("FS_TEST")}
+            "cwd": os.getcwd(), "env": os.environ.get("FS_TEST"), "log_handlers": len(logging.getLogger().handlers),
+            "threads": threading.active_count(), "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}
     flag = d / "exit"
     if flag.exists():
         code = int(flag.read_text()); flag.unlink(); return code
@@ -154,6 +155,7 @@ def test_two_concurrent_boots_are_fresh_group_leaders_and_a_group_kill_is_a_powe
             assert info["ppid"] == proc.pid
             assert info["fds"] == sorted({0, 1, 2, info["uart"]})  # nothing of the server's inherited
             assert info["env"] == "yes" and info["cwd"] == str(tmp_path / dut_name(dut, a))
+            assert info["log_handlers"] == 0 and info["threads"] == 1 and info["sigterm_default"]  # nothing of the server's
         assert ia["pid"] != ib["pid"] and ia["random"] != ib["random"]
         os.killpg(a.pid, signal.SIGKILL)
         assert await asyncio.wait_for(a.wait(), 10) == -9
