@@ -5,7 +5,10 @@ Runs 5.1-1-2 (universal default password), 5.6-1-2 (undocumented interfaces) and
 dropbear and busybox, not our simulator. `ots1` conforms and must PASS all three; `ots2` ships
 root/admin and a telnet root shell on tcp/2323 and must FAIL the first two, for those reasons;
 `ots3` (OTS-1T) documents a busybox telnetd + login on tcp/23 and must FAIL 5.5-1-2 because the
-lab's root login there crossed the network in clear (5.6-1-2 PASSes: the port is documented). The lab is a copy of the shipped inventory
+lab's root login there crossed the network in clear (5.6-1-2 PASSes: the port is documented). Also
+5.1-3-2, 5.5-2-2 and 5.3-16-2: `ots1` shows its documented dropbear 2022.83 and model, and 5.1-3-2
+finds a real weakness of stock dropbear there: it negotiates diffie-hellman-group14-sha1 and offers
+ssh-rsa (SHA-1), which its IXIT documents honestly. The lab is a copy of the shipped inventory
 with its own lab name, relay port and addresses, so it never collides with a running `ots` lab;
 it is always brought down, also when the run fails. Needs root, network namespaces,
 dropbear-bin, busybox-static (telnetd) and util-linux `unshare`; skips with the reason otherwise.
@@ -36,6 +39,9 @@ CASES = [
     "testsuites/en303645/test_5_1_passwords.py::test_5_1_1_2_no_universal_default_password",
     "testsuites/en303645/test_5_6_attack_surface.py::test_5_6_1_2_only_documented_interfaces_open",
     "testsuites/en303645/test_5_5_communication.py::test_5_5_1_2_best_practice_crypto",
+    "testsuites/en303645/test_5_1_passwords.py::test_5_1_3_2_authentication_crypto_as_documented",
+    "testsuites/en303645/test_5_5_implementations.py::test_5_5_2_2_security_implementations_as_documented",
+    "testsuites/en303645/test_5_3_identity.py::test_5_3_16_2_model_designation_as_documented",
 ]
 RUN_SECONDS = 120.0  # every bench, in parallel; a run still going then is killed (its verdicts are missing)
 
@@ -126,7 +132,7 @@ def _result(verdicts: dict, bench: str, case: str) -> dict:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("case", ["5.1-1-2", "5.6-1-2", "5.5-1-2"])
+@pytest.mark.parametrize("case", ["5.1-1-2", "5.6-1-2", "5.5-1-2", "5.5-2-2", "5.3-16-2"])
 def test_conforming_offtheshelf_sample_passes(verdicts, case):
     r = _result(verdicts, "ots1", case)
     assert r["verdict"] == "PASS", f"ots1 {case}: {r['verdict']}: {r['reason'][:500]}"
@@ -153,3 +159,12 @@ def test_busybox_telnet_login_in_clear_text_found(verdicts):
     assert "telnet on port 23 accepted the login of user root in clear text" in r["reason"], r["reason"][:500]
     documented = _result(verdicts, "ots3", "5.6-1-2")
     assert documented["verdict"] == "PASS", f"ots3 5.6-1-2: {documented['verdict']}: {documented['reason'][:500]}"
+
+
+@pytest.mark.timeout(240)
+def test_dropbear_sha1_key_exchange_found(verdicts):
+    """Stock dropbear 2022.83 still negotiates diffie-hellman-group14-sha1 and offers ssh-rsa (SHA-1 signatures):
+    documented honestly in OTS-1's IXIT, and found weak by 5.1-3-2 on the sample that conforms otherwise."""
+    r = _result(verdicts, "ots1", "5.1-3-2")
+    assert r["verdict"] == "FAIL", f"ots1 5.1-3-2: {r['verdict']}: {r['reason'][:500]}"
+    assert "agreed on diffie-hellman-group14-sha1" in r["reason"] and "ssh-rsa" in r["reason"], r["reason"][:500]
