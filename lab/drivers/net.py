@@ -247,3 +247,19 @@ class NetDriver:
                 packets = sniffer.stop() if sniffer.running else sniffer.results
                 cap.packets = list(packets or [])
                 wrpcap(str(path), cap.packets)
+
+    # --- interception ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def intercept_tls(self, ports: list[int], server_names: list[str], *, window_s: float):
+        """The lab's gateway answers the DUT's new connections to `ports` with an untrusted certificate
+        (lab.drivers.intercept); the redirect is removed when the block ends."""
+        from lab.drivers.intercept import intercept_tls
+
+        if self.loopback or not self.interface:
+            raise NetworkFault(f"intercepting the DUT's connections needs the bench network's interface (the lab PC as "
+                               f"the DUT's gateway); {self.address} is reached over loopback", bench=self.bench)
+        self._wire()
+        with self._steps.step("tls interception", bench=self.bench, interface=self.interface, ports=list(ports),
+                              window_s=window_s):
+            with intercept_tls(self.interface, self.address, list(ports), server_names, window_s=window_s) as mitm:
+                yield mitm
