@@ -54,7 +54,9 @@ FLAWS: dict[str, Flaw] = {
         Flaw("verbose_discovery", "the discovery announcement discloses serial, firmware and owner before authentication", ("5.6-2",)),
         Flaw("secure_boot_bypass", "a tampered image in the inactive slot boots", ("5.7-1",)),
         Flaw("no_tamper_alert", "a tamper attempt raises no alert and leaves network use unrestricted", ("5.7-2",)),
-        Flaw("sensitive_data_cleartext", "occupancy (sensitive personal data) is sent to the cloud without encryption", ("5.8-2",)),
+        # the schedule is personal data too, and crosses unencrypted: 5.8-1-2 and 5.5-1-2 see it in clear as well
+        Flaw("sensitive_data_cleartext", "the occupancy schedule (sensitive personal data) also goes to the cloud in a plain UDP datagram",
+             ("5.8-2", "5.8-1", "5.5-1")),
         Flaw("no_reconnect_after_link_loss", "after the network link returns the device never resumes its telemetry", ("5.9-1",)),
         Flaw("reconnect_storm", "reconnects immediately and at a fixed rate, without back-off or jitter", ("5.9-3",)),
         Flaw("deletion_unconfirmed", "the deletion command completes silently, without the documented confirmation", ("5.11-4",)),

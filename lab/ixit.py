@@ -417,6 +417,9 @@ class PersData(_Entry):
     processing_activities: Text
     sensitive: bool
     communication_mechanisms: tuple[Id, ...] = ()  # 11-ComMech ids
+    # how the data shows in the device's messages (field names or fixed words), so a capture can
+    # find it in clear text (5.8-2-2 needs it for every sensitive entry)
+    appears_as: tuple[Annotated[str, StringConstraints(min_length=3, max_length=64)], ...] = ()
     obtaining_consent: str = ""
     withdrawing_consent: str = ""
 

@@ -55,7 +55,7 @@ def test_leak_markers_take_carried_data_and_telemetry_ids_from_the_ixit() -> Non
     assert names[:4] == [f"the serial number {SERIAL!r}", "credential word /\\bLOGIN\\b/", "credential word /(?i)token/",
                          "credential word /(?i)passw(or)?d/"]  # no password given: no password marker
     # 11-ComMech carries.what words of 5+ letters without the stop words ("device", "version", "images"), sorted
-    assert carried == ["configuration", "firmware", "password", "serial", "temperature", "token"]
+    assert carried == ["configuration", "firmware", "occupancy", "password", "schedule", "serial", "temperature", "token"]
 
 
 def test_an_excerpt_masks_secrets_and_shortens_long_tokens() -> None:

@@ -429,6 +429,8 @@ class Device:
             source_address=self.cfg.address,
             server_name=cloud.server_name,
             enabled=self._telemetry_enabled,
+            verify_server="accepts_any_certificate" not in self.cfg.flaws,
+            occupancy_in_clear="sensitive_data_cleartext" in self.cfg.flaws,
         ).start()
         return True
 

@@ -1,4 +1,4 @@
-"""5.5-1-2, 5.5-6-2, 5.5-7-2, 5.8-1-2: the DUT's communication is protected as its IXIT says.
+"""5.5-1-2, 5.5-6-2, 5.5-7-2, 5.8-1-2, 5.8-2-2: the DUT's communication is protected as its IXIT says.
 
 EN 303 645 5.5-1 requires best-practice cryptography for communication, 5.5-6 encryption of
 critical security parameters (CSPs) in transit, 5.5-7 their confidentiality on remotely
@@ -35,10 +35,21 @@ Each test case checks the mechanisms in its scope: 5.5-1-2 all of them (clear-te
 every flow for everything confidential); 5.5-6-2 every mechanism carrying CSPs (carries.credentials,
 or named by a critical 10-SecParam entry), whose flows must be encrypted (clear-text scan of every
 flow for CSPs); 5.5-7-2 only those of them the IXIT marks remotely reachable (remote_access: true;
-clear-text scan of the connections made to the DUT); 5.8-1-2 those carrying personal data. Matching
-flows with a mechanism needs its remote_access: a mechanism in scope without it is INCONCLUSIVE,
-naming the field.
-Side effects: the lab's SSH connection is closed and reopened once (to capture a full login).
+clear-text scan of the connections made to the DUT); 5.8-1-2 those carrying personal data; 5.8-2-2
+those carrying sensitive personal data (21-PersData sensitive: true and its communication_mechanisms,
+or carries.sensitive_personal_data), which must be encrypted, and the scan of every flow looks for
+the sensitive data as the IXIT says it appears (21-PersData appears_as). Matching flows with a
+mechanism needs its remote_access: a mechanism in scope without it is INCONCLUSIVE, naming the field.
+
+5.5-1-2 also has a man-in-the-middle unit, after the capture: for at most the capture's window
+(two telemetry intervals and a margin, ended as soon as each port shows an outcome) the lab's
+gateway redirects the DUT's new connections to each outgoing `tls: true` mechanism's port to a
+listener that presents a certificate for the documented peer name from a CA made for this test
+(`net.intercept_tls`). Completing the handshake and sending application data FAILs ("accepted a
+certificate from an untrusted CA"); an alert, reset or close refuses it. No intercepted connection
+that shows either is INCONCLUSIVE (unless the capture's checks already FAIL).
+Side effects: the lab's SSH connection is closed and reopened once (to capture a full login); the
+DUT's telemetry connections during the interception fail (a conforming DUT retries as documented).
 """
 
 from __future__ import annotations
@@ -56,6 +67,8 @@ from lab.ixit import ComMech
 from lab.logins import LoginExchange, clear_login_kind, ftp_login, http_basic_login, telnet_login
 from lab.traffic.cleartext import clear_logins, csp_markers, excerpt, leak_markers, scan_clear_text
 from lab.traffic.flows import Flow, Traffic, build_flows
+from lab.traffic.mitm import judge_mitm
+from lab.traffic.sensitive import sensitive_scope
 from lab.traffic.ssh import parse_ssh
 from lab.traffic.tls import TLS12, TLS_VERSIONS, WEAK_CIPHER_WORDS, parse_tls
 
@@ -253,12 +266,13 @@ def _unjudged_only(mech: ComMech, where: str, flows: list[Flow], traffic: Traffi
 
 
 def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str], *,
-                    csp: bool = False) -> tuple[dict, list[str]]:
+                    csp: bool = False, carried: str = "critical security parameters") -> tuple[dict, list[str]]:
     """One ComMech entry against its flows: (summary, problems).
 
     A flow the capture window cut (see `_not_judged`) is listed as not judged and never fails;
     when every flow of the mechanism was cut, it is handled like a mechanism without traffic.
-    `csp`: the mechanism carries critical security parameters, so its payload must be encrypted.
+    `csp`: the mechanism carries critical security parameters (or what `carried` names), so its
+    payload must be encrypted.
     """
     where = f"{mech.id} ({mech.peer}:{mech.port})"
     flows = _flows_of(mech, traffic, dut)
@@ -283,12 +297,12 @@ def check_mechanism(mech: ComMech, traffic: Traffic, dut: str, secrets: list[str
     protocol_checked = mech.tls or "ssh" in mech.protocol.lower()
     if csp and not protocol_checked:
         if mech.encrypted:
-            summary["note"] = (f"carries CSPs over {mech.protocol}, encrypted as the IXIT says in a way the lab cannot "
-                               "parse: only the clear-text scan applies")
+            summary["note"] = (f"carries {carried} over {mech.protocol}, encrypted as the IXIT says in a way the lab "
+                               "cannot parse: only the clear-text scan applies")
         else:
             clear = [f for f in flows if f.c2s or f.s2c]
             if clear:
-                problems.append(f"{where} carries critical security parameters without encryption (IXIT: encrypted: "
+                problems.append(f"{where} carries {carried} without encryption (IXIT: encrypted: "
                                 f"false, protocol {mech.protocol}); the capture shows {len(clear)} connection(s) with "
                                 f"clear payload, e.g. {clear[0].name}")
     judged = 0
@@ -346,13 +360,20 @@ def _summary(traffic: Traffic, dut: str) -> list[dict]:
              "dut_is": "client" if f.client[0] == dut else "server"} for f in traffic.flows]
 
 
-def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_facts, evidence, *,
-             csp: bool = False, inbound_only: bool = False) -> None:
-    """Check the mechanisms `select` picks and scan the capture for clear text.
+def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_facts, evidence, **how) -> None:
+    """`check_case`, and FAIL with every problem found."""
+    problems = check_case(case, scope, select, captures, bench, net, ixit, test_facts, evidence, **how)
+    if problems:
+        raise DutError(f"{case}: {len(problems)} problem(s) in the DUT's communication ({scope}): " + " | ".join(problems))
 
-    `csp`: the case is about critical security parameters: in-scope mechanisms must encrypt,
-    and the scan looks for CSPs only. `inbound_only`: the scan covers only connections made to
-    the DUT (its remotely accessible interfaces).
+
+def check_case(case: str, scope: str, select, captures, bench, net, ixit, test_facts, evidence, *, csp: bool = False,
+               inbound_only: bool = False, markers=None, what: str | None = None) -> list[str]:
+    """Check the mechanisms `select` picks and scan the capture for clear text; the problems found.
+
+    `csp`: in-scope mechanisms must encrypt (they carry critical security parameters, or `what`),
+    and the scan looks for CSPs only (or `markers`, named `what`). `inbound_only`: the scan
+    covers only connections made to the DUT (its remotely accessible interfaces).
     """
     dut = bench.config.network.address
     traffic, new = traffic_for(captures, bench, net, ixit, test_facts, evidence)
@@ -366,13 +387,15 @@ def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_fac
     checked = []
     with allure.step(f"check {len(mechs)} mechanism(s) of 11-ComMech in scope ({scope})"):
         for mech in mechs:
-            summary, found = check_mechanism(mech, traffic, dut, secrets, csp=csp)
+            summary, found = check_mechanism(mech, traffic, dut, secrets, csp=csp,
+                                             carried=what or "critical security parameters")
             checked.append(summary)
             problems += found
     problems = clear_logins(mechs, traffic, dut, secrets) + problems
-    markers = csp_markers(password) if csp else leak_markers(ixit, bench.config.dut.serial, password)
+    if markers is None:
+        markers = csp_markers(password) if csp else leak_markers(ixit, bench.config.dut.serial, password)
     scanned = [f for f in traffic.flows if f.server[0] == dut] if inbound_only else traffic.flows
-    what = "critical security parameters" if csp else "confidential data"
+    what = what or ("critical security parameters" if csp else "confidential data")
     where = "connections made to the DUT" if inbound_only else "every flow"
     with allure.step(f"look for {what} in clear text ({where}: {len(scanned)} flow(s))"):
         findings, found = scan_clear_text(traffic, markers, secrets, scanned)
@@ -383,14 +406,50 @@ def run_case(case: str, scope: str, select, captures, bench, net, ixit, test_fac
                             "flows": _summary(traffic, dut), "problems": problems})
     if not mechs:
         evidence.text("note.txt", f"no 11-ComMech entry is in scope ({scope}); only the clear-text scan applied\n")
-    if problems:
-        raise DutError(f"{case}: {len(problems)} problem(s) in the DUT's communication ({scope}): " + " | ".join(problems))
+    return problems
+
+
+def mitm_unit(bench, net, ixit, test_facts, evidence) -> tuple[list[str], list[str]]:
+    """The man-in-the-middle unit: (problems, why a mechanism could not be judged).
+
+    The lab's gateway answers the DUT's next connections to each outgoing `tls: true` mechanism
+    with a certificate for the documented peer name from a CA made for this test; the window is
+    the capture's (two telemetry intervals and a margin) and ends once each port has shown an
+    outcome.
+    """
+    mechs = [m for m in ixit.com_mech if m.tls and m.port is not None and (m.transport or "tcp") == "tcp"
+             and not remote_access(m)]
+    if not mechs:
+        evidence.json("mitm", {"note": "11-ComMech has no outgoing TLS mechanism: nothing to intercept"})
+        return [], []
+    _interval, window = _window(test_facts, ixit)
+    ports = {m.port for m in mechs}
+    names = [m.peer for m in mechs]
+    with allure.step(f"answer the DUT's TLS connections to port(s) {sorted(ports)} with an untrusted certificate "
+                     f"(at most {window:.1f} s)"):
+        with net.intercept_tls(sorted(ports), names, window_s=window) as mitm:
+            mitm.wait_for(ports)
+        seen = [c.as_dict() for c in mitm.results]
+    judged = [judge_mitm(m.id, m.peer, m.port, seen, window, mitm.certificate.server_names) for m in mechs]
+    evidence.text("mitm-ca.pem", mitm.certificate.ca_pem.decode())
+    evidence.json("mitm", {"window_s": window, "server_names": list(mitm.certificate.server_names),
+                           "redirect_rules": mitm.rules, "mechanisms": [j.as_dict() for j in judged]})
+    return ([p for j in judged for p in j.problems],
+            [f"{j.mechanism} ({j.port}): {j.not_judged}" for j in judged if j.not_judged])
 
 
 @pytest.mark.etsi("5.5-1-2")
 def test_5_5_1_2_best_practice_crypto(dut, bench, net, ixit, test_facts, captures, evidence):
-    """Every 11-ComMech mechanism uses the protocol the IXIT names (TLS >= 1.2, SSH 2); nothing leaks in clear."""
-    run_case("5.5-1-2", "all mechanisms", lambda m: True, captures, bench, net, ixit, test_facts, evidence)
+    """Every 11-ComMech mechanism uses the protocol the IXIT names (TLS >= 1.2, SSH 2); nothing leaks in clear;
+    an outgoing TLS mechanism refuses a certificate from an untrusted CA (man in the middle)."""
+    problems = check_case("5.5-1-2", "all mechanisms", lambda m: True, captures, bench, net, ixit, test_facts, evidence)
+    found, not_judged = mitm_unit(bench, net, ixit, test_facts, evidence)
+    problems += found
+    if problems:
+        raise DutError(f"5.5-1-2: {len(problems)} problem(s) in the DUT's communication (all mechanisms): "
+                       + " | ".join(problems))
+    if not_judged:
+        raise NetworkFault("5.5-1-2 man-in-the-middle unit not judged: " + " | ".join(not_judged))
 
 
 @pytest.mark.etsi("5.5-6-2")
@@ -416,3 +475,19 @@ def test_5_8_1_2_personal_data_protected_in_transit(dut, bench, net, ixit, test_
     run_case("5.8-1-2", "mechanisms carrying personal data",
              lambda m: m.carries.personal_data or m.carries.sensitive_personal_data,
              captures, bench, net, ixit, test_facts, evidence)
+
+
+@pytest.mark.etsi("5.8-2-2")
+def test_5_8_2_2_sensitive_personal_data_protected_in_transit(dut, bench, net, ixit, test_facts, captures, evidence):
+    """Mechanisms carrying sensitive personal data (21-PersData sensitive) encrypt it as documented (TLS >= 1.2,
+    no broken suite); it shows in clear on no flow."""
+    scope = sensitive_scope(ixit)
+    evidence.json("sensitive-scope", {"entries": list(scope.entries), "mechanisms": list(scope.mechanisms),
+                                      "markers": [what for what, _rx in scope.markers]})
+    if not scope.entries and not scope.mechanisms:  # nothing sensitive: the scan for everything confidential remains
+        run_case("5.8-2-2", "no sensitive personal data in 21-PersData or 11-ComMech", lambda m: False,
+                 captures, bench, net, ixit, test_facts, evidence)
+        return
+    run_case("5.8-2-2", "mechanisms carrying sensitive personal data", lambda m: m.id in scope.mechanisms,
+             captures, bench, net, ixit, test_facts, evidence, csp=True, markers=list(scope.markers),
+             what="sensitive personal data")
