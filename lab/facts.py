@@ -58,6 +58,8 @@ FACTS: dict[str, Fact] = {
                           "inventory's firmware_dir", "file names"),
     "update_seconds": Fact("upper bound of installing an update including its reboot", "s"),
     "boot_seconds": Fact("upper bound from power-on to the login prompt", "s"),
+    "persistent_storage": Fact("folders where the device keeps data across power cycles (mount points of its "
+                               "writable flash): the lab searches them for secrets it knows", "paths on the device"),
 }
 
 

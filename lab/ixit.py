@@ -294,6 +294,27 @@ class SecParam(_Entry):
     provisioning_mechanism: str = ""
     generation_mechanism: str = ""
     communication_mechanisms: tuple[Id, ...] = ()  # 11-ComMech ids
+    # typed part of protection_scheme, for 5.4-1-2: the setting (test_facts.config_set_command's {key})
+    # through which the user sets this parameter, e.g. a Wi-Fi key; the files on the device that
+    # hold it (absolute paths); the most permissive mode those files may have, octal ("0600")
+    config_key: str | None = None
+    stored_in: tuple[str, ...] = ()
+    file_mode: str | None = None
+
+    @field_validator("stored_in")
+    @classmethod
+    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r}: give the absolute path of the file on the device, e.g. /etc/certlab/secrets.json")
+        return value
+
+    @field_validator("file_mode")
+    @classmethod
+    def _octal(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError(f"{value!r} is not an octal file mode; write it quoted, e.g. \"0600\"")
+        return value
 
 
 # --- 11-ComMech ----------------------------------------------------------------------------
@@ -521,6 +542,15 @@ class TestFacts(_Model):
     update_images: dict[str, str] = {}  # role (newer, older) -> file delivered with the sample
     update_seconds: float = Field(default=60, gt=0, le=3600)  # upper bound: install + reboot
     boot_seconds: float = Field(default=60, gt=0, le=3600)  # upper bound: power-on to login prompt
+    persistent_storage: tuple[str, ...] | None = None  # folders of the device's writable persistent storage (5.4-1-2)
+
+    @field_validator("persistent_storage")
+    @classmethod
+    def _storage_folders(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and (not value or any(not p.startswith("/") for p in value)):
+            raise ValueError("list the absolute folders where the device keeps data across power cycles, e.g. [/data, /etc/certlab]")
+        return value
+
     # facts of behaviour the product does not have, with why (written `field: {none: "why"}`):
     # said, not left out, and never a made-up number (lab/facts.py: what a test does with it)
     absent: dict[str, Text] = {}
