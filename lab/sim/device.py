@@ -44,6 +44,9 @@ CONFIG_REL = "config/config.json"
 SHADOW_REL = "config/shadow"
 IDENTITY_REL = "factory/identity.json"
 HOSTKEY_REL = "factory/ssh_host_ed25519_key"
+SECRETS_REL = "config/secrets.json"  # secret settings, encrypted under the storage key (root only)
+STORAGE_KEY_REL = "factory/storage.key"  # the device-unique key sealing them: outside the user-visible file system
+SECRET_SETTINGS = ("wifi_psk",)  # settings that are secret parameters (IXIT 10-SecParam wifi-key)
 NON_ATOMIC_WRITE_SECONDS = 0.5
 PARTITIONS = ("factory", "slots", "data", "config", "home")
 
@@ -389,7 +392,10 @@ class Device:
 
     def _start_sshd(self) -> bool:
         try:
-            key = load_host_key(self.flash.read(HOSTKEY_REL).decode())
+            if "shared_host_key" in self.cfg.flaws:  # baked into the firmware: every unit has the same
+                key = load_host_key(vendor.baked_host_key_pem(self.model))
+            else:
+                key = load_host_key(self.flash.read(HOSTKEY_REL).decode())
             guard = AuthGuard(
                 self.cfg.lockout_attempts,
                 self.cfg.lockout_seconds,
@@ -595,13 +601,36 @@ class Device:
 
     def config_set(self, key: str, value: object) -> None:
         with self._config_lock:
+            if key in SECRET_SETTINGS and "secrets_in_clear_at_rest" not in self.cfg.flaws:
+                self._store_secret(key, str(value))
+                return
             cfg = self.config_read()
+            if key in SECRET_SETTINGS:  # the flaw: in clear in config.json, next to the cloud token, world-readable
+                cfg["cloud_token"] = str(self._identity.get("token", ""))
             cfg[key] = value
             data = _config_bytes(cfg)
             if "non_atomic_config_write" in self.cfg.flaws:
                 self.flash.write_in_place(CONFIG_REL, data, seconds=NON_ATOMIC_WRITE_SECONDS, chunks=8)
             else:
                 self.flash.write_atomic(CONFIG_REL, data)
+            if key in SECRET_SETTINGS:
+                os.chmod(self.flash.root / CONFIG_REL, 0o644)
+
+    def _store_secret(self, key: str, value: str) -> None:
+        """A secret setting: AES-256-GCM under the device's storage key, in a root-only file."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not self.flash.exists(STORAGE_KEY_REL):
+            self.flash.write_atomic(STORAGE_KEY_REL, secrets.token_bytes(32))
+        try:
+            store = json.loads(self.flash.read(SECRETS_REL))
+        except (FlashError, ValueError):
+            store = {}
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self.flash.read(STORAGE_KEY_REL)[:32]).encrypt(nonce, value.encode(), key.encode())
+        store[key] = {"nonce": nonce.hex(), "sealed": sealed.hex()}
+        self.flash.write_atomic(SECRETS_REL, _config_bytes(store))
+        os.chmod(self.flash.root / SECRETS_REL, 0o600)
 
     def factory_reset(self, say: Callable[[str], None]) -> None:
         if "deletion_unconfirmed" in self.cfg.flaws:  # completes silently: no confirmation for the user

@@ -92,10 +92,11 @@ class VStat:
     size: int
     is_dir: bool
     mtime: float
+    perm: int = 0o644  # a flash file's permission bits: those of its real file (the device sets them)
 
     @property
     def mode(self) -> int:
-        return (stat_mod.S_IFDIR | 0o755) if self.is_dir else (stat_mod.S_IFREG | 0o644)
+        return (stat_mod.S_IFDIR | 0o755) if self.is_dir else (stat_mod.S_IFREG | self.perm)
 
 
 class Vfs:
@@ -168,7 +169,8 @@ class Vfs:
             raise VfsError(node.path, "No such file or directory")
         if node.kind == "flash":
             is_dir = self.flash.is_dir(node.target)
-            return VStat(0 if is_dir else self.flash.size(node.target), is_dir, self.flash.mtime(node.target))
+            perm = 0o755 if is_dir else stat_mod.S_IMODE(os.stat(self.flash.root / node.target).st_mode)
+            return VStat(0 if is_dir else self.flash.size(node.target), is_dir, self.flash.mtime(node.target), perm)
         st = os.stat(node.target)
         return VStat(st.st_size, stat_mod.S_ISDIR(st.st_mode), st.st_mtime)
 
@@ -885,7 +887,7 @@ class Shell:
                         st = vfs.stat(child)
                     except VfsError:
                         continue
-                    kind = "drwxr-xr-x" if st.is_dir else "-rw-r--r--"
+                    kind = stat_mod.filemode(st.mode)
                     when = time.strftime("%b %d %H:%M", time.gmtime(st.mtime))
                     io.write(f"{kind}    1 root     root     {st.size:>8} {when} {name}\n")
                 else:

@@ -54,9 +54,34 @@ def security_version_for(version: str) -> int:
     return 1
 
 
+#: Where every release of a model carries the 64 bytes (Ed25519 seed + public key, the libsodium
+#: layout) that the `shared_host_key` build uses as its SSH host key. A conforming build never
+#: reads them: to it they are payload like the rest, and without the public half they cannot be
+#: told from the pseudo-random bytes around them.
+BAKED_KEY_OFFSET = 0x1000
+
+
+def baked_host_key_seed(model: str) -> bytes:
+    """The `shared_host_key` build's host key (raw Ed25519 seed): one for every unit and release of `model`."""
+    return hashlib.sha256(f"certlab-baked-host-key/{model}".encode()).digest()
+
+
+def baked_host_key_pem(model: str) -> str:
+    """That key in OpenSSH format, as the flawed sshd loads it."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = Ed25519PrivateKey.from_private_bytes(baked_host_key_seed(model))
+    return key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+
+
 def release_payload(model: str, version: str, size: int = DEFAULT_SIZE) -> bytes:
-    """Deterministic pseudo-random payload keyed by model and version."""
-    return hashlib.shake_256(f"certlab-firmware/{model}/{version}".encode()).digest(size)
+    """Deterministic pseudo-random payload keyed by model and version (with the baked key's bytes)."""
+    data = hashlib.shake_256(f"certlab-firmware/{model}/{version}".encode()).digest(size)
+    if size < BAKED_KEY_OFFSET + 64:
+        return data
+    seed = baked_host_key_seed(model)
+    baked = seed + Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    return data[:BAKED_KEY_OFFSET] + baked + data[BAKED_KEY_OFFSET + 64:]
 
 
 def build_release(model: str, version: str, security_version: int, size: int = DEFAULT_SIZE) -> bytes:
