@@ -93,11 +93,20 @@ def test_shared_with_peers() -> None:
         (b, "SN2 (bench p2)"), (a, "SN3 (bench p3)")]
 
 
-def test_fetch_host_keys_reports_a_closed_port() -> None:
+def test_a_server_that_sends_no_key_exchange_offer_is_an_oserror() -> None:
     import socket
+    import threading
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    found, missing = keys.fetch_host_keys("127.0.0.1", port, 2, key_types=("ssh-ed25519",))
-    assert found == [] and "TCP connect failed" in missing["ssh-ed25519"]
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+
+        def answer() -> None:
+            conn, _ = srv.accept()
+            conn.sendall(b"SSH-2.0-mute\r\n")
+            conn.recv(100)
+            conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        with pytest.raises(OSError, match="no SSH key exchange offer"):
+            keys.offered_host_key_algorithms("127.0.0.1", srv.getsockname()[1], 2)

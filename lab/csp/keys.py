@@ -16,14 +16,15 @@ import hashlib
 import re
 import socket
 import struct
+import time
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (Encoding, PublicFormat, load_pem_private_key,
                                                           load_ssh_private_key)
 
-#: host key algorithms the lab asks for, one handshake each (RSA keys are offered as rsa-sha2-*)
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "ssh-rsa")
+RSA_SIGNATURES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")  # three names, one RSA host key
+MAX_KEXINIT = 64 * 1024  # bytes read for the server's identification and KEXINIT
 MAX_PEM_BLOCK = 64 * 1024
 MAX_RAW_HITS = 100  # occurrences of one public key checked per image
 
@@ -73,23 +74,45 @@ def ed25519_blob(public: bytes) -> bytes:
     return struct.pack(">I", len(name)) + name + struct.pack(">I", len(public)) + public
 
 
-def fetch_host_keys(host: str, port: int, timeout: float, key_types: tuple[str, ...] = KEY_TYPES) -> tuple[list[HostKey], dict[str, str]]:
-    """The host keys an SSH server offers: one key exchange per algorithm, no authentication.
+def offered_host_key_algorithms(host: str, port: int, timeout: float) -> list[str]:
+    """The host key algorithms the server's KEXINIT lists (read in clear before any key exchange)."""
+    from lab.traffic.flows import Flow
+    from lab.traffic.ssh import parse_ssh
 
-    Returns the distinct keys and, per algorithm not obtained, why (not offered, no answer).
+    client = b"SSH-2.0-certlab_keyscan\r\n"
+    data = b""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(client)
+        deadline = time.monotonic() + timeout
+        while len(data) < MAX_KEXINIT and time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(4096)
+            except (socket.timeout, TimeoutError):
+                break
+            if not chunk:
+                break
+            data += chunk
+            info = parse_ssh(Flow("tcp", ("lab", 0), (host, port), 0.0, c2s=client, s2c=data))
+            if "server_offers" in info:
+                return list(info["server_offers"]["host_key"])
+    raise OSError(f"no SSH key exchange offer from {host}:{port} within {timeout} s ({len(data)} bytes received)")
+
+
+def fetch_host_keys(host: str, port: int, timeout: float) -> tuple[list[HostKey], dict[str, str]]:
+    """The host keys an SSH server offers: one key exchange per offered algorithm, no authentication.
+
+    Returns the distinct keys and, per offered algorithm the lab did not get a key with, why.
+    OSError when the server sends no key exchange offer at all.
     """
     import paramiko
 
     keys: list[HostKey] = []
     missing: dict[str, str] = {}
-    for kt in key_types:
-        if kt == "ssh-rsa" and any(k.algorithm == "ssh-rsa" for k in keys):
-            continue  # the RSA key already came with rsa-sha2-512
-        try:
-            sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as exc:
-            missing[kt] = f"TCP connect failed ({exc.strerror or exc})"
-            continue
+    for kt in offered_host_key_algorithms(host, port, timeout):
+        if kt in RSA_SIGNATURES and any(k.algorithm == "ssh-rsa" for k in keys):
+            continue  # one RSA key, whichever signature algorithm names it
+        sock = socket.create_connection((host, port), timeout=timeout)
         transport = paramiko.Transport(sock)
         try:
             try:
@@ -103,7 +126,7 @@ def fetch_host_keys(host: str, port: int, timeout: float, key_types: tuple[str, 
             if found not in keys:
                 keys.append(found)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            missing[kt] = f"not negotiated ({str(exc)[:120] or type(exc).__name__})"
+            missing[kt] = f"no key exchange ({str(exc)[:120] or type(exc).__name__})"
         finally:
             transport.close()
             sock.close()
