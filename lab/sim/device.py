@@ -32,7 +32,8 @@ from lab.sim.flash import Flash, FlashError
 from lab.sim.shell import MAX_TERMINAL_LINE, ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
 from lab.sim.sshd import OTHER_SERVER_VERSION, SERVER_VERSION, AuthGuard, SshService, generate_host_key_pem, load_host_key
 from lab.sim.telemetry import TelemetryClient
-from lab.sim.updater import BootState, UpdateAgent, choose_boot_slot, slot_path, write_boot_state
+from lab.sim.updater import BootState, UpdateAgent, slot_path, write_boot_state
+from lab.sim.updater import RADIO_IMAGE, RadioAgent, place_unverified, radio_image, read_boot_state, select_boot
 
 log = logging.getLogger("certlab.sim.device")
 
@@ -49,6 +50,7 @@ STORAGE_KEY_REL = "factory/storage.key"  # the device-unique key sealing them: o
 SECRET_SETTINGS = ("wifi_psk",)  # settings that are secret parameters (IXIT 10-SecParam wifi-key)
 NON_ATOMIC_WRITE_SECONDS = 0.5
 PARTITIONS = ("factory", "slots", "data", "config", "home")
+TAMPER_REL = "tamper.json"  # an unacknowledged tamper event (IXIT 20-SecBoot tamper_alert); survives factory reset
 
 
 # --- dut.json ------------------------------------------------------------------------------
@@ -321,6 +323,11 @@ class Device:
             }
             f.write_atomic(IDENTITY_REL, json.dumps(identity, indent=2).encode())  # last: "manufactured"
             f.sync()
+        if not f.exists(RADIO_IMAGE):  # the radio co-processor's factory firmware
+            radio = vendor.current_release(vendor.RADIO_RELEASES)
+            f.mkdir("radio", exist_ok=True)
+            f.write_atomic(RADIO_IMAGE, vendor.build_release(vendor.component_model(self.cfg.model, vendor.RADIO),
+                                                             radio.version, radio.security_version, vendor.RADIO_SIZE))
         self._identity = json.loads(f.read(IDENTITY_REL))
         if not verify_password(factory_pw, self._identity.get("factory_password", "")):
             # The lab re-labelled this unit (other label password or password flaw): re-provision.
@@ -334,9 +341,13 @@ class Device:
     def boot(self) -> bool:
         """Print the boot log over boot_seconds; False if no slot is bootable (halted)."""
         cfg = self.cfg
-        slot, image, loader = choose_boot_slot(self.flash, model=cfg.model, flaws=cfg.flaws,
-                                                 vendor_pubkey=cfg.vendor_pubkey)
+        choice = select_boot(self.flash, model=cfg.model, flaws=cfg.flaws, vendor_pubkey=cfg.vendor_pubkey)
+        slot, image, loader = choice.slot, choice.image, choice.lines
         lines = _uboot_lines(cfg) + loader
+        self._record_tamper(choice.refused)
+        state = read_boot_state(self.flash)
+        if slot is not None and slot != state.active:  # booted after a fallback: mark the running slot good
+            write_boot_state(self.flash, BootState(slot, state.security_counter))
         if slot is None:
             self._print_paced(lines, cfg.boot_seconds / 2)
             log.error("no bootable image; halted")
@@ -349,6 +360,9 @@ class Device:
         self._print_paced(lines + kernel, pace * (len(lines) + len(kernel)))
         self._config_check()
         self.say("Starting syslogd: OK")
+        alert = self.tamper_alert()
+        if alert:
+            self.say(f"certlab-integrity: SECURITY ALERT: {alert}; telemetry suspended until acknowledged (tamper-status --clear)")
         time.sleep(pace)
         self.say(f"Starting network: OK (eth0 {cfg.address})")
         time.sleep(pace)
@@ -441,6 +455,8 @@ class Device:
         return True
 
     def _telemetry_enabled(self) -> bool:
+        if self.tamper_alert():  # 20-SecBoot: after a detected tamper event only local administration
+            return False
         try:
             return self.config_read().get("telemetry", True) is not False
         except ConfigCorrupt:
@@ -653,7 +669,46 @@ class Device:
             flaws=self.cfg.flaws,
             write_seconds=self.cfg.update_write_seconds,
             lock=self._update_lock,
+            running_slot=self.slot,
         )
+
+    # -- the radio co-processor, the service slot write and the tamper alert (IXIT 7-UpdMech, 20-SecBoot) --
+
+    def radio_agent(self) -> RadioAgent:
+        return RadioAgent(self.flash, vendor.component_model(self.model, vendor.RADIO), self.cfg.vendor_pubkey,
+                          self.cfg.flaws)
+
+    def radio_version_line(self) -> str:
+        img = radio_image(self.flash)
+        if img is None:
+            return "radio firmware unknown (no valid image)"
+        return f"radio firmware {img.version} (security version {img.security_version})"
+
+    def place_in_inactive_slot(self, data: bytes) -> str:
+        return place_unverified(self.flash, data, self.slot)
+
+    def _record_tamper(self, refused: tuple[tuple[str, str], ...]) -> None:
+        """A slot failed verification at boot: keep the event until the administrator acknowledges it."""
+        if not refused or "no_tamper_alert" in self.cfg.flaws:
+            return
+        what = ", ".join(f"slot {slot} failed verification ({why})" for slot, why in refused)
+        self.flash.write_atomic(TAMPER_REL, (json.dumps({"event": what, "at": time.time()}) + "\n").encode())
+        log.warning("tamper event recorded: %s", what)
+
+    def tamper_alert(self) -> str:
+        """The unacknowledged tamper event, or ''."""
+        try:
+            return str(json.loads(self.flash.read(TAMPER_REL)).get("event", "tamper event"))
+        except FlashError:
+            return ""
+        except (ValueError, AttributeError):
+            return "tamper record unreadable"
+
+    def tamper_clear(self) -> bool:
+        if not self.flash.exists(TAMPER_REL):
+            return False
+        self.flash.unlink(TAMPER_REL)
+        return True
 
     def request_reboot(self, reason: str) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lab.sim.flash import Flash, FlashError
-from lab.sim.updater import UpdateAgent
+from lab.sim.updater import RadioAgent, UpdateAgent
 
 log = logging.getLogger("certlab.sim.shell")
 
@@ -62,6 +62,11 @@ class DeviceHost(Protocol):
     def factory_reset(self, say: Callable[[str], None]) -> None: ...
     def update_agent(self) -> UpdateAgent: ...
     def request_reboot(self, reason: str) -> None: ...
+    def radio_agent(self) -> RadioAgent: ...
+    def radio_version_line(self) -> str: ...
+    def place_in_inactive_slot(self, data: bytes) -> str: ...
+    def tamper_alert(self) -> str: ...
+    def tamper_clear(self) -> bool: ...
 
 
 class ShellIO(Protocol):
@@ -1021,6 +1026,51 @@ class Shell:
         if status == 0:
             self.host.request_reboot("firmware update")
         return status
+
+    def _image_arg(self, name: str, args: list[str], io: ShellIO) -> bytes | None:
+        if len(args) != 1:
+            io.write_err(f"usage: {name} PATH\n")
+            return None
+        try:
+            return self.host.vfs.read(self._node(args[0]))
+        except VfsError as exc:
+            io.write_err(f"{name}: {args[0]}: {exc.reason}\n")
+            return None
+
+    def cmd_radio_update(self, args: list[str], io: ShellIO) -> int:
+        """Install a signed radio co-processor image (no reboot: the co-processor restarts)."""
+        data = self._image_arg("radio-update", args, io)
+        if data is None:
+            return 2 if len(args) != 1 else 1
+        return self.host.radio_agent().install(data, lambda text: io.write(text + "\n"))
+
+    def cmd_radio_version(self, args: list[str], io: ShellIO) -> int:
+        io.write(self.host.radio_version_line() + "\n")
+        return 0
+
+    def cmd_slot_write(self, args: list[str], io: ShellIO) -> int:
+        """Service write of an image, unverified, into the inactive boot slot, selected for the next boot."""
+        data = self._image_arg("slot-write", args, io)
+        if data is None:
+            return 2 if len(args) != 1 else 1
+        slot = self.host.place_in_inactive_slot(data)
+        io.write(f"slot-write: {len(data)} bytes written to slot {slot}, selected for the next boot (verified at boot)\n")
+        return 0
+
+    def cmd_tamper_status(self, args: list[str], io: ShellIO) -> int:
+        if args == ["--clear"]:
+            cleared = self.host.tamper_clear()
+            io.write("tamper: alert acknowledged; telemetry resumes\n" if cleared else "tamper: no alert to acknowledge\n")
+            return 0
+        if args:
+            io.write_err("usage: tamper-status [--clear]\n")
+            return 2
+        alert = self.host.tamper_alert()
+        if alert:
+            io.write(f"tamper: DETECTED: {alert}\nnetwork: restricted (telemetry suspended until tamper-status --clear)\n")
+        else:
+            io.write("tamper: none\nnetwork: normal\n")
+        return 0
 
 
 # --- reading one command: continuation lines, as a POSIX shell does ----------------------------

@@ -75,22 +75,39 @@ def load_slot(flash: Flash, slot: str, *, model: str, public_key: str | None,
     return img, ""
 
 
-def choose_boot_slot(
-    flash: Flash, *, model: str, flaws: Iterable[str], vendor_pubkey: str
-) -> tuple[str | None, FirmwareImage | None, list[str]]:
-    """(slot, image, boot-loader lines). slot is None when nothing is bootable.
+#: Why a well-formed image failed verification: an unauthorised change (5.7-2), not a torn write.
+VERIFICATION_FAILURES = ("unsigned", "bad signature", "payload hash mismatch")
 
-    The loader verifies the slot's signature under the vendor key and its payload hash, as
-    TH-100's IXIT (20-SecBoot) says. With `unsigned_update_accepted` the product checks no
-    signature anywhere, with `tampered_update_accepted` it trusts the header and never hashes
-    the payload; with `update_bricks_on_power_loss` it has a single slot: no fallback.
+
+@dataclass(frozen=True)
+class BootChoice:
+    """What the loader decided: the slot and image to boot (None: halted), its log lines, and the
+    slots it refused because their image failed verification (slot, why)."""
+
+    slot: str | None
+    image: FirmwareImage | None
+    lines: list[str]
+    refused: tuple[tuple[str, str], ...] = ()
+
+
+def select_boot(flash: Flash, *, model: str, flaws: Iterable[str], vendor_pubkey: str) -> BootChoice:
+    """The boot loader. It verifies the slot's signature under the vendor key and its payload hash,
+    as TH-100's IXIT (20-SecBoot) says, and falls back to the other slot (boot.json is left as it
+    is: the running system knows its booted slot and never writes over it).
+
+    With `unsigned_update_accepted` the product checks no signature anywhere, with
+    `tampered_update_accepted` it trusts the header and never hashes the payload; with
+    `secure_boot_bypass` the loader boots any image for this model unverified; with
+    `update_bricks_on_power_loss` it has a single slot: no fallback.
     """
     flaws = set(flaws)
     state = read_boot_state(flash)
-    key = None if "unsigned_update_accepted" in flaws else vendor_pubkey
-    check = "tampered_update_accepted" not in flaws
+    bypass = "secure_boot_bypass" in flaws
+    key = None if "unsigned_update_accepted" in flaws or bypass else vendor_pubkey
+    check = "tampered_update_accepted" not in flaws and not bypass
     order = [state.active] if "update_bricks_on_power_loss" in flaws else [state.active, other_slot(state.active)]
     lines: list[str] = []
+    refused: list[tuple[str, str]] = []
     for slot in order:
         img, why = load_slot(flash, slot, model=model, public_key=key, check_payload=check)
         if img is not None:
@@ -98,10 +115,32 @@ def choose_boot_slot(
             if slot != state.active:
                 lines.append(f"## Warning: slot {state.active} is not bootable, falling back to slot {slot}")
             lines.append(f"Booting slot {slot}")
-            return slot, img, lines
+            return BootChoice(slot, img, lines, tuple(refused))
         lines.append(f"## Checking image in slot {slot} ... BAD ({why})")
+        if why in VERIFICATION_FAILURES:
+            refused.append((slot, why))
     lines.append("## Error: no bootable image found, halting")
-    return None, None, lines
+    return BootChoice(None, None, lines, tuple(refused))
+
+
+def choose_boot_slot(
+    flash: Flash, *, model: str, flaws: Iterable[str], vendor_pubkey: str
+) -> tuple[str | None, FirmwareImage | None, list[str]]:
+    """(slot, image, boot-loader lines) of `select_boot`; slot is None when nothing is bootable."""
+    choice = select_boot(flash, model=model, flaws=flaws, vendor_pubkey=vendor_pubkey)
+    return choice.slot, choice.image, choice.lines
+
+
+def place_unverified(flash: Flash, data: bytes, running: str | None) -> str:
+    """The documented service write (IXIT 20-SecBoot test_placement): `data` goes as it is into the
+    slot the device is not running, which is selected for the next boot; the loader decides whether
+    it runs."""
+    state = read_boot_state(flash)
+    slot = other_slot(running or state.active)
+    flash.mkdir("slots", exist_ok=True)
+    flash.write_atomic(slot_path(slot), data)
+    write_boot_state(flash, BootState(slot, state.security_counter))
+    return slot
 
 
 @dataclass(frozen=True)
@@ -114,6 +153,7 @@ class UpdateAgent:
     flaws: frozenset[str]
     write_seconds: float = 1.0
     lock: threading.Lock = field(default_factory=threading.Lock)  # one update at a time
+    running_slot: str | None = None  # the slot the loader booted (after a fallback not boot.json's)
 
     def install(self, data: bytes, say: Callable[[str], None]) -> int:
         """0 if installed (the caller reboots), 1 if rejected."""
@@ -148,7 +188,8 @@ class UpdateAgent:
             )
             return 1
         in_place = "update_bricks_on_power_loss" in self.flaws
-        slot = state.active if in_place else other_slot(state.active)
+        running = self.running_slot or state.active
+        slot = running if in_place else other_slot(running)
         say(f"update: writing {img.version} to slot {slot} ...")
         self.flash.mkdir("slots", exist_ok=True)
         # Open(O_TRUNC) + chunked writes + fsync: a cut before the fsync leaves this slot unusable.
@@ -160,3 +201,64 @@ class UpdateAgent:
         )
         say(f"update: installed {img.version} in slot {slot}; rebooting")
         return 0
+
+
+# --- the radio co-processor: a second updatable component (IXIT 7-UpdMech radio-update) ----------
+
+RADIO_IMAGE = "radio/firmware.img"
+RADIO_STATE = "radio/state.json"
+
+
+def radio_image(flash: Flash) -> FirmwareImage | None:
+    try:
+        return parse_image(flash.read(RADIO_IMAGE))
+    except (FlashError, FirmwareFormatError):
+        return None
+
+
+@dataclass(frozen=True)
+class RadioAgent:
+    """Checks and installs a radio firmware image in place (written atomically); the co-processor
+    restarts on its own, the device does not reboot. Its images carry `model` = `<device>-radio`.
+
+    With `component_update_unsigned` the agent checks a signature only when the image has one: an
+    image without any installs.
+    """
+
+    flash: Flash
+    model: str
+    vendor_pubkey: str
+    flaws: frozenset[str]
+
+    def install(self, data: bytes, say: Callable[[str], None]) -> int:
+        """0 if installed, 1 if rejected."""
+        try:
+            img = parse_image(data)
+        except FirmwareFormatError:
+            say("radio-update: rejected: not a firmware image")
+            return 1
+        if img.model != self.model:
+            say(f"radio-update: rejected: image is for {img.model}, this radio is {self.model}")
+            return 1
+        lax = "component_update_unsigned" in self.flaws and img.signature is None
+        if not lax and not verify_signature(img, self.vendor_pubkey):
+            say("radio-update: rejected: bad signature")
+            return 1
+        if not payload_matches(img):
+            say("radio-update: rejected: payload does not match its signed hash")
+            return 1
+        counter = self.security_counter()
+        if img.security_version < counter:
+            say(f"radio-update: rejected: security version {img.security_version} is older than installed {counter}")
+            return 1
+        self.flash.mkdir("radio", exist_ok=True)
+        self.flash.write_atomic(RADIO_IMAGE, data)
+        self.flash.write_atomic(RADIO_STATE, (json.dumps({"security_counter": max(counter, img.security_version)}) + "\n").encode())
+        say(f"radio-update: installed {img.version}; radio co-processor restarted")
+        return 0
+
+    def security_counter(self) -> int:
+        try:
+            return int(json.loads(self.flash.read(RADIO_STATE)).get("security_counter", 0))
+        except (FlashError, ValueError, TypeError, AttributeError):
+            return 0

@@ -37,6 +37,26 @@ RELEASES: tuple[Release, ...] = (
 )
 
 
+#: The radio co-processor firmware: a second updatable component with releases of its own, signed
+#: by the same vendor key; its images name the component as their model (`component_model`).
+RADIO = "radio"
+RADIO_SIZE = 64 * 1024
+RADIO_RELEASES: tuple[Release, ...] = (
+    Release("2.0.0", 1, "vulnerable"),
+    Release("2.1.0", 2, "current"),
+    Release("2.2.0", 3, "newer"),
+)
+
+
+def component_model(model: str, component: str) -> str:
+    """What a component's images carry as their model: `TH-100-radio` (never installable as the main firmware)."""
+    return f"{model}-{component}"
+
+
+def current_release(releases: tuple[Release, ...]) -> Release:
+    return next(r for r in releases if r.status == "current")
+
+
 def vendor_private_key() -> Ed25519PrivateKey:
     """The fake vendor signing key (deterministic from VENDOR_KEY_SEED_TEXT)."""
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(VENDOR_KEY_SEED_TEXT).digest())
@@ -46,9 +66,9 @@ def vendor_public_key_hex() -> str:
     return public_key_hex(vendor_private_key())
 
 
-def security_version_for(version: str) -> int:
+def security_version_for(version: str, releases: tuple[Release, ...] = RELEASES) -> int:
     """The anti-rollback counter the vendor assigned to `version` (1 for unknown versions)."""
-    for rel in RELEASES:
+    for rel in releases:
         if rel.version == version:
             return rel.security_version
     return 1
@@ -103,14 +123,16 @@ def write_releases(directory: str | Path, model: str, size: int = DEFAULT_SIZE) 
     """Write every release of `model` into `directory` plus a `releases.json` index; returns the index."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for rel in RELEASES:
-        data = build_release(model, rel.version, rel.security_version, size)
-        name = release_filename(model, rel.version)
+    entries: list[dict] = []
+    components: list[dict] = []  # the radio's releases: listed apart, `releases` stays the main firmware's
+    radio = component_model(model, RADIO)
+    for image_model, rel, rsize in [(model, r, size) for r in RELEASES] + [(radio, r, RADIO_SIZE) for r in RADIO_RELEASES]:
+        data = build_release(image_model, rel.version, rel.security_version, rsize)
+        name = release_filename(image_model, rel.version)
         (out / name).write_bytes(data)
-        entries.append(
+        (entries if image_model == model else components).append(
             {
-                "model": model,
+                "model": image_model,
                 "version": rel.version,
                 "security_version": rel.security_version,
                 "status": rel.status,
@@ -121,6 +143,6 @@ def write_releases(directory: str | Path, model: str, size: int = DEFAULT_SIZE) 
         )
     index = out / "releases.json"
     index.write_text(
-        json.dumps({"vendor_pubkey": vendor_public_key_hex(), "releases": entries}, indent=2) + "\n"
+        json.dumps({"vendor_pubkey": vendor_public_key_hex(), "releases": entries, "components": components}, indent=2) + "\n"
     )
     return index
