@@ -16,7 +16,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -94,6 +94,35 @@ class NetDriver:
                 bench=self.bench,
             )
         return self.interface
+
+    # --- disturbances (lab.drivers.netcut): always undone when the block ends ----------------
+    def _own_interface(self, what: str) -> str:
+        if self.loopback or not self.interface:
+            raise NetworkFault(f"{what} needs the bench network's own interface; {self.address} is reached over "
+                               "loopback", bench=self.bench)
+        if not _is_root():
+            raise NetworkFault(f"{what} needs root (or CAP_NET_ADMIN) on the lab PC", bench=self.bench)
+        return self._wire()
+
+    @contextlib.contextmanager
+    def link_cut(self) -> Iterator:
+        """The DUT loses its link (the bench interface down) while the block runs; restored after."""
+        from lab.drivers.netcut import link_cut
+
+        wire = self._own_interface("cutting the DUT's link")
+        with self._steps.step("link cut", bench=self.bench, interface=wire):
+            with link_cut(wire, self.address) as cut:
+                yield cut
+
+    @contextlib.contextmanager
+    def refuse_peer(self, port: int, transport: str = "tcp") -> Iterator[str]:
+        """The DUT's new connections to `port` are refused while the block runs (yields the rules)."""
+        from lab.drivers.netcut import refuse_peer
+
+        wire = self._own_interface("refusing the DUT's connections")
+        with self._steps.step("refuse peer port", bench=self.bench, interface=wire, port=port, transport=transport):
+            with refuse_peer(wire, self.address, port, transport) as rules:
+                yield rules
 
     # --- scans -----------------------------------------------------------------------------
     def scan_tcp(self, ports: Iterable[int], timeout: float = 2.0, *, method: str = "auto") -> PortScan:
@@ -210,8 +239,10 @@ class NetDriver:
     # --- capture ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def capture(self, pcap_path: str | Path, *, bpf_filter: str | None = None, dut_only: bool = True,
-                linger: float = 0.2) -> Iterator[Capture]:
-        """Capture the DUT's traffic while the block runs; write a pcap when it ends."""
+                linger: float = 0.2, on_packet: Callable[[object], None] | None = None) -> Iterator[Capture]:
+        """Capture the DUT's traffic while the block runs; write a pcap when it ends.
+
+        `on_packet` sees each packet as it arrives (a test waiting for one stops early)."""
         from scapy.all import AsyncSniffer, wrpcap
         from scapy.arch.linux import L2Socket
 
@@ -229,10 +260,11 @@ class NetDriver:
         with self._steps.step("capture", bench=self.bench, interface=wire, filter=flt, pcap=str(path)):
             try:
                 if wire == "lo":  # on lo every packet shows twice (out and in); keep it once, like tcpdump
-                    sniffer = AsyncSniffer(opened_socket=L2Socket(iface="lo", filter=flt or None), store=True,
+                    sniffer = AsyncSniffer(opened_socket=L2Socket(iface="lo", filter=flt or None), store=True, prn=on_packet,
                                            started_callback=started.set)
                 else:
-                    sniffer = AsyncSniffer(iface=wire, filter=flt or None, store=True, started_callback=started.set)
+                    sniffer = AsyncSniffer(iface=wire, filter=flt or None, store=True, prn=on_packet,
+                                           started_callback=started.set)
                 sniffer.start()
             except Exception as exc:  # noqa: BLE001 - scapy raises many types for a bad iface/filter
                 raise NetworkFault(f"capture on {wire} could not start: {exc}", bench=self.bench) from None

@@ -31,7 +31,7 @@ from lab.sim import vendor
 from lab.sim.flash import Flash, FlashError
 from lab.sim.shell import MAX_TERMINAL_LINE, ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
 from lab.sim.sshd import OTHER_SERVER_VERSION, SERVER_VERSION, AuthGuard, SshService, generate_host_key_pem, load_host_key
-from lab.sim.telemetry import TelemetryClient
+from lab.sim.telemetry import TelemetryClient, carrier_up
 from lab.sim.updater import BootState, UpdateAgent, slot_path, write_boot_state
 from lab.sim.updater import RADIO_IMAGE, RadioAgent, place_unverified, radio_image, read_boot_state, select_boot
 
@@ -446,6 +446,9 @@ class Device:
             token=str(self._identity.get("token", "")),
             firmware=lambda: self.image.version if self.image else "?",
             cleartext="cleartext_credentials" in self.cfg.flaws,
+            backoff="reconnect_storm" not in self.cfg.flaws,
+            gives_up_on_link_loss="no_reconnect_after_link_loss" in self.cfg.flaws,
+            link_up=(lambda: True) if self.cfg.address.startswith("127.") else carrier_up,
             source_address=self.cfg.address,
             server_name=cloud.server_name,
             enabled=self._telemetry_enabled,

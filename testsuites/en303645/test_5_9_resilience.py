@@ -1,4 +1,7 @@
-"""5.9: the DUT stays resilient to outages (TS 103 701 V1.1.1 5.9-2-2).
+"""5.9: the DUT stays resilient to outages (TS 103 701 V1.1.1 5.9-2-2, 5.9-3-2, 5.9-1-2).
+
+5.9-1-2 and 5.9-3-2 (network outages) are described at their tests below; the power cuts of
+5.9-2-2 follow.
 
 EN 303 645 5.9-2 requires the device to recover cleanly after a loss of power: after power
 returns it works again, in the same or a better state. The lab cuts power at seeded random
@@ -28,7 +31,11 @@ A DUT that no longer boots is left as it is: it FAILed.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import secrets
 import shlex
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +46,7 @@ import support
 from lab.conditions import ics_says
 from lab.errors import CertlabError, DutError, LabFault, SSHUnreachable
 from lab.strategy import BenchState
+from lab.traffic.reconnect import attempts, gaps_needed, judge_backoff, resume_bound, retry_window
 
 pytestmark = pytest.mark.bench_state("shell")
 
@@ -397,3 +405,247 @@ def test_5_9_2_2_recovers_cleanly_after_power_loss(request, dut, bench, ics, ixi
         if len(failures) > unclean:
             head += f"; {len(failures) - unclean} failure(s) outside the cuts"
         raise DutError(head + ": " + " | ".join(failures + notes))
+
+
+# --- network outages (5.9-3-2, 5.9-1-2) ---------------------------------------------------------
+
+MARGIN_S = 2.0  # the lab's margin on a documented interval (as the 5.5 capture window)
+NO_OUTGOING_WATCH_S = 10.0  # a device the IXIT says never connects out: how long the lab watches that it does not
+
+
+def _outgoing(ixit) -> list:
+    """The 11-ComMech mechanisms the DUT opens itself (remote_access false) on a documented TCP port."""
+    unknown = [m.id for m in ixit.com_mech if m.remote_access is None]
+    if unknown:
+        raise CertlabError(f"ixit: 11-ComMech {unknown[0]} does not say remote_access; the lab needs it to tell the "
+                           "connections the DUT opens from those made to it")
+    return [m for m in ixit.com_mech if m.remote_access is False and m.port and (m.transport or "tcp") == "tcp"]
+
+
+def _is_syn_from(packet, address: str) -> tuple[float, int] | None:
+    """(time, client port) of a connection-opening SYN the DUT sent, else None."""
+    tcp, ip = packet.getlayer("TCP"), packet.getlayer("IP")
+    if tcp is None or ip is None or ip.src != address or int(tcp.flags) & 0x12 != 0x02:
+        return None
+    return float(packet.time), int(tcp.sport)
+
+
+def _carries_data_from(packet, address: str) -> bool:
+    tcp, ip = packet.getlayer("TCP"), packet.getlayer("IP")
+    if tcp is None or ip is None or ip.src != address:
+        return False
+    return int(ip.len) - 4 * int(ip.ihl) - 4 * int(tcp.dataofs) > 0  # by the headers: Ethernet padding is no data
+
+
+def _watch_no_outgoing(bench, evidence, name: str) -> dict:
+    """For a DUT whose IXIT lists no outgoing mechanism: the link is cut and restored, then the lab watches
+    that the DUT opens no connection at all (no reconnection, hence no storm). FAIL on any SYN it sends."""
+    address = bench.config.network.address
+    syns: list[tuple[float, int, int]] = []
+
+    def seen(packet) -> None:
+        syn = _is_syn_from(packet, address)
+        if syn:
+            syns.append((*syn, int(packet.getlayer("TCP").dport)))
+
+    with bench.net.link_cut():
+        time.sleep(1.0)
+    with bench.net.capture(evidence.path(f"{name}.pcap"), bpf_filter="tcp", on_packet=seen):
+        time.sleep(NO_OUTGOING_WATCH_S)
+    record = {"outgoing_mechanisms": [], "watched_s": NO_OUTGOING_WATCH_S,
+              "connections_opened": [{"at": round(t, 3), "sport": sp, "dport": dp} for t, sp, dp in syns]}
+    evidence.json(name, record)
+    if syns:
+        ports = sorted({dp for _, _, dp in syns})
+        raise DutError(f"11-ComMech lists no connection the DUT opens itself, yet after its link returned it opened "
+                       f"{len(syns)} connection(s) to port(s) {ports} within {NO_OUTGOING_WATCH_S:g} s")
+    return record
+
+
+@pytest.mark.etsi("5.9-3-2")
+def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
+    """The DUT reconnects with its documented back-off and jitter, not in a storm, when its peer refuses it.
+
+    For each mechanism the DUT opens itself (11-ComMech, remote_access false, TCP), the lab refuses
+    the DUT's connections to the documented port on the lab PC (a TCP reset, as a peer that is down;
+    only that port, only from this DUT, on this bench's interface) and records each connection
+    attempt (its first SYN) in a capture: the first failed one within the documented interval
+    (test_facts.telemetry_interval_seconds) plus a margin, then the retries over the window the
+    documented policy needs (11-ComMech `reconnect`: initial_seconds, factor, max_seconds, jitter).
+    A retry earlier than its documented wait (less jitter and a tolerance), fewer retries than the
+    policy gives, or documented jitter that never shows FAILs; so does no attempt at all.
+    The TS also asks for all samples powered on at once: benches of one run test in parallel but
+    are not synchronised, so the lab judges each sample's own retries (the jitter is what keeps
+    samples powered on together from retrying in step). A device whose IXIT lists no outgoing
+    mechanism has its link cut and restored and must then open no connection for 10 s.
+    Side effects: the DUT's outgoing connections fail for a few seconds.
+    """
+    mechs = _outgoing(ixit)
+    if not mechs:
+        _watch_no_outgoing(bench, evidence, "reconnection")
+        return
+    interval = test_facts.need("telemetry_interval_seconds")
+    address = bench.config.network.address
+    problems: list[str] = []
+    for mech in mechs:
+        policy = mech.reconnect
+        if policy is None:
+            raise CertlabError(f"ixit: 11-ComMech {mech.id} has no reconnect (initial_seconds, factor, max_seconds, "
+                               f"jitter); the lab needs the documented retry policy (resilience_measures says: "
+                               f"{mech.resilience_measures or 'nothing'!r})")
+        needed = gaps_needed(policy)
+        first_bound, window = interval + MARGIN_S, retry_window(policy, needed)
+        syns: list[tuple[float, int]] = []
+        first, enough = threading.Event(), threading.Event()
+
+        def seen(packet) -> None:
+            syn = _is_syn_from(packet, address)
+            if syn:
+                syns.append(syn)
+                first.set()
+                if len(attempts(syns)) > needed:
+                    enough.set()
+
+        with allure.step(f"refuse {mech.id} (tcp/{mech.port}) and record the DUT's attempts"):
+            with bench.net.capture(evidence.path(f"reconnect-{mech.id}.pcap"), bpf_filter=f"tcp dst port {mech.port}",
+                                   on_packet=seen):
+                with bench.net.refuse_peer(mech.port, "tcp") as rules:
+                    started = time.monotonic()
+                    first.wait(first_bound)
+                    first_after = time.monotonic() - started if first.is_set() else None
+                    if first.is_set():
+                        enough.wait(window)
+        found = attempts(list(syns))
+        record = {"mechanism": mech.id, "port": mech.port, "policy": policy.model_dump(), "rules": rules,
+                  "first_attempt_within_s": first_bound, "retry_window_s": round(window, 3),
+                  "retries_needed": needed, "attempts": [{"at": round(a.at - found[0].at, 3), "sport": a.sport}
+                                                         for a in found]}
+        if not found:
+            evidence.json(f"reconnect-{mech.id}", record)
+            problems.append(f"{mech.id}: the DUT made no connection attempt to port {mech.port} within {first_bound:g} s "
+                            f"(test_facts.telemetry_interval_seconds {interval:g} s + {MARGIN_S:g} s), so its reconnection "
+                            "could not be shown")
+            continue
+        judged = judge_backoff(found, policy, needed, mech.id)
+        record.update(first_attempt_after_s=round(first_after or 0.0, 3), judgement=judged.as_dict(policy))
+        evidence.json(f"reconnect-{mech.id}", record)
+        problems += judged.problems
+    if problems:
+        raise DutError("the reconnection is not orderly as documented: " + "; ".join(problems))
+
+
+def _console_run(bench, command: str, timeout: float) -> tuple[int, str]:
+    """Run `command` at the console's shell prompt: (exit status, what it printed between two markers)."""
+    mark = f"certlab{secrets.token_hex(4)}"
+    bench.console.read_until_quiet(quiet=0.3, timeout=3)
+    bench.console.sendline(f'echo {mark}-"BEGIN"; {command}; echo {mark}-"END"-$?')
+    bench.console.expect(f"{mark}-BEGIN\r?\n", timeout=timeout)
+    end = bench.console.expect(f"{mark}-END-([0-9]+)\r?\n", timeout=timeout)
+    return int(end.match.group(1)), end.before
+
+
+def _local_functions(bench, test_facts, value: str) -> tuple[list[dict], list[str]]:
+    """The documented local functions on the console while the link is cut: the version command, and a
+    configuration write and read-back when the IXIT documents them. (log, failures)."""
+    timeout = bench.config.console.timeout
+    log: list[dict] = []
+    failures: list[str] = []
+    status, out = _console_run(bench, test_facts.version_command, timeout)
+    log.append({"command": test_facts.version_command, "exit_status": status, "output": out[-400:]})
+    if status != 0 or not re.search(test_facts.version_pattern, out):
+        failures.append(f"`{test_facts.version_command}` on the console exited {status} and printed {out.strip()[:120]!r} "
+                        f"(documented pattern {test_facts.version_pattern!r})")
+    if test_facts.config_set_command and test_facts.config_get_command:
+        key = shlex.quote(test_facts.config_probe_key)
+        set_cmd = test_facts.config_set_command.format(key=key, value=shlex.quote(value))
+        get_cmd = test_facts.config_get_command.format(key=key)
+        s_status, s_out = _console_run(bench, set_cmd, timeout)
+        g_status, g_out = _console_run(bench, get_cmd, timeout)
+        log += [{"command": set_cmd, "exit_status": s_status, "output": s_out[-400:]},
+                {"command": get_cmd, "exit_status": g_status, "output": g_out[-400:]}]
+        if s_status != 0 or g_status != 0 or value not in g_out:
+            failures.append(f"the configuration did not work on the console: `{set_cmd}` exited {s_status}, `{get_cmd}` "
+                            f"exited {g_status} and printed {g_out.strip()[:120]!r}")
+    return log, failures
+
+
+@pytest.mark.etsi("5.9-1-2")
+def test_5_9_1_2_resilient_to_network_loss(dut, bench, ixit, test_facts, evidence):
+    """Without its network the DUT keeps its local functions; when the network returns, so does its traffic.
+
+    The lab cuts the DUT's link (the bench interface down: the DUT loses its carrier) for the
+    documented telemetry interval plus a margin (test_facts.telemetry_interval_seconds), so the
+    DUT has had to send during the loss. Meanwhile, on the serial console, the documented local
+    functions must work: the version command (test_facts.version_command/version_pattern) and,
+    where documented, a configuration write and read-back (config_set/get_command, the probe key).
+    The link then returns: the DUT must answer over SSH again (the lab's new session) and each
+    mechanism it opens itself (11-ComMech, remote_access false) must carry data again within its
+    interval plus its longest documented retry wait (11-ComMech reconnect max_seconds) plus a
+    margin, seen in a capture. This is also the network half of 5.9-2-2 (recovery from a loss of
+    network), recorded as such in the evidence. A DUT whose traffic did not resume is power-cycled
+    afterwards, so the next test finds it working.
+    Side effects: the link is down for one interval; the probe setting is written on the console
+    and put back to its earlier value when it had one; the lab's SSH session is reopened.
+    """
+    mechs = _outgoing(ixit)
+    interval = test_facts.need("telemetry_interval_seconds") if mechs else None
+    hold = (interval + MARGIN_S) if interval else 1.0
+    address = bench.config.network.address
+    value = f"certlab-offline-{secrets.token_hex(4)}"
+    before = None
+    if test_facts.config_get_command and test_facts.config_set_command:
+        got = bench.ssh.run(test_facts.config_get_command.format(key=shlex.quote(test_facts.config_probe_key)),
+                            timeout=30)
+        before = got.stdout.strip() if got.exit_status == 0 else None
+    bench.console.open()
+    bench.ssh.drop("the lab cuts the DUT's link (5.9-1-2)")
+    failures: list[str] = []
+    record: dict = {"covers": "5.9-1-2, and the network half of 5.9-2-2 (recovery after a loss of network)",
+                    "link_down_s": hold, "outgoing_mechanisms": [m.id for m in mechs]}
+    with allure.step(f"cut the link for {hold:g} s and use the console meanwhile"):
+        with bench.net.link_cut() as cut:
+            log, local = _local_functions(bench, test_facts, value)
+            record["console_during_cut"] = log
+            failures += [f"while the link was cut, {f}" for f in local]
+            time.sleep(max(0.0, cut.down_at + hold - time.monotonic()))
+    resumed: dict[str, float] = {}
+    waiting = {m.port: m for m in mechs}
+    done = threading.Event()
+
+    def seen(packet) -> None:
+        tcp = packet.getlayer("TCP")
+        if tcp is not None and _carries_data_from(packet, address) and int(tcp.dport) in waiting:
+            mech = waiting.pop(int(tcp.dport))
+            resumed[mech.id] = time.monotonic() - cut.up_at
+            if not waiting:
+                done.set()
+
+    bound = max((resume_bound(interval, m.reconnect, MARGIN_S) for m in mechs), default=0.0)
+    with allure.step("the link is back: SSH answers and the documented traffic resumes"):
+        ports = " or ".join(f"dst port {m.port}" for m in mechs)
+        with contextlib.ExitStack() as stack:
+            if mechs:
+                stack.enter_context(bench.net.capture(evidence.path("after-link-loss.pcap"),
+                                                      bpf_filter=f"tcp and ({ports})", on_packet=seen))
+            try:
+                bench.ssh.run(test_facts.version_command, timeout=30)
+                record["ssh_back_after_s"] = round(time.monotonic() - cut.up_at, 3)
+            except SSHUnreachable as exc:
+                failures.append(f"after the link returned (the lab's route to {address} was back) the DUT did not "
+                                f"answer over SSH: {exc.cause}")
+            if mechs:
+                done.wait(max(0.0, cut.up_at + bound - time.monotonic()))
+    record.update(resume_bound_s=bound, resumed_after_s={k: round(v, 3) for k, v in resumed.items()})
+    for mech in waiting.values():
+        failures.append(f"{mech.id} (tcp/{mech.port}) did not resume within {bound:g} s of the link's return "
+                        f"(interval {interval:g} s + longest documented retry wait + {MARGIN_S:g} s)")
+    evidence.json("network-loss", record)
+    if waiting:
+        with allure.step("power-cycle the DUT so that it works again for the next test"):
+            bench.strategy.invalidate()
+            bench.strategy.transition(BenchState.SHELL)
+    elif before is not None:
+        support.ssh_output(bench, test_facts.config_set_command.format(key=shlex.quote(test_facts.config_probe_key),
+                                                                      value=shlex.quote(before)))
+    if failures:
+        raise DutError("the DUT is not resilient to a loss of network: " + "; ".join(failures))
