@@ -60,6 +60,9 @@ FACTS: dict[str, Fact] = {
     "boot_seconds": Fact("upper bound from power-on to the login prompt", "s"),
     "persistent_storage": Fact("folders where the device keeps data across power cycles (mount points of its "
                                "writable flash): the lab searches them for secrets it knows", "paths on the device"),
+    "component_updates": Fact("per 7-UpdMech id other than the main firmware's: the component's version command "
+                              "and pattern, its release files by role (in firmware_dir) and whether installing "
+                              "reboots the device", "mapping"),
 }
 
 

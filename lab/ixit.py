@@ -427,11 +427,66 @@ class Intf(_Entry):
         return self
 
 
+def _regex_with(value: str | None, *groups: str) -> str | None:
+    """A regular expression from the IXIT: it compiles and has the named groups a test reads."""
+    if value is not None:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        missing = [g for g in groups if g not in compiled.groupindex]
+        if missing:
+            raise ValueError(f"needs the named group(s) {', '.join(missing)}, e.g. (?P<{missing[0]}>...)")
+    return value
+
+
+class SlotPlacement(_Model):
+    """How a test lab puts an image into the inactive boot slot, unverified, and boots it (5.7-1-2)."""
+
+    upload_path: str  # where the image is copied (SFTP) before write_command
+    write_command: str  # template with {path}: writes the image as it is and selects that slot for the next boot
+    boot_command: str  # makes the device boot the selected slot (e.g. reboot)
+    description: Text
+
+    @field_validator("write_command")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format(path="/x")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("a command template may use only {path}, e.g. 'slot-write {path}'") from None
+        return value
+
+
+class TamperAlert(_Model):
+    """What the device does once it detects an unauthorised change to its software (5.7-2)."""
+
+    console_pattern: str | None = None  # regular expression of the alert in the console/boot log
+    status_command: str | None = None  # prints the tamper state
+    status_pattern: str | None = None  # regular expression the status output matches while alerted
+    suspended_mechanisms: tuple[Id, ...] = ()  # 11-ComMech ids the device does not use while alerted
+    clear_command: str | None = None  # the administrator's acknowledgement: normal network use resumes
+    description: Text
+
+    @field_validator("console_pattern", "status_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _regex_with(value)
+
+
 class SecBoot(_Entry):
     security_guarantees: str = ""
     detection_mechanisms: str = ""
     user_notification: str = ""
     notification_functionality: str = ""
+    test_placement: SlotPlacement | None = None  # how the lab may place an image for the secure-boot test
+    refusal_pattern: str | None = None  # regular expression: the boot log line saying an image was refused
+    tamper_alert: TamperAlert | None = None
+
+    @field_validator("refusal_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _regex_with(value)
 
 
 class PersData(_Entry):
@@ -519,6 +574,28 @@ class InpVal(_Entry):
     on_invalid: Text
 
 
+class ComponentUpdate(_Model):
+    """A component's own update mechanism, for the lab: its version read-out and release files."""
+
+    version_command: Text  # prints the component's installed version
+    version_pattern: str  # regular expression with a named group 'version'
+    images: dict[str, str] = {}  # role (newer, older) -> release file in the inventory's firmware_dir
+    reboots: bool = True  # the device reboots after installing (False: the component restarts on its own)
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _has_version_group(cls, value: str) -> str:
+        return _regex_with(value, "version")
+
+    @field_validator("images")
+    @classmethod
+    def _roles(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - {"newer", "older", "current"}
+        if unknown:
+            raise ValueError(f"unknown image roles {sorted(unknown)}; use newer, older, current")
+        return value
+
+
 ABSENT_NEVER = ("version_command", "version_pattern")  # every product has a firmware version
 
 
@@ -551,6 +628,9 @@ class TestFacts(_Model):
             raise ValueError("list the absolute folders where the device keeps data across power cycles, e.g. [/data, /etc/certlab]")
         return value
 
+    # 7-UpdMech id -> how the lab drives a component's own update mechanism (every mechanism but the
+    # main firmware's, which update_images and version_command describe)
+    component_updates: dict[Id, ComponentUpdate] = {}
     # facts of behaviour the product does not have, with why (written `field: {none: "why"}`):
     # said, not left out, and never a made-up number (lab/facts.py: what a test does with it)
     absent: dict[str, Text] = {}

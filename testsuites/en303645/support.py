@@ -16,6 +16,7 @@ from lab.bench import Bench
 from lab.errors import CertlabError, DutError, ExpectTimeout, LabFault, LabLoginRejected, SSHUnreachable
 from lab.firmware import FirmwareImage, parse_image
 from lab.ixit import Ixit, TestFacts, UpdMech
+from lab.updates import UpdateTarget, main_mechanism
 from lab.strategy import BenchState
 
 
@@ -86,17 +87,18 @@ def ensure_booted(bench: Bench) -> None:
 
 
 def update_mechanism(ixit: Ixit) -> UpdMech:
-    """The one 7-UpdMech entry the lab can drive unattended (files over SFTP/SCP + apply command)."""
-    usable = [m for m in ixit.upd_mech
-              if m.delivery and m.delivery.method in ("sftp", "scp") and m.delivery.upload_path
-              and m.delivery.apply_command]
-    if not usable:
-        raise CertlabError("ixit: 7-UpdMech: no update mechanism with delivery.method sftp/scp, upload_path and "
-                           "apply_command; the lab cannot deliver updates unattended (test this mechanism by hand)")
-    if len(usable) > 1:
-        raise CertlabError(f"ixit: 7-UpdMech: {len(usable)} mechanisms can be driven ({', '.join(m.id for m in usable)}) "
-                           "but test_facts.update_images does not say which one its images are for")
-    return usable[0]
+    """The main firmware's 7-UpdMech entry the lab can drive unattended (files over SFTP/SCP + apply command);
+    other components' mechanisms are named in test_facts.component_updates (lab.updates)."""
+    return main_mechanism(ixit)
+
+
+def target_version(bench: Bench, target: UpdateTarget) -> str:
+    """The version of the component `target` updates, read as the IXIT says."""
+    text = ssh_output(bench, target.version_command)
+    version = target.version_in(text)
+    if version is None:
+        raise DutError(f"`{target.version_command}` printed no version matching {target.version_pattern!r}: {text.strip()[:200]!r}")
+    return version
 
 
 def release_image(firmware_dir: Path, facts: TestFacts, role: str) -> tuple[bytes, FirmwareImage]:
@@ -138,12 +140,16 @@ class UpdateAttempt:
 
 
 def apply_update(bench: Bench, facts: TestFacts, mech: UpdMech, data: bytes, *, image: str, local: Path,
-                 timeout: float | None = None) -> UpdateAttempt:
+                 timeout: float | None = None, target: UpdateTarget | None = None) -> UpdateAttempt:
     """Deliver `data` as the IXIT says, run the apply command, follow a reboot, read the version.
 
     The image is kept at `local` (evidence). After an exit status 0 the DUT is expected to reboot
-    (its boot banner on the console), then to come back over SSH within the IXIT's bounds.
+    (its boot banner on the console), then to come back over SSH within the IXIT's bounds. With a
+    `target` (another component, lab.updates) its version is read and, where it documents no
+    reboot (`reboots: false`), none is awaited.
     """
+    if target is not None and not target.reboots:
+        return _apply_without_reboot(bench, facts, target, data, image=image, local=local, timeout=timeout)
     delivery = mech.delivery
     if delivery is None or not delivery.upload_path or not delivery.apply_command:
         raise CertlabError(f"ixit: 7-UpdMech {mech.id}: delivery needs upload_path and apply_command")
@@ -174,6 +180,24 @@ def apply_update(bench: Bench, facts: TestFacts, mech: UpdMech, data: bytes, *, 
             attempt.after = installed_version(bench, facts)
         else:
             raise
+    return attempt
+
+
+def _apply_without_reboot(bench: Bench, facts: TestFacts, target: UpdateTarget, data: bytes, *, image: str,
+                          local: Path, timeout: float | None) -> UpdateAttempt:
+    """A component that installs in place (no reboot): deliver, apply, read its version again."""
+    delivery = target.mech.delivery
+    local.write_bytes(data)
+    header = parse_image(data)
+    before = target_version(bench, target)
+    bench.ssh.put(local, delivery.upload_path)
+    command = delivery.apply_command.format(path=shlex.quote(delivery.upload_path))
+    start = time.monotonic()
+    result = bench.ssh.run(command, timeout=timeout or facts.update_seconds)
+    status: int | None = result.exit_status if result.exit_status >= 0 else None
+    attempt = UpdateAttempt(image, header.version, before, status, (result.stdout + result.stderr).strip(),
+                            time.monotonic() - start)
+    attempt.after = target_version(bench, target)
     return attempt
 
 

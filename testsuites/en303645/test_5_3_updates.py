@@ -1,4 +1,4 @@
-"""5.3-2-2: the update mechanism is secure (TS 103 701 V1.1.1, the test group's attack units).
+"""5.3-2-2: the update mechanism is secure; 5.3-1-2: so is every updatable component's (TS 103 701 V1.1.1).
 
 EN 303 645 5.3-2 requires a secure update mechanism: one an attacker cannot misuse. The TS
 asks the lab to design attacks and run them: images with no signature, a wrong signature or a
@@ -7,6 +7,11 @@ interruption of the update. Each attack is its own test under the one test case 
 certifier sees which attack succeeded. The mechanism (SFTP upload + apply command), its key and
 its promises come from IXIT 7-UpdMech; the genuine images from the manufacturer's release files
 (test_facts.update_images); the attack images are crafted from them with lab.firmware.
+
+5.3-1-2 runs the same attacks (lab.updates.ATTACKS: unsigned, tampered, wrong key; rollback where
+the mechanism's IXIT entry declares anti-rollback) against every mechanism IXIT 6-SoftComp names,
+the main firmware's included; a component's facts (version command, release files, whether it
+reboots) come from test_facts.component_updates. It runs after the 5.3-2-2 tests.
 
 An image counts as installed when the apply command exits 0 (IXIT: 0 installs, non-zero
 rejects) or when the DUT then runs the image's version. The tests are ordered so that the
@@ -28,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import support
 from lab.errors import CertlabError, DutError
-from lab.firmware import flip_payload_byte, public_key_hex, resign, strip_signature
+from lab.firmware import parse_image, public_key_hex
+from lab.updates import ATTACKS, Attack, UpdateTarget, attack, rollback_problem, update_targets
 
 pytestmark = pytest.mark.bench_state("shell")
 
@@ -42,46 +48,72 @@ def releases(request: pytest.FixtureRequest, test_facts) -> Path:
     return request.getfixturevalue("firmware_dir")
 
 
-def _restore_genuine(bench, test_facts, mech, firmware_dir: Path, evidence, name: str) -> None:
+def _main_target(ixit, test_facts) -> UpdateTarget:
+    """The main firmware's mechanism as a target (5.3-2-2's subject)."""
+    mech = support.update_mechanism(ixit)
+    return UpdateTarget(mech, (), test_facts.version_command, test_facts.version_pattern,
+                        dict(test_facts.update_images or {}), "test_facts.update_images", True)
+
+
+def _release(firmware_dir: Path, target: UpdateTarget, role: str):
+    """A release file of `target` (its IXIT field names it), parsed."""
+    path = firmware_dir / target.image_file(role)
+    if not path.is_file():
+        raise CertlabError(f"{path}: the {role} release file named in {target.images_field} is missing; "
+                           "copy the manufacturer's release files into firmware_dir")
+    data = path.read_bytes()
+    return data, parse_image(data)
+
+
+def _deliver(bench, test_facts, target: UpdateTarget, data: bytes, *, image: str, local: Path):
+    return support.apply_update(bench, test_facts, target.mech, data, image=image, local=local, target=target)
+
+
+def _restore_genuine(bench, test_facts, target: UpdateTarget, firmware_dir: Path, evidence, name: str) -> None:
     """After an attack image got in: put the genuine newer release back (best effort, logged)."""
     with allure.step("restore the genuine newer release"):
-        data, _ = support.release_image(firmware_dir, test_facts, "newer")
         try:
-            back = support.apply_update(bench, test_facts, mech, data, image="genuine newer release (restore)",
-                                        local=evidence.path(f"{name}-restore.clfw"))
+            data, _ = _release(firmware_dir, target, "newer")
+            back = _deliver(bench, test_facts, target, data, image="genuine newer release (restore)",
+                            local=evidence.path(f"{name}-restore.clfw"))
             evidence.json(f"{name}-restore", vars(back))
         except Exception as exc:  # noqa: BLE001 - the verdict (FAIL) is decided; record the DUT's state
             evidence.text(f"{name}-restore-failed.txt", f"{type(exc).__name__}: {exc}")
 
 
-def _attack(bench, test_facts, ixit, firmware_dir, evidence, *, name: str, image: str, craft, flaw_words: str) -> None:
-    """Send one crafted image; FAIL if the DUT installed it."""
-    mech = support.update_mechanism(ixit)
-    genuine, header = support.release_image(firmware_dir, test_facts, "newer")
-    data = craft(genuine)
-    with allure.step(f"deliver {image} and run `{mech.delivery.apply_command}`"):
-        attempt = support.apply_update(bench, test_facts, mech, data, image=image,
-                                       local=evidence.path(f"{name}.clfw"))
-    evidence.json(f"{name}-attempt", {**vars(attempt), "installed": attempt.installed,
-                                      "crafted_from": test_facts.update_images["newer"], "header": header.header})
-    if attempt.installed:
-        _restore_genuine(bench, test_facts, mech, firmware_dir, evidence, name)
-        raise DutError(f"the DUT installed {flaw_words} ({attempt.describe()}; its answer: {attempt.output[:200]!r})")
+def _try_attack(bench, test_facts, target: UpdateTarget, firmware_dir, evidence, bad: Attack, lab_key,
+                name: str) -> str | None:
+    """Send one crafted image to `target`'s mechanism; what went wrong if the DUT installed it, else None."""
+    genuine, header = _release(firmware_dir, target, "newer")
+    data = bad.craft(genuine, lab_key)
+    with allure.step(f"deliver {bad.image} and run `{target.mech.delivery.apply_command}`"):
+        attempt = _deliver(bench, test_facts, target, data, image=bad.image, local=evidence.path(f"{name}.clfw"))
+    evidence.json(f"{name}-attempt", {**vars(attempt), "installed": attempt.installed, "mechanism": target.mech.id,
+                                      "crafted_from": target.image_file("newer"), "header": header.header})
+    if not attempt.installed:
+        return None
+    _restore_genuine(bench, test_facts, target, firmware_dir, evidence, name)
+    return f"installed {bad.accepted_means} ({attempt.describe()}; its answer: {attempt.output[:200]!r})"
+
+
+def _attack(bench, test_facts, ixit, firmware_dir, evidence, *, name: str, lab_key=None) -> None:
+    """Send one crafted image to the main firmware's mechanism; FAIL if the DUT installed it."""
+    problem = _try_attack(bench, test_facts, _main_target(ixit, test_facts), firmware_dir, evidence, attack(name),
+                          lab_key or Ed25519PrivateKey.generate(), name)
+    if problem:
+        raise DutError(f"the DUT {problem}")
 
 
 @pytest.mark.etsi("5.3-2-2")
 def test_5_3_2_2_unsigned_image_refused(releases, dut, bench, ixit, test_facts, evidence):
     """The newer release with its signature removed must be refused (5.3-2: no unauthenticated images)."""
-    _attack(bench, test_facts, ixit, releases, evidence, name="unsigned", image="the newer release without its signature",
-            craft=strip_signature, flaw_words="an image with no signature")
+    _attack(bench, test_facts, ixit, releases, evidence, name="unsigned")
 
 
 @pytest.mark.etsi("5.3-2-2")
 def test_5_3_2_2_tampered_payload_refused(releases, dut, bench, ixit, test_facts, evidence):
     """The newer release with one payload byte flipped (signed header intact) must be refused."""
-    _attack(bench, test_facts, ixit, releases, evidence,
-            name="tampered", image="the newer release with one payload byte flipped", craft=flip_payload_byte,
-            flaw_words="an image whose payload no longer matches its signed hash (one byte flipped)")
+    _attack(bench, test_facts, ixit, releases, evidence, name="tampered")
 
 
 @pytest.mark.etsi("5.3-2-2")
@@ -91,9 +123,7 @@ def test_5_3_2_2_wrong_key_refused(releases, dut, bench, ixit, test_facts, evide
     mech = support.update_mechanism(ixit)
     vendor_key = mech.signature.public_key_hex if mech.signature else None
     evidence.json("wrong-key-keys", {"lab_public_key": public_key_hex(lab_key), "vendor_public_key_ixit": vendor_key})
-    _attack(bench, test_facts, ixit, releases, evidence,
-            name="wrong-key", image="the newer release re-signed with a lab-made key", craft=lambda d: resign(d, lab_key),
-            flaw_words="an image signed with a key that is not the vendor's")
+    _attack(bench, test_facts, ixit, releases, evidence, name="wrong-key", lab_key=lab_key)
 
 
 @pytest.mark.etsi("5.3-2-2")
@@ -138,7 +168,7 @@ def test_5_3_2_2_rollback_refused(releases, dut, bench, ixit, test_facts, eviden
                                        "newer": newer_hdr.header,
                                        "ixit_anti_rollback": anti.model_dump() if anti else None})
     if attempt.installed:
-        _restore_genuine(bench, test_facts, mech, releases, evidence, "rollback")
+        _restore_genuine(bench, test_facts, _main_target(ixit, test_facts), releases, evidence, "rollback")
         raise DutError(
             f"the DUT installed the older release {older_hdr.version} (security version {older_hdr.security_version} "
             f"< {newer_hdr.security_version} of the running {newer_hdr.version}): rollback to a vulnerable image "
@@ -183,3 +213,54 @@ def test_5_3_2_2_power_loss_during_update_leaves_bootable_device(releases, dut, 
         raise
     finally:
         evidence.json("power-loss-cuts", {"window_s": round(window, 3), "image": header.header, "cuts": rows})
+
+
+@pytest.mark.etsi("5.3-1-2")
+def test_5_3_1_2_every_component_update_mechanism_resists_the_attacks(request, dut, bench, ixit, test_facts, evidence):
+    """5.3-2-2's attacks against every component's update mechanism (IXIT 6-SoftComp -> 7-UpdMech): each
+    must refuse an unsigned, a tampered and a foreign-signed image, install its genuine newer release
+    (the control), and refuse its older one where it declares anti-rollback."""
+    targets = update_targets(ixit, test_facts)
+    firmware_dir: Path = request.getfixturevalue("firmware_dir")
+    lab_key = Ed25519PrivateKey.generate()
+    evidence.json("targets", {"lab_public_key": public_key_hex(lab_key),
+                              "component_updates": sorted(test_facts.component_updates or {}),
+                              "mechanisms": [{"mechanism": t.mech.id, "components": t.components, "images": t.images,
+                                              "reboots": t.reboots} for t in targets]})
+    problems: list[str] = []
+    for target in targets:
+        slug = target.mech.id
+        with allure.step(f"attack {target.name}"):
+            for bad in ATTACKS:
+                problem = _try_attack(bench, test_facts, target, firmware_dir, evidence, bad, lab_key, f"{slug}-{bad.name}")
+                if problem:
+                    problems.append(f"{target.name} {problem}")
+            newer, newer_hdr = _release(firmware_dir, target, "newer")
+            if support.target_version(bench, target) != newer_hdr.version:
+                with allure.step(f"control: the genuine newer release {newer_hdr.version}"):
+                    control = _deliver(bench, test_facts, target, newer, image=f"genuine release {newer_hdr.version}",
+                                       local=evidence.path(f"{slug}-valid.clfw"))
+                    evidence.json(f"{slug}-valid-attempt", {**vars(control), "installed": control.installed})
+                if control.exit_status != 0 or control.after != newer_hdr.version:
+                    problems.append(f"{target.name} did not install the manufacturer's genuine release {newer_hdr.version} "
+                                    f"({control.describe()}): the component cannot be updated")
+                    continue
+            anti = target.mech.anti_rollback
+            if not (anti and anti.enabled):
+                evidence.text(f"{slug}-rollback.txt", "no rollback attack: the IXIT declares no anti-rollback")
+                continue
+            older, older_hdr = _release(firmware_dir, target, "older")
+            why = rollback_problem(older_hdr, newer_hdr, target.images_field)
+            if why:
+                raise CertlabError(why)
+            with allure.step(f"rollback: deliver the older release {older_hdr.version}"):
+                attempt = _deliver(bench, test_facts, target, older, image=f"older release {older_hdr.version}",
+                                   local=evidence.path(f"{slug}-rollback.clfw"))
+            evidence.json(f"{slug}-rollback-attempt", {**vars(attempt), "installed": attempt.installed})
+            if attempt.installed:
+                _restore_genuine(bench, test_facts, target, firmware_dir, evidence, f"{slug}-rollback")
+                problems.append(f"{target.name} installed the older release {older_hdr.version} (security version "
+                                f"{older_hdr.security_version} < {newer_hdr.security_version}) although its IXIT declares "
+                                f"anti-rollback ({attempt.describe()})")
+    if problems:
+        raise DutError("; ".join(problems))
