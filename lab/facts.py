@@ -51,6 +51,9 @@ FACTS: dict[str, Fact] = {
     "config_set_command": Fact("command that changes a setting, with {key} and {value}", "command template"),
     "config_get_command": Fact("command that prints a setting's value, with {key}", "command template"),
     "config_probe_key": Fact("a harmless setting the lab may overwrite and restore", "setting name"),
+    "security_setting_key": Fact("a security-relevant setting (config_set_command / config_get_command) the lab "
+                                 "may change and restore: 5.5-5-2 tries to change it without authentication",
+                                 "setting name"),
     "user_data_dir": Fact("folder where a user's files live on the device", "path on the device"),
     "telemetry_interval_seconds": Fact("how often the device sends telemetry: the lab watches its communication "
                                        "for two intervals", "s"),

@@ -402,9 +402,13 @@ class SoftServ(_Entry):
     justification: str = ""
     authentication: tuple[Id, ...] = ()  # 1-AuthMech ids
     allows_configuration: bool = False
+    interfaces: tuple[Id, ...] = ()  # 15-Intf ids where the service is reached (5.5-5-2 probes them)
 
 
 # --- 15-Intf -------------------------------------------------------------------------------
+
+#: the sample's identifying values the lab knows (inventory) and looks for in what is disclosed
+Disclosable = Literal["model", "serial", "mac", "firmware_version"]
 
 
 class Intf(_Entry):
@@ -416,6 +420,9 @@ class Intf(_Entry):
     authentication: tuple[Id, ...] = ()  # 1-AuthMech ids; empty = no authentication
     debug: bool = False
     disclosed_information: str = ""
+    # identifying values the interface may reveal before authentication (5.6-2-2 compares what the
+    # lab finds in its banners and discovery answers); None: not stated, [] : nothing
+    discloses: tuple[Disclosable, ...] | None = None
     protection: str = ""
 
     @model_validator(mode="after")
@@ -614,6 +621,7 @@ class TestFacts(_Model):
     config_set_command: str | None = None  # template with {key} and {value}
     config_get_command: str | None = None  # template with {key}; prints the value
     config_probe_key: str = "certlab-probe"  # a harmless setting the lab may write
+    security_setting_key: str | None = None  # a security-relevant setting the lab may change and restore (5.5-5-2)
     user_data_dir: str | None = None  # where a user's files live (5.11)
     telemetry_interval_seconds: float | None = Field(default=None, gt=0, le=3600)
     update_images: dict[str, str] = {}  # role (newer, older) -> file delivered with the sample
@@ -785,6 +793,7 @@ def _reference_problems(ixit: Ixit) -> list[tuple[str, str, str]]:
         ("soft_comp", "update_mechanisms", "upd_mech"),
         ("sec_param", "communication_mechanisms", "com_mech"),
         ("soft_serv", "authentication", "auth_mech"),
+        ("soft_serv", "interfaces", "intf"),
         ("pers_data", "communication_mechanisms", "com_mech"),
         ("user_intf", "interface", "intf"),
         ("ext_api", "interface", "intf"),

@@ -62,7 +62,7 @@ def test_shipped_ics_validates():
 def test_shipped_ixit_validates():
     ixit = load_ixit(PRODUCT / "ixit.yaml")
     assert ixit.product.model == "TH-100"
-    assert ixit.listening_ports() == {("tcp", 22)}
+    assert ixit.listening_ports() == {("tcp", 22), ("udp", 1900)}
     assert [i.id for i in ixit.debug_interfaces()] == ["uart-console"]
     root = ixit.auth_mechanism("root-password")
     assert root.user == "root" and set(root.interfaces) == {"uart-console", "ssh"}
@@ -257,7 +257,7 @@ def test_ixit_duplicate_id_and_port(tmp_path, ixit_data):
     data = copy.deepcopy(ixit_data)
     data["15-Intf"].append({**data["15-Intf"][2], "id": "ssh2"})
     exc, path = _ixit_error(tmp_path, data)
-    one_line(exc, path, "ixit: 15-Intf[3].port", "tcp/22 is already interface 'ssh'")
+    one_line(exc, path, f"ixit: 15-Intf[{len(data['15-Intf']) - 1}].port", "tcp/22 is already interface 'ssh'")
 
 
 def test_ixit_bad_key_and_template(tmp_path, ixit_data):
@@ -283,7 +283,7 @@ def test_ixit_v2_list_names_are_accepted(tmp_path, ixit_data):
     data["11-SecComMech"] = data.pop("11-ComMech")
     data["15-PhyIntf"] = data.pop("15-Intf")
     ixit = load_ixit(write(tmp_path, "ixit.yaml", data))
-    assert ixit.listening_ports() == {("tcp", 22)}
+    assert ixit.listening_ports() == {("tcp", 22), ("udp", 1900)}
 
 
 def test_ixit_yaml_syntax_error(tmp_path):

@@ -14,7 +14,8 @@ TH100 = Path(__file__).resolve().parents[1] / "inventory" / "products" / "TH-100
 
 def test_the_documented_ports_are_the_network_interfaces_of_the_ixit() -> None:
     docs = documented_ports(load_ixit(TH100))
-    assert docs == {("tcp", 22): {"id": "ssh", "status": "enabled", "protocol": docs[("tcp", 22)]["protocol"]}}
+    assert docs == {("tcp", 22): {"id": "ssh", "status": "enabled", "protocol": docs[("tcp", 22)]["protocol"]},
+                    ("udp", 1900): {"id": "discovery", "status": "enabled", "protocol": "ssdp"}}
 
 
 def test_an_external_api_on_a_port_no_interface_names_is_documented_with_its_interfaces_status(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 from lab.errors import CertlabError
 from lab.firmware import FirmwareImage
 from lab.flaws import FLAWS
-from lab.sim import vendor
+from lab.sim import netservices, vendor
 from lab.sim.flash import Flash, FlashError
 from lab.sim.shell import MAX_TERMINAL_LINE, ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
 from lab.sim.sshd import OTHER_SERVER_VERSION, SERVER_VERSION, AuthGuard, SshService, generate_host_key_pem, load_host_key
@@ -50,6 +51,7 @@ STORAGE_KEY_REL = "factory/storage.key"  # the device-unique key sealing them: o
 SECRET_SETTINGS = ("wifi_psk",)  # settings that are secret parameters (IXIT 10-SecParam wifi-key)
 NON_ATOMIC_WRITE_SECONDS = 0.5
 PARTITIONS = ("factory", "slots", "data", "config", "home")
+SETUP_PENDING_REL = "config/setup-pending"  # the `settings_change_without_auth` flaw's open window
 TAMPER_REL = "tamper.json"  # an unacknowledged tamper event (IXIT 20-SecBoot tamper_alert); survives factory reset
 
 
@@ -373,6 +375,9 @@ class Device:
             self.say("Starting sshd: " + ("OK" if self._start_sshd() else "FAILED"))
         time.sleep(pace)
         self.say("Starting telemetry: " + ("OK" if self._start_telemetry() else "disabled"))
+        netservices.start_ssdp(cfg.address, self._ssdp_answer)  # discovery: answers M-SEARCH only
+        if "undocumented_update_service" in cfg.flaws:
+            netservices.start_fwupload(cfg.address)
         if "open_debug_service" in cfg.flaws:
             self._start_debug_service()
         if "cleartext_telnet_login" in cfg.flaws:
@@ -588,8 +593,27 @@ class Device:
             pass
         return str(self._identity.get("factory_password", ""))
 
+    def _ssdp_answer(self) -> bytes:
+        """The SSDP M-SEARCH answer: the model (IXIT 15-Intf discovery); `verbose_discovery` adds identifying values."""
+        extra = {}
+        if "verbose_discovery" in self.cfg.flaws:
+            extra = {"X-SERIAL": self.cfg.serial, "X-MAC": self.cfg.mac,
+                     "X-FIRMWARE": self.image.version if self.image else "?"}
+        usn = str(uuid.uuid5(uuid.NAMESPACE_URL, f"certlab-sim:{self.cfg.serial}"))
+        return netservices.ssdp_answer(model=self.cfg.model, usn=usn, extra=extra)
+
+    def accepts_none_auth(self) -> bool:
+        """SSH `none` authentication as root succeeds: always with `unauthenticated_network_function`;
+        with `settings_change_without_auth` after a factory reset until the first password login."""
+        if "unauthenticated_network_function" in self.cfg.flaws:
+            return True
+        return "settings_change_without_auth" in self.cfg.flaws and self.flash.exists(SETUP_PENDING_REL)
+
     def check_password(self, password: str) -> bool:
-        return verify_password(password, self._current_hash())
+        ok = verify_password(password, self._current_hash())
+        if ok and "settings_change_without_auth" in self.cfg.flaws and self.flash.exists(SETUP_PENDING_REL):
+            self.flash.unlink(SETUP_PENDING_REL)  # the owner's first login ends the setup mode
+        return ok
 
     def set_password(self, password: str) -> None:
         if "password_change_ineffective" in self.cfg.flaws:
@@ -660,6 +684,8 @@ class Device:
         if "factory_reset_keeps_data" not in self.cfg.flaws:
             self.flash.clear_dir("data")
         self._write_default_config()
+        if "settings_change_without_auth" in self.cfg.flaws:  # "setup mode" until the owner's first login
+            self.flash.write_atomic(SETUP_PENDING_REL, b"1\n")
         self.flash.sync()
         say("factory-reset: done; rebooting")
         log.info("factory reset")

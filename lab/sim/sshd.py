@@ -339,6 +339,13 @@ class _Server(paramiko.ServerInterface):
     def get_allowed_auths(self, username: str) -> str:
         return "password"
 
+    def check_auth_none(self, username: str) -> int:
+        """Refused, unless the device is open (`unauthenticated_network_function`, `settings_change_without_auth`)."""
+        is_open = getattr(self.service.host, "accepts_none_auth", None)
+        ok = username == "root" and is_open is not None and is_open()
+        log.info("ssh none authentication for %r from %s: %s", username, self.peer, "accepted" if ok else "rejected")
+        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
     def check_auth_password(self, username: str, password: str) -> int:
         host = self.service.host
         ok = self.service.guard.attempt(lambda: username == "root" and host.check_password(password))

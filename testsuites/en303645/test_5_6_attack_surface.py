@@ -1,11 +1,12 @@
-"""5.6 Minimise exposed attack surfaces: the functional test cases 5.6-1-2 and 5.6-4-2.
+"""5.6 Minimise exposed attack surfaces: the functional test cases 5.6-1-2, 5.6-2-2 and 5.6-4-2.
 
 EN 303 645 5.6-1 requires unused network and logical interfaces to be disabled; 5.6-4 that a
 physically accessible debug interface be disabled or protected. TS 103 701 probes the DUT as a
 black box and compares what it finds with IXIT 15-Intf (and 28-ExtAPI): every open port must be
 a documented, enabled interface, and the serial console the IXIT says needs authentication must
-ask for it. Ports, statuses and prompts come from the IXIT and the inventory, never from the
-simulator.
+ask for it; 5.6-2 that the DUT discloses without authentication only what the IXIT allows
+(15-Intf `discloses`). Ports, statuses, allow-lists and prompts come from the IXIT and the
+inventory, never from the simulator; the scan is the session's survey (fixtures/survey.py).
 """
 
 from __future__ import annotations
@@ -16,67 +17,25 @@ import allure
 import pytest
 
 from lab.errors import CertlabError, DutError, ExpectTimeout
-from lab.traffic.banner import grab_banner
+from lab.traffic.disclosure import identifying_values, judge_disclosures
 from lab.traffic.ports import documented_ports, undocumented_open
-
-# Beyond 1-10000: high ports where embedded devices often leave services (vendor backdoors,
-# UPnP/TR-064 stacks, management agents, test shells), checked in addition to the IXIT's ports.
-COMMON_HIGH_TCP = (10001, 10243, 10443, 12345, 16992, 16993, 18080, 20000, 23231, 31337, 32764, 37215,
-                   37777, 49152, 49153, 50000, 52869, 55443, 60000, 65000, 65535)
-# A small UDP scan: discovery, management and IoT protocols.
-COMMON_UDP = (53, 67, 69, 123, 137, 161, 500, 1900, 5353, 5683, 5684, 47808)
-TCP_RANGE = range(1, 10001)
-# Kernels answer closed UDP ports with ICMP unreachables at about 1/s after a burst of 6, so UDP
-# ports are probed 6 at a time, spaced (the TCP scan between the first two groups).
-UDP_GROUP, ICMP_REFILL_SECONDS = 6, 6.5
 
 
 @pytest.mark.etsi("5.6-1-2")
 @pytest.mark.timeout(600)  # a SYN scan of 10000 ports takes about 20 s idle, minutes on a loaded lab PC
-def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence):
+def test_5_6_1_2_only_documented_interfaces_open(dut, bench, survey, ixit, evidence):
     """Every open port is a documented, enabled interface of IXIT 15-Intf (5.6-1).
 
-    TCP scan of ports 1-10000, the IXIT's ports and common high ports; a small UDP scan. An
-    undocumented open port (or one the IXIT says is disabled) FAILs, named with its banner.
-    Documented enabled interfaces found closed are reported in the evidence. Side effects: none
-    (probe packets; one connection per open port to read its banner).
+    Judges the session's survey (fixtures/survey.py): TCP scan of ports 1-10000, the IXIT's ports
+    and common high ports; a small UDP scan; discovery requests. An undocumented open port (or
+    one the IXIT says is disabled) FAILs, named with its banner. Documented enabled interfaces
+    found closed are reported in the evidence. Side effects: none (probe packets; one
+    connection per open port to read its banner).
     """
     docs = documented_ports(ixit)
-    address = bench.config.network.address
-    ssh_port = bench.config.ssh.port
-    if ("tcp", ssh_port) in docs:
-        with allure.step("wait until the DUT's documented SSH service answers (services are up)"):
-            bench.ssh.wait_reachable(timeout=bench.strategy.boot_timeout)
-    named = {(c.transport, c.port) for c in ixit.com_mech if c.port and c.transport} | set(docs)  # every port the IXIT names
-    tcp_ports = sorted({*TCP_RANGE, *COMMON_HIGH_TCP, *(p for (t, p) in named if t == "tcp")})
-    udp_ports = sorted({*COMMON_UDP, *(p for (t, p) in named if t == "udp")})
-    groups = [udp_ports[i:i + UDP_GROUP] for i in range(0, len(udp_ports), UDP_GROUP)]
-    udp: dict[int, str] = {}
-    with allure.step(f"UDP scan of {len(udp_ports)} ports, part 1"):
-        udp.update(net.scan_udp(groups[0], passes=1))
-    with allure.step(f"TCP scan of {len(tcp_ports)} ports (1-10000, the IXIT's and common high ports)"):
-        scan = net.scan_tcp(tcp_ports)
-        passes = [{"method": scan.method, "seconds": round(scan.seconds, 3), "open": list(scan),
-                   "closed": scan.closed, "no_answer": scan.filtered}]
-        open_tcp = set(scan)
-        if scan.filtered:  # a lost reply must not hide a port: one more pass
-            again = net.scan_tcp(tcp_ports)
-            passes.append({"method": again.method, "seconds": round(again.seconds, 3), "open": list(again),
-                           "closed": again.closed, "no_answer": again.filtered})
-            open_tcp |= set(again)
-    for n, group in enumerate(groups[1:], start=2):
-        with allure.step(f"UDP scan of {len(udp_ports)} ports, part {n}"):
-            if n > 2:
-                time.sleep(ICMP_REFILL_SECONDS)
-            udp.update(net.scan_udp(group, passes=1))
-    open_udp = {p for p, state in udp.items() if state == "open"}
-    found = [("tcp", p) for p in sorted(open_tcp)] + [("udp", p) for p in sorted(open_udp)]
-    banners: dict[str, str] = {}
-    with allure.step("read the banner of every open TCP port"):
-        for transport, port in found:
-            if transport == "tcp":
-                banners[f"tcp/{port}"] = grab_banner(address, port)
-    problems = undocumented_open(found, docs, banners)
+    found = survey.found()
+    udp = survey.udp
+    problems = undocumented_open(found, docs, survey.banners)
     expected_open = [f"{t}/{p} ({d['id']})" for (t, p), d in sorted(docs.items()) if d["status"] == "enabled"]
     closed_documented = [f"{t}/{p} ({d['id']})" for (t, p), d in sorted(docs.items())
                          if d["status"] == "enabled" and (t, p) not in found
@@ -84,13 +43,9 @@ def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence
     if closed_documented:
         with allure.step(f"documented as enabled but found closed: {', '.join(closed_documented)}"):
             pass
+    scan = survey.evidence()
     evidence.json("scan", {
-        "address": address,
-        "tcp": {"ports_scanned": len(tcp_ports), "ranges": "1-10000 + IXIT + common high ports", "passes": passes,
-                "open": sorted(open_tcp)},
-        "udp": {"ports_scanned": udp_ports, "states": udp,
-                "undetermined": [p for p, state in udp.items() if state == "open|filtered"]},
-        "banners": banners,
+        **scan,
         "documented": {f"{t}/{p}": d for (t, p), d in sorted(docs.items())},
         "documented_enabled_expected_open": expected_open,
         "documented_enabled_found_closed": closed_documented,
@@ -98,6 +53,29 @@ def test_5_6_1_2_only_documented_interfaces_open(dut, bench, net, ixit, evidence
         "undocumented_or_disabled_open": problems,
     })
     assert not problems, "the DUT listens where its IXIT says nothing should: " + "; ".join(problems)
+
+
+@pytest.mark.etsi("5.6-2-2")
+@pytest.mark.timeout(600)  # the survey may be made in this case
+def test_5_6_2_2_no_unauthenticated_disclosure_beyond_ixit(dut, bench, survey, ixit, evidence):
+    """What the DUT says without authentication (banners, discovery answers) discloses no identifying
+    value (serial, MAC, firmware version, model) that IXIT 15-Intf `discloses` does not allow (5.6-2).
+
+    Judges the session's survey: the lab knows the sample's identifying values (inventory) and
+    looks for each in every banner and discovery answer, per interface; an interface the IXIT
+    does not document may disclose nothing. Side effects: none.
+    """
+    dut_facts = bench.config.dut
+    values = identifying_values(serial=dut_facts.serial, mac=dut_facts.mac, firmware=dut_facts.firmware,
+                                model=dut_facts.model)
+    said = survey.disclosed()
+    with allure.step(f"look for {', '.join(values)} in {len(said)} banner(s) and discovery answer(s)"):
+        judged = judge_disclosures(said, values, ixit)  # CertlabError naming 15-Intf <id> `discloses` if unstated
+    problems = judged.problems
+    evidence.json("disclosure", {"identifying_values": values, "disclosed_without_authentication": said,
+                                 "found": judged.found, "allowed": judged.allowed, "problems": problems,
+                                 "survey": survey.evidence()})
+    assert not problems, "the DUT discloses without authentication what its IXIT does not allow: " + "; ".join(problems)
 
 
 @pytest.mark.etsi("5.6-4-2", v3="5.6-4A-2")
