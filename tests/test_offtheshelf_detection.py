@@ -8,7 +8,9 @@ root/admin and a telnet root shell on tcp/2323 and must FAIL the first two, for 
 lab's root login there crossed the network in clear (5.6-1-2 PASSes: the port is documented). Also
 5.1-3-2, 5.5-2-2 and 5.3-16-2: `ots1` shows its documented dropbear 2022.83 and model, and 5.1-3-2
 finds a real weakness of stock dropbear there: it negotiates diffie-hellman-group14-sha1 and offers
-ssh-rsa (SHA-1), which its IXIT documents honestly. The lab is a copy of the shipped inventory
+ssh-rsa (SHA-1), which its IXIT documents honestly. 5.5-4-2 finds ots2's
+telnet shell running the version command with no login; ots1 and ots3 PASS it and 5.6-2-2 (ots3's
+busybox login prompt shows the host name, the serial number, as OTS-1T's IXIT allows). The lab is a copy of the shipped inventory
 with its own lab name, relay port and addresses, so it never collides with a running `ots` lab;
 it is always brought down, also when the run fails. Needs root, network namespaces,
 dropbear-bin, busybox-static (telnetd) and util-linux `unshare`; skips with the reason otherwise.
@@ -42,6 +44,8 @@ CASES = [
     "testsuites/en303645/test_5_1_passwords.py::test_5_1_3_2_authentication_crypto_as_documented",
     "testsuites/en303645/test_5_5_implementations.py::test_5_5_2_2_security_implementations_as_documented",
     "testsuites/en303645/test_5_3_identity.py::test_5_3_16_2_model_designation_as_documented",
+    "testsuites/en303645/test_5_5_network_auth.py::test_5_5_4_2_network_functions_need_authentication",
+    "testsuites/en303645/test_5_6_attack_surface.py::test_5_6_2_2_no_unauthenticated_disclosure_beyond_ixit",
 ]
 RUN_SECONDS = 120.0  # every bench, in parallel; a run still going then is killed (its verdicts are missing)
 
@@ -132,7 +136,7 @@ def _result(verdicts: dict, bench: str, case: str) -> dict:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("case", ["5.1-1-2", "5.6-1-2", "5.5-1-2", "5.5-2-2", "5.3-16-2"])
+@pytest.mark.parametrize("case", ["5.1-1-2", "5.6-1-2", "5.5-1-2", "5.5-2-2", "5.3-16-2", "5.5-4-2", "5.6-2-2"])
 def test_conforming_offtheshelf_sample_passes(verdicts, case):
     r = _result(verdicts, "ots1", case)
     assert r["verdict"] == "PASS", f"ots1 {case}: {r['verdict']}: {r['reason'][:500]}"
@@ -168,3 +172,16 @@ def test_dropbear_sha1_key_exchange_found(verdicts):
     r = _result(verdicts, "ots1", "5.1-3-2")
     assert r["verdict"] == "FAIL", f"ots1 5.1-3-2: {r['verdict']}: {r['reason'][:500]}"
     assert "agreed on diffie-hellman-group14-sha1" in r["reason"] and "ssh-rsa" in r["reason"], r["reason"][:500]
+
+
+@pytest.mark.timeout(240)
+def test_busybox_telnet_shell_without_login_found(verdicts):
+    """busybox telnetd -l /bin/sh (ots2, tcp/2323) runs the product's version command for anyone: 5.5-4-2 FAILs on it;
+    ots3's documented busybox login refuses empty and wrong passwords, and its prompt's host name (the serial) is
+    the disclosure OTS-1T's IXIT allows (5.6-2-2 PASS)."""
+    r = _result(verdicts, "ots2", "5.5-4-2")
+    assert r["verdict"] == "FAIL", f"ots2 5.5-4-2: {r['verdict']}: {r['reason'][:500]}"
+    assert "tcp/2323" in r["reason"] and "no login at all" in r["reason"], r["reason"][:500]
+    for case in ("5.5-4-2", "5.6-2-2"):
+        r = _result(verdicts, "ots3", case)
+        assert r["verdict"] == "PASS", f"ots3 {case}: {r['verdict']}: {r['reason'][:500]}"
