@@ -9,6 +9,7 @@ namespace and nothing is forwarded, so simulated traffic cannot leave the machin
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -112,6 +113,9 @@ def delete(netns: str, host_if: str | None) -> None:
     """Remove the pair and the namespace if present; missing pieces are not an error."""
     if host_if and link_exists(host_if):
         _ip("link", "del", host_if, check=False)
+    if host_if and shutil.which("nft"):  # an interception a killed test run left (lab.drivers.intercept's table)
+        table = "certlab_mitm_" + re.sub(r"[^A-Za-z0-9_]", "_", host_if)
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, timeout=10)
     if exists(netns):
         _ip("netns", "del", netns)
 
