@@ -120,7 +120,8 @@ def release_filename(model: str, version: str) -> str:
 
 
 def write_releases(directory: str | Path, model: str, size: int = DEFAULT_SIZE) -> Path:
-    """Write every release of `model` into `directory` plus a `releases.json` index; returns the index."""
+    """Write every release of `model` and of its radio co-processor into `directory` plus a `releases.json`
+    index (the radio's under `components`); returns the index."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     entries: list[dict] = []
