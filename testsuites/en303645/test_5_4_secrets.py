@@ -23,8 +23,10 @@ Wi-Fi key); nothing is rebooted. 5.4-3-2 only opens SSH connections that never l
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
+from pathlib import Path
 
 import allure
 import paramiko
@@ -106,6 +108,16 @@ def test_5_4_1_2_secrets_not_in_clear_at_rest(dut, bench, ixit, test_facts, evid
         pass
 
 
+def _record(evidence, record: dict) -> Path:
+    """This sample's host keys where its peers look for them, written whole (rename) before any peer is read."""
+    path = evidence.path("host-keys.json")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    allure.attach.file(str(path), name=path.name, attachment_type=allure.attachment_type.JSON)
+    return path
+
+
 def _peer_keys(peer_samples, root, name: str) -> tuple[dict[str, list[keys.HostKey]], list[str]]:
     """The host keys the other samples recorded in this run; the peers with no record yet."""
     found: dict[str, list[keys.HostKey]] = {}
@@ -133,8 +145,8 @@ def test_5_4_3_2_no_shared_critical_parameters(dut, bench, test_facts, peer_samp
             raise CertlabError(f"could not read the SSH host keys of {bench.ssh.where}: {exc}") from None
     if not mine:
         raise CertlabError(f"no SSH host key obtained from {bench.ssh.where}: {not_obtained}")
-    record = evidence.json("host-keys", {"bench": bench.name, "serial": bench.config.dut.serial,
-                                         "keys": [k.to_json() for k in mine], "not_obtained": not_obtained})
+    record = _record(evidence, {"bench": bench.name, "serial": bench.config.dut.serial,
+                                "keys": [k.to_json() for k in mine], "not_obtained": not_obtained})
     with allure.step("compare with the host keys the other samples of the model recorded in this run"):
         peers, unrecorded = _peer_keys(peer_samples, certlab_evidence_root, record.name)
         shared = keys.shared_with(mine, peers)
