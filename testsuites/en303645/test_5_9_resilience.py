@@ -581,7 +581,9 @@ def test_5_9_1_2_resilient_to_network_loss(dut, bench, ixit, test_facts, evidenc
     The link then returns: the DUT must answer over SSH again (the lab's new session) and each
     mechanism it opens itself (11-ComMech, remote_access false) must carry data again within its
     interval plus its longest documented retry wait (11-ComMech reconnect max_seconds) plus a
-    margin, seen in a capture. This is also the network half of 5.9-2-2 (recovery from a loss of
+    margin, seen in a capture, counted from the link's return. A capture cannot span a link cut,
+    so the lab refuses those mechanisms' peer ports (as in 5.9-3-2) from before the cut until its
+    capture runs after it, a fraction of a second: the first transmission is then never missed. This is also the network half of 5.9-2-2 (recovery from a loss of
     network), recorded as such in the evidence. A DUT whose traffic did not resume is power-cycled
     afterwards, so the next test finds it working.
     Side effects: the link is down for one interval; the probe setting is written on the console
@@ -602,12 +604,21 @@ def test_5_9_1_2_resilient_to_network_loss(dut, bench, ixit, test_facts, evidenc
     failures: list[str] = []
     record: dict = {"covers": "5.9-1-2, and the network half of 5.9-2-2 (recovery after a loss of network)",
                     "link_down_s": hold, "outgoing_mechanisms": [m.id for m in mechs]}
+    # a capture cannot span a link cut, so the peer ports stay refused from before the cut until the
+    # capture after it runs: the DUT's first transmission after the link's return cannot slip past it
+    refusing = contextlib.ExitStack()
     with allure.step(f"cut the link for {hold:g} s and use the console meanwhile"):
-        with bench.net.link_cut() as cut:
-            log, local = _local_functions(bench, test_facts, value)
-            record["console_during_cut"] = log
-            failures += [f"while the link was cut, {f}" for f in local]
-            time.sleep(max(0.0, cut.down_at + hold - time.monotonic()))
+        try:
+            for mech in mechs:
+                refusing.enter_context(bench.net.refuse_peer(mech.port, "tcp"))
+            with bench.net.link_cut() as cut:
+                log, local = _local_functions(bench, test_facts, value)
+                record["console_during_cut"] = log
+                failures += [f"while the link was cut, {f}" for f in local]
+                time.sleep(max(0.0, cut.down_at + hold - time.monotonic()))
+        except BaseException:
+            refusing.close()
+            raise
     resumed: dict[str, float] = {}
     waiting = {m.port: m for m in mechs}
     done = threading.Event()
@@ -624,12 +635,13 @@ def test_5_9_1_2_resilient_to_network_loss(dut, bench, ixit, test_facts, evidenc
     with allure.step("the link is back: SSH answers and the documented traffic resumes"):
         ports = " or ".join(f"dst port {m.port}" for m in mechs)
         with contextlib.ExitStack() as stack:
+            stack.enter_context(refusing)
             if mechs:
                 stack.enter_context(bench.net.capture(evidence.path("after-link-loss.pcap"),
                                                       bpf_filter=f"tcp and ({ports})", on_packet=seen))
-                # a capture cannot run across the cut: traffic before this moment is not seen, so the lab
-                # may see only the next transmission after a first one it missed (the bound allows for it)
                 record["capture_from_s"] = round(time.monotonic() - cut.up_at, 3)
+            refusing.close()  # the peers answer again: the DUT's next retry is inside the capture
+            record["peers_answer_from_s"] = round(time.monotonic() - cut.up_at, 3)
             try:
                 bench.ssh.run(test_facts.version_command, timeout=30)
                 record["ssh_back_after_s"] = round(time.monotonic() - cut.up_at, 3)
