@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from lab.store import db
 from lab.store.db import StoreUnavailable, retry_while_locked
@@ -40,3 +41,45 @@ def test_other_errors_and_a_lock_held_too_long_are_raised(monkeypatch: pytest.Mo
     with pytest.raises(StoreUnavailable, match="locked"):
         retry_while_locked(locked, max_tries=5)
     assert len(calls) == 6  # bounded in count (and in time: wait_s)
+
+
+def test_a_write_transaction_waits_past_one_busy_timeout_for_the_lock(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds SQLite's write lock longer than the busy timeout: the writer waits its turn."""
+    import sqlite3
+    import threading
+
+    from lab.store.db import open_store
+
+    monkeypatch.setattr(db, "SQLITE_BUSY_MS", 100)
+    store = open_store(f"sqlite:///{tmp_path / 'certlab.db'}")
+    holder = sqlite3.connect(tmp_path / "certlab.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.0, holder.execute, args=("COMMIT",))  # ten busy timeouts later
+    release.start()
+    try:
+        with store.transaction() as session:
+            assert session.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        release.join(5)
+        holder.close()
+        store.close()
+
+
+def test_the_write_lock_wait_is_bounded(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from lab.store.db import open_store
+
+    monkeypatch.setattr(db, "SQLITE_BUSY_MS", 50)
+    monkeypatch.setattr(db, "WRITE_LOCK_WAIT_S", 0.3)
+    store = open_store(f"sqlite:///{tmp_path / 'certlab.db'}")
+    holder = sqlite3.connect(tmp_path / "certlab.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Exception, match="database is locked"):
+            with store.transaction() as session:
+                session.execute(text("SELECT 1"))
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        store.close()
