@@ -71,12 +71,7 @@ class PasswordGeneration(_Model):
     @field_validator("pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression ({exc})") from None
-        return value
+        return _regex_with(value)
 
     @model_validator(mode="after")
     def _generated_needs_shape(self) -> "PasswordGeneration":
@@ -537,12 +532,7 @@ class DelFunc(_Entry):
     @field_validator("confirmation_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression ({exc}); write e.g. 'factory-reset: done'") from None
-        return value
+        return _regex_with(value)
 
 
 class UserDec(_Entry):
@@ -688,13 +678,7 @@ class TestFacts(_Model):
     @field_validator("version_pattern")
     @classmethod
     def _has_version_group(cls, value: str) -> str:
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from None
-        if "version" not in compiled.groupindex:
-            raise ValueError("needs a named group, e.g. firmware (?P<version>[0-9.]+)")
-        return value
+        return _regex_with(value, "version")
 
     @field_validator("update_images")
     @classmethod

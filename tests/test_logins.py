@@ -7,36 +7,12 @@ rejected, keep the password out of its transcript and stay bounded when the peer
 from __future__ import annotations
 
 import base64
-import socket
-import threading
 
+from loopback import serve_once
 from lab.logins import DO, IAC, WILL, clear_login_kind, ftp_login, http_basic_login, strip_telnet, telnet_login
 
 USER, PASSWORD = "root", "Sx7k-Qp2L-9mZt"
 PROMPTS = dict(login_prompt=r"login:\s*$", password_prompt=r"Password:\s*$", shell_prompt=r"# $")
-
-
-def serve_once(handler, connections: int = 1) -> int:
-    srv = socket.create_server(("127.0.0.1", 0))
-    port = srv.getsockname()[1]
-
-    def run():
-        srv.settimeout(10)
-        for _ in range(connections):
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                break
-            with conn:
-                conn.settimeout(5)
-                try:
-                    handler(conn)
-                except OSError:
-                    pass
-        srv.close()
-
-    threading.Thread(target=run, daemon=True).start()
-    return port
 
 
 def read_line(conn) -> bytes:

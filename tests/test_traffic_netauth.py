@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lab.errors import CertlabError
+from loopback import serve_once
 from lab.ixit import load_ixit
 from lab.traffic.netauth import (AuthTarget, Probe, auth_targets, configuration_interfaces, kind_of, probe_raw,
                                  probe_telnet, right_login_refused, settings_changed, unauthenticated_access)
@@ -59,28 +58,6 @@ def test_configuration_interfaces_come_from_13_softserv(tmp_path: Path) -> None:
         load_ixit(path)
 
 
-def _serve(handler, connections: int) -> int:
-    srv = socket.create_server(("127.0.0.1", 0))
-    srv.settimeout(10)
-
-    def run():
-        for _ in range(connections):
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                break
-            with conn:
-                conn.settimeout(5)
-                try:
-                    handler(conn)
-                except OSError:
-                    pass
-        srv.close()
-
-    threading.Thread(target=run, daemon=True).start()
-    return srv.getsockname()[1]
-
-
 def _lines(conn):
     buf = b""
     while True:
@@ -99,7 +76,7 @@ def test_a_raw_shell_answering_the_version_command_is_found() -> None:
         for line in _lines(conn):
             conn.sendall(b"TH-100 firmware 1.4.0\n# " if line == "version" else b"?\n# ")
 
-    port = _serve(shell, 1)
+    port = serve_once(shell, 1)
     p = probe_raw(AuthTarget("tcp", port, "", "undocumented", ()), "127.0.0.1", command="version",
                   version_pattern=r"firmware (?P<version>[0-9.]+)")
     assert p.outcomes == {"none": "no login asked"} and unauthenticated_access([p])
@@ -119,7 +96,7 @@ def test_a_telnet_login_refusing_empty_and_wrong_passwords_passes() -> None:
         else:
             conn.sendall(b"\nLogin incorrect\n")
 
-    port = _serve(login, 3)
+    port = serve_once(login, 3)
     p = probe_telnet(AuthTarget("tcp", port, "telnet", "15-Intf telnet", ("pw",)), "127.0.0.1", "root", "s3cret",
                      login=r"login: ?$", password=r"[Pp]assword: ?$", shell=r"# ?$", incorrect="Login incorrect",
                      command="version", timeout=5)
