@@ -46,7 +46,8 @@ def baseline_walls(code: Path, args: argparse.Namespace) -> dict[int, float]:
     """The other checkout's bench/parallel.py with the same arguments: its wall time per size."""
     cmd = [sys.executable, str(code / "bench" / "parallel.py"), "--suite", args.suite, "--sizes", args.sizes,
            "--power-cuts", str(args.power_cuts)]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # its own lab package, not ours
+    # its own lab package, lab.sim included: the venv's editable install would import ours
+    env = {**os.environ, "PYTHONPATH": str(code)}
     try:
         proc = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True, timeout=BASELINE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
