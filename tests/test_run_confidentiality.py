@@ -147,6 +147,18 @@ def test_the_index_lists_only_the_runs_releases_and_pins_the_whole_inventory(lab
                                   "sha256": sha256_file(run_dir / "inputs" / "inventory.yaml")}
 
 
+
+def test_the_index_hashes_a_components_release_that_the_products_ixit_names(lab: Path, tmp_path: Path) -> None:
+    """The radio co-processor's images carry their own model (TH-100-radio): the IXIT says they are TH-100's."""
+    radio = lab.parent / "fw" / "TH-100-radio-2.2.0.clfw"
+    radio.write_bytes(build_release("TH-100-radio", "2.2.0", 4, size=2048))
+    (lab.parent / "fw" / "OTHER-radio-1.0.0.clfw").write_bytes(build_release("OTHER-radio", "1.0.0", 1, size=2048))
+    run_dir = _finished_run(lab, tmp_path / "reports")
+    index = json.loads((run_dir / INPUTS_DIR / INDEX_FILE).read_text())
+    assert [(r["model"], r["file"], r["sha256"]) for r in index["firmware"]] == [
+        ("TH-100", "TH-100-1.4.0.clfw", sha256_file(lab.parent / "fw" / "TH-100-1.4.0.clfw")),
+        ("TH-100-radio", "TH-100-radio-2.2.0.clfw", sha256_file(radio))]
+
 def test_a_manufacturers_archive_holds_nothing_of_another_organisation(lab: Path, tmp_path: Path) -> None:
     init_keys()
     settings = ApiSettings(inventory=lab, data_dir=tmp_path / "data", reports_dir=tmp_path / "reports",

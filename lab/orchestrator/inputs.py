@@ -10,7 +10,8 @@ The run directory is handed to the manufacturer and its certifiers (`GET /runs/{
 so it keeps nothing of the rest of the lab: `inputs/inventory.yaml` is not the lab's inventory
 but its reduction to the run's benches (`reduced_inventory`: lab name, operator, lab profile, and
 per bench its equipment and sample; no secret references, simulator settings, playbooks, prompts
-or other benches), and the firmware list holds only the releases of the run's models. The lab's
+or other benches), and the firmware list holds only the releases of the run's models (and those
+their IXITs name, such as a component's images, which carry a model of their own). The lab's
 whole inventory is pinned by its SHA-256 alone (`lab_inventory_sha256` in `inputs.json`).
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from lab.firmware import parse_image
+from lab.ixit import load_ixit
 from lab.errors import CertlabError
 from lab.inputfile import sha256_file
 from lab.inventory import BenchConfig, Inventory
@@ -60,8 +62,9 @@ def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ..
         "inventory": {"source": str(Path(inventory.path).resolve()), "file": copy.relative_to(run_dir).as_posix(),
                       "sha256": sha256_file(copy)},
         "lab_inventory_sha256": sha256_file(Path(inventory.path)),  # the whole file, for the lab's own records
-        "products": {}, "firmware": _releases(inventory, models)}
+        "products": {}}
     explicit = explicit_files(options)
+    named: set[str] = set()  # release files the products' IXITs name, e.g. a component's (its own image model)
     for model in models:
         entry: dict[str, Any] = {}
         for kind in KINDS:
@@ -69,11 +72,14 @@ def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ..
                 find_product_file(product_folder(inventory.base_dir, model), kind, edition)
             if source is not None and source.is_file():
                 entry[kind] = _copy(source, folder / "products" / model / f"{kind}.yaml", run_dir)
+                if kind == "ixit":
+                    named |= _named_releases(source)
                 if kind == "assessments":
                     copied = _assessor_evidence(source, run_dir, model, edition)
                     if copied:
                         index.setdefault("assessor_evidence", {})[model] = copied
         index["products"][model] = entry
+    index["firmware"] = _releases(inventory, models, named)
     write_json(folder / INDEX_FILE, index)
     return index
 
@@ -134,9 +140,21 @@ def _bench_entry(cfg: BenchConfig) -> dict[str, Any]:
     return entry
 
 
-def _releases(inventory: Inventory, models: Collection[str]) -> list[dict[str, Any]]:
-    """The release files of the run's `models` in the lab's firmware folder: name, hash, model and version.
-    Another model's file, or one certlab cannot read as an image (so cannot tell whose it is), is left out."""
+def _named_releases(ixit_file: Path) -> set[str]:
+    """The release files an IXIT's test facts name: the main firmware's and each component's."""
+    try:
+        facts = load_ixit(ixit_file).test_facts
+    except CertlabError:
+        return set()  # preflight has refused it already; nothing to add
+    if facts is None:
+        return set()
+    return set(facts.update_images.values()) | {f for c in facts.component_updates.values() for f in c.images.values()}
+
+
+def _releases(inventory: Inventory, models: Collection[str], named: Collection[str] = ()) -> list[dict[str, Any]]:
+    """The release files of the run's `models` (or named by their IXITs) in the lab's firmware folder: name,
+    hash, model and version. Another model's file, or one certlab cannot read as an image (so cannot tell
+    whose it is), is left out."""
     if not inventory.firmware_dir:
         return []
     folder = inventory.resolve_path(inventory.firmware_dir)
@@ -151,7 +169,7 @@ def _releases(inventory: Inventory, models: Collection[str]) -> list[dict[str, A
             image = parse_image(path.read_bytes())
         except (CertlabError, ValueError):
             continue
-        if image.model in models:
+        if image.model in models or path.name in named:
             releases.append({"file": path.name, "sha256": sha256_file(path), "size": size, "model": image.model,
                              "version": image.version, "security_version": image.security_version})
     return releases
