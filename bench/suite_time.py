@@ -43,6 +43,15 @@ class CaseTime:
         return self.driver / self.wall if self.wall > 0 else 0.0
 
 
+def own_file(code: Path, inventory: Path) -> Path:
+    """The checkout's own copy of an inventory of ours: its product files (ICS, IXIT) match its suites."""
+    try:
+        mine = code / inventory.resolve().relative_to(ROOT)
+    except ValueError:
+        return inventory  # a lab's own inventory, outside the checkout: the same for both
+    return mine if mine.is_file() else inventory
+
+
 def run_suite(code: Path, inventory: Path, bench: str, suite: str, out: Path) -> tuple[list[CaseTime], float, int]:
     """The suite from checkout `code` on `bench`: its cases' times, the session's wall time, pytest's exit code."""
     junit = out / "junit.xml"
@@ -101,7 +110,7 @@ def main() -> int:
     checkouts = ([("baseline", args.baseline_code.resolve())] if args.baseline_code else []) + [("this checkout", ROOT)]
     for label, code in checkouts:
         with tempfile.TemporaryDirectory(prefix="certlab-suite-time-") as tmp:
-            cases, wall, rc = run_suite(code, args.inventory, args.bench, args.suite, Path(tmp))
+            cases, wall, rc = run_suite(code, own_file(code, args.inventory), args.bench, args.suite, Path(tmp))
         print_table(cases, wall, f"{label} ({code}, pytest exit {rc})")
         runs.append((label, cases, wall))
     if len(runs) == 2:
