@@ -31,10 +31,24 @@ def marked_tests(edition: str, root: Path = ASSESSMENT_SUITES) -> dict[str, list
         except (OSError, SyntaxError, ValueError):
             continue  # a suite that does not parse fails at collection, with pytest's own message
         name = f"{root.name}/{path.relative_to(root).as_posix()}"
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                for case in etsi_ids(node, edition):
-                    found.setdefault(case, []).append(f"{name}::{node.name}")
+        for node in _test_functions(tree.body):
+            for case in etsi_ids(node, edition):
+                found.setdefault(case, []).append(f"{name}::{node.name}")
+    return found
+
+
+def _test_functions(body: list[ast.stmt]) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The functions pytest can collect: a module's and its classes', not what their bodies hold.
+
+    Every `certlab run`, worker and catalogue read parses the suites; walking every node of every
+    test body cost each of them half a second of CPU on a lab PC its DUTs share.
+    """
+    found: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found.append(node)
+        elif isinstance(node, ast.ClassDef):
+            found += _test_functions(node.body)
     return found
 
 
