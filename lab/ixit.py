@@ -442,6 +442,14 @@ def _regex_with(value: str | None, *groups: str) -> str | None:
     return value
 
 
+def _image_roles(value: dict[str, str]) -> dict[str, str]:
+    """Release files by the role a test gives them: the newer and older release, the current one."""
+    unknown = set(value) - {"newer", "older", "current"}
+    if unknown:
+        raise ValueError(f"unknown image roles {sorted(unknown)}; use newer, older, current")
+    return value
+
+
 class SlotPlacement(_Model):
     """How a test lab puts an image into the inactive boot slot, unverified, and boots it (5.7-1-2)."""
 
@@ -587,10 +595,7 @@ class ComponentUpdate(_Model):
     @field_validator("images")
     @classmethod
     def _roles(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = set(value) - {"newer", "older", "current"}
-        if unknown:
-            raise ValueError(f"unknown image roles {sorted(unknown)}; use newer, older, current")
-        return value
+        return _image_roles(value)
 
 
 ABSENT_NEVER = ("version_command", "version_pattern")  # every product has a firmware version
@@ -683,10 +688,7 @@ class TestFacts(_Model):
     @field_validator("update_images")
     @classmethod
     def _roles(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = set(value) - {"newer", "older", "current"}
-        if unknown:
-            raise ValueError(f"unknown image roles {sorted(unknown)}; use newer, older, current")
-        return value
+        return _image_roles(value)
 
 
 def _list(name: str, *older: str) -> Any:
