@@ -321,9 +321,9 @@ def _provision_options(provisions: list[str], edition: str) -> list[str]:
         return []
     from lab.catalog import load_catalog
 
-    known = {p.id for p in load_catalog(edition).provisions}
+    catalog = load_catalog(edition)
     for given in provisions:
-        if given not in known and not any(k.rstrip("ABCDEFGH") == given for k in known):
+        if not catalog.provision_ids(given):
             raise CertlabError(f"--provision {given}: not a provision of EN 303 645 {edition}; "
                                "give an id such as 5.3-2 (`certlab catalog` lists them)")
     return [arg for given in provisions for arg in ("--certlab-provision", given)]

@@ -143,6 +143,10 @@ class Catalog:
             return f"did you mean {close[0]!r}?"
         return f"use a provision id of {self.en} (`certlab catalog --edition {self.edition}` lists them)"
 
+    def provision_ids(self, given: str) -> set[str]:
+        """The provisions `given` names: itself, or in V3 its lettered parts (5.6-4 -> 5.6-4A, 5.6-4B)."""
+        return {k for k in self._by_id if k == given or k.rstrip("ABCDEFGH") == given}
+
     def provision(self, provision_id: str) -> Provision:
         try:
             return self._by_id[provision_id]
