@@ -62,6 +62,15 @@ FLAWS: dict[str, Flaw] = {
         Flaw("reconnect_storm", "reconnects immediately and at a fixed rate, without back-off or jitter", ("5.9-3",)),
         Flaw("deletion_unconfirmed", "the deletion command completes silently, without the documented confirmation", ("5.11-4",)),
         Flaw("accepts_any_certificate", "the TLS client accepts a certificate from any CA (no server authentication)", ("5.5-1",)),
+        # the manufacturer's site and associated service (issue 17): judged by the lab from outside the device
+        Flaw("disclosure_policy_behind_login", "the vulnerability disclosure policy page redirects to a login", ("5.2-1",)),
+        Flaw("security_txt_expired", "/.well-known/security.txt is signed but its Expires date has passed", ("5.2-1",)),
+        Flaw("support_period_mismatch", "the support page states an earlier end of security updates than the IXIT", ("5.3-13",)),
+        Flaw("non_updatable_rationale_missing", "the non-updatable product's page omits why it cannot be updated and its replacement", ("5.3-14",)),
+        Flaw("auto_update_off_by_default", "a newly paired device has automatic updates switched off", ("5.3-6",)),
+        Flaw("cloud_keeps_deleted_data", "deleting the account leaves the device's readings in the cloud, where the next owner sees them", ("5.11-2",)),
+        Flaw("stores_before_consent", "the cloud stores the readings of a paired device before the owner consents", ("6-2",)),
+        Flaw("consent_withdrawal_ignored", "withdrawing consent is acknowledged but the cloud keeps storing readings", ("6-3",)),
     )
 }
 

@@ -115,6 +115,7 @@ class DutConfig(_Model):
     firmware: str
     mac: str | None = None
     label_password: SecretRef | None = None
+    pairing_code: SecretRef | None = None  # the label's code that pairs the sample to an account of its service
     # the sample's intake, for the test report (ISO/IEC 17025 7.8.2.1: date of receipt, condition)
     received_on: date | None = None
     condition: str | None = Field(default=None, max_length=500)
@@ -131,6 +132,59 @@ OFF_THE_SHELF_FLAWS = {"universal_default_password", "open_debug_service", "unau
                        "cleartext_telnet_login"}  # busybox telnetd -l /bin/login
 
 
+_HOST_PORT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?:[0-9]{1,5}$")
+
+
+class HttpResource(_Model):
+    """How the lab reaches the manufacturer's hosts the IXIT names (its site, its app's service).
+
+    A real lab usually leaves `connect_to` empty (DNS) and `ca_file` unset (the system's trust
+    store); the simulated lab maps the product's names to the bench's simulated cloud.
+    """
+
+    connect_to: dict[str, str] = {}  # "name:port" -> "address:port", like curl --connect-to
+    ca_file: str | None = None  # PEM bundle to trust instead of the system store (inventory-relative)
+    timeout: float = Field(default=10.0, gt=0, le=120)  # connect, and each answer, in seconds
+    # an https URL the lab trusts to be up: when it answers, the lab's own way out works, so a site
+    # that does not answer is the product's finding; unset, such failures stay INCONCLUSIVE
+    path_check: str | None = None
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("connect_to")
+    @classmethod
+    def _pairs(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, target in value.items():
+            for part in (name, target):
+                if not _HOST_PORT.match(part) or not 1 <= int(part.rsplit(":", 1)[1]) <= 65535:
+                    raise ValueError(f"{part!r}: write host:port pairs, e.g. {{\"example.com:443\": \"10.0.0.5:8443\"}}")
+        return value
+
+    @field_validator("path_check")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("write a http(s) URL the lab trusts to be up, e.g. https://www.etsi.org/")
+        return value
+
+
+class WebResource(HttpResource):
+    """The manufacturer's public web pages as a bench reaches them (5.2-1-2, 5.3-13-2, 5.3-14-2)."""
+
+    max_page_kib: int = Field(default=2048, ge=1, le=65536)
+
+
+class ServiceAccount(_Model):
+    user: str = Field(min_length=1, max_length=254)
+    password: SecretRef
+
+
+class ServiceResource(HttpResource):
+    """The product's associated service (its app's API) as a bench reaches it (5.3-6, 5.11-2, 6-2, 6-3)."""
+
+    # a test account the manufacturer gave the lab; needed only when the IXIT says signup: false
+    account: ServiceAccount | None = None
+
+
 class SimConfig(_Model):
     """Present only on simulated benches: which product flaws and lab faults to switch on."""
 
@@ -145,6 +199,7 @@ class SimConfig(_Model):
     lockout_attempts: int = Field(default=5, ge=1, le=100)
     lockout_seconds: float = Field(default=10.0, ge=0, le=3600)
     cloud_port: int = Field(default=8883, ge=1, le=65535)
+    web_port: int = Field(default=8443, ge=1, le=65535)  # the simulated manufacturer site and app API (HTTPS)
     dirty_expire_seconds: float = Field(default=5.0, gt=0, le=120)
     update_write_seconds: float = Field(default=1.0, ge=0, le=60)
     ssh_delay_seconds: float = Field(default=0.0, ge=0, le=600)  # SSH listens this long after the console prompt
@@ -173,6 +228,8 @@ class BenchConfig(_Model):
     network: NetworkConfig
     ssh: SSHConfig = SSHConfig()
     dut: DutConfig
+    web: WebResource | None = None
+    service: ServiceResource | None = None
     sim: SimConfig | None = None
     playbook: str | None = None
     ansible_vars: dict[str, Any] = {}

@@ -155,10 +155,66 @@ class UserDocumentation(_Model):
     replacement: str | None = None
 
 
+_URL = re.compile(r"^https?://[^/\s?#]+[^\s]*$")
+
+
+def _url(value: str | None) -> str | None:
+    if value is not None and not _URL.match(value):
+        raise ValueError(f"{value!r} is not a http(s) URL; write e.g. https://example.com/security.txt")
+    return value
+
+
+class SecurityTxt(_Model):
+    """The product's RFC 9116 file, and whether the manufacturer signs it (5.2-1-2)."""
+
+    url: str
+    signed: bool = False
+    # the armored OpenPGP public key that signs it, a file beside the IXIT (required when signed)
+    openpgp_key: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        return _url(value) or value
+
+    @model_validator(mode="after")
+    def _key_when_signed(self) -> "SecurityTxt":
+        if self.signed and not self.openpgp_key:
+            raise ValueError("signed: true needs openpgp_key, the armored public key file (beside the IXIT) that signs it")
+        return self
+
+
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
+
+
+class PolicyStatements(_Model):
+    """What the published disclosure policy says in so many words, so the lab checks it without guessing."""
+
+    contact: Phrase  # an e-mail address or URL shown on the page
+    timelines: tuple[Phrase, ...] = Field(min_length=1)  # e.g. "within 5 working days"
+
+
+class NonUpdatableStatements(_Model):
+    rationale: Phrase  # words of the page's reason why the software cannot be updated
+    replacement: Phrase  # words of the page's hardware replacement plan
+
+
+class PublishedStatements(_Model):
+    vulnerability_disclosure_policy: PolicyStatements | None = None
+    non_updatable: NonUpdatableStatements | None = None
+
+
 class Publication(_Model):
     vulnerability_disclosure_policy: Text  # URL or place
     support_period: Text
     non_updatable: str | None = None
+    security_txt: SecurityTxt | None = None  # None: the manufacturer publishes none
+    statements: PublishedStatements = PublishedStatements()
+
+    def url_of(self, field: str) -> str | None:
+        """The publication's value when it is a web address the lab can fetch, else None (a box, a manual)."""
+        value = getattr(self, field)
+        return value if isinstance(value, str) and _URL.match(value.strip()) else None
 
 
 class SupportPeriod(_Model):
@@ -533,6 +589,8 @@ class DelFunc(_Entry):
     initiation_and_interaction: Text
     confirmation: Text
     reboots: bool = False
+    # target_type associated_service: the associated_service operation that performs it (5.11-2-2)
+    service_operation: str | None = None
     # a regular expression the command prints where it runs (SSH or console) once the deletion is
     # done: what the lab checks of `confirmation` (5.11-4-1); None: the lab cannot check it
     confirmation_pattern: str | None = None
@@ -596,6 +654,97 @@ class ComponentUpdate(_Model):
     @classmethod
     def _roles(cls, value: dict[str, str]) -> dict[str, str]:
         return _image_roles(value)
+
+
+# --- associated_service: not a TS list; the companion app's API as the lab drives it ---------
+
+OPERATION_NAMES = ("create_account", "login", "pair_device", "list_personal_data", "get_consent", "give_consent",
+                   "withdraw_consent", "get_update_settings", "set_auto_update", "set_update_notifications",
+                   "delete_account")
+Pointer = Annotated[str, StringConstraints(pattern=r"^(/[^/]*)+$")]  # RFC 6901, never the whole document
+
+
+class ServiceOperation(_Model):
+    """One call the companion app makes, as a template: {serial} {user} {password} {pairing_code} {value}."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: Annotated[str, StringConstraints(pattern=r"^/")]  # appended to base_url
+    body: Any = None  # JSON; a string that is exactly "{value}" becomes the value itself (true, 3 ...)
+    expect: tuple[Annotated[int, Field(ge=100, le=599)], ...] = ()  # statuses meaning success; () = any 2xx
+    token: Pointer | None = None  # login: where the bearer token is in the answer
+    items: Pointer | None = None  # list_personal_data: the list of records
+    item_time: Pointer | None = None  # list_personal_data: each record's ISO 8601 time
+    value: Pointer | None = None  # reads: where the value is in the answer
+
+
+class DeviceShows(_Model):
+    """Where the device itself shows the update settings it received (read over SSH)."""
+
+    command: Text
+    auto_update_pattern: str | None = None  # named group 'value'
+    notifications_pattern: str | None = None
+    on_value: Text = "on"
+
+    @field_validator("auto_update_pattern", "notifications_pattern")
+    @classmethod
+    def _value_group(cls, value: str | None) -> str | None:
+        return _regex_with(value, "value")
+
+
+class SettingSpec(_Model):
+    read: str  # operation name
+    value: Pointer  # where the setting is in `read`'s answer (true = on)
+    write: str  # operation name; its body carries "{value}"
+
+
+class UpdateSettings(_Model):
+    auto_update: SettingSpec | None = None
+    notifications: SettingSpec | None = None
+    device_shows: DeviceShows | None = None
+
+
+class ConsentSpec(_Model):
+    decision: Id  # 26-UserDec id
+    personal_data: tuple[Id, ...] = Field(min_length=1)  # 21-PersData ids that list_personal_data returns
+    read: str  # operation whose `value` is true while consent is given
+    give: str
+    withdraw: str
+    withdrawal_deletes_history: bool  # 21-PersData withdrawing_consent, typed
+
+
+class AssociatedService(_Model):
+    description: Text
+    base_url: Annotated[str, StringConstraints(pattern=r"^https://[^/\s?#]+(/[^\s?#]*)?$")]
+    signup: bool = False  # the lab may make its own test account with create_account
+    operations: dict[str, ServiceOperation]
+    update_settings: UpdateSettings | None = None
+    consent: ConsentSpec | None = None
+
+    @field_validator("operations")
+    @classmethod
+    def _known_names(cls, value: dict[str, ServiceOperation]) -> dict[str, ServiceOperation]:
+        unknown = sorted(set(value) - set(OPERATION_NAMES))
+        if unknown:
+            raise ValueError(f"unknown operation {unknown[0]!r}; the lab knows: {', '.join(OPERATION_NAMES)}")
+        return value
+
+    def operation(self, name: str) -> ServiceOperation:
+        try:
+            return self.operations[name]
+        except KeyError:
+            raise IxitError(f"ixit: associated_service.operations has no {name!r}; describe the call the companion "
+                            f"app makes for it (method, path, body)") from None
+
+    def references(self) -> list[tuple[str, str]]:
+        """(field path, operation name) of every operation this block names."""
+        refs = [("signup", "create_account")] if self.signup else []
+        for key in ("auto_update", "notifications"):
+            spec = getattr(self.update_settings, key, None) if self.update_settings else None
+            if spec:
+                refs += [(f"update_settings.{key}.read", spec.read), (f"update_settings.{key}.write", spec.write)]
+        if self.consent:
+            refs += [(f"consent.{k}", getattr(self.consent, k)) for k in ("read", "give", "withdraw")]
+        return refs
 
 
 ABSENT_NEVER = ("version_command", "version_pattern")  # every product has a firmware version
@@ -730,6 +879,7 @@ class Ixit(_Model):
     ext_api: tuple[ExtApi, ...] = _list("28-ExtAPI", "28-LogIntf")
     inp_val: tuple[InpVal, ...] = _list("29-InpVal")
     test_facts: TestFacts | None = None  # not a TS list: what the lab asked for to automate
+    associated_service: AssociatedService | None = None  # not a TS list: the app's API, for 5.3-6, 5.11-2, 6-x
 
     def auth_mechanism(self, ident: str) -> AuthMech:
         return _by_id(self.auth_mech, ident, "1-AuthMech")
@@ -807,6 +957,7 @@ def _reference_problems(ixit: Ixit) -> list[tuple[str, str, str]]:
                 if exp.interface and exp.interface not in ids["intf"]:
                     problems.append((f"12-NetSecImpl[{i}].implementations[{j}].exposed[{k}].interface (entry {impl.id!r})",
                                      f"{exp.interface!r} is not an id in 15-Intf", f"use one of: {', '.join(ids['intf'])}"))
+    problems += _service_problems(ixit)
     ports: dict[tuple[str, int], str] = {}
     for i, intf in enumerate(ixit.intf):
         if intf.port is not None and intf.transport is not None:
@@ -815,6 +966,34 @@ def _reference_problems(ixit: Ixit) -> list[tuple[str, str, str]]:
                 problems.append((f"15-Intf[{i}].port", f"{intf.transport}/{intf.port} is already interface {ports[key]!r}",
                                  "describe each listening port once"))
             ports[key] = intf.id
+    return problems
+
+
+def _service_problems(ixit: Ixit) -> list[tuple[str, str, str]]:
+    """Operations the associated_service block, 25-DelFunc and consent name must exist."""
+    svc = ixit.associated_service
+    problems: list[tuple[str, str, str]] = []
+    for i, func in enumerate(ixit.del_func):
+        if func.service_operation and (svc is None or func.service_operation not in svc.operations):
+            problems.append((f"25-DelFunc[{i}].service_operation (entry {func.id!r})",
+                             f"{func.service_operation!r} is not an operation of associated_service",
+                             "describe it under associated_service.operations"))
+    if svc is None:
+        return problems
+    for where, name in svc.references():
+        if name not in svc.operations:
+            problems.append((f"associated_service.{where}", f"{name!r} is not in associated_service.operations",
+                             f"describe it there (known: {', '.join(sorted(svc.operations)) or 'none'})"))
+    if svc.consent:
+        decisions = {d.id for d in ixit.user_dec}
+        if svc.consent.decision not in decisions:
+            problems.append(("associated_service.consent.decision", f"{svc.consent.decision!r} is not an id in 26-UserDec",
+                             f"use one of: {', '.join(sorted(decisions)) or '(none defined)'}"))
+        data = {p.id for p in ixit.pers_data}
+        for j, ident in enumerate(svc.consent.personal_data):
+            if ident not in data:
+                problems.append((f"associated_service.consent.personal_data[{j}]", f"{ident!r} is not an id in 21-PersData",
+                                 f"use one of: {', '.join(sorted(data)) or '(none defined)'}"))
     return problems
 
 
