@@ -5,7 +5,9 @@ PASS and NOT_APPLICABLE; each flawed sample runs the test cases of its flaw's pr
 (`certlab run --provision`, a re-test as a lab would do it) and gets a FAIL, with a reason, in
 each of them; and every automated test case FAILs on at least one flaw (a test that cannot fail
 is a defect). The signed report's document says the same. The runs go side by side, as one lab
-runs several re-tests at once; a flawed sample's full run is `certlab run -b <flaw>`.
+runs several re-tests at once; a flawed sample's full run is `certlab run -b <flaw>`. The second
+conforming sample, `conforming_fixed`, is the non-updatable TH-10: it runs the provisions about
+published information (5.2-1, 5.3-13, and 5.3-14, which only a non-updatable product has).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventory" / "sim-flaws.yaml"
 SUITES = ROOT / "testsuites" / "en303645"
 
+CONFORMING = ("conforming", "conforming_fixed")
+FIXED_PROVISIONS = ("5.2-1", "5.3-13", "5.3-14")
+
 pytestmark = [
     pytest.mark.skipif(unavailable_reason() is not None, reason=f"needs network namespaces: {unavailable_reason()}"),
     pytest.mark.timeout(1800),  # every suite on 16 benches at once
@@ -41,7 +46,9 @@ def _runs() -> dict[str, list[str]]:
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for flaw in sorted(FLAWS):
         groups[FLAWS[flaw].provisions].append(flaw)
-    runs = {"conforming": ["-b", "conforming"]}
+    runs = {"conforming": ["-b", "conforming"],
+            # the non-updatable TH-10: what only such a product has, on its own conforming sample
+            "conforming_fixed": ["-b", "conforming_fixed"] + [a for p in FIXED_PROVISIONS for a in ("--provision", p)]}
     for provisions, flaws in groups.items():
         runs["+".join(flaws)] = [arg for f in flaws for arg in ("-b", f)] + \
             [arg for p in provisions for arg in ("--provision", p)]
@@ -95,15 +102,17 @@ def _by_bench(doc: dict) -> dict[str, list[dict]]:
 
 
 def test_runs_exit_0_on_the_conforming_sample_and_1_where_flaws_fail(matrix):
-    assert matrix["_exit"]["conforming"] == 0, matrix["_stdout"]["conforming"][-3000:]
-    wrong = {name: code for name, code in matrix["_exit"].items() if name != "conforming" and code != 1}
+    for name in CONFORMING:
+        assert matrix["_exit"][name] == 0, matrix["_stdout"][name][-3000:]
+    wrong = {name: code for name, code in matrix["_exit"].items() if name not in CONFORMING and code != 1}
     assert not wrong, {name: matrix["_stdout"][name][-1500:] for name in wrong}
     assert matrix["edition"].startswith("EN 303 645 V2.1.1")
 
 
-def test_conforming_sample_only_passes_or_is_not_applicable(matrix):
-    results = _by_bench(matrix)["conforming"]
-    assert results, "no result for the conforming bench"
+@pytest.mark.parametrize("sample", CONFORMING)
+def test_conforming_sample_only_passes_or_is_not_applicable(matrix, sample):
+    results = _by_bench(matrix)[sample]
+    assert results, f"no result for the conforming bench {sample}"
     bad = [(r["test_case"], r["verdict"], r["reason"][:200]) for r in results if r["verdict"] not in ("PASS", "NOT_APPLICABLE")]
     assert not bad, bad
 
@@ -124,7 +133,7 @@ def test_each_flaw_fails_in_its_provision(matrix, flaw):
 
 
 def test_every_automated_test_case_can_fail(matrix):
-    functional = {r["test_case"] for r in matrix["results"] if r["test_case"] and r["bench"] == "conforming"
+    functional = {r["test_case"] for r in matrix["results"] if r["test_case"] and r["bench"] in CONFORMING
                   and r["verdict"] == "PASS" and not r["nodeid"].split("::")[0].endswith("test_conceptual.py")}
     failed = {r["test_case"] for r in matrix["results"] if r["verdict"] == "FAIL"}
     assert functional, "no functional test ran"
@@ -149,9 +158,10 @@ def test_the_conformance_document_fails_each_flaw_in_its_provisions(matrix, flaw
         assert not mine or any(r["verdict"] != "PASS" for r in mine), f"{flaw}: {provision} all PASS on {serial}"
 
 
-def test_the_conformance_document_has_no_fail_on_the_conforming_sample_and_names_what_is_missing(matrix):
-    doc = matrix["_conformance"]["conforming"]
-    serial = matrix["_serials"]["conforming"]
+@pytest.mark.parametrize("sample", CONFORMING)
+def test_the_conformance_document_has_no_fail_on_the_conforming_sample_and_names_what_is_missing(matrix, sample):
+    doc = matrix["_conformance"][sample]
+    serial = matrix["_serials"][sample]
     wrong = [(p["id"], r["test_case"], r["verdict"]) for p in doc["provisions"] for c in p["test_cases"]
              for r in c["results"] if r["dut_serial"] == serial and r["verdict"] in ("FAIL", "INCONCLUSIVE")]
     assert not wrong, f"the conforming sample is not clean in the report: {wrong}"
