@@ -8,7 +8,9 @@ serial adapter, the relay wiring and the internet stay up when a real device los
 
 host.json: {"bench", "console_link", "netns", "dut_command": [...], "faults": [...],
 "cloud": {"host", "port", "ca_file", "cert_file", "key_file"} | null, "cwd", "env": {...},
-"forkserver": path | null}. With "forkserver", power-on asks the lab's pre-imported server
+"forkserver": path | null, "web": {"host", "port", "serial", "model", "pairing_code", "flaws"} | null}.
+With "web", one HTTPS server (lab.sim.web) serves the manufacturer's site and app API beside the
+cloud, sharing the app service's state (accounts, consent, readings) with the telemetry server. With "forkserver", power-on asks the lab's pre-imported server
 (lab.sim.forkserver) to fork the DUT; without it, or when that server cannot, dut_command starts a
 fresh interpreter. Either way the DUT leads its own process group (killed whole at power-off)
 and exit status 3 asks for a restart.
@@ -30,9 +32,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab.sim import forkserver
+from lab.sim.appservice import AppService
 from lab.sim.cloud import CloudPki, CloudServer
 from lab.sim.netns import exec_prefix
 from lab.sim.relay import open_pty_link
+from lab.sim.site import Site
+from lab.sim.web import WebServer
 
 log = logging.getLogger("certlab.sim.bench_host")
 
@@ -251,7 +256,9 @@ class BenchHost:
         link = Path(self.cfg["console_link"])
         self._master, slave = open_pty_link(link)
         loop.add_reader(self._master, self._from_console)
-        cloud = self._start_cloud()
+        app = self._app()
+        cloud = self._start_cloud(app)
+        web = self._start_web(app)
         sock_path = self.dir / "power.sock"
         sock_path.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(self._power_client, path=str(sock_path))
@@ -263,21 +270,48 @@ class BenchHost:
             await self.power_off()
             if cloud:
                 cloud.close()
+            if web:
+                web.close()
             sock_path.unlink(missing_ok=True)
             if link.is_symlink():
                 link.unlink()
             os.close(self._master)
             os.close(slave)
 
-    def _start_cloud(self) -> CloudServer | None:
+    def _app(self) -> AppService | None:
+        """The manufacturer's app service for this bench's sample (only with a "web" section)."""
+        w = self.cfg.get("web")
+        if not w:
+            return None
+        return AppService({str(w["serial"]): w.get("pairing_code")}, frozenset(w.get("flaws", [])))
+
+    def _start_cloud(self, app: AppService | None) -> CloudServer | None:
         c = self.cfg.get("cloud")
         if not c:
             return None
         pki = CloudPki(Path(c["ca_file"]), Path(c["cert_file"]), Path(c["key_file"]))
-        cloud = CloudServer(c["host"], int(c["port"]), pki, self.dir / "cloud.log")
+        cloud = CloudServer(c["host"], int(c["port"]), pki, self.dir / "cloud.log",
+                            on_line=app.telemetry if app else None)
         cloud.start()
         log.info("cloud endpoint on %s:%d", c["host"], c["port"])
         return cloud
+
+    def _start_web(self, app: AppService | None) -> WebServer | None:
+        """The HTTPS site + API; signing security.txt (gpg, bounded) happens here, once per start."""
+        w, c = self.cfg.get("web"), self.cfg.get("cloud")
+        if not (w and c and app):
+            return None
+        pki = CloudPki(Path(c["ca_file"]), Path(c["cert_file"]), Path(c["key_file"]))
+        web = WebServer(w["host"], int(w["port"]), pki, app, Site.build(frozenset(w.get("flaws", []))),
+                        self.dir / "web.log")
+        try:
+            web.start()
+        except OSError as exc:  # the bench's console, power and cloud still work; the web cases find no site
+            log.error("manufacturer site and app API NOT started on %s:%s: %s (sim.web_port)", w["host"], w["port"], exc)
+            web.close()
+            return None
+        log.info("manufacturer site and app API on https://%s:%d", w["host"], w["port"])
+        return web
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 CLOUD_HOSTNAME = "cloud.certlab.test"
+WEB_HOSTNAMES = ("sim-devices.certlab.test", "api.sim-devices.certlab.test")  # lab.sim.web, same certificate
 _TLS_HANDSHAKE = 0x16
 _SECRET_KEY = re.compile(r"token|password|passwd|secret|key", re.IGNORECASE)
 _SECRET_TEXT = re.compile(r"(?i)(token|password|passwd|secret)(\"?\s*[:=]\s*\"?)([^\s\"',;&}]+)")
@@ -51,9 +53,10 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def ensure_pki(directory: Path, lab: str, ips: list[str]) -> CloudPki:
-    """Create the lab CA and the cloud's certificate once; later calls reuse the files."""
+    """Create the lab CA and the cloud's certificate once; later calls reuse the files (made anew
+    when the certificate lacks one of the names it now needs, e.g. the web names)."""
     pki = CloudPki(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    if pki.ca_file.exists() and pki.cert_file.exists() and pki.key_file.exists():
+    if pki.ca_file.exists() and pki.cert_file.exists() and pki.key_file.exists() and _has_names(pki.cert_file):
         return pki
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
@@ -70,7 +73,7 @@ def ensure_pki(directory: Path, lab: str, ips: list[str]) -> CloudPki:
                                        encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(CLOUD_HOSTNAME)]
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in (CLOUD_HOSTNAME, *WEB_HOSTNAMES)]
     names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted(set(ips))]
     cert = (x509.CertificateBuilder().subject_name(_name(CLOUD_HOSTNAME)).issuer_name(ca_name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -84,6 +87,15 @@ def ensure_pki(directory: Path, lab: str, ips: list[str]) -> CloudPki:
     pki.key_file.touch(mode=0o600)
     pki.key_file.write_bytes(_pem_key(key))
     return pki  # the CA key is not kept: nothing else is ever signed with it
+
+
+def _has_names(cert_file: Path) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound, OSError):
+        return False
+    return {CLOUD_HOSTNAME, *WEB_HOSTNAMES} <= set(sans.get_values_for_type(x509.DNSName))
 
 
 # --- redaction ------------------------------------------------------------------------------
@@ -116,8 +128,10 @@ def redact(line: str) -> str:
 class CloudServer:
     """Threaded line server; `start()` binds (IP_FREEBIND: the bench's link may be down)."""
 
-    def __init__(self, host: str, port: int, pki: CloudPki, log_path: Path, *, idle_timeout: float = 120.0):
+    def __init__(self, host: str, port: int, pki: CloudPki, log_path: Path, *, idle_timeout: float = 120.0,
+                 on_line: Callable[[str], dict[str, Any]] | None = None):
         self._addr = (host, port)
+        self._on_line = on_line  # the app service takes each telemetry line; its answer is the reply
         self._log_path = log_path
         self._idle = idle_timeout
         self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -181,7 +195,8 @@ class CloudServer:
                     line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                     if line:
                         self._log(peer, transport, line=redact(line))
-                        conn.sendall(b'{"ok": true}\n')
+                        reply = self._on_line(line) if self._on_line else {"ok": True}
+                        conn.sendall((json.dumps(reply, sort_keys=True) + "\n").encode())
         except (OSError, ssl.SSLError) as exc:
             self._log(peer, transport, event="error", error=type(exc).__name__ + ": " + str(exc)[:200])
         finally:

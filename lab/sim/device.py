@@ -278,6 +278,7 @@ class Device:
         self._rebooting = threading.Event()
         self._booted = threading.Event()  # the boot log is done: the console offers its prompt
         self._identity: dict = {}
+        self._cloud_settings: dict[str, bool] | None = None  # from the cloud's last telemetry reply
 
     # -- lifecycle --
 
@@ -459,8 +460,19 @@ class Device:
             enabled=self._telemetry_enabled,
             verify_server="accepts_any_certificate" not in self.cfg.flaws,
             occupancy_in_clear="sensitive_data_cleartext" in self.cfg.flaws,
+            on_settings=self._keep_cloud_settings,
         ).start()
         return True
+
+    def _keep_cloud_settings(self, settings: dict[str, bool]) -> None:
+        self._cloud_settings = dict(settings)
+
+    def update_settings_lines(self) -> list[str]:
+        """The update settings the app service last sent (shell `update-settings`); unknown before any."""
+        got = self._cloud_settings
+        word = {True: "on", False: "off", None: "unknown"}
+        return [f"auto-update: {word[got.get('auto_update')] if got is not None else 'unknown'}",
+                f"notifications: {word[got.get('update_notifications')] if got is not None else 'unknown'}"]
 
     def _telemetry_enabled(self) -> bool:
         if self.tamper_alert():  # 20-SecBoot: after a detected tamper event only local administration

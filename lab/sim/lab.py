@@ -227,6 +227,7 @@ class SimLab:
         for bench in self.benches.values():
             host, port = self._cloud_addr(bench)
             claim(host, port, f"bench {bench.name!r} cloud (sim.cloud_port)")
+            claim(*self._web_addr(bench), f"bench {bench.name!r} site and app API (sim.web_port)")
             if not bench.network.netns:
                 claim(bench.network.address, bench.ssh.port, f"bench {bench.name!r} ssh")
                 claim(bench.network.address, self._debug_port(bench), f"bench {bench.name!r} debug port")
@@ -242,6 +243,16 @@ class SimLab:
             return bench.network.gateway, bench.sim.cloud_port
         same = [b for b in self.benches.values() if not b.network.netns and b.sim and b.sim.cloud_port == bench.sim.cloud_port]
         return "127.0.0.1", bench.sim.cloud_port + [b.name for b in same].index(bench.name)
+
+    def _web_addr(self, bench: BenchConfig) -> tuple[str, int]:
+        """The HTTPS site + app API: the cloud's address, `sim.web_port` (offset on loopback like the cloud's)."""
+        assert bench.sim is not None
+        web_port = int(getattr(bench.sim, "web_port", 8443))
+        if bench.network.netns and bench.network.gateway:
+            return bench.network.gateway, web_port
+        same = [b for b in self.benches.values()
+                if not b.network.netns and b.sim and int(getattr(b.sim, "web_port", 8443)) == web_port]
+        return "127.0.0.1", web_port + [b.name for b in same].index(bench.name)
 
     @staticmethod
     def _debug_port(bench: BenchConfig) -> int:
@@ -319,7 +330,16 @@ class SimLab:
                       "cert_file": str(pki.cert_file), "key_file": str(pki.key_file)},
             "cwd": str(REPO_ROOT),
             "forkserver": str(self.forkserver_socket) if self._forked(bench) else None,
+            "web": self._web_json(bench),
         }
+
+    def _web_json(self, bench: BenchConfig) -> dict[str, Any]:
+        """The site and app service of this bench: its sample's serial and label pairing code, its flaws."""
+        host, port = self._web_addr(bench)
+        code_ref = getattr(bench.dut, "pairing_code", None)
+        code = self.inv.resolve_secret(code_ref, field=f"bench {bench.name}: dut.pairing_code") if code_ref else None
+        return {"host": host, "port": port, "serial": bench.dut.serial, "model": bench.dut.model,
+                "pairing_code": code, "flaws": list(bench.sim.flaws)}  # type: ignore[union-attr]
 
     def _relay_json(self, plan: RelayPlan) -> dict[str, Any]:
         return {"id": plan.id, "kind": plan.kind, "host": plan.host, "port": plan.port,
@@ -386,7 +406,7 @@ class SimLab:
             if bench.name in machines:
                 dut_json["vm"] = machines[bench.name]
             self._write_json(bdir / "dut.json", dut_json, mode=0o600)
-            self._write_json(bdir / "host.json", self._host_json(bench, pki))
+            self._write_json(bdir / "host.json", self._host_json(bench, pki), mode=0o600)  # the pairing code
             net = bench.network
             if net.netns:
                 assert net.interface and net.gateway

@@ -67,6 +67,7 @@ class DeviceHost(Protocol):
     def place_in_inactive_slot(self, data: bytes) -> str: ...
     def tamper_alert(self) -> str: ...
     def tamper_clear(self) -> bool: ...
+    def update_settings_lines(self) -> list[str]: ...
 
 
 class ShellIO(Protocol):
@@ -1070,6 +1071,14 @@ class Shell:
             io.write(f"tamper: DETECTED: {alert}\nnetwork: restricted (telemetry suspended until tamper-status --clear)\n")
         else:
             io.write("tamper: none\nnetwork: normal\n")
+        return 0
+
+    def cmd_update_settings(self, args: list[str], io: ShellIO) -> int:
+        """The update settings the app service sent with its last telemetry reply."""
+        if args:
+            io.write_err("usage: update-settings\n")
+            return 2
+        io.write("".join(line + "\n" for line in self.host.update_settings_lines()))
         return 0
 
 

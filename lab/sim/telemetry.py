@@ -57,6 +57,7 @@ class TelemetryClient:
     enabled: Callable[[], bool] = lambda: True  # the device's `telemetry` config switch
     verify_server: bool = True  # False: the `accepts_any_certificate` flaw (no server authentication)
     occupancy_in_clear: bool = False  # the `sensitive_data_cleartext` flaw: occupancy also sent as plain UDP
+    on_settings: Callable[[dict[str, bool]], None] = lambda settings: None  # the settings the cloud's reply carries
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
@@ -77,6 +78,8 @@ class TelemetryClient:
                     raise OSError(errno.ENETDOWN, "the network link is down")
                 reply = self.send_once(round(21.0 + rng.uniform(-1.5, 1.5), 2))
                 log.info("telemetry sent, cloud replied %r", reply[:200])
+                if (settings := reply_settings(reply)) is not None:
+                    self.on_settings(settings)
                 wait, failures = self.interval, 0
             except (OSError, ssl.SSLError, ValueError) as exc:
                 log.warning("telemetry to %s:%s failed: %s", self.host, self.port, exc)
@@ -162,6 +165,17 @@ def _read_line(stream: socket.socket) -> str:
             break
         data += chunk
     return data.split(b"\n", 1)[0].decode("utf-8", "replace")
+
+
+def reply_settings(reply: str) -> dict[str, bool] | None:
+    """The update settings in the cloud's reply line ({"ok": true, "settings": {...}}), or None."""
+    try:
+        settings = json.loads(reply).get("settings")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(settings, dict):
+        return None
+    return {str(k): v for k, v in settings.items() if isinstance(v, bool)}
 
 
 def _link_level(exc: BaseException) -> bool:

@@ -147,3 +147,42 @@ def write_releases(directory: str | Path, model: str, size: int = DEFAULT_SIZE) 
         json.dumps({"vendor_pubkey": vendor_public_key_hex(), "releases": entries, "components": components}, indent=2) + "\n"
     )
     return index
+
+
+# --- the manufacturer's public web site and app service (issue 17) ----------------------------
+
+#: The manufacturer's site and its companion app's API, as the simulated lab serves them.
+SITE_HOST = "sim-devices.certlab.test"
+API_HOST = "api.sim-devices.certlab.test"
+API_PREFIX = "/v1"
+SECURITY_CONTACT = "security@sim-devices.certlab.test"
+DISCLOSURE_PATH = "/security/disclosure"
+SECURITY_TXT_PATH = "/.well-known/security.txt"
+#: What the disclosure policy promises (TH-100's IXIT statements quote these phrases).
+DISCLOSURE_TIMELINES = ("within 5 working days", "within 90 days")
+#: The FAKE, PUBLIC OpenPGP key that signs security.txt (its public half is beside each product's IXIT).
+SECURITY_TXT_KEY = Path(__file__).resolve().parent / "data" / "security-txt-signing-key.asc"
+
+
+@dataclass(frozen=True)
+class SupportPage:
+    """One product support page: which models, until when they get security updates, and for a
+    product that cannot be updated, why not and how it is replaced (EN 303 645 5.3-13, 5.3-14)."""
+
+    path: str
+    models: tuple[str, ...]
+    end: str  # the date as the page states it
+    rationale: str | None = None  # non-updatable products only
+    replacement: str | None = None
+
+
+SUPPORT_PAGES: tuple[SupportPage, ...] = (
+    SupportPage("/support/th-100", ("TH-100", "TH-100T"), "31 December 2030"),
+    SupportPage("/support/th-10", ("TH-10",), "31 December 2029",
+                rationale="The TH-10 cannot be updated because its firmware is stored in one-time-programmable "
+                          "memory and the unit has no update mechanism.",
+                replacement="On request before the end of its support period, we send a TH-100 as a free "
+                            "replacement unit; ask support@sim-devices.certlab.test."),
+)
+#: The `support_period_mismatch` flaw: the page states an earlier end than the IXIT.
+MISMATCHED_SUPPORT_END = "30 June 2027"
