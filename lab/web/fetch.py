@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 from lab.errors import CertlabError, DutError
 
 if TYPE_CHECKING:
+    from lab.bench import Bench
     from lab.inventory import HttpResource
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -80,6 +81,17 @@ class HttpTarget:
                 f"and {host} is not among them; if the manufacturer really serves this there, name a URL on "
                 f"{host} in the IXIT ({self.hosts_field})"
             )
+
+
+def web_target(bench: "Bench", urls: Iterable[str | None], *, hosts_field: str) -> HttpTarget:
+    """The bench's `web` resource as a target allowed to reach the hosts of `urls` (the IXIT's)."""
+    resource = bench.config.web
+    if resource is None:
+        raise CertlabError(f"the inventory declares no `web` resource for bench {bench.name}: add web: "
+                           "{connect_to: ..., ca_file: ...} to it, or web: {} for DNS and the system's trust store "
+                           "(docs/associated-services.md)")
+    ca_file = bench.inventory.resolve_path(resource.ca_file) if resource.ca_file else None
+    return HttpTarget.from_resource(resource, urls, hosts_field=hosts_field, ca_file=ca_file, bench=bench.name)
 
 
 def hosts_of(urls: Iterable[str | None]) -> frozenset[str]:
