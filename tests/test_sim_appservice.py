@@ -188,12 +188,16 @@ def test_flaw_cloud_keeps_deleted_data_shows_it_to_the_next_owner() -> None:
     assert len(a.readings(nxt)) == 1
 
 
-def test_flaw_stores_before_consent() -> None:
+def test_flaw_stores_before_consent_until_the_user_decides() -> None:
     a = api("stores_before_consent")
     token = a.user()
     a.app.telemetry(LINE)
     assert a.call("GET", "/consent", token=token).body == {"history": False}
     assert len(a.readings(token)) == 1
+    a.call("PUT", "/consent", {"history": True}, token)
+    a.call("PUT", "/consent", {"history": False}, token)  # a withdrawal is honoured: only 6-2 is broken
+    a.app.telemetry(LINE)
+    assert a.readings(token) == []
 
 
 def test_flaw_consent_withdrawal_ignored() -> None:

@@ -5,8 +5,8 @@ calls as TH-100's IXIT `associated_service.operations` documents them) and the t
 server (`telemetry`, each line the DUT sends). A reading is stored only for a paired device
 whose owner has consented to the history (26-UserDec `telemetry-consent`); the telemetry reply
 carries the device's update settings. Product flaws change exactly one rule each:
-`auto_update_off_by_default`, `cloud_keeps_deleted_data`, `stores_before_consent`,
-`consent_withdrawal_ignored`. State is in memory only: a lab down forgets every account.
+`auto_update_off_by_default`, `cloud_keeps_deleted_data`, `stores_before_consent` (kept from
+pairing until the user first decides), `consent_withdrawal_ignored`. State is in memory only: a lab down forgets every account.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class _Account:
     pw_hash: bytes
     consent: bool = False  # what the account's consent reads
     processing: bool = False  # whether the cloud acts on it (differs only with consent_withdrawal_ignored)
+    decided: bool = False  # the user has given or withdrawn consent at least once
 
 
 @dataclass
@@ -112,7 +113,7 @@ class AppService:
         owner = self._accounts.get(device.owner) if device.owner else None
         if owner is None:
             return False
-        return owner.processing or "stores_before_consent" in self._flaws
+        return owner.processing or ("stores_before_consent" in self._flaws and not owner.decided)
 
     # --- the app's API --------------------------------------------------------------------------
 
@@ -210,7 +211,7 @@ class AppService:
         value = payload.get("history") if isinstance(payload, dict) else None
         if not isinstance(value, bool):
             return _error(400, 'give {"history": true|false}')
-        account.consent = value
+        account.consent, account.decided = value, True
         if value:
             account.processing = True
         elif "consent_withdrawal_ignored" not in self._flaws:
