@@ -75,7 +75,10 @@ def test_update_na_with_an_update_mechanism_in_the_ixit(tmp_path):
 
 
 def test_na_with_several_conditions_stands_while_one_is_undecided(tmp_path):
-    ics, ixit = _load(tmp_path, "TH-100")  # 5.3-6 N/A: conditions 9 (undecided by the IXIT) and 12 (met)
+    def na(ics):  # conditions 9 (undecided by the IXIT) and 12 (met)
+        ics["provisions"]["5.3-6"] = {"support": "N/A", "detail": "Condition 9 not met."}
+
+    ics, ixit = _load(tmp_path, "TH-100", na)
     assert ics.provisions["5.3-6"].support == "N/A"
     check_conditions(ics, ixit)
 
