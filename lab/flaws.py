@@ -68,8 +68,8 @@ FLAWS: dict[str, Flaw] = {
         Flaw("support_period_mismatch", "the support page states an earlier end of security updates than the IXIT", ("5.3-13",)),
         Flaw("non_updatable_rationale_missing", "the non-updatable product's page omits why it cannot be updated and its replacement", ("5.3-14",)),
         Flaw("auto_update_off_by_default", "a newly paired device has automatic updates switched off", ("5.3-6",)),
-        Flaw("cloud_keeps_deleted_data", "deleting the account leaves the device's readings in the cloud, where the next owner sees them", ("5.11-2",)),
-        Flaw("stores_before_consent", "the cloud stores the readings of a paired device before the owner consents", ("6-2",)),
+        Flaw("cloud_keeps_deleted_data", "deleting the account leaves the device's readings in the cloud and goes on recording it; its next owner sees them all", ("5.11-2",)),
+        Flaw("stores_before_consent", "the cloud stores the readings of a paired device from pairing until the owner first decides on consent", ("6-2",)),
         Flaw("consent_withdrawal_ignored", "withdrawing consent is acknowledged but the cloud keeps storing readings", ("6-3",)),
     )
 }

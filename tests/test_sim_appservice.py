@@ -184,8 +184,11 @@ def test_flaw_cloud_keeps_deleted_data_shows_it_to_the_next_owner() -> None:
     a.app.telemetry(LINE)
     assert a.call("DELETE", "/account", token=token).status == 200
     assert a.call("POST", "/login", {"email": "a@lab.invalid", "password": "secret-password-1"}).status == 401
+    a.app.telemetry(LINE)  # still recorded without an owner
     nxt = a.user("b@lab.invalid")
-    assert len(a.readings(nxt)) == 1
+    assert len(a.readings(nxt)) == 2
+    a.app.telemetry(LINE)  # the new owner has not consented: not kept
+    assert len(a.readings(nxt)) == 2
 
 
 def test_flaw_stores_before_consent_until_the_user_decides() -> None:

@@ -5,8 +5,9 @@ calls as TH-100's IXIT `associated_service.operations` documents them) and the t
 server (`telemetry`, each line the DUT sends). A reading is stored only for a paired device
 whose owner has consented to the history (26-UserDec `telemetry-consent`); the telemetry reply
 carries the device's update settings. Product flaws change exactly one rule each:
-`auto_update_off_by_default`, `cloud_keeps_deleted_data`, `stores_before_consent` (kept from
-pairing until the user first decides), `consent_withdrawal_ignored`. State is in memory only: a lab down forgets every account.
+`auto_update_off_by_default`, `cloud_keeps_deleted_data` (a deleted account's device keeps its
+readings and goes on being recorded, all shown to its next owner), `stores_before_consent` (kept
+from pairing until the user first decides), `consent_withdrawal_ignored`. State is in memory only: a lab down forgets every account.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class _Device:
     serial: str
     pairing_code: str | None
     owner: str | None = None
+    orphaned: bool = False  # cloud_keeps_deleted_data: its owner deleted the account, the cloud still records it
     settings: dict[str, bool] = field(default_factory=dict)
     readings: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=MAX_READINGS))
 
@@ -112,7 +114,7 @@ class AppService:
     def _keeps_readings_of(self, device: _Device) -> bool:
         owner = self._accounts.get(device.owner) if device.owner else None
         if owner is None:
-            return False
+            return device.orphaned
         return owner.processing or ("stores_before_consent" in self._flaws and not owner.decided)
 
     # --- the app's API --------------------------------------------------------------------------
@@ -197,7 +199,7 @@ class AppService:
         if device.pairing_code is None or not hmac.compare_digest(code.encode(), device.pairing_code.encode()):
             return _error(403, "wrong pairing code")
         if device.owner != account.email:  # the code proves possession: the device moves to this account
-            device.owner = account.email
+            device.owner, device.orphaned = account.email, False
             device.settings = self._default_settings()
             if "cloud_keeps_deleted_data" not in self._flaws:
                 device.readings.clear()  # the previous owner's history is not the new owner's
@@ -239,7 +241,9 @@ class AppService:
             if device.owner == email:
                 device.owner = None
                 device.settings = self._default_settings()
-                if "cloud_keeps_deleted_data" not in self._flaws:
+                if "cloud_keeps_deleted_data" in self._flaws:
+                    device.orphaned = True  # its data flow is still recorded, for whoever pairs it next
+                else:
                     device.readings.clear()
         return Response(200, {"deleted": True})
 
