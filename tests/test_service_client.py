@@ -25,7 +25,8 @@ from lab.errors import CertlabError, DutError, LabFault, LabLoginRejected
 from lab.ixit import AssociatedService
 from lab.service.api import MASK, PointerError, Redactor, fill_body, fill_text, resolve_pointer
 from lab.service.client import ServiceClient
-from lab.service.records import Moment, dated_after, dated_before, moment_of, records_of, shown_switch, switch_value
+from lab.service.records import (Moment, Record, dated_after, dated_before, left_after_deletion, moment_of, records_of,
+                                 shown_switch, switch_value)
 from lab.web.fetch import HttpTarget
 
 HOST = "api.fake.invalid"
@@ -207,6 +208,17 @@ def test_records_and_moments():
         records_of({"readings": [{"when": 1}]}, "/readings", "/time", operation="list_personal_data")
     with pytest.raises(DutError, match="not a list"):
         records_of({"readings": {}}, "/readings", "/time", operation="list_personal_data")
+
+
+def test_left_after_deletion_places_records_surely():
+    t = lambda s: dt.datetime(2026, 1, 1, 10, 0, s, 500000, tzinfo=dt.timezone.utc)  # noqa: E731
+    deleted = Moment(t(10).replace(microsecond=0), t(11).replace(microsecond=0), "service")
+    repaired = Moment(t(20).replace(microsecond=0), t(21).replace(microsecond=0), "service")
+    seen_same_second = Record(t(10), {"n": 1})  # the deleted account saw it: old, though in the deletion's second
+    earlier, kept, unplaced, new = Record(t(5), {"n": 0}), Record(t(15), {"n": 2}), Record(t(20), {"n": 3}), Record(t(25), {"n": 4})
+    old, unowned = left_after_deletion([earlier, seen_same_second, kept, unplaced, new], [seen_same_second], deleted, repaired)
+    assert old == [earlier, seen_same_second] and unowned == [kept]
+    assert left_after_deletion([new], [seen_same_second], deleted, repaired) == ([], [])
 
 
 def test_switch_values():

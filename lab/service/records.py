@@ -115,3 +115,17 @@ def shown_switch(output: str, pattern: str, on_value: str) -> bool | None:
     if match is None:
         return None
     return match.group("value").strip().lower() == on_value.strip().lower()
+
+
+def left_after_deletion(shown: list[Record], seen_before: list[Record], deleted: Moment,
+                        repaired: Moment) -> tuple[list[Record], list[Record]]:
+    """What a new owner is shown that a deletion should have removed (5.11-2-2): (old, unowned).
+
+    `old`: the deleted account's records, those it was shown (`seen_before`) or dated surely
+    before the deletion; `unowned`: records dated surely between the deletion and the new pairing
+    (the device's data flow kept while nobody owned it). A record in the second of either
+    operation that the deleted account never saw is neither: the lab cannot place it.
+    """
+    old = [r for r in shown if r in seen_before or r.time < deleted.earliest]
+    unowned = [r for r in shown if r not in old and deleted.latest < r.time < repaired.earliest]
+    return old, unowned

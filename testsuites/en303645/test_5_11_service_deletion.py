@@ -24,7 +24,7 @@ import pytest
 
 from lab.errors import CertlabError, DutError, LabFault
 from lab.service.client import absence_window, appearance_bound
-from lab.service.records import dated_before, span
+from lab.service.records import left_after_deletion, span
 
 pytestmark = pytest.mark.bench_state("shell")
 
@@ -52,8 +52,8 @@ def test_5_11_2_2_service_deletion(dut, bench, ixit, test_facts, evidence, servi
                     first.call(consent.give)
             bound = appearance_bound(interval)
             with allure.step(f"wait until records exist (at most {bound:g} s)"):
-                found, held = first.wait_for_records(bound, bool)
-                record["before"] = span(found)
+                seen, held = first.wait_for_records(bound, bool)
+                record["before"] = span(seen)
                 if not held:
                     raise LabFault(f"positive control: no record appeared in list_personal_data within {bound:g} s "
                                    "(two telemetry intervals + 2 s) after pairing and consent; with no data to "
@@ -76,8 +76,7 @@ def test_5_11_2_2_service_deletion(dut, bench, ixit, test_facts, evidence, servi
                     second.call(consent.give)
                 found, _ = second.records()
                 record["new_owner_sees"] = [r.data for r in found]
-                old = dated_before(found, deleted_at)
-                unowned = [r for r in dated_before(found, second.paired_at) if r.time > deleted_at.latest]
+                old, unowned = left_after_deletion(found, seen, deleted_at, second.paired_at)
                 if old:
                     survivors.append(f"a new account paired to the sample sees {span(old)}, before the deletion "
                                      f"with {func.service_operation}")
