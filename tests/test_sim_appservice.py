@@ -16,7 +16,8 @@ import pytest
 from lab.sim.appservice import AppService, Response
 from lab.sim.cloud import CloudServer, ensure_pki
 from lab.sim.site import Site
-from lab.sim.telemetry import reply_settings
+from lab.sim.shell import Shell
+from lab.sim.telemetry import reply_settings, settings_lines
 from lab.sim.web import WebServer
 
 SERIAL, CODE = "TH100-T001", "pair-1234-code"
@@ -146,6 +147,37 @@ def test_update_settings_default_on_switch_and_reach_the_device() -> None:
     reply = a.app.telemetry(LINE)
     assert reply_settings(json.dumps(reply)) == {"auto_update": False, "update_notifications": False}
     assert reply_settings('{"ok": true}') is None and reply_settings("garbage") is None
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.out, self.err = "", ""
+
+    def write(self, text: str) -> None:
+        self.out += text
+
+    def write_err(self, text: str) -> None:
+        self.err += text
+
+    def read_line(self, prompt: str, *, echo: bool = True) -> str | None:
+        return None
+
+
+class _Host:
+    hostname, model = "th100", "TH-100"
+
+    def update_settings_lines(self) -> list[str]:
+        return settings_lines({"auto_update": False, "update_notifications": True})
+
+
+def test_the_device_shows_the_settings_it_got() -> None:
+    assert settings_lines(None) == ["auto-update: unknown", "notifications: unknown"]
+    assert settings_lines({"auto_update": True}) == ["auto-update: on", "notifications: unknown"]
+    io = _Out()
+    shell = Shell(_Host(), io)  # type: ignore[arg-type]
+    assert shell.cmd_update_settings([], io) == 0
+    assert io.out == "auto-update: off\nnotifications: on\n"
+    assert shell.cmd_update_settings(["now"], io) == 2 and "usage" in io.err
 
 
 # --- account deletion ---------------------------------------------------------------------------
@@ -296,3 +328,15 @@ def test_oversized_body_and_silent_client_do_not_block(served: tuple[WebServer, 
         assert _request(web, ctx, "sim-devices.certlab.test", "GET", "/security/disclosure")[0] == 200
     finally:
         silent.close()
+
+
+def test_lab_up_gives_each_bench_host_its_sample_and_flaws() -> None:
+    from lab.inventory import load_inventory
+    from lab.sim.lab import SimLab
+
+    root = Path(__file__).resolve().parent.parent
+    lab = SimLab(load_inventory(root / "inventory" / "sim-flaws.yaml"))
+    web = lab._web_json(lab.benches["stores_before_consent"])
+    code = (root / "inventory" / "secrets" / "sim-flaws" / "stores_before_consent.pairing").read_text().strip()
+    assert web["host"] == lab.benches["stores_before_consent"].network.gateway and web["port"] == 8443
+    assert web["pairing_code"] == code and web["flaws"] == ["stores_before_consent"]

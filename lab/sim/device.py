@@ -32,7 +32,7 @@ from lab.sim import netservices, vendor
 from lab.sim.flash import Flash, FlashError
 from lab.sim.shell import MAX_TERMINAL_LINE, ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
 from lab.sim.sshd import OTHER_SERVER_VERSION, SERVER_VERSION, AuthGuard, SshService, generate_host_key_pem, load_host_key
-from lab.sim.telemetry import TelemetryClient, carrier_up
+from lab.sim.telemetry import TelemetryClient, carrier_up, settings_lines
 from lab.sim.updater import BootState, UpdateAgent, slot_path, write_boot_state
 from lab.sim.updater import RADIO_IMAGE, RadioAgent, place_unverified, radio_image, read_boot_state, select_boot
 
@@ -469,10 +469,7 @@ class Device:
 
     def update_settings_lines(self) -> list[str]:
         """The update settings the app service last sent (shell `update-settings`); unknown before any."""
-        got = self._cloud_settings
-        word = {True: "on", False: "off", None: "unknown"}
-        return [f"auto-update: {word[got.get('auto_update')] if got is not None else 'unknown'}",
-                f"notifications: {word[got.get('update_notifications')] if got is not None else 'unknown'}"]
+        return settings_lines(self._cloud_settings)
 
     def _telemetry_enabled(self) -> bool:
         if self.tamper_alert():  # 20-SecBoot: after a detected tamper event only local administration

@@ -178,6 +178,14 @@ def reply_settings(reply: str) -> dict[str, bool] | None:
     return {str(k): v for k, v in settings.items() if isinstance(v, bool)}
 
 
+def settings_lines(settings: dict[str, bool] | None) -> list[str]:
+    """What the device's `update-settings` prints: each setting on, off, or unknown (no reply yet)."""
+    word = {True: "on", False: "off"}
+    got = settings or {}
+    return [f"auto-update: {word.get(got.get('auto_update'), 'unknown')}",  # type: ignore[arg-type]
+            f"notifications: {word.get(got.get('update_notifications'), 'unknown')}"]  # type: ignore[arg-type]
+
+
 def _link_level(exc: BaseException) -> bool:
     """A failure because the network itself is gone (no link, no route, no answer), not a refusal."""
     return isinstance(exc, TimeoutError) or getattr(exc, "errno", None) in LINK_ERRNOS
