@@ -13,13 +13,13 @@ result, and its provision is NOT_ASSESSED in the report.
     decisions:
       "5.1-1-1": {verdict: PASS, reasoning: "...", ixit_refs: ["1-AuthMech root-password"]}
     performed:
-      "5.2-1-2":
+      "6-1-2":
         verdict: PASS
-        reason: "the disclosure policy is published at the URL the IXIT gives"
+        reason: "the privacy notice in the box says what personal data is processed and why"
         assessor: {name: "A. Assessor", role: "lead assessor"}   # default: the file's assessor
         date: 2024-05-03
         samples: [SN0001]
-        evidence: [evidence/5.2-1-2-policy.png]                # relative to this file
+        evidence: [evidence/6-1-2-notice.png]                  # relative to this file
 
 A functional case a suite automates cannot be recorded by hand. A bad file stops with one line
 naming the file, the field path and the fix (like lab/ics.py).

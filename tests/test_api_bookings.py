@@ -403,14 +403,14 @@ def test_assessor_evidence_is_uploaded_hashed_and_named_by_performed_cases(
     booking = add_booking(client, acme, add_product(client, acme)["id"])
     url = f"{API}/bookings/{booking['id']}/assessments"
     photo = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
-    files = {"file": ("5.2-1-2-policy.png", photo, "image/png")}
+    files = {"file": ("6-1-2-notice.png", photo, "image/png")}
     assert client.post(f"{url}/evidence", headers=acme, files=files).status_code == 403  # the lab's evidence
     up = client.post(f"{url}/evidence", headers=eng, files=files)
     assert up.status_code == 201, up.text
-    assert up.json() == {"name": "5.2-1-2-policy.png", "path": "evidence/5.2-1-2-policy.png",
+    assert up.json() == {"name": "6-1-2-notice.png", "path": "evidence/6-1-2-notice.png",
                          "sha256": hashlib.sha256(photo).hexdigest(), "size": len(photo)}
     assert client.post(f"{url}/evidence", headers=eng, files=files).status_code == 201  # same bytes: fine
-    clash = client.post(f"{url}/evidence", headers=eng, files={"file": ("5.2-1-2-policy.png", b"other", "image/png")})
+    clash = client.post(f"{url}/evidence", headers=eng, files={"file": ("6-1-2-notice.png", b"other", "image/png")})
     assert clash.status_code == 409 and "never replaced" in clash.text
     assert client.post(f"{url}/evidence", headers=eng, files={"file": ("../x.png", b"x", "image/png")}).status_code == 422
     assert client.post(f"{url}/evidence", headers=eng, files={"file": ("e.png", b"", "image/png")}).status_code == 422
@@ -421,22 +421,22 @@ def test_assessor_evidence_is_uploaded_hashed_and_named_by_performed_cases(
     big = client.post(f"{url}/evidence", headers=eng, files={"file": ("big.bin", b"x" * 2048, "application/octet-stream")})
     assert big.status_code == 413 and "upload limit of 1024 bytes" in big.text
     listed = client.get(f"{url}/evidence", headers=eng)
-    assert [e["name"] for e in listed.json()] == ["5.2-1-2-policy.png"]  # nothing left of the refused one
+    assert [e["name"] for e in listed.json()] == ["6-1-2-notice.png"]  # nothing left of the refused one
     other_eng = client.get(f"{API}/bookings/{booking['id'] + 999}/assessments/evidence", headers=eng)
     assert other_eng.status_code == 404
 
     decided = (PRODUCT_DIR / "assessments.yaml").read_text(encoding="utf-8")
-    performed = ('\nperformed:\n  "5.2-1-2":\n    verdict: PASS\n    reason: The disclosure policy is published as the '
+    performed = ('\nperformed:\n  "6-1-2":\n    verdict: PASS\n    reason: The privacy notice says what the '
                  'IXIT says.\n    date: 2026-11-21\n    samples: [TH100-0001]\n    evidence: [evidence/{name}]\n')
     missing = client.put(url, headers=eng, json={"assessments": decided + performed.format(name="nope.png")})
     assert missing.status_code == 422, missing.text
     err = the_error(missing)
-    assert err["loc"][:4] == ["body", "assessments", "performed", "5.2-1-2"], err
+    assert err["loc"][:4] == ["body", "assessments", "performed", "6-1-2"], err
     assert "evidence/nope.png" in err["msg"] and "POST /bookings/" in err["msg"] and str(app.state.services.settings.data_dir) not in err["msg"], err
-    automated = client.put(url, headers=eng, json={"assessments": decided + performed.format(name="5.2-1-2-policy.png")
-                                                   .replace("5.2-1-2", "5.1-1-2", 1)})
+    automated = client.put(url, headers=eng, json={"assessments": decided + performed.format(name="6-1-2-notice.png")
+                                                   .replace("6-1-2", "5.1-1-2", 1)})
     assert automated.status_code == 422 and "automated by certlab" in automated.text
-    ok = client.put(url, headers=eng, json={"assessments": decided + performed.format(name="5.2-1-2-policy.png")})
+    ok = client.put(url, headers=eng, json={"assessments": decided + performed.format(name="6-1-2-notice.png")})
     assert ok.status_code == 200 and ok.json()["performed"] == 1, ok.text
     assert client.post(f"{url}/evidence", headers=other, files=files).status_code in (403, 404)
 

@@ -46,20 +46,20 @@ def png(path: Path, shade: int = 200) -> Path:
 
 PERFORMED = '''
 performed:
-  "5.2-1-2":
+  "6-1-2":
     verdict: PASS
-    reason: The disclosure policy is published at the URL the IXIT gives, with contact and time frames.
+    reason: The privacy notice on the box and in the app says what personal data is processed, how and why.
     assessor: {name: "Sam Sample", role: "assessor"}
     date: 2026-11-21
     samples: [TH100-0001, TH100-0002]
-    evidence: [photos/5.2-1-2-policy.png]
+    evidence: [photos/6-1-2-notice.png]
 '''
 
 
 def record(folder: Path, performed: str = PERFORMED) -> Path:
     """The shipped decisions plus a performed section, with its photo beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    png(folder / "photos" / "5.2-1-2-policy.png")
+    png(folder / "photos" / "6-1-2-notice.png")
     path = folder / "assessments.yaml"
     path.write_text(SHIPPED.read_text() + performed)
     return path
@@ -93,23 +93,23 @@ def complete_but(run_dir: Path, provision: str, missing: str) -> None:
 
 def test_a_performed_case_loads_with_its_assessor_samples_and_evidence(tmp_path: Path) -> None:
     a = load_assessments(record(tmp_path), "v2", model="TH-100")
-    done = a.performed("5.2-1-2")
+    done = a.performed("6-1-2")
     assert done.verdict == "PASS" and done.samples == SERIALS and a.performed_by(done).name == "Sam Sample"
     assert a.evidence_path(done.evidence[0]).read_bytes().startswith(b"\x89PNG")
     plain = load_assessments(record(tmp_path / "b", PERFORMED.replace('    assessor: {name: "Sam Sample", role: "assessor"}\n', "")), "v2")
-    assert plain.performed_by(plain.performed("5.2-1-2")).name == "Dana Reuter"  # the file's assessor
+    assert plain.performed_by(plain.performed("6-1-2")).name == "Dana Reuter"  # the file's assessor
 
 
 @pytest.mark.parametrize("change, expected", [
-    (("5.2-1-2", "5.2-1-9"), "performed.5.2-1-9: test case '5.2-1-9' is not in"),
-    (("5.2-1-2", "5.2-1-1"), "performed.5.2-1-1: 5.2-1-1 is a conceptual test case"),
-    (("5.2-1-2", "5.1-1-2"), "performed.5.1-1-2: 5.1-1-2 is automated by certlab "
+    (("6-1-2", "6-1-9"), "performed.6-1-9: test case '6-1-9' is not in"),
+    (("6-1-2", "6-1-1"), "performed.6-1-1: 6-1-1 is a conceptual test case"),
+    (("6-1-2", "5.1-1-2"), "performed.5.1-1-2: 5.1-1-2 is automated by certlab "
                              "(testsuites/en303645/test_5_1_passwords.py::test_5_1_1_2_no_universal_default_password)"),
-    (("photos/5.2-1-2-policy.png", "photos/missing.png"), "performed.5.2-1-2.evidence[0]: file not found"),
-    (("photos/5.2-1-2-policy.png", "../outside.png"), "performed.5.2-1-2.evidence: '../outside.png': give a path relative"),
-    (("verdict: PASS", "verdict: MAYBE"), "performed.5.2-1-2.verdict: Input should be"),
-    (("samples: [TH100-0001, TH100-0002]", "samples: []"), "performed.5.2-1-2.samples"),
-    (("    date: 2026-11-21\n", ""), "performed.5.2-1-2.date: Field required"),
+    (("photos/6-1-2-notice.png", "photos/missing.png"), "performed.6-1-2.evidence[0]: file not found"),
+    (("photos/6-1-2-notice.png", "../outside.png"), "performed.6-1-2.evidence: '../outside.png': give a path relative"),
+    (("verdict: PASS", "verdict: MAYBE"), "performed.6-1-2.verdict: Input should be"),
+    (("samples: [TH100-0001, TH100-0002]", "samples: []"), "performed.6-1-2.samples"),
+    (("    date: 2026-11-21\n", ""), "performed.6-1-2.date: Field required"),
 ])
 def test_bad_performed_records_give_one_line(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
     path = record(tmp_path, PERFORMED.replace(*change))
@@ -123,7 +123,7 @@ def test_a_sample_not_in_the_run_is_refused_before_the_lab_moves(tmp_path: Path)
     inv = load_inventory(INVENTORY)
     path = record(tmp_path)
     assert set(for_run(inv, ["bench1", "bench2"], "v2", path)) == {"TH-100"}
-    with pytest.raises(AssessmentsError, match=r"performed\.5\.2-1-2\.samples\[1\]: 'TH100-0002' is not a sample of "
+    with pytest.raises(AssessmentsError, match=r"performed\.6-1-2\.samples\[1\]: 'TH100-0002' is not a sample of "
                                                r"this run \(TH-100 on bench1\); use the DUT serial"):
         for_run(inv, ["bench1"], "v2", path)
     # the command line: exit 2, one line, no traceback, before any bench is touched
@@ -138,26 +138,26 @@ def made_run(tmp_path: Path, assessments: Path | None) -> Path:
     run_dir = make_run(tmp_path / "reports", results=4, samples=2, allure=False)
     options = ["--assessments", str(assessments)] if assessments else []
     record_inputs(run_dir, load_inventory(INVENTORY), benches=["bench1", "bench2"], edition="v2", options=options)
-    complete_but(run_dir, "5.2-1", "5.2-1-2")
+    complete_but(run_dir, "6-1", "6-1-2")
     return run_dir
 
 
 def test_a_performed_result_turns_its_provision_from_not_assessed_to_pass(tmp_path: Path) -> None:
     before = build_document(made_run(tmp_path / "before", None), load_profile(PROFILE), pdf=False)
-    p = next(p for p in before["provisions"] if p["id"] == "5.2-1")
-    assert p["verdict"] == "NOT_ASSESSED" and p["missing"][0]["test_case"] == "5.2-1-2"
-    assert {"provision": "5.2-1", "missing": ["5.2-1-2"]}.items() <= next(
-        n for n in before["summary"]["not_assessed"] if n["provision"] == "5.2-1").items()
+    p = next(p for p in before["provisions"] if p["id"] == "6-1")
+    assert p["verdict"] == "NOT_ASSESSED" and p["missing"][0]["test_case"] == "6-1-2"
+    assert {"provision": "6-1", "missing": ["6-1-2"]}.items() <= next(
+        n for n in before["summary"]["not_assessed"] if n["provision"] == "6-1").items()
 
     run_dir = made_run(tmp_path / "after", record(tmp_path / "record"))
     after = build_document(run_dir, load_profile(PROFILE), pdf=False)
-    p = next(p for p in after["provisions"] if p["id"] == "5.2-1")
+    p = next(p for p in after["provisions"] if p["id"] == "6-1")
     assert p["verdict"] == "PASS", p["reason"]
-    assert "5.2-1" not in {n["provision"] for n in after["summary"]["not_assessed"]}
-    case = next(tc for tc in p["test_cases"] if tc["id"] == "5.2-1-2")
+    assert "6-1" not in {n["provision"] for n in after["summary"]["not_assessed"]}
+    case = next(tc for tc in p["test_cases"] if tc["id"] == "6-1-2")
     assert case["decided_by"] == ["assessor-performed"] and [r["dut_serial"] for r in case["results"]] == list(SERIALS)
     how = case["results"][0]["decided_by"]
-    photo = "evidence/assessor/TH-100/5.2-1-2/5.2-1-2-policy.png"
+    photo = "evidence/assessor/TH-100/6-1-2/6-1-2-notice.png"
     assert how["how"] == "assessor-performed" and how["assessor"] == {"name": "Sam Sample", "role": "assessor"}
     assert how["date"] == "2026-11-21" and how["samples"] == list(SERIALS) and how["evidence"] == [photo]
     assert case["results"][0]["evidence"] == [photo] and (run_dir / photo).read_bytes().startswith(b"\x89PNG")
@@ -167,11 +167,11 @@ def test_a_performed_result_turns_its_provision_from_not_assessed_to_pass(tmp_pa
 def test_a_performed_result_with_its_photo_is_signed_and_a_changed_photo_fails_verify(tmp_path: Path) -> None:
     source = record(tmp_path / "record")
     run_dir = made_run(tmp_path, source)
-    (source.parent / "photos" / "5.2-1-2-policy.png").write_bytes(b"changed after the run")  # the run kept its copy
+    (source.parent / "photos" / "6-1-2-notice.png").write_bytes(b"changed after the run")  # the run kept its copy
     assert certlab("keys", "init").returncode == 0
     made = certlab("report", str(run_dir), "--lab-profile", str(PROFILE), "--no-allure", "--no-pdf")
     assert made.returncode == 0, made.stderr
-    photo = "evidence/assessor/TH-100/5.2-1-2/5.2-1-2-policy.png"
+    photo = "evidence/assessor/TH-100/6-1-2/6-1-2-notice.png"
     html = (run_dir / "conformance.html").read_text()
     assert f'href="{photo}"' in html and "performed by Sam Sample (assessor), 2026-11-21" in html
     manifest = json.loads((run_dir / "manifest.json").read_text())
