@@ -41,13 +41,13 @@ def bench_touch(bench):
 TESTS = '''
 import pytest
 
-@pytest.mark.etsi("5.3-6-2")
+@pytest.mark.etsi("5.3-14-2")
 def test_na_with_bench_fixtures(dut, bench, bench_touch, firmware_dir, power):
-    raise AssertionError("never runs: the ICS says 5.3-6 is N/A")
+    raise AssertionError("never runs: the ICS says 5.3-14 is N/A")
 
-@pytest.mark.etsi("5.3-4-1")
+@pytest.mark.etsi("5.10-1-1")
 def test_recommendation_answered_n(bench_touch, firmware_dir):
-    raise AssertionError("never runs: the ICS answers N for the recommendation 5.3-4")
+    raise AssertionError("never runs: the ICS answers N for the recommendation 5.10-1")
 '''
 
 APPLICABLE = '''
@@ -82,11 +82,11 @@ def test_not_applicable_sets_up_no_fixture(pytester: pytest.Pytester, inventory:
                                           monkeypatch: pytest.MonkeyPatch):
     by, counts = _run(pytester, inventory, tmp_path, monkeypatch, TESTS)
     assert counts == [], f"an N/A test set up bench fixtures: {counts}"
-    assert by["5.3-6-2"]["verdict"] == "NOT_APPLICABLE"
-    assert by["5.3-6-2"]["reason"].startswith("ICS: 5.3-6 N/A: Condition 9 not met")
-    assert by["5.3-4-1"]["verdict"] == "NOT_APPLICABLE"
-    assert "recommendation not implemented" in by["5.3-4-1"]["reason"]
-    assert by["5.3-6-2"]["dut_serial"] == "TGATE-0001", "the result still names its sample"
+    assert by["5.3-14-2"]["verdict"] == "NOT_APPLICABLE"
+    assert by["5.3-14-2"]["reason"].startswith("ICS: 5.3-14 N/A: Conditions 3 and 4 not met")
+    assert by["5.10-1-1"]["verdict"] == "NOT_APPLICABLE"
+    assert "recommendation not implemented" in by["5.10-1-1"]["reason"]
+    assert by["5.3-14-2"]["dut_serial"] == "TGATE-0001", "the result still names its sample"
 
 
 def test_an_applicable_test_sets_up_its_fixtures(pytester: pytest.Pytester, inventory: Path, tmp_path: Path,

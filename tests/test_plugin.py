@@ -27,9 +27,9 @@ def test_dut_fails(bench):
 def test_relay_fault(bench):
     raise PowerFault("relay did not answer *IDN? within 2.0 s", bench=bench.name)
 
-@pytest.mark.etsi("5.3-6-2")
+@pytest.mark.etsi("5.3-14-2")
 def test_not_applicable(bench):
-    raise AssertionError("never runs: the ICS says 5.3-6 is N/A")
+    raise AssertionError("never runs: the ICS says 5.3-14 is N/A")
 
 @pytest.mark.etsi("5.9-2-2")
 def test_machinery_bug(bench):
@@ -63,8 +63,8 @@ def test_verdicts_per_bench(pytester: pytest.Pytester, inventory: Path, tmp_path
     assert "100 wrong passwords" in by[("b2", "5.1-5-2")]["reason"]
     assert by[("b1", "5.6-1-2")]["verdict"] == "INCONCLUSIVE"
     assert "did not answer" in by[("b1", "5.6-1-2")]["reason"]
-    assert by[("b1", "5.3-6-2")]["verdict"] == "NOT_APPLICABLE"
-    assert by[("b1", "5.3-6-2")]["reason"].startswith("ICS: 5.3-6 N/A: Condition 9 not met")
+    assert by[("b1", "5.3-14-2")]["verdict"] == "NOT_APPLICABLE"
+    assert by[("b1", "5.3-14-2")]["reason"].startswith("ICS: 5.3-14 N/A: Conditions 3 and 4 not met")
     assert by[("b1", "5.9-2-2")]["verdict"] == "INCONCLUSIVE", "only the DUT's behaviour may FAIL"
     assert by[("b1", "5.9-2-2")]["reason"].startswith("test error")
     assert by[("b1", "5.1-1-2")]["dut_serial"] == "TPLUG-0001"
@@ -129,9 +129,9 @@ def test_xpass(bench):
 def test_xpass_strict(bench):
     pass
 
-@pytest.mark.etsi("5.3-4-1")
+@pytest.mark.etsi("5.10-1-1")
 def test_recommendation_not_implemented(bench):
-    raise AssertionError("never runs: the ICS answers N for the recommendation 5.3-4")
+    raise AssertionError("never runs: the ICS answers N for the recommendation 5.10-1")
 '''
 
 
@@ -143,7 +143,7 @@ def test_only_the_ics_makes_not_applicable(pytester: pytest.Pytester, inventory:
     doc = json.loads((out / "verdicts.json").read_text())
     by = {r["test"]: r for r in doc["results"]}
     assert by["test_recommendation_not_implemented"]["verdict"] == "NOT_APPLICABLE"
-    assert by["test_recommendation_not_implemented"]["reason"].startswith("ICS: 5.3-4 recommendation not implemented")
+    assert by["test_recommendation_not_implemented"]["reason"].startswith("ICS: 5.10-1 recommendation not implemented")
     expected = {
         "test_skip_in_body": "skipped outside the ICS check: the DUT looked busy",
         "test_skip_marker": "skipped outside the ICS check: flaky on this bench",

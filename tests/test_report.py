@@ -187,7 +187,7 @@ def test_provision_verdicts_follow_the_decision_rule(tmp_path: Path) -> None:
         result("5.1-1-2", "5.1-1", "bench1", "PASS"), result("5.1-1-2", "5.1-1", "bench2", "FAIL", "admin/admin works"),
         result("5.1-2-2", "5.1-2", "bench1", "PASS"), result("5.1-2-2", "5.1-2", "bench2", "INCONCLUSIVE",
                                                              "power relay fault", "lab-fault"),
-        result("5.3-6-1", "5.3-6", "bench1", "NOT_APPLICABLE", "ICS N/A"),
+        result("5.4-2-1", "5.4-2", "bench1", "NOT_APPLICABLE", "ICS N/A"),
         # 5.1-5: every case on every sample, one of them on a spare -> PASS
         result("5.1-5-1", "5.1-5", "bench1", "PASS", test=concept), result("5.1-5-1", "5.1-5", "bench2", "PASS", test=concept),
         result("5.1-5-2", "5.1-5", "bench1", "PASS"),
@@ -208,8 +208,8 @@ def test_provision_verdicts_follow_the_decision_rule(tmp_path: Path) -> None:
     assert by_id["5.1-1"]["verdict"] == "FAIL" and "admin/admin works" in by_id["5.1-1"]["reason"]
     assert "S-bench2" in by_id["5.1-1"]["reason"]
     assert by_id["5.1-2"]["verdict"] == "INCONCLUSIVE"
-    assert by_id["5.3-6"]["verdict"] == "NOT_APPLICABLE"
-    assert by_id["5.3-6"]["reason"] == by_id["5.3-6"]["ics"]["detail"] and by_id["5.3-6"]["ics"]["support"] == "N/A"
+    assert by_id["5.4-2"]["verdict"] == "NOT_APPLICABLE"
+    assert by_id["5.4-2"]["reason"] == by_id["5.4-2"]["ics"]["detail"] and by_id["5.4-2"]["ics"]["support"] == "N/A"
     assert by_id["5.1-5"]["verdict"] == "PASS", by_id["5.1-5"]["reason"]
     assert by_id["5.1-4"]["verdict"] == "NOT_ASSESSED"
     assert by_id["5.1-4"]["missing"] == [{"test_case": "5.1-4-2", "unit": None, "samples": serials}]
@@ -218,8 +218,8 @@ def test_provision_verdicts_follow_the_decision_rule(tmp_path: Path) -> None:
     assert by_id["5.2-1"]["verdict"] == "INCONCLUSIVE" and "comes only from the ICS" in by_id["5.2-1"]["reason"]
     # the ICS's N/A and the recommendations it answers N, whether or not anything ran
     assert by_id["5.3-14"]["verdict"] == "NOT_APPLICABLE" and by_id["5.3-14"]["reason"] == by_id["5.3-14"]["ics"]["detail"]
-    assert by_id["5.3-4"]["verdict"] == "NOT_APPLICABLE" and by_id["5.3-4"]["recommendation_not_implemented"]
-    assert by_id["5.3-4"]["requirement"] == "recommended" and "not implemented, justified" in by_id["5.3-4"]["reason"]
+    assert by_id["5.10-1"]["verdict"] == "NOT_APPLICABLE" and by_id["5.10-1"]["recommendation_not_implemented"]
+    assert by_id["5.10-1"]["requirement"] == "recommended" and "not implemented, justified" in by_id["5.10-1"]["reason"]
     assert by_id["5.1-1"]["requirement"] == "mandatory" and not by_id["5.1-1"]["recommendation_not_implemented"]
     assert by_id["5.5-1"]["verdict"] == "NOT_ASSESSED"
     assert doc["summary"]["overall"] == "FAIL" and doc["summary"]["complete"] is False
