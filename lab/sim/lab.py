@@ -247,11 +247,11 @@ class SimLab:
     def _web_addr(self, bench: BenchConfig) -> tuple[str, int]:
         """The HTTPS site + app API: the cloud's address, `sim.web_port` (offset on loopback like the cloud's)."""
         assert bench.sim is not None
-        web_port = int(getattr(bench.sim, "web_port", 8443))
+        web_port = bench.sim.web_port
         if bench.network.netns and bench.network.gateway:
             return bench.network.gateway, web_port
         same = [b for b in self.benches.values()
-                if not b.network.netns and b.sim and int(getattr(b.sim, "web_port", 8443)) == web_port]
+                if not b.network.netns and b.sim and b.sim.web_port == web_port]
         return "127.0.0.1", web_port + [b.name for b in same].index(bench.name)
 
     @staticmethod
