@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from lab.ixit import Reconnect
-from lab.traffic.reconnect import (Attempt, attempts, gaps_needed, judge_backoff, nominal_waits, resume_bound,
-                                   retry_window)
+from lab.traffic.reconnect import (Attempt, attempts, attempts_since, gaps_needed, judge_backoff, nominal_waits,
+                                   resume_bound, retry_window)
 
 TH100 = Reconnect(initial_seconds=0.25, factor=2, max_seconds=1, jitter=0.5)
 
@@ -71,3 +71,35 @@ def test_no_jitter_documented_means_none_is_required() -> None:
 def test_traffic_may_take_its_interval_and_a_pending_retry_to_resume() -> None:
     assert resume_bound(5, TH100, 2) == 8
     assert resume_bound(5, None, 2) == 7
+
+
+def _syns(found: list[Attempt]) -> list[tuple[float, int]]:
+    return [(a.at, a.sport) for a in found]
+
+
+def test_the_connection_the_refusal_cut_is_the_first_failure() -> None:
+    # the last exchange's connection (SYN before the capture) is refused mid-way at 100.0: its retries count from it
+    retries = _times([0.4, 0.8, 1.0, 0.7], start=100.2)  # 0.2 s after the cut: the first retry
+    found = attempts_since(_syns(retries), [(99.9, 39000), (100.0, 39000)], since=99.95, policy=TH100)
+    assert found[0] == Attempt(100.0, 39000) and found[1:] == retries
+    assert judge_backoff(found, TH100, 4, "telemetry").problems == []
+
+
+def test_an_attempt_that_went_through_as_the_refusal_began_is_not_the_first_failure() -> None:
+    # an exchange at 100.0 succeeded; the next attempt, a whole interval later, is the first refused one
+    refused = _times([0.13, 0.26, 0.55, 0.6], start=105.0)
+    went_through = [(100.0, 38000)] + _syns(refused)
+    found = attempts_since(went_through, [(100.1, 38000)], since=99.99, policy=TH100)
+    assert found == refused and judge_backoff(found, TH100, 4, "telemetry").problems == []
+    # counted as the first failure, it would shift every retry onto the next documented wait: "too early"
+    assert judge_backoff(attempts(went_through), TH100, 4, "telemetry").problems
+    # packets of a connection that ended before the refusal began are no failure either
+    assert attempts_since(_syns(refused), [(99.0, 37000)], since=99.99, policy=TH100) == refused
+    # SYNs before the refusal began are not its attempts
+    assert attempts_since([(99.0, 36000)] + _syns(refused), [], since=99.99, policy=TH100) == refused
+
+
+def test_a_storm_stays_a_storm_whatever_the_alignment() -> None:
+    storm = _times([0.05] * 6, start=100.0)
+    found = attempts_since(_syns(storm), [(99.99, 35000)], since=99.98, policy=TH100)
+    assert judge_backoff(found, TH100, 5, "telemetry").problems

@@ -38,6 +38,29 @@ def attempts(syns: Iterable[tuple[float, int]]) -> list[Attempt]:
     return sorted((Attempt(at, sport) for sport, at in first.items()), key=lambda a: a.at)
 
 
+def attempts_since(syns: Iterable[tuple[float, int]], others: Iterable[tuple[float, int]], since: float,
+                   policy: Reconnect) -> list[Attempt]:
+    """The attempts the refusal met, from `since` (just before the refusal went in), the first failure first.
+
+    The device's retries count from its first failure, so that one must lead: left out, each retry
+    is judged against the next documented wait and found early. Two races at the refusal's start:
+    a connection opened before it (its SYN unseen) whose next packet came at or after `since` was
+    cut by it, and is the first failure when the first SYN follows within the longest documented
+    wait; an attempt made while the refusal went in may have gone through, and is dropped when the
+    next attempt comes later than any documented wait (a whole interval: it was not retried).
+    `others`: (time, client port) of the DUT's non-SYN packets to the peer port.
+    """
+    found = attempts([(at, sport) for at, sport in syns if at >= since])
+    longest = policy.max_seconds + TOLERANCE_S
+    ports = {a.sport for a in found}
+    broken = sorted((at, sport) for at, sport in others if at >= since and sport not in ports)
+    if broken and found and broken[0][0] < found[0].at <= broken[0][0] + longest:
+        return [Attempt(*broken[0]), *found]
+    if len(found) >= 2 and found[1].at - found[0].at > longest:
+        return found[1:]
+    return found
+
+
 def nominal_waits(policy: Reconnect, count: int) -> list[float]:
     """The documented wait before each of the first `count` retries, without jitter."""
     return [min(policy.max_seconds, policy.initial_seconds * policy.factor ** n) for n in range(count)]

@@ -46,7 +46,7 @@ import support
 from lab.conditions import ics_says
 from lab.errors import CertlabError, DutError, LabFault, SSHUnreachable
 from lab.strategy import BenchState
-from lab.traffic.reconnect import attempts, gaps_needed, judge_backoff, resume_bound, retry_window
+from lab.traffic.reconnect import attempts, attempts_since, gaps_needed, judge_backoff, resume_bound, retry_window
 
 pytestmark = pytest.mark.bench_state("shell")
 
@@ -430,6 +430,14 @@ def _is_syn_from(packet, address: str) -> tuple[float, int] | None:
     return float(packet.time), int(tcp.sport)
 
 
+def _tcp_from(packet, address: str) -> tuple[float, int] | None:
+    """(time, client port) of any TCP packet the DUT sent."""
+    tcp, ip = packet.getlayer("TCP"), packet.getlayer("IP")
+    if tcp is None or ip is None or ip.src != address:
+        return None
+    return float(packet.time), int(tcp.sport)
+
+
 def _carries_data_from(packet, address: str) -> bool:
     tcp, ip = packet.getlayer("TCP"), packet.getlayer("IP")
     if tcp is None or ip is None or ip.src != address:
@@ -497,25 +505,30 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
         first_bound, window = interval + MARGIN_S, retry_window(policy, needed)
         syns: list[tuple[float, int]] = []
         first, enough = threading.Event(), threading.Event()
+        others: list[tuple[float, int]] = []  # the DUT's other packets: a connection open when the refusal began
+        refused_since: list[float] = []
 
         def seen(packet) -> None:
             syn = _is_syn_from(packet, address)
-            if syn:
+            if syn and refused_since and syn[0] >= refused_since[0]:
                 syns.append(syn)
                 first.set()
-                if len(attempts(syns)) > needed:
+                if len(attempts(syns)) > needed + 1:  # one more: the first may prove to have gone through
                     enough.set()
+            elif not syn and not first.is_set() and (sent := _tcp_from(packet, address)):
+                others.append(sent)
 
         with allure.step(f"refuse {mech.id} (tcp/{mech.port}) and record the DUT's attempts"):
             with bench.net.capture(evidence.path(f"reconnect-{mech.id}.pcap"), bpf_filter=f"tcp dst port {mech.port}",
                                    on_packet=seen):
+                refused_since.append(time.time())
                 with bench.net.refuse_peer(mech.port, "tcp") as rules:
                     started = time.monotonic()
                     first.wait(first_bound)
                     first_after = time.monotonic() - started if first.is_set() else None
                     if first.is_set():
                         enough.wait(window)
-        found = attempts(list(syns))
+        found = attempts_since(list(syns), list(others), refused_since[0], policy)
         record = {"mechanism": mech.id, "port": mech.port, "policy": policy.model_dump(), "rules": rules,
                   "first_attempt_within_s": first_bound, "retry_window_s": round(window, 3),
                   "retries_needed": needed, "attempts": [{"at": round(a.at - found[0].at, 3), "sport": a.sport}
