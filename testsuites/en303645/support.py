@@ -350,6 +350,11 @@ class MeasurementUndecidable(Exception):
     """The lab's measurements cannot decide the question (noise): INCONCLUSIVE, a test error."""
 
 
+class PositiveControlFailed(Exception):
+    """What must be seen for an absence to mean anything was not seen (e.g. no data reached the
+    service at all): INCONCLUSIVE, a test error; neither the product's fault shown nor the bench's."""
+
+
 def median(values) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -22,7 +22,8 @@ import time
 import allure
 import pytest
 
-from lab.errors import CertlabError, DutError, LabFault
+import support
+from lab.errors import CertlabError, DutError
 from lab.service.client import absence_window, appearance_bound
 from lab.service.records import left_after_deletion, span
 
@@ -55,7 +56,7 @@ def test_5_11_2_2_service_deletion(dut, bench, ixit, test_facts, evidence, servi
                 seen, held = first.wait_for_records(bound, bool)
                 record["before"] = span(seen)
                 if not held:
-                    raise LabFault(f"positive control: no record appeared in list_personal_data within {bound:g} s "
+                    raise support.PositiveControlFailed(f"positive control: no record appeared in list_personal_data within {bound:g} s "
                                    "(two telemetry intervals + 2 s) after pairing and consent; with no data to "
                                    "delete the lab cannot show that the deletion removes it")
             with allure.step(f"run the deletion function {func.id} ({func.service_operation})"):

@@ -22,7 +22,8 @@ import time
 import allure
 import pytest
 
-from lab.errors import CertlabError, DutError, LabFault
+import support
+from lab.errors import CertlabError, DutError
 from lab.service.client import absence_window, appearance_bound
 from lab.service.records import dated_after, span, switch_value
 
@@ -50,7 +51,7 @@ def _records_appear(account, interval: float, after, what: str) -> list:
     bound = appearance_bound(interval)
     found, held = account.wait_for_records(bound, lambda recs: bool(dated_after(recs, after)))
     if not held:
-        raise LabFault(f"positive control: no record appeared in list_personal_data within {bound:g} s "
+        raise support.PositiveControlFailed(f"positive control: no record appeared in list_personal_data within {bound:g} s "
                        f"(two telemetry intervals + 2 s) {what}; is the sample sending its data? The lab cannot "
                        "tell what the service does with data it never gets")
     return found
