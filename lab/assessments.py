@@ -269,7 +269,7 @@ def load_assessments(path: str | Path, edition: str, *, model: str | None = None
 
 
 def for_run(inventory: Inventory, benches: list[str] | tuple[str, ...], edition: str,
-            explicit: Path | None = None) -> dict[str, Assessments]:
+            explicit: Path | None = None, *, catalogs: Catalogs | None = None) -> dict[str, Assessments]:
     """The assessor's record of each model a run tests, checked before the lab moves: the file as
     for every run, its evidence files, and every sample a performed case names being in the run."""
     found: dict[str, Assessments] = {}
@@ -278,7 +278,7 @@ def for_run(inventory: Inventory, benches: list[str] | tuple[str, ...], edition:
         path = explicit if explicit is not None else default_path(product_folder(inventory.base_dir, model), edition)
         if path is None:
             continue
-        loaded = load_assessments(path, edition, model=model)
+        loaded = load_assessments(path, edition, model=model, catalogs=catalogs)
         serials = {inventory.benches[b].dut.serial: b for b in benches
                    if b in inventory.benches and inventory.benches[b].dut.model == model}
         loaded.check_samples(serials, where=f"this run ({model} on {', '.join(sorted(serials.values()))})")

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.catalog import Catalogs
 from lab.catalog.automation import ASSESSMENT_SUITES  # what a run assesses unless --suite says otherwise
 from lab.catalog.cli import catalog
 from lab.api.cli import serve, users_app
@@ -315,13 +316,11 @@ def _suite_options(*, edition: str, ics: Path | None, ixit: Path | None, assessm
     return extra
 
 
-def _provision_options(provisions: list[str], edition: str) -> list[str]:
+def _provision_options(provisions: list[str], edition: str, catalogs: Catalogs) -> list[str]:
     """`--provision` as pytest options, each id checked against the edition before the lab moves."""
     if not provisions:
         return []
-    from lab.catalog import load_catalog
-
-    catalog = load_catalog(edition)
+    catalog = catalogs.get(edition)
     for given in provisions:
         if not catalog.provision_ids(given):
             raise CertlabError(f"--provision {given}: not a provision of EN 303 645 {edition}; "
@@ -371,13 +370,14 @@ def run(
             raise CertlabError("--cuts belongs to --campaign power-loss; for a normal run use --power-cuts")
         extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=assessments, seed=seed,
                                power_cuts=power_cuts)
-    extra += _provision_options(provision or [], edition)
-    names = _benches(inv, bench)
-    suites = _suites(suite or [str(ASSESSMENT_SUITES)])
     from lab.preflight import preflight
 
+    catalogs = Catalogs()  # one parse for the provisions and the preflight
+    extra += _provision_options(provision or [], edition, catalogs)
+    names = _benches(inv, bench)
+    suites = _suites(suite or [str(ASSESSMENT_SUITES)])
     # every input, for every bench of the run, before the lab moves
-    preflight(inv, names, edition, ics=ics, ixit=ixit, assessments=assessments, suites=suites)
+    preflight(inv, names, edition, ics=ics, ixit=ixit, assessments=assessments, suites=suites, catalogs=catalogs)
     outcome = start_run(inv, benches=names, suites=suites, options=extra, edition=edition, reports_dir=out_dir,
                         console=out, campaign=campaign)
     _report_run(outcome, campaign=campaign)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.assessments import Assessments, for_run
-from lab.catalog import Catalogs, load_catalog, normalise_edition
+from lab.catalog import Catalogs, normalise_edition
 from lab.conditions import check_conditions
 from lab.errors import CertlabError
 from lab.ics import Ics, IcsError, load_ics
@@ -115,8 +115,8 @@ def preflight(inventory: Inventory, benches: list[str] | tuple[str, ...], editio
         edition = normalise_edition(edition)
     except CertlabError as exc:
         raise CertlabError(f"--edition {edition}: {exc}") from None
-    if catalogs is None:
-        load_catalog(edition)
+    catalogs = catalogs or Catalogs()  # the catalogue parsed once for the ICS, IXIT and record checks
+    catalogs.get(edition)
     if not benches:
         raise CertlabError(f"{inventory.path}: the run has no bench; name one with --bench or add benches")
     for name in benches:
@@ -138,7 +138,7 @@ def preflight(inventory: Inventory, benches: list[str] | tuple[str, ...], editio
     if assessments is not None and not assessments.exists():
         raise CertlabError(f"--assessments {assessments}: file not found; fix: give the assessor's record "
                            "(products/<model>/assessments.yaml)")
-    records = for_run(inventory, list(benches), edition, assessments)
+    records = for_run(inventory, list(benches), edition, assessments, catalogs=catalogs)
     for model, record in records.items():
         if products[model].ixit is not None:
             record.check_refs(products[model].ixit)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.assessments import Assessments, load_assessments
-from lab.catalog import CHAPTER_TITLES, EDITION_LABELS, Catalog, Provision, load_catalog
+from lab.catalog import CHAPTER_TITLES, EDITION_LABELS, Catalog, Catalogs, Provision
 from lab.errors import CertlabError
 from lab.ics import Ics, load_ics
 from lab.inventory import Inventory, load_inventory
@@ -65,14 +65,15 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
     spec = read_json(run_dir / "run.json", "give a run directory made by `certlab run`")
     verdicts = read_json(run_dir / "verdicts.json", "the run has not finished: finish it with `certlab run --resume DIR`")
     edition = _edition_key(spec.get("edition") or verdicts.get("edition") or "v2")
+    catalogs = Catalogs()  # parsed once for the document, the ICS and the assessor's record
     try:
-        catalog = load_catalog(edition)
+        catalog = catalogs.get(edition)
     except CertlabError as exc:
         raise ReportError(f"{run_dir / 'verdicts.json'}: field 'edition': {exc}") from None
     inputs = _read_inputs(run_dir)
     inventory = _inventory(run_dir, spec)
     benches = list(spec.get("benches") or [])
-    ics = _ics_by_model(run_dir, inputs, edition, inventory, benches)
+    ics = _ics_by_model(run_dir, inputs, edition, inventory, benches, catalogs)
     results = [_result(r, allure_links or {}) for r in verdicts.get("results", [])]
     approval = _approval(run_dir)
     lab = verdicts.get("lab") or (inventory.lab if inventory else spec.get("lab") or "lab")
@@ -81,7 +82,7 @@ def build_document(run_dir: Path, profile: LabProfile, *, allure_links: dict[str
     issued = approval["at"][:10] if approval else today.isoformat()
 
     items = _items(benches, inventory, inputs, ics)
-    decisions = _decisions(run_dir, inputs, edition)
+    decisions = _decisions(run_dir, inputs, edition, catalogs)
     samples = _samples(items, results)
     results += _performed(run_dir, inputs, decisions, samples, items)
     provisions = _provisions(catalog, results, ics, samples, decisions)
@@ -171,14 +172,14 @@ def _inventory(run_dir: Path, spec: dict[str, Any]) -> Inventory | None:
     return None
 
 
-def _decisions(run_dir: Path, inputs: dict[str, Any], edition: str) -> dict[str, Assessments]:
+def _decisions(run_dir: Path, inputs: dict[str, Any], edition: str, catalogs: Catalogs) -> dict[str, Assessments]:
     """The assessor's record each model's run was given (the run's copy), by model."""
     found: dict[str, Assessments] = {}
     for model, files in sorted((inputs.get("products") or {}).items()):
         entry = files.get("assessments")
         if entry:
             try:
-                found[model] = load_assessments(run_dir / entry["file"], edition, check_files=False)
+                found[model] = load_assessments(run_dir / entry["file"], edition, check_files=False, catalogs=catalogs)
             except CertlabError as exc:
                 raise ReportError(f"{run_dir / entry['file']}: the run's copy of the assessor's record does not "
                                   f"load ({exc}); fix: make the report with the certlab that made the run") from None
@@ -230,12 +231,12 @@ def _samples(items: list[dict[str, Any]], results: list[dict[str, Any]]) -> list
 
 
 def _ics_by_model(run_dir: Path, inputs: dict[str, Any], edition: str, inventory: Inventory | None,
-                  benches: list[str]) -> dict[str, Ics]:
+                  benches: list[str], catalogs: Catalogs) -> dict[str, Ics]:
     found: dict[str, Ics] = {}
     for model, files in (inputs.get("products") or {}).items():
         entry = files.get("ics")
         if entry:
-            found[model] = load_ics(run_dir / entry["file"], edition)
+            found[model] = load_ics(run_dir / entry["file"], edition, catalogs=catalogs)
     return found
 
 

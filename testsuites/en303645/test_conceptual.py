@@ -49,7 +49,7 @@ def assessments(request: pytest.FixtureRequest, bench, ixit) -> Assessments | No
         path = default_path(bench.inventory.base_dir / "products" / model, s.edition)
     if path is None:
         return None
-    loaded = load_assessments(path, s.edition, model=model)
+    loaded = load_assessments(path, s.edition, model=model, catalogs=s.catalogs)
     loaded.check_refs(ixit)
     return loaded
 
