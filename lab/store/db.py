@@ -175,8 +175,8 @@ def _sqlite_engine(url: URL, source: str) -> Engine:
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get("certlab_read"):
             conn.exec_driver_sql("BEGIN")
-        else:
-            begin_immediate(conn, wait_s=WRITE_LOCK_WAIT_S)
+        else:  # a start-up's migration waits only as long as the start-up may (open_store)
+            begin_immediate(conn, wait_s=conn.get_execution_options().get("certlab_write_wait_s", WRITE_LOCK_WAIT_S))
 
     return engine
 
@@ -257,7 +257,7 @@ def _start(store: Store, migrate: bool, wait_s: float) -> None:
         if migrate:
             from lab.store.migrations import upgrade
 
-            upgrade(store)
+            upgrade(store, lock_wait_s=wait_s)
         else:
             with store.engine.connect():
                 pass

@@ -40,10 +40,12 @@ def current_revision(store: Store) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(store: Store, revision: str = "head") -> None:
-    """Bring the schema to `revision`; a no-op when it is already there."""
+def upgrade(store: Store, revision: str = "head", *, lock_wait_s: float | None = None) -> None:
+    """Bring the schema to `revision`; a no-op when it is already there. `lock_wait_s`: how long
+    SQLite's write lock is waited for (default: as long as any write transaction waits)."""
     cfg = alembic_config()
-    with store.engine.begin() as conn:
+    engine = store.engine if lock_wait_s is None else store.engine.execution_options(certlab_write_wait_s=lock_wait_s)
+    with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
         cfg.attributes["connection"] = conn
