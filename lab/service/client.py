@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -97,20 +97,15 @@ class ServiceClient:
     @classmethod
     def for_bench(cls, bench: "Bench", ixit: "Ixit") -> "ServiceClient":
         """The client for `bench`'s sample: the IXIT's associated_service over the inventory's `service`."""
-        from lab.web.fetch import HttpTarget
+        from lab.web.fetch import bench_target
 
         service = ixit.associated_service
         if service is None:
             raise CertlabError("ixit: associated_service is not given; the lab needs the companion app's API "
                                "(base_url, operations) to run this case (docs/associated-services.md)")
-        resource = bench.config.service
-        if resource is None:
-            raise CertlabError(f"the inventory declares no `service` resource for bench {bench.name}: add "
-                               "service: {connect_to: ..., ca_file: ...} (docs/associated-services.md)")
-        inv = bench.inventory
-        ca_file = inv.resolve_path(resource.ca_file) if resource.ca_file else None
-        target = HttpTarget.from_resource(resource, [service.base_url], hosts_field="associated_service.base_url",
-                                          ca_file=ca_file, bench=bench.name)
+        target = bench_target(bench, "service", [service.base_url], hosts_field="associated_service.base_url")
+        resource, inv = bench.config.service, bench.inventory
+        assert resource is not None  # bench_target refuses a bench without one
         code_ref = bench.config.dut.pairing_code
         pairing = (lambda: inv.resolve_secret(code_ref, field=f"benches.{bench.name}.dut.pairing_code")) if code_ref else None
         account = None
@@ -208,9 +203,8 @@ class ServiceClient:
             self.redactor.add(password)
             account = TestAccount(self, user, password, created=False)
             self.accounts.append(account)
-            reply = self.call("create_account", values=account.values())
+            self.call("create_account", values=account.values())
             account.created = True
-            account.created_at = reply.moment
             return account
         if self._inventory_account is None:
             raise CertlabError(f"ixit: associated_service.signup is false and the inventory gives no service.account "
@@ -269,9 +263,7 @@ class TestAccount:
     created: bool
     token: str | None = None
     deleted: bool = False
-    created_at: Moment | None = None
     paired_at: Moment | None = None
-    replies: list[Reply] = field(default_factory=list)
 
     def values(self) -> dict[str, Any]:
         return {"user": self.user, "password": self.password}

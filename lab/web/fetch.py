@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 from lab.errors import CertlabError, DutError
@@ -83,15 +83,21 @@ class HttpTarget:
             )
 
 
-def web_target(bench: "Bench", urls: Iterable[str | None], *, hosts_field: str) -> HttpTarget:
-    """The bench's `web` resource as a target allowed to reach the hosts of `urls` (the IXIT's)."""
-    resource = bench.config.web
+def bench_target(bench: "Bench", kind: Literal["web", "service"], urls: Iterable[str | None], *,
+                 hosts_field: str) -> HttpTarget:
+    """The bench's `web` or `service` resource as a target allowed to reach the hosts of `urls` (the IXIT's)."""
+    resource = getattr(bench.config, kind)
     if resource is None:
-        raise CertlabError(f"the inventory declares no `web` resource for bench {bench.name}: add web: "
-                           "{connect_to: ..., ca_file: ...} to it, or web: {} for DNS and the system's trust store "
-                           "(docs/associated-services.md)")
+        raise CertlabError(f"the inventory declares no `{kind}` resource for bench {bench.name}: add {kind}: "
+                           "{connect_to: ..., ca_file: ...} to it, or " + kind + ": {} for DNS and the system's "
+                           "trust store (docs/associated-services.md)")
     ca_file = bench.inventory.resolve_path(resource.ca_file) if resource.ca_file else None
     return HttpTarget.from_resource(resource, urls, hosts_field=hosts_field, ca_file=ca_file, bench=bench.name)
+
+
+def web_target(bench: "Bench", urls: Iterable[str | None], *, hosts_field: str) -> HttpTarget:
+    """The bench's `web` resource as a target allowed to reach the hosts of `urls` (the IXIT's)."""
+    return bench_target(bench, "web", urls, hosts_field=hosts_field)
 
 
 def hosts_of(urls: Iterable[str | None]) -> frozenset[str]:
@@ -128,10 +134,7 @@ class Page:
         return hashlib.sha256(self.body).hexdigest()
 
     def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
+        return header_of(self.headers, name)
 
     @property
     def text(self) -> str:
@@ -171,10 +174,13 @@ class JsonResponse:
     seconds: float
 
     def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
+        return header_of(self.headers, name)
+
+
+def header_of(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header `name` (any case) among `headers`, else None."""
+    wanted = name.lower()
+    return next((value for key, value in headers if key.lower() == wanted), None)
 
 
 @dataclass(frozen=True)
