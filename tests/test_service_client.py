@@ -13,13 +13,8 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from lab.errors import CertlabError, DutError, LabFault, LabLoginRejected
 from lab.ixit import AssociatedService
@@ -28,6 +23,7 @@ from lab.service.client import ServiceClient
 from lab.service.records import (Moment, Record, dated_after, dated_before, left_after_deletion, moment_of, records_of,
                                  shown_switch, switch_value)
 from lab.web.fetch import HttpTarget
+from tests.webserver import make_pki
 
 HOST = "api.fake.invalid"
 SERIAL = "SN-0042"
@@ -50,23 +46,6 @@ def _service(**changes) -> AssociatedService:
     data = {"description": "fake", "base_url": f"https://{HOST}/v1", "signup": True, "operations": OPERATIONS}
     data.update(changes)
     return AssociatedService.model_validate(data)
-
-
-def _pki(folder: Path) -> tuple[Path, Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path, cert_path
 
 
 class FakeApi:
@@ -145,7 +124,7 @@ def _handler(api: FakeApi):
 
 @pytest.fixture
 def fake(tmp_path):
-    cert, key, ca = _pki(tmp_path)
+    ca, cert, key = make_pki(tmp_path, [HOST])
     api = FakeApi()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
