@@ -236,6 +236,16 @@ class BenchConfig(_Model):
     # what the bench can do beyond power, console and SSH (e.g. "wifi", "ble", "capture"); a
     # queued run names the capabilities it needs and only a bench with all of them takes it
     capabilities: list[str] = []
+    # the lab host (docs/lab-hosts.md) whose relays, consoles and network reach this bench; needed
+    # once a broker is configured, because work for the bench goes to that host's queue
+    labhost: str | None = None
+
+    @field_validator("labhost")
+    @classmethod
+    def _labhost_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+            raise ValueError(f"labhost {value!r}: use a short lower-case host name such as rack1 or lab-pc-2")
+        return value
 
     @field_validator("capabilities")
     @classmethod
