@@ -156,6 +156,22 @@ def report_approve(
     print_report_paths(outcome)
 
 
+@report_app.command("junit")
+def report_junit(
+    run_dir: RunDirArg,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="write it here instead of RUN_DIR/junit.xml "
+                                                     "(needed for a signed run whose junit.xml would change)")] = None,
+) -> None:
+    """(Re)write a run's JUnit XML from its verdicts.json, for Jenkins or GitLab (FAIL failure,
+    INCONCLUSIVE error, NOT_APPLICABLE skipped)."""
+    from lab.reports.junit import junit_for_run
+
+    path, counts = junit_for_run(run_dir, out_file)
+    out.print(f"{_path(path)}: {counts['tests']} tests, {counts['failures']} failures (FAIL), {counts['errors']} "
+              f"errors (INCONCLUSIVE), {counts['skipped']} skipped (NOT_APPLICABLE)", highlight=False,
+              soft_wrap=True)
+
+
 def print_report_paths(outcome) -> None:  # type: ignore[no-untyped-def]
     """Where each part of the report is: the lines `certlab report` and `certlab demo` end with."""
     doc = outcome.doc
