@@ -91,26 +91,31 @@ def inventory_check(inventory: InventoryOpt = SIM_INVENTORY) -> None:
     out.print(table)
 
 
+LabhostOpt = Annotated[Optional[str], typer.Option(
+    "--labhost", help="only the benches of this lab host (inventory certlab.labhost), e.g. inside its network namespace")]
+
+
 @lab_app.command("up")
-def lab_up(inventory: InventoryOpt = SIM_INVENTORY) -> None:
+def lab_up(inventory: InventoryOpt = SIM_INVENTORY, labhost: LabhostOpt = None) -> None:
     """Start the simulated relays, consoles and DUTs of an inventory (idempotent)."""
     inv = _load(inventory)
     from lab.sim.lab import SimLab
 
-    lab = SimLab(inv)
+    lab = SimLab(inv, labhost=labhost)
     lab.up()
-    out.print(f"[green]simulated lab {inv.lab!r} is up[/green]: {len([b for b in inv.benches.values() if b.simulated])} benches "
-              f"(runtime in {lab.root})")
+    where = f" of lab host {labhost!r}" if labhost else ""
+    out.print(f"[green]simulated lab {inv.lab!r}{where} is up[/green]: {len(lab.benches)} benches "
+              f"(runtime in {lab.host_dir})")
 
 
 @lab_app.command("down")
-def lab_down(inventory: InventoryOpt = SIM_INVENTORY) -> None:
-    """Stop every simulated part of an inventory; leaves no process, pty or namespace behind."""
+def lab_down(inventory: InventoryOpt = SIM_INVENTORY, labhost: LabhostOpt = None) -> None:
+    """Stop every simulated part of an inventory (or of one lab host); leaves no process, pty or namespace behind."""
     inv = _load(inventory)
     from lab.sim.lab import SimLab
 
-    SimLab(inv).down()
-    out.print(f"simulated lab {inv.lab!r} is down")
+    SimLab(inv, labhost=labhost).down()
+    out.print(f"simulated lab {inv.lab!r}{f' of lab host {labhost!r}' if labhost else ''} is down")
 
 
 @lab_app.command("check")

@@ -5,10 +5,17 @@ returns once every endpoint the real drivers will open exists; `down()` removes 
 pty link, socket and namespace it made, killing by recorded process groups and then checking
 /proc, because a lab that leaks processes poisons the next run. Runtime files live in
 /tmp/certlab-sim/<lab>/ (docs/architecture.md).
+
+`SimLab(inventory, labhost="rack-a")` is the part of the lab that hangs off one lab host: only the
+benches whose `labhost` is rack-a, with that host's own fork server, relays and state in
+/tmp/certlab-sim/<lab>/labhost-rack-a/, so two hosts of one inventory (two network namespaces on
+one machine, docs/lab-hosts.md) come up and go down without touching each other. The bench folders,
+the firmware releases and the lab CA stay at the lab's level, where the inventory points.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import ipaddress
@@ -141,14 +148,23 @@ class SimLab:
 
     def __init__(self, inventory: Inventory, *, root: Path = RUNTIME_ROOT,
                  dut_command: list[str] | None = None, relay_die_after: int = DEFAULT_DIE_AFTER,
-                 start_timeout: float = 15.0):
+                 start_timeout: float = 15.0, labhost: str | None = None):
         self.inv = inventory
         self.dir = root / inventory.lab
+        self.labhost = labhost
+        # what one lab host runs for its benches (fork server, relays, state); the lab's own folder without --labhost
+        self.host_dir = self.dir if labhost is None else self.dir / f"labhost-{labhost}"
         self._explicit_dut_command = dut_command
         self.dut_command = dut_command or [sys.executable, "-m", "lab.sim.dut"]
         self.relay_die_after = relay_die_after
         self.start_timeout = start_timeout
-        self.benches = {n: b for n, b in inventory.benches.items() if b.sim is not None}
+        # every simulated bench of the inventory: ports, firmware and the CA are the same whichever host starts first
+        self.all_benches = {n: b for n, b in inventory.benches.items() if b.sim is not None}
+        self.benches = {n: b for n, b in self.all_benches.items() if labhost is None or b.labhost == labhost}
+        if labhost is not None and not self.benches:
+            hosts = sorted({b.labhost for b in self.all_benches.values() if b.labhost})
+            raise InventoryError(f"{inventory.path}: no simulated bench has labhost {labhost!r} (field 'certlab.labhost'); "
+                                 f"give one of {', '.join(hosts) or 'none: set certlab.labhost on the benches first'}")
 
     @property
     def root(self) -> Path:
@@ -164,8 +180,14 @@ class SimLab:
 
     @property
     def forkserver_socket(self) -> Path:
-        """The lab's pre-imported DUT server (lab.sim.forkserver): power-on forks our device from it."""
-        return self.dir / "forkserver.sock"
+        """The lab's (or lab host's) pre-imported DUT server (lab.sim.forkserver): power-on forks our device from it."""
+        return self.host_dir / "forkserver.sock"
+
+    def _sweep_markers(self) -> list[str]:
+        """What the command line of a process of ours mentions: the lab's folder, or one host's folder and benches."""
+        if self.labhost is None:
+            return [self.marker]
+        return [f"{self.host_dir}/", *(f"{self.bench_dir(n)}/" for n in self.benches)]
 
     def _forked(self, bench: BenchConfig) -> bool:
         """Our own simulated device boots by fork; the off-the-shelf, VM and test stand-in DUTs by exec."""
@@ -241,7 +263,7 @@ class SimLab:
         assert bench.sim is not None
         if bench.network.netns and bench.network.gateway:
             return bench.network.gateway, bench.sim.cloud_port
-        same = [b for b in self.benches.values() if not b.network.netns and b.sim and b.sim.cloud_port == bench.sim.cloud_port]
+        same = [b for b in self.all_benches.values() if not b.network.netns and b.sim and b.sim.cloud_port == bench.sim.cloud_port]
         return "127.0.0.1", bench.sim.cloud_port + [b.name for b in same].index(bench.name)
 
     def _web_addr(self, bench: BenchConfig) -> tuple[str, int]:
@@ -250,7 +272,7 @@ class SimLab:
         web_port = bench.sim.web_port
         if bench.network.netns and bench.network.gateway:
             return bench.network.gateway, web_port
-        same = [b for b in self.benches.values()
+        same = [b for b in self.all_benches.values()
                 if not b.network.netns and b.sim and b.sim.web_port == web_port]
         return "127.0.0.1", web_port + [b.name for b in same].index(bench.name)
 
@@ -366,7 +388,7 @@ class SimLab:
         vendor = importlib.import_module("lab.sim.vendor")
         folder = self.dir / "firmware"
         merged: dict[str, Any] = {}
-        for model in sorted({b.dut.model for b in self.benches.values()}):
+        for model in sorted({b.dut.model for b in self.all_benches.values()}):
             index = json.loads(Path(vendor.write_releases(folder, model)).read_text(encoding="utf-8"))
             merged = {**index, "releases": merged.get("releases", []) + index.get("releases", [])}
         if merged:
@@ -386,19 +408,20 @@ class SimLab:
             raise NetworkFault(reason, bench=spaced[0].name)
         machines = self._vm_machines()  # a missing qemu or kernel is said before anything starts
 
-        for sub in ("relays", "firmware", "cloud"):
+        for sub in ("relays", "firmware", "cloud"):  # relays/: where an inventory's relay board links usually are
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        ips = sorted({self._cloud_addr(b)[0] for b in self.benches.values()})
+        (self.host_dir / "relays").mkdir(parents=True, exist_ok=True)
+        ips = sorted({self._cloud_addr(b)[0] for b in self.all_benches.values()})
         pki = cloud.ensure_pki(self.dir / "cloud", self.inv.lab, ips)
         pubkey = self._write_firmware()
 
         state = self._load_state()
         started: dict[Path, subprocess.Popen[bytes]] = {}  # pid file -> process this call started
-        fs_pid = self.dir / "forkserver.pid"
+        fs_pid = self.host_dir / "forkserver.pid"
         if any(map(self._forked, self.benches.values())) and not _running(_read_pid(fs_pid), self.marker):
             self.forkserver_socket.unlink(missing_ok=True)  # ready = the new server's socket exists
             started[fs_pid] = _start([sys.executable, "-m", "lab.sim.forkserver", "--socket", str(self.forkserver_socket)],
-                                     self.dir / "forkserver.log", fs_pid)
+                                     self.host_dir / "forkserver.log", fs_pid)
         for bench in self.benches.values():
             bdir = self.bench_dir(bench.name)
             (bdir / "flash").mkdir(parents=True, exist_ok=True)
@@ -420,12 +443,12 @@ class SimLab:
                     [sys.executable, "-m", "lab.sim.bench_host", "--bench-dir", str(bdir)],
                     bdir / "host.log", bdir / "host.pid")
         for plan in plans.values():
-            cfg = self.dir / "relays" / f"{plan.id}.json"
+            cfg = self.host_dir / "relays" / f"{plan.id}.json"
             self._write_json(cfg, self._relay_json(plan))
-            pid_file = self.dir / "relays" / f"{plan.id}.pid"
+            pid_file = self.host_dir / "relays" / f"{plan.id}.pid"
             if not _running(_read_pid(pid_file), self.marker):
                 started[pid_file] = _start([sys.executable, "-m", "lab.sim.relay", "--config", str(cfg)],
-                                           self.dir / "relays" / f"{plan.id}.log", pid_file)
+                                           self.host_dir / "relays" / f"{plan.id}.log", pid_file)
         self._wait_ready(plans, started)
         self._save_state(plans, state)
         return self.status()
@@ -433,14 +456,15 @@ class SimLab:
     def _wait_ready(self, plans: dict[str, RelayPlan], started: dict[Path, subprocess.Popen[bytes]]) -> None:
         pending: dict[str, tuple[Any, Path, Path]] = {}  # what -> (ready(), pid file, log)
         if any(map(self._forked, self.benches.values())):
-            pending["fork server"] = (self.forkserver_socket.exists, self.dir / "forkserver.pid", self.dir / "forkserver.log")
+            pending["fork server"] = (self.forkserver_socket.exists, self.host_dir / "forkserver.pid",
+                                      self.host_dir / "forkserver.log")
         for bench in self.benches.values():
             bdir = self.bench_dir(bench.name)
             link, sock = self.console_link(bench), bdir / "power.sock"
             pending[f"bench {bench.name}"] = (lambda l=link, s=sock: l.exists() and s.exists(),
                                               bdir / "host.pid", bdir / "host.log")
         for plan in plans.values():
-            rdir = self.dir / "relays"
+            rdir = self.host_dir / "relays"
             ready = (lambda p=plan: _accepts(p.host, p.port)) if plan.kind == "scpi" else \
                 (lambda p=plan: p.pty_link is not None and p.pty_link.exists())
             pending[f"relay {plan.id}"] = (ready, rdir / f"{plan.id}.pid", rdir / f"{plan.id}.log")
@@ -458,7 +482,7 @@ class SimLab:
 
     def _load_state(self) -> dict[str, Any]:
         try:
-            return json.loads((self.dir / "lab.json").read_text(encoding="utf-8"))
+            return json.loads((self.host_dir / "lab.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
 
@@ -467,11 +491,11 @@ class SimLab:
         netnses.update(previous.get("netns", {}))
         links = sorted({str(self.console_link(b)) for b in self.benches.values()}
                        | {str(p.pty_link) for p in plans.values() if p.pty_link} | set(previous.get("links", [])))
-        self._write_json(self.dir / "lab.json", {
-            "lab": self.inv.lab, "inventory": str(self.inv.path),
+        self._write_json(self.host_dir / "lab.json", {
+            "lab": self.inv.lab, "labhost": self.labhost, "inventory": str(self.inv.path),
             "benches": {n: {"host_pid": _read_pid(self.bench_dir(n) / "host.pid")} for n in self.benches},
             "relays": {p.id: {"kind": p.kind, "endpoint": p.endpoint, "channels": p.channels,
-                              "pid": _read_pid(self.dir / "relays" / f"{p.id}.pid")} for p in plans.values()},
+                              "pid": _read_pid(self.host_dir / "relays" / f"{p.id}.pid")} for p in plans.values()},
             "netns": netnses, "links": links,
         })
 
@@ -480,12 +504,22 @@ class SimLab:
     def down(self, *, purge: bool = False, timeout: float = 10.0) -> None:
         """Kill every process, remove links, sockets and namespaces; logs stay unless purge."""
         state = self._load_state()
-        pid_files = [*self.dir.glob("*/host.pid"), *self.dir.glob("*/dut.pid"), *self.dir.glob("relays/*.pid"),
-                     self.dir / "forkserver.pid"]
+        if self.labhost is None:
+            pid_files = [*self.dir.glob("*/host.pid"), *self.dir.glob("*/dut.pid"), *self.dir.glob("relays/*.pid"),
+                         *self.dir.glob("labhost-*/relays/*.pid"), *self.dir.glob("labhost-*/forkserver.pid"),
+                         self.dir / "forkserver.pid"]
+            for host_state in self.dir.glob("labhost-*/lab.json"):  # the whole lab: every host's namespaces too
+                with contextlib.suppress(OSError, ValueError):
+                    state.setdefault("netns", {}).update(json.loads(host_state.read_text(encoding="utf-8")).get("netns", {}))
+        else:
+            pid_files = [*(self.bench_dir(n) / f for n in self.benches for f in ("host.pid", "dut.pid")),
+                         *self.host_dir.glob("relays/*.pid"), self.host_dir / "forkserver.pid"]
         recorded = [pid for f in pid_files if (pid := _read_pid(f))]
+        markers = self._sweep_markers()
         deadline = time.monotonic() + timeout
         while True:
-            alive = [p for p in recorded if _running(p, self.marker)] + processes_mentioning(self.marker)
+            alive = [p for p in recorded if _running(p, self.marker)] + [
+                p for m in markers for p in processes_mentioning(m)]
             if not alive:
                 break
             if time.monotonic() > deadline:
@@ -505,17 +539,22 @@ class SimLab:
         for link in map(Path, links):
             if link.is_symlink():
                 link.unlink()
+        mine = [self.dir] if self.labhost is None else [self.host_dir, *map(self.bench_dir, self.benches)]
         if purge:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        elif self.dir.exists():
-            self._remove_runtime_files()
+            for folder in mine:
+                shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for folder in mine:
+                if folder.exists():
+                    self._remove_runtime_files(folder)
         left = [n for n in spaces if netns.exists(n)]
         if left:
             raise LabFault(f"network namespaces {left} of lab {self.inv.lab} could not be deleted")
 
-    def _remove_runtime_files(self) -> None:
+    @staticmethod
+    def _remove_runtime_files(folder: Path) -> None:
         """Everything but the logs: dut.json holds a resolved secret, flash is per-session state."""
-        for path in sorted(self.dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if path.is_symlink() or path.is_socket() or (path.is_file() and path.suffix != ".log"):
                 path.unlink(missing_ok=True)
             elif path.is_dir() and not path.is_symlink() and path.name in ("flash", "firmware", "cloud"):
@@ -527,7 +566,7 @@ class SimLab:
         """What runs, per relay and bench, with each bench's power as its host reports it."""
         relays = {}
         for plan in self.relay_plans().values():
-            pid = _read_pid(self.dir / "relays" / f"{plan.id}.pid")
+            pid = _read_pid(self.host_dir / "relays" / f"{plan.id}.pid")
             relays[plan.id] = {"kind": plan.kind, "endpoint": plan.endpoint, "pid": pid,
                                "running": _running(pid, self.marker), "faults": sorted(plan.faults),
                                "channels": plan.channels}
@@ -543,9 +582,10 @@ class SimLab:
                 "console": str(self.console_link(bench)), "netns": bench.network.netns,
                 "faults": list(bench.sim.lab_faults),  # type: ignore[union-attr]
             }
-        fs_pid = _read_pid(self.dir / "forkserver.pid")
+        fs_pid = _read_pid(self.host_dir / "forkserver.pid")
         forkserver = {"pid": fs_pid, "running": _running(fs_pid, self.marker)} if fs_pid else None
-        return {"lab": self.inv.lab, "dir": str(self.dir), "relays": relays, "benches": benches, "forkserver": forkserver,
+        return {"lab": self.inv.lab, "labhost": self.labhost, "dir": str(self.dir), "relays": relays, "benches": benches,
+                "forkserver": forkserver,
                 "up": bool(benches) and all(b["running"] for b in benches.values())
                 and all(r["running"] for r in relays.values())}
 
