@@ -21,6 +21,7 @@ from lab.catalog import Catalogs
 from lab.catalog.automation import ASSESSMENT_SUITES  # what a run assesses unless --suite says otherwise
 from lab.catalog.cli import catalog
 from lab.api.cli import serve, users_app
+from lab.labhost.cli import labhost_app
 from lab.reports.cli import keys_app, print_report_paths, report_app, sign, verify
 from lab.errors import CertlabError
 from lab.inventory import Inventory, load_inventory
@@ -47,6 +48,7 @@ product_app = typer.Typer(no_args_is_help=True, help="A product's ICS and IXIT: 
 app.add_typer(product_app, name="product")
 assess_app = typer.Typer(no_args_is_help=True, help="The assessor's record of a product: decisions and hand-performed cases.")
 app.add_typer(assess_app, name="assess")
+app.add_typer(labhost_app, name="labhost")
 app.command("serve")(serve)
 app.command("sign")(sign)
 app.command("verify")(verify)

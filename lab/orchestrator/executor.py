@@ -3,9 +3,9 @@
 `LocalExecutor` is a process pool on this machine: one worker process per item, at most
 `max_workers` at once, the rest waiting in submission order. Workers stay in the orchestrator's
 process group, so a Ctrl-C in the terminal, or a kill of the whole group, reaches them too: no
-orphan keeps driving a bench that nobody watches. A later executor (Celery + Redis, lab hosts on
-several machines) implements the same four methods; work items are JSON and results come back
-through the store, so suites and fixtures do not change.
+orphan keeps driving a bench that nobody watches. `lab.labhost.executor.RemoteExecutor` (Celery
++ Redis, lab hosts on other machines) implements the same methods; work items are JSON and
+results come back through the store, so suites and fixtures do not change.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from lab.inventory import Inventory
 from lab.orchestrator.workitem import WorkItem
 
 
@@ -28,6 +30,7 @@ class Outcome:
     returncode: int
     seconds: float
     log: Path | None
+    lost: str | None = None  # the item's machine was lost (why): its unfinished work goes elsewhere
 
 
 class Executor(Protocol):
@@ -43,6 +46,15 @@ class Executor(Protocol):
     def stop(self, grace: float) -> list[Outcome]:
         """Interrupt every running item (as Ctrl-C would), drop the waiting ones, kill after `grace` s."""
 
+    def usable(self, bench: str) -> bool:
+        """Whether work sent to this bench now would be taken (its machine is up and serving it)."""
+
+    def power_off(self, benches: list[str]) -> dict[str, str | None]:
+        """Switch these benches' DUTs off; per bench, None or what went wrong."""
+
+    def close(self) -> None:
+        """Let go of connections (the broker's); running items are the orchestrator's to stop."""
+
 
 @dataclass
 class _Running:
@@ -53,8 +65,9 @@ class _Running:
 
 
 class LocalExecutor:
-    def __init__(self, run_dir: Path, *, max_workers: int) -> None:
+    def __init__(self, run_dir: Path, *, max_workers: int, inventory: Inventory) -> None:
         self.run_dir = run_dir
+        self.inventory = inventory
         self.max_workers = max(1, max_workers)
         self._waiting: deque[WorkItem] = deque()
         self._running: list[_Running] = []
@@ -74,7 +87,7 @@ class LocalExecutor:
     def _start_waiting(self) -> None:
         while self._waiting and len(self._running) < self.max_workers:
             item = self._waiting.popleft()
-            name = item.key.replace("#", "-a").replace("@", "-on-")
+            name = item.slug
             spec = self.run_dir / "work" / f"{name}.json"
             spec.write_text(item.to_json(), encoding="utf-8")
             log = self.run_dir / "logs" / f"pytest-{name}.log"
@@ -111,3 +124,27 @@ class LocalExecutor:
                 r.proc.kill()
                 r.proc.wait(timeout=10)
         return self._reap()
+
+    def usable(self, bench: str) -> bool:
+        return True  # every bench hangs off this machine
+
+    def close(self) -> None:
+        pass
+
+    def power_off(self, benches: list[str]) -> dict[str, str | None]:
+        from lab.bench import Bench
+
+        def off(name: str) -> str | None:
+            bench = Bench(self.inventory, name, evidence_dir=self.run_dir / "evidence" / name)
+            try:
+                bench.power.off()
+                return None
+            except Exception as exc:  # noqa: BLE001 - a dead relay must not stop the others
+                return str(exc)
+            finally:
+                bench.close()
+
+        if not benches:
+            return {}
+        with ThreadPoolExecutor(max_workers=len(benches)) as pool:
+            return dict(zip(benches, pool.map(off, benches)))

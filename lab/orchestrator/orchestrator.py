@@ -17,7 +17,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from lab.orchestrator.leases import LeaseKeeper, holder_id
 from lab.orchestrator.progress import Progress
 from lab.orchestrator.rundir import RunSpec, write_json
 from lab.orchestrator.workitem import WorkItem
+from lab.reports.junit import bench_models, write_junit
 from lab.store import (
     Store,
     append_event,
@@ -198,6 +198,17 @@ class Orchestrator:
     def _after(self, outcome: Outcome) -> None:
         item = outcome.item
         self.active.discard(item.bench)
+        if outcome.lost is not None:  # its machine is gone: nothing of the bench is at fault
+            self._note(item.slot, outcome.lost)
+            append_event(self.store, kind="labhost-lost", run_id=self.spec.run_id, bench=item.slot,
+                         message=f"{item.key}: {outcome.lost}")
+            if item.plan_only:
+                self._finalise_after.pop(item.key, None)
+                finalise_unfinished(self.store, run_id=self.spec.run_id, bench=item.slot, cause="lab-fault",
+                                    reason=f"not run: {outcome.lost}")
+            else:
+                self._take_over(item, f"is unreachable: {outcome.lost}")
+            return
         if item.plan_only:
             finalise_unfinished(self.store, run_id=self.spec.run_id, bench=item.slot, cause="lab-fault",
                                 reason=self._finalise_after.pop(item.key))
@@ -288,7 +299,8 @@ class Orchestrator:
         busy_left = False
         for b in self.inventory.benches.values():
             if (b.name in self.spec.benches or b.dut.model != want.dut.model
-                    or not set(want.capabilities) <= set(b.capabilities) or states.get(b.name) == "quarantined"):
+                    or not set(want.capabilities) <= set(b.capabilities) or states.get(b.name) == "quarantined"
+                    or not self.executor.usable(b.name)):
                 continue
             if b.name in self.active:
                 busy_left = True
@@ -311,21 +323,11 @@ class Orchestrator:
                             reason="cancelled by the operator before this test finished")
 
     def _power_off(self, names: list[str]) -> None:
-        from lab.bench import Bench
-
-        def off(name: str) -> None:
-            bench = Bench(self.inventory, name, evidence_dir=self.run_dir / "evidence" / name)
-            try:
-                bench.power.off()
+        for name, error in self.executor.power_off(names).items():
+            if error is None:
                 append_event(self.store, kind="power-off", run_id=self.spec.run_id, bench=name, message="run cancelled")
-            except Exception as exc:  # noqa: BLE001 - a dead relay must not stop the others
-                append_event(self.store, kind="power-off-failed", run_id=self.spec.run_id, bench=name, message=str(exc))
-            finally:
-                bench.close()
-
-        if names:
-            with ThreadPoolExecutor(max_workers=len(names)) as pool:
-                list(pool.map(off, names))
+            else:
+                append_event(self.store, kind="power-off-failed", run_id=self.spec.run_id, bench=name, message=error)
 
     def _finish(self, cancelled: bool) -> RunOutcome:
         try:
@@ -334,6 +336,7 @@ class Orchestrator:
                                     reason="not run: its worker ended before it (see logs/ in the run directory)")
             doc = export_verdicts(self.store, run_id=self.spec.run_id)
             write_json(self.run_dir / "verdicts.json", doc)
+            write_junit(self.run_dir / "junit.xml", doc, models=bench_models(self.inventory))  # for Jenkins and GitLab
             set_run_status(self.store, run_id=self.spec.run_id, status="cancelled" if cancelled else "finished")
             append_event(self.store, kind="run-cancelled" if cancelled else "run-finished", run_id=self.spec.run_id)
         finally:

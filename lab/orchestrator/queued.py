@@ -18,7 +18,8 @@ from rich.console import Console
 from lab.errors import CertlabError, LabFault
 from lab.inventory import Inventory
 from lab.orchestrator.dispatcher import BenchSlot, DispatchStats, Dispatcher
-from lab.orchestrator.executor import LocalExecutor
+from lab.orchestrator.launch import check_labhosts, make_executor
+from lab.labhost.broker import BrokerSettings
 from lab.orchestrator.orchestrator import Orchestrator
 from lab.orchestrator.inputs import record_inputs
 from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id
@@ -73,8 +74,17 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
     holder = dispatcher_id()
     reject_bad_entries(store, inventory, console)
     slots = [BenchSlot(b.name, b.dut.model, frozenset(b.capabilities)) for b in inventory.benches.values()]
+    check_labhosts(inventory, [s.name for s in slots])
+    settings = BrokerSettings.from_env()
+    hosts = None
+    if settings is not None:  # the benches hang off lab hosts, which probe them before they take work
+        from lab.labhost.watch import HostWatch
+
+        hosts = HostWatch(settings, inventory)
 
     def health(slot: BenchSlot) -> str | None:
+        if hosts is not None:
+            return hosts.why_unusable(slot.name)
         from lab.bench import Bench
         from lab.check import health_check
 
@@ -102,8 +112,12 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
                       highlight=False)
         quiet = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115 - closed with the run
         try:
-            outcome = Orchestrator(spec, run_dir, inventory, store, executor=LocalExecutor(run_dir, max_workers=1),
-                                   console=quiet, lease_holder=holder, spares=False).run()
+            executor = make_executor(run_dir, inventory, store, max_workers=1)
+            try:
+                outcome = Orchestrator(spec, run_dir, inventory, store, executor=executor,
+                                       console=quiet, lease_holder=holder, spares=False).run()
+            finally:
+                executor.close()
         finally:
             quiet.file.close()
         counts = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()))

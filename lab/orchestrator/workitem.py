@@ -34,6 +34,11 @@ class WorkItem:
         """Unique within a run: one worker per (slot, attempt, executing bench)."""
         return f"{self.slot}#{self.attempt}@{self.bench}"
 
+    @property
+    def slug(self) -> str:
+        """The key as a file name (work spec, log, spool directory)."""
+        return self.key.replace("#", "-a").replace("@", "-on-")
+
     def pytest_args(self) -> list[str]:
         args = list(self.nodeids) if self.nodeids else list(self.suites)
         args += [

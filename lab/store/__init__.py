@@ -10,13 +10,16 @@ the schema is kept by Alembic migrations that `open_store()` applies. Typical us
 """
 
 from lab.store.db import Store, StoreError, StoreUnavailable, open_store, resolve_url
+from lab.store.dispatch import claim_dispatch, dispatch_state, dispatches, end_dispatch, new_dispatch, set_task_id
 from lab.store.models import (
     BENCH_STATES,
     CAUSES,
+    DISPATCH_STATES,
     QUEUE_STATES,
     RUN_STATES,
     VERDICTS,
     Bench,
+    Dispatch,
     Event,
     Evidence,
     Lease,
@@ -73,9 +76,10 @@ from lab.store.scheduling import (
 )
 
 __all__ = [
-    "BENCH_STATES", "CAUSES", "QUEUE_STATES", "RUN_STATES", "VERDICTS",
-    "Bench", "Event", "Evidence", "EvidenceRef", "Lease", "QueuedRun", "Run", "Sample", "Store",
+    "BENCH_STATES", "CAUSES", "DISPATCH_STATES", "QUEUE_STATES", "RUN_STATES", "VERDICTS",
+    "Bench", "Dispatch", "Event", "Evidence", "EvidenceRef", "Lease", "QueuedRun", "Run", "Sample", "Store",
     "StoreError", "StoreUnavailable", "TestResult",
+    "claim_dispatch", "dispatch_state", "dispatches", "end_dispatch", "new_dispatch", "set_task_id",
     "acquire_lease", "append_event", "benches", "claim_next_run", "clear_bench_faults", "completed_nodeids", "create_run",
     "enqueue_run", "events", "expire_leases", "export_verdicts", "finalise_unfinished", "finish_queued_run", "get_run",
     "hash_evidence", "last_event_id", "lease_holder", "note_bench_fault", "open_store", "plan_results", "quarantine_bench",

@@ -34,6 +34,7 @@ from lab.verdicts import CAUSES, ROLES, VERDICTS
 RUN_STATES = ("pending", "running", "finished", "interrupted", "cancelled")
 BENCH_STATES = ("available", "leased", "quarantined")
 QUEUE_STATES = ("pending", "claimed", "done", "failed", "cancelled")
+DISPATCH_STATES = ("queued", "running", "done", "superseded", "cancelled")
 
 # Deterministic constraint names, so that later migrations can refer to them on both backends.
 NAMING = {
@@ -205,6 +206,35 @@ class Lease(Base):
     acquired_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+
+
+class Dispatch(Base):
+    """One attempt at a work item sent to a lab host; its id is the attempt's fencing token.
+
+    A lab host claims the token (queued -> running) before it touches the bench, and every
+    result its tests write is checked against it: a message the broker delivers again after the
+    orchestrator gave the work to another host finds its token superseded and changes nothing.
+    """
+
+    __tablename__ = "dispatches"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", DISPATCH_STATES), name="state"),
+        Index("ix_dispatches_run_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    item_key: Mapped[str] = mapped_column(String(512))
+    slot: Mapped[str] = mapped_column(String(128))
+    bench: Mapped[str] = mapped_column(String(128))
+    labhost: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")  # why it ended as it did
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
 
 
 class QueuedRun(Base):

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from lab.inputfile import sha256_file
+from lab.store.dispatch import holds_fence
 from lab.store.db import StoreError
 from lab.store.unit import Target, insert_for, stamp, unit, where
 from lab.store.models import (
@@ -200,13 +201,14 @@ def record_result(target: Target, *, run_id: str, bench: str, nodeid: str, verdi
                   firmware: str | None = None, evidence: Sequence[str | EvidenceRef] = (),
                   attempt: int = 1, final: bool = True, duration: float | None = None,
                   started_at: datetime | None = None, finished_at: datetime | None = None,
-                  executed_on: str | None = None, cause: str | None = None) -> bool:
+                  executed_on: str | None = None, cause: str | None = None, fence: int | None = None) -> bool:
     """Store one test's verdict as it finishes; True if this call wrote it.
 
     Keyed on (run, bench, nodeid): a repeated call never adds a row. It replaces a stored
     non-final attempt (e.g. a lab fault about to be retried), or a final one only with a higher
     `attempt`; otherwise the stored result stands and this returns False (a resumed run
-    re-reporting a completed test changes nothing).
+    re-reporting a completed test changes nothing). With `fence` (a lab host's attempt token,
+    lab.store.dispatch) nothing is written unless that attempt is still the running one.
     """
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
@@ -214,6 +216,8 @@ def record_result(target: Target, *, run_id: str, bench: str, nodeid: str, verdi
         raise ValueError(f"cause must be one of {CAUSES}, not {cause!r}")
     refs = [e if isinstance(e, EvidenceRef) else EvidenceRef(str(e)) for e in evidence]
     with unit(target) as s:
+        if fence is not None and not holds_fence(s, fence):
+            return False
         sample_id = _sample(s, serial=dut_serial, model=dut_model).id if dut_serial and dut_model else None
         values = dict(
             run_id=run_id, bench=bench, nodeid=nodeid, verdict=verdict, reason=reason or "",
@@ -263,7 +267,7 @@ def completed_nodeids(target: Target, *, run_id: str, bench: str, attempt: int =
 
 def plan_results(target: Target, *, run_id: str, bench: str, tests: Sequence[Mapping[str, Any]],
                  reason: str = "not run: the run stopped before this test started",
-                 attempt: int = 1, executed_on: str | None = None) -> int:
+                 attempt: int = 1, executed_on: str | None = None, fence: int | None = None) -> int:
     """Record the tests a worker is about to run as unfinished (INCONCLUSIVE, not final).
 
     A planned row is what a run that dies leaves behind: `--resume` runs exactly these again,
@@ -277,7 +281,8 @@ def plan_results(target: Target, *, run_id: str, bench: str, tests: Sequence[Map
                                      reason=reason, test=t.get("test"), test_case=t.get("test_case"),
                                      provision=t.get("provision"), dut_serial=t.get("dut_serial"),
                                      dut_model=t.get("dut_model"), firmware=t.get("firmware"),
-                                     attempt=attempt, final=False, executed_on=executed_on, cause="not-run")
+                                     attempt=attempt, final=False, executed_on=executed_on, cause="not-run",
+                                     fence=fence)
         return planned
 
 
