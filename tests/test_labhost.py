@@ -226,3 +226,39 @@ def test_work_for_a_bench_goes_to_its_own_queue_with_a_fencing_token(redis_url: 
             assert dispatch_state(store, token=row.id) == "superseded"
         finally:
             executor.close()
+
+
+def test_files_stream_as_they_change_and_only_then(tmp_path: Path) -> None:
+    from lab.labhost.evidence import FileStream
+
+    _files(tmp_path / "spool")
+    stream = FileStream(tmp_path / "spool", skip=(".certlab-item.json",))
+    first, stamps = stream.changes()
+    stream.mark_sent(stamps)
+    assert sorted(first.manifest) == ["allure-results/x-result.json", "evidence/b1/capture.pcap", "logs/pytest.log"]
+    assert stream.changes() is None, "nothing changed, nothing sent"
+    with open(tmp_path / "spool" / "logs" / "pytest.log", "a") as fh:
+        fh.write("more\n")
+    second, _ = stream.changes()
+    assert list(second.manifest) == ["logs/pytest.log"]
+    unpack(first, tmp_path / "run")
+    unpack(second, tmp_path / "run")
+    assert (tmp_path / "run" / "logs" / "pytest.log").read_text() == "ok\nmore\n"
+
+
+def test_results_of_a_lost_attempt_whose_evidence_never_arrived_are_run_again(tmp_path: Path) -> None:
+    from lab.store import reopen_unevidenced
+
+    (tmp_path / "evidence" / "b1").mkdir(parents=True)
+    (tmp_path / "evidence" / "b1" / "a.json").write_text("{}")
+    with open_store() as store:
+        create_run(store, run_id="r1", edition="v2")
+        record_result(store, run_id="r1", bench="b1", nodeid="t::a", verdict="PASS", evidence=["evidence/b1/a.json"])
+        record_result(store, run_id="r1", bench="b1", nodeid="t::b", verdict="FAIL", reason="x" * 30,
+                      evidence=["evidence/b1/a.json", "evidence/b1/b.json"])
+        record_result(store, run_id="r1", bench="b1", nodeid="t::c", verdict="PASS", attempt=2, evidence=["evidence/b1/c.json"])
+        again = reopen_unevidenced(store, run_id="r1", bench="b1", attempt=1, root=tmp_path,
+                                   reason="not run: its evidence was lost (lab host rack-a lost)")
+        assert again == ["t::b"]
+        rows = {r.nodeid: (r.verdict, r.final) for r in results(store, run_id="r1")}
+        assert rows == {"t::a": ("PASS", True), "t::b": ("INCONCLUSIVE", False), "t::c": ("PASS", True)}

@@ -1,10 +1,12 @@
 """A work item's files travel from the lab host to the run directory, hashed end to end.
 
-The lab host runs the item in a spool directory of its own; when pytest ends, everything the
-item wrote there (evidence/, transcripts, allure-results/, the worker log) is packed with a
-SHA-256 manifest. The orchestrator unpacks it into the run directory only after every file's
-hash matches, refusing paths that would leave the run directory, so `certlab report` and
-`verify` see exactly what the bench produced.
+The lab host runs the item in a spool directory of its own. While pytest runs, what changed is
+sent every few seconds (`FileStream`), so the evidence of finished tests is already in the run
+directory if the host dies; when pytest ends, everything the item wrote there (evidence/,
+transcripts, allure-results/, the worker log) is packed once more, whole. Each pack carries a
+SHA-256 manifest; the orchestrator writes a pack into the run directory only after every file's
+hash matches, refusing paths that would leave it, so `certlab report` and `verify` see exactly
+what the bench produced.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import hashlib
 import io
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -38,25 +41,34 @@ class Pack:
         return cls(base64.b64decode(data.get("archive") or b""), dict(data.get("manifest") or {}))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def files_of(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+    """Regular files under `root` (but the `skip` top-level names): relative path -> (size, mtime)."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel.split("/", 1)[0] in skip or path.is_symlink() or not path.is_file():
+            continue
+        st = path.stat()
+        found[rel] = (st.st_size, st.st_mtime_ns)
+    return found
 
 
-def pack(root: Path, *, skip: tuple[str, ...] = ()) -> Pack:
-    """Every regular file under `root` (but the `skip` top-level names), with its hash."""
+def pack(root: Path, *, skip: tuple[str, ...] = (), only: set[str] | None = None) -> Pack:
+    """Every regular file under `root` (or `only` these), with its hash."""
     manifest: dict[str, str] = {}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root).as_posix()
-            if rel.split("/", 1)[0] in skip or path.is_symlink() or not path.is_file():
+        for rel in files_of(root, skip=skip):
+            if only is not None and rel not in only:
                 continue
-            manifest[rel] = _sha256(path)
-            tar.add(path, arcname=rel, recursive=False)
+            try:
+                body = (root / rel).read_bytes()  # read once: a log still growing is packed as it was read
+            except FileNotFoundError:
+                continue
+            manifest[rel] = hashlib.sha256(body).hexdigest()
+            info = tarfile.TarInfo(rel)
+            info.size, info.mtime, info.mode = len(body), int(time.time()), 0o600
+            tar.addfile(info, io.BytesIO(body))
             if buf.tell() > MAX_BYTES:
                 raise EvidenceTransferError(f"the files of {root} exceed {MAX_BYTES >> 20} MiB packed; "
                                             f"fix: keep captures smaller or raise lab.labhost.evidence.MAX_BYTES")
@@ -87,3 +99,22 @@ def unpack(data: Pack, dest: Path) -> list[str]:
         tmp.write_bytes(body)
         tmp.replace(target)
     return sorted(files)
+
+
+class FileStream:
+    """Sends what changed under a spool directory since the last push (size or mtime differ)."""
+
+    def __init__(self, root: Path, *, skip: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.skip = skip
+        self.sent: dict[str, tuple[int, int]] = {}
+
+    def changes(self) -> tuple[Pack, dict[str, tuple[int, int]]] | None:
+        now = files_of(self.root, skip=self.skip)
+        changed = {rel for rel, stamp in now.items() if self.sent.get(rel) != stamp}
+        if not changed:
+            return None
+        return pack(self.root, skip=self.skip, only=changed), {rel: now[rel] for rel in changed}
+
+    def mark_sent(self, stamps: dict[str, tuple[int, int]]) -> None:
+        self.sent.update(stamps)

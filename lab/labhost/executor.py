@@ -9,6 +9,7 @@ them counts for nothing, and the orchestrator gives the unfinished tests to a sp
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from lab.inventory import Inventory
 from lab.labhost.broker import POWER_OFF, RUN_ITEM, BrokerSettings, bench_queue, make_app
 from lab.labhost.evidence import EvidenceTransferError, Pack, unpack
+from lab.labhost.task import files_key
 from lab.labhost.watch import HostWatch
 from lab.orchestrator.executor import Outcome
 from lab.orchestrator.workitem import WorkItem
@@ -25,6 +27,7 @@ POLL = 0.1  # seconds between looks at the results
 FETCH_TIMEOUT = 30.0  # seconds to read a finished item's result (its files) from Redis
 POWER_OFF_WAIT = 60.0  # seconds the cancelled run waits for its DUTs to be switched off
 FAILED = 3  # the returncode of an item whose lab host could not finish it
+MAX_PACKS_PER_LOOK = 50  # streamed packs written per item per look, so one item cannot stall the loop
 
 
 @dataclass
@@ -127,6 +130,7 @@ class RemoteExecutor:
     def _collect(self) -> list[Outcome]:
         ended = [self._arrived(s) for s in self._ready()]
         for s in list(self._sent):
+            self._drain(s)
             why = self.hosts.why_lost(s.labhost, waited=time.monotonic() - s.sent)
             if why is None and s.result.state == "PENDING":  # not started: is its bench served at all?
                 unusable = self.hosts.why_unusable(s.item.bench)
@@ -141,7 +145,23 @@ class RemoteExecutor:
             ended.append(Outcome(s.item, FAILED, time.monotonic() - s.sent, log, lost=why))
         return ended
 
+    def _drain(self, s: _Sent) -> None:
+        """Write the files the item streamed so far into the run directory (bounded per call)."""
+        for _ in range(MAX_PACKS_PER_LOOK):
+            try:
+                raw = self.hosts.client.lpop(files_key(s.token))
+            except Exception:  # noqa: BLE001 - the broker is unreachable: the files wait in it
+                return
+            if raw is None:
+                return
+            try:
+                unpack(Pack.from_wire(json.loads(raw)), self.run_dir)
+            except (EvidenceTransferError, ValueError) as exc:
+                append_event(self.store, kind="evidence-transfer-failed", run_id=s.item.run_id, bench=s.item.slot,
+                             message=f"{s.item.key} from lab host {s.labhost} (streamed): {exc}")
+
     def _arrived(self, s: _Sent) -> Outcome:
+        self._drain(s)  # what streamed first, so the final pack's whole files come last
         seconds = time.monotonic() - s.sent
         value = s.result.get(timeout=FETCH_TIMEOUT, propagate=False)
         if s.result.failed() or not isinstance(value, dict):
@@ -149,6 +169,7 @@ class RemoteExecutor:
             end_dispatch(self.store, token=s.token, state="superseded", note=why)
             return Outcome(s.item, FAILED, seconds, self._write_log(s.item, why + "\n"), lost=why)
         s.result.forget()  # its files are large: Redis need not keep them once they are here
+        self._forget_stream(s)
         if value.get("discarded"):
             why = f"lab host {s.labhost} discarded the item: {value.get('why')}"
             end_dispatch(self.store, token=s.token, state="superseded", note=why)
@@ -161,6 +182,12 @@ class RemoteExecutor:
             return Outcome(s.item, FAILED, seconds, self._write_log(s.item, f"certlab: evidence transfer failed: {exc}\n"))
         log = self.run_dir / value["log"] if value.get("log") else None
         return Outcome(s.item, int(value.get("returncode", FAILED)), float(value.get("seconds", seconds)), log)
+
+    def _forget_stream(self, s: _Sent) -> None:
+        try:
+            self.hosts.client.delete(files_key(s.token))
+        except Exception:  # noqa: BLE001 - it expires on its own
+            pass
 
     def _write_log(self, item: WorkItem, text: str) -> Path:
         log = self.run_dir / "logs" / f"pytest-{item.slug}.log"

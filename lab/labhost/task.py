@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.labhost.beats import SELF_FENCE_AFTER
-from lab.labhost.broker import VISIBILITY_TIMEOUT, BrokerSettings, redis_client
-from lab.labhost.evidence import pack
+from lab.labhost.broker import RESULT_TTL, VISIBILITY_TIMEOUT, BrokerSettings, redis_client
+from lab.labhost.evidence import FileStream, pack
 from lab.orchestrator.workitem import WorkItem
 from lab.store.dispatch import FENCE_ENV
 
 SPEC_NAME = ".certlab-item.json"  # the item as this host runs it; not sent back
 WATCH_EVERY = 0.5  # seconds between looks at the attempt and the broker
+STREAM_EVERY = 2.0  # seconds between sends of the files that changed (evidence of finished tests)
 STOP_GRACE = 20.0  # seconds pytest gets after SIGINT before it is killed
 STORE_VARS = ("CERTLAB_DATA_DIR", "CERTLAB_DATABASE_URL")  # a lab host uses its own store settings
 
@@ -70,7 +71,8 @@ def run_item(ctx: HostContext, item_json: str, token: int) -> dict:
         with open(log, "ab") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "lab.orchestrator.worker", str(spec)],
                                     stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        stopped = _watch(proc, lambda: dispatch_state(store, token=token), ctx.settings)
+        stream = FileStream(workdir, skip=(SPEC_NAME,))
+        stopped = _watch(proc, lambda: dispatch_state(store, token=token), ctx.settings, stream, files_key(token))
         if stopped is None:
             end_dispatch(store, token=token, state="done", note=f"pytest exit {proc.returncode} on {ctx.host}")
         else:
@@ -78,6 +80,10 @@ def run_item(ctx: HostContext, item_json: str, token: int) -> dict:
                 fh.write(f"\ncertlab: lab host {ctx.host} stopped this item: {stopped}\n")
         files = pack(workdir, skip=(SPEC_NAME,))
         shutil.rmtree(workdir, ignore_errors=True)  # the files now live in the result until the orchestrator takes them
+        try:
+            workdir.parent.rmdir()  # the run's spool folder, once its last item here is packed
+        except OSError:
+            pass
         return {"discarded": False, "returncode": proc.returncode, "seconds": time.monotonic() - started,
                 "labhost": ctx.host, "stopped": stopped, "log": log.relative_to(workdir).as_posix(),
                 "files": files.to_wire()}
@@ -87,10 +93,15 @@ def _discarded(why: str) -> dict:
     return {"discarded": True, "why": why}
 
 
-def _watch(proc: subprocess.Popen, attempt_state, settings: BrokerSettings) -> str | None:
-    """Wait for pytest; None if it ended by itself, else why it was stopped."""
+def files_key(token: int) -> str:
+    """The Redis list an attempt's files stream into while it runs."""
+    return f"certlab:files:{token}"
+
+
+def _watch(proc: subprocess.Popen, attempt_state, settings: BrokerSettings, stream: FileStream, key: str) -> str | None:
+    """Wait for pytest, streaming its files; None if it ended by itself, else why it was stopped."""
     client = redis_client(settings, timeout=2.0)
-    started = last_contact = time.monotonic()
+    started = last_contact = last_push = time.monotonic()
     reason = None
     while proc.poll() is None:
         time.sleep(WATCH_EVERY)
@@ -98,7 +109,10 @@ def _watch(proc: subprocess.Popen, attempt_state, settings: BrokerSettings) -> s
         try:
             client.ping()
             last_contact = now
-        except Exception:  # noqa: BLE001 - any broker error counts as no contact
+            if now - last_push >= STREAM_EVERY:
+                last_push = now
+                _push(client, stream, key)
+        except Exception:  # noqa: BLE001 - any broker error counts as no contact; files go again next time
             pass
         if now - last_contact > SELF_FENCE_AFTER:
             reason = f"no contact with the broker for {now - last_contact:.0f} s: another host may take this work"
@@ -112,6 +126,16 @@ def _watch(proc: subprocess.Popen, attempt_state, settings: BrokerSettings) -> s
         return None
     _interrupt(proc)
     return reason
+
+
+def _push(client, stream: FileStream, key: str) -> None:
+    changes = stream.changes()
+    if changes is None:
+        return
+    files, stamps = changes
+    client.rpush(key, json.dumps(files.to_wire()))
+    client.expire(key, RESULT_TTL)
+    stream.mark_sent(stamps)
 
 
 def _state_or_none(attempt_state) -> str | None:

@@ -46,6 +46,7 @@ from lab.store import (
     quarantine_bench,
     register_bench,
     reopen_results,
+    reopen_unevidenced,
     result_counts,
     results,
     retry_candidates,
@@ -207,6 +208,11 @@ class Orchestrator:
                 finalise_unfinished(self.store, run_id=self.spec.run_id, bench=item.slot, cause="lab-fault",
                                     reason=f"not run: {outcome.lost}")
             else:
+                again = reopen_unevidenced(self.store, run_id=self.spec.run_id, bench=item.slot, attempt=item.attempt,
+                                           root=self.run_dir, reason=f"not run: its evidence was lost ({outcome.lost})")
+                if again:
+                    append_event(self.store, kind="evidence-lost", run_id=self.spec.run_id, bench=item.slot,
+                                 message=f"{len(again)} finished test(s) run again: {outcome.lost}")
                 self._take_over(item, f"is unreachable: {outcome.lost}")
             return
         if item.plan_only:

@@ -49,6 +49,7 @@ from lab.store.repo import (
     register_sample,
     release_bench,
     reopen_results,
+    reopen_unevidenced,
     result_counts,
     results,
     retry_candidates,
@@ -84,7 +85,7 @@ __all__ = [
     "enqueue_run", "events", "expire_leases", "export_verdicts", "finalise_unfinished", "finish_queued_run", "get_run",
     "hash_evidence", "last_event_id", "lease_holder", "note_bench_fault", "open_store", "plan_results", "quarantine_bench",
     "queued_runs", "record_result", "register_bench", "register_sample", "release_bench",
-    "release_lease", "reopen_results", "renew_lease", "requeue_claimed", "resolve_url", "result_counts", "results", "retry_candidates",
+    "release_lease", "reopen_results", "reopen_unevidenced", "renew_lease", "requeue_claimed", "resolve_url", "result_counts", "results", "retry_candidates",
     "set_run_status", "take_over_lease",
     "acquire_leases", "claim_runs", "finish_queued_runs", "held_leases", "match_runs", "release_leases", "renew_leases",
 ]

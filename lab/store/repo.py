@@ -308,6 +308,21 @@ def reopen_results(target: Target, *, run_id: str, cause: str) -> int:
                          .values(final=False, cause="not-run").execution_options(synchronize_session=False)).rowcount
 
 
+def reopen_unevidenced(target: Target, *, run_id: str, bench: str, attempt: int, root: Path, reason: str) -> list[str]:
+    """Make unfinished again the final results of one attempt whose evidence files are not under `root`.
+
+    A lab host that died took the evidence of its last tests with it: their verdicts are no
+    longer evidenced in the run directory, so they are run again rather than reported.
+    """
+    with unit(target) as s:
+        rows = s.scalars(select(TestResult).where(TestResult.run_id == run_id, TestResult.bench == bench,
+                                                  TestResult.attempt == attempt, TestResult.final.is_(True)))
+        lost = [r for r in rows if any(not (root / str(p)).is_file() for p in (r.evidence or []))]
+        for r in lost:
+            r.final, r.verdict, r.cause, r.reason = False, "INCONCLUSIVE", "not-run", reason
+        return [r.nodeid for r in lost]
+
+
 def result_counts(target: Target, *, run_id: str) -> dict[str, dict[str, int]]:
     """Per bench: how many tests are planned in all, and how many are final per verdict."""
     with unit(target) as s:
