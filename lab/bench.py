@@ -16,11 +16,12 @@ import paramiko
 
 from lab.drivers.console import ConsoleDriver
 from lab.drivers.net import NetDriver
-from lab.drivers.power import PowerDriver, RelayBoardPower, ScpiPower
+from lab.drivers.power import PowerDriver
 from lab.drivers.provision import ProvisionDriver
+from lab.drivers.registry import PowerContext, PowerRegistry
 from lab.drivers.ssh import SSHDriver
 from lab.errors import LabFault
-from lab.inventory import BenchConfig, Inventory, ScpiPowerConfig
+from lab.inventory import BenchConfig, Inventory
 from lab.steps import NullSteps, StepRecorder
 from lab.strategy import BenchStrategy, ConsolePrompts
 from lab.transcript import Transcript
@@ -70,11 +71,10 @@ class Bench:
     # --- drivers --------------------------------------------------------------------------
     @functools.cached_property
     def power(self) -> PowerDriver:
-        cfg = self.config.power
-        common = dict(channel=cfg.channel, timeout=cfg.timeout, retries=cfg.retries, bench=self.name, steps=self.steps)
-        if isinstance(cfg, ScpiPowerConfig):
-            return self._track(ScpiPower(cfg.resource, dialect=cfg.dialect, **common))
-        return self._track(RelayBoardPower(cfg.url, baud=cfg.baud, **common))
+        """The bench's switch, opened by the backend its `power.driver` names (a `certlab.power` entry point)."""
+        context = PowerContext(bench=self.name, steps=self.steps, base_dir=self.inventory.base_dir,
+                               source=str(self.inventory.path))
+        return self._track(PowerRegistry.installed().open(self.config.power, context))
 
     @functools.cached_property
     def console(self) -> ConsoleDriver:
@@ -158,15 +158,14 @@ class Bench:
         when nothing has yet. No secret and no DUT fact beyond what the inventory says.
         """
         cfg = self.config
-        power: dict[str, Any] = {"driver": cfg.power.driver, "channel": cfg.power.channel,
-                                 "resource": getattr(cfg.power, "resource", None) or getattr(cfg.power, "url", None)}
+        power: dict[str, Any] = {"driver": cfg.power.driver, "channel": cfg.power.channel, "resource": cfg.power.endpoint}
         driver = self.__dict__.get("power")  # only a driver the run built: never open a relay to describe it
-        if identify and driver is not None and driver.identity is None:
+        if identify and driver is not None and getattr(driver, "identity", None) is None:
             try:
                 driver.identify()
             except LabFault:
                 pass
-        power["identification"] = driver.identity if driver is not None else None
+        power["identification"] = getattr(driver, "identity", None)  # a plugin's driver may not keep one
         ssh = self.__dict__.get("ssh")
         return {
             "bench": self.name,

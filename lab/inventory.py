@@ -12,10 +12,11 @@ import ipaddress
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from lab.drivers.registry import PowerConfigBase, PowerConfigError, PowerRegistry
 from lab.errors import InventoryError
 from lab.flaws import FLAWS, LAB_FAULTS
 from lab.secrets import SecretRef
@@ -26,7 +27,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ScpiPowerConfig(_Model):
+class ScpiPowerConfig(PowerConfigBase):
     """A SCPI switch or power supply reached through a pyvisa resource string."""
 
     driver: Literal["scpi"]
@@ -44,7 +45,7 @@ class ScpiPowerConfig(_Model):
         return value
 
 
-class RelayBoardPowerConfig(_Model):
+class RelayBoardPowerConfig(PowerConfigBase):
     """An LCUS-style USB relay board on a serial line."""
 
     driver: Literal["relay_board"]
@@ -55,7 +56,9 @@ class RelayBoardPowerConfig(_Model):
     retries: int = Field(default=2, ge=0, le=10)
 
 
-PowerConfig = Annotated[ScpiPowerConfig | RelayBoardPowerConfig, Field(discriminator="driver")]
+# A bench's `power:` block: validated by the model of the backend its `driver` names (the
+# `certlab.power` entry points, lab/drivers/registry.py), so plugins bring their own fields.
+PowerConfig = SerializeAsAny[PowerConfigBase]
 
 
 class ConsoleConfig(_Model):
@@ -240,6 +243,19 @@ class BenchConfig(_Model):
     # once a broker is configured, because work for the bench goes to that host's queue
     labhost: str | None = None
 
+    @field_validator("power", mode="before")
+    @classmethod
+    def _power_backend(cls, value: Any) -> Any:
+        """A mapping becomes its backend's model (load_inventory does this first, for its error line)."""
+        if isinstance(value, PowerConfigBase):
+            return value
+        try:
+            return PowerRegistry.installed().validate(value)
+        except PowerConfigError as exc:
+            if exc.validation is not None:
+                raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.validation.errors())) from None
+            raise ValueError(f"power.{exc.field}: {exc}" if exc.field else str(exc)) from None
+
     @field_validator("labhost")
     @classmethod
     def _labhost_name(cls, value: str | None) -> str | None:
@@ -362,8 +378,9 @@ def _loc(err: dict) -> str:
     return re.sub(r"\.(scpi|relay_board)(?=\.|$)", "", loc)
 
 
-def _error_line(path: Path, bench: str | None, exc: ValidationError) -> str:
-    errors = exc.errors()
+def _error_line(path: Path, bench: str | None, exc: ValidationError, prefix: str = "") -> str:
+    head = tuple(prefix.split(".")) if prefix else ()
+    errors = [{**e, "loc": (*head, *e["loc"])} for e in exc.errors()]
     # A misspelt key shows up as "unknown" plus "missing": name the misspelling, suggest the fix.
     errors.sort(key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
@@ -397,6 +414,7 @@ def load_inventory(path: str | Path) -> Inventory:
         raise InventoryError(f"{path}: field 'all.vars.certlab.lab': {lab_name!r} is not a simple name; use letters, digits, - or _")
 
     benches: dict[str, BenchConfig] = {}
+    power_drivers = PowerRegistry.installed()
     for host, host_vars in hosts.items():
         cfg = host_vars.get("certlab")
         if cfg is None or cfg is lab_vars:
@@ -404,6 +422,8 @@ def load_inventory(path: str | Path) -> Inventory:
         if not isinstance(cfg, dict):
             raise InventoryError(f"{path}: bench {host!r}, field 'certlab': must be a mapping; see inventory/sim.yaml")
         extra_vars = {k: v for k, v in host_vars.items() if k.startswith("ansible_")}
+        if "power" in cfg:
+            cfg = {**cfg, "power": _power(path, host, cfg["power"], power_drivers)}
         try:
             bench = BenchConfig(name=host, ansible_vars=extra_vars, **cfg)
         except ValidationError as exc:
@@ -425,12 +445,23 @@ def load_inventory(path: str | Path) -> Inventory:
                      benches=benches)
 
 
+def _power(path: Path, bench: str, data: Any, registry: PowerRegistry) -> PowerConfigBase:
+    """A bench's power block, validated by its backend's own model; one line naming the field."""
+    try:
+        return registry.validate(data)
+    except PowerConfigError as exc:
+        if exc.validation is not None:
+            raise InventoryError(_error_line(path, bench, exc.validation, prefix="power")) from None
+        field = f"certlab.power.{exc.field}" if exc.field else "certlab.power"
+        raise InventoryError(f"{path}: bench {bench!r}, field {field!r}: {exc}") from None
+
+
 def _check_shared_resources(path: Path, benches: dict[str, BenchConfig]) -> None:
     """Two benches on one relay channel or one console would switch or read each other's DUT."""
     seen: dict[tuple[str, ...], str] = {}
     for bench in benches.values():
         power = bench.power
-        where = power.resource if isinstance(power, ScpiPowerConfig) else power.url
+        where = power.endpoint
         keys = {
             ("power", where, str(power.channel)): f"power channel {power.channel} of {where}",
             ("console", bench.console.url): f"console {bench.console.url}",

@@ -99,7 +99,7 @@ def _mutate(text: str, old: str, new: str) -> str:
 
 
 BAD = {
-    "unknown driver": (_mutate(GOOD, "driver: scpi", "driver: scip"), ["b1", "power", "scip", "scpi, relay_board"]),
+    "unknown driver": (_mutate(GOOD, "driver: scpi", "driver: scip"), ["b1", "power.driver", "scip", "installed: command, http-pdu, relay_board, scpi", "did you mean 'scpi'"]),
     "missing field": (_mutate(GOOD, "            console: {url: /tmp/x/b1/console}\n", ""), ["b1", "console", "add it"]),
     "wrong type": (_mutate(GOOD, "channel: 1", "channel: one"), ["b1", "power.channel", "whole number"]),
     "unknown flaw id": (_mutate(GOOD, "flaws: []", "flaws: [open_telnet]"), ["b1", "sim.flaws", "open_telnet", "universal_default_password"]),

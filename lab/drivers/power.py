@@ -12,9 +12,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
+from lab.drivers.registry import PowerBackend, PowerContext
 from lab.errors import PowerFault
+from lab.inventory import RelayBoardPowerConfig, ScpiPowerConfig
 from lab.steps import NullSteps, StepRecorder
 
 T = TypeVar("T")
@@ -372,3 +374,20 @@ class RelayBoardPower(_RetryingPower):
         states = self._status()
         listing = ", ".join(f"CH{ch}:{'ON' if st else 'OFF'}" for ch, st in sorted(states.items()))
         return f"LCUS relay board at {self.url} ({len(states)} channels: {listing})"
+
+
+# --- backends (registered in pyproject.toml under the `certlab.power` entry points) -------------
+
+
+def _open_scpi(cfg: Any, ctx: PowerContext) -> ScpiPower:
+    return ScpiPower(cfg.resource, cfg.channel, dialect=cfg.dialect, timeout=cfg.timeout, retries=cfg.retries,
+                     bench=ctx.bench, steps=ctx.steps)
+
+
+def _open_relay_board(cfg: Any, ctx: PowerContext) -> RelayBoardPower:
+    return RelayBoardPower(cfg.url, cfg.channel, baud=cfg.baud, timeout=cfg.timeout, retries=cfg.retries,
+                           bench=ctx.bench, steps=ctx.steps)
+
+
+SCPI = PowerBackend(ScpiPowerConfig, _open_scpi, "a SCPI switch unit or power supply (pyvisa)")
+RELAY_BOARD = PowerBackend(RelayBoardPowerConfig, _open_relay_board, "an LCUS-style USB relay board (pyserial)")

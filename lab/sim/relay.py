@@ -1,4 +1,6 @@
-"""A simulated power relay: a SCPI switch on TCP or an LCUS-style USB relay board on a pty.
+"""A simulated power relay: a SCPI switch on TCP, an LCUS-style USB relay board on a pty, a relay
+driven by a control program (`ctl`: a unix socket `lab.sim.relayctl` talks to, for the `command`
+power backend) or a network PDU speaking the NETIO JSON API over HTTP (`netio`, for `http-pdu`).
 
 It speaks the instrument's own wire protocol, so certlab's real power drivers (pyvisa-py,
 pyserial) drive it exactly as they would drive hardware. A closed contact is a powered bench:
@@ -7,20 +9,24 @@ the bench host, so relay and bench can never disagree, even after a relay restar
 
     python -m lab.sim.relay --config relays/<id>.json
 
-Config: {"id", "kind": "scpi"|"lcus", "host", "port" | "pty_link", "channels": {"1": sock},
-"faults": [...], "die_after": 4, "size": 8}.
+Config: {"id", "kind": "scpi"|"lcus"|"ctl"|"netio", "host", "port" | "pty_link" | "socket",
+"channels": {"1": sock}, "faults": [...], "die_after": 4, "size": 8}; netio also
+"auth": {"user", "password"} | null and "tls": {"cert", "key"} | null.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import json
 import logging
 import os
 import re
 import signal
+import ssl
+import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +49,9 @@ class RelayConfig:
     host: str = "127.0.0.1"
     port: int = 0
     pty_link: Path | None = None
+    socket: Path | None = None  # ctl: the control socket
+    auth: tuple[str, str] | None = None  # netio: the JSON API's user and password
+    tls: tuple[Path, Path] | None = None  # netio: certificate and key files for HTTPS
 
     @classmethod
     def load(cls, path: Path) -> "RelayConfig":
@@ -52,7 +61,10 @@ class RelayConfig:
                    faults=frozenset(raw.get("faults", [])), die_after=int(raw.get("die_after", 4)),
                    size=int(raw.get("size", 8)), host=raw.get("host", "127.0.0.1"),
                    port=int(raw.get("port", 0)),
-                   pty_link=Path(raw["pty_link"]) if raw.get("pty_link") else None)
+                   pty_link=Path(raw["pty_link"]) if raw.get("pty_link") else None,
+                   socket=Path(raw["socket"]) if raw.get("socket") else None,
+                   auth=(raw["auth"]["user"], raw["auth"]["password"]) if raw.get("auth") else None,
+                   tls=(Path(raw["tls"]["cert"]), Path(raw["tls"]["key"])) if raw.get("tls") else None)
 
     @property
     def unresponsive(self) -> bool:
@@ -333,6 +345,152 @@ class LcusBoard:
                 log.warning("status reply dropped: nobody reads the board's port")
 
 
+# --- control socket (the `command` backend's simulated relay) --------------------------------
+
+_CTL_LINE = re.compile(r"(ON|OFF|STATE)\s+(\d{1,4})")
+
+
+async def serve_ctl(cfg: RelayConfig, contacts: Contacts) -> asyncio.AbstractServer:
+    """`ON n` / `OFF n` / `STATE n` lines on a unix socket; answers `OK ON|OFF` or `ERR why`."""
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while raw := await reader.readline():
+                if cfg.unresponsive:
+                    continue
+                m = _CTL_LINE.fullmatch(raw.decode("ascii", errors="replace").strip().upper())
+                if not m:
+                    reply = "ERR expected ON n, OFF n or STATE n"
+                elif not cfg.valid_channel(int(m.group(2))):
+                    reply = f"ERR no channel {m.group(2)} (1 to {cfg.size})"
+                elif m.group(1) == "STATE":
+                    reply = f"OK {'ON' if await contacts.get(int(m.group(2))) else 'OFF'}"
+                elif await contacts.set(int(m.group(2)), m.group(1) == "ON"):
+                    reply = f"OK {m.group(1)}"
+                else:
+                    reply = f"ERR the bench on channel {m.group(2)} did not confirm {m.group(1)}"
+                writer.write(reply.encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    assert cfg.socket is not None, "a ctl relay needs socket"
+    cfg.socket.parent.mkdir(parents=True, exist_ok=True)
+    cfg.socket.unlink(missing_ok=True)
+    return await asyncio.start_unix_server(client, str(cfg.socket))
+
+
+# --- NETIO JSON API (the `http-pdu` backend's simulated PDU) ---------------------------------
+
+NETIO_ACTIONS = {0: "off", 1: "on", 2: "short off", 3: "short on", 4: "toggle", 5: "no change", 6: "ignored"}
+_MAX_BODY = 64 * 1024
+
+
+class NetioApi:
+    """The NETIO JSON API (JSONVer 2.x) on one PDU: GET and POST /netio.json, HTTP basic auth."""
+
+    def __init__(self, cfg: RelayConfig, contacts: Contacts) -> None:
+        self._cfg, self._contacts = cfg, contacts
+        self._started = time.monotonic()
+        self._pulses: set[asyncio.Task[None]] = set()
+
+    def _authorized(self, header: str | None) -> bool:
+        if self._cfg.auth is None:
+            return True
+        user, password = self._cfg.auth
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return header is not None and header.strip() == expected
+
+    async def document(self) -> dict[str, object]:
+        outputs = [{"ID": n, "Name": f"output_{n}", "State": int(await self._contacts.get(n)), "Action": 6, "Delay": 2000}
+                   for n in range(1, self._cfg.size + 1)]
+        return {"Agent": {"Model": "CERTLAB-SIM-PDU", "Version": "3.4.0", "JSONVer": "2.1", "DeviceName": self._cfg.id,
+                          "VendorID": 0, "OemID": 0, "SerialNumber": f"SIM-{self._cfg.id}",
+                          "Uptime": int(time.monotonic() - self._started),
+                          "Time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "NumOutputs": self._cfg.size},
+                "Outputs": outputs}
+
+    async def _act(self, channel: int, action: int) -> bool:
+        if action in (5, 6):
+            return True
+        current = await self._contacts.get(channel)
+        target = {0: False, 1: True, 2: False, 3: True, 4: not current}[action]
+        ok = await self._contacts.set(channel, target)
+        if action in (2, 3):  # a pulse: back after the output's Delay (2 s)
+            async def back() -> None:
+                await asyncio.sleep(2.0)
+                await self._contacts.set(channel, not target)
+            task = asyncio.create_task(back())
+            self._pulses.add(task)
+            task.add_done_callback(self._pulses.discard)
+        return ok
+
+    async def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, object] | str]:
+        if path.split("?", 1)[0] != "/netio.json":
+            return 404, "Not Found"
+        if not self._authorized(headers.get("authorization")):
+            return 401, "Unauthorized"
+        if method == "GET":
+            return 200, await self.document()
+        if method != "POST":
+            return 405, "Method Not Allowed"
+        try:
+            request = json.loads(body)
+            outputs = request["Outputs"]
+            commands = [(int(o["ID"]), int(o["Action"])) for o in outputs]
+        except (ValueError, KeyError, TypeError):
+            return 400, "Bad Request"
+        if not commands or not all(1 <= ch <= self._cfg.size and act in NETIO_ACTIONS for ch, act in commands):
+            return 400, "Bad Request"
+        for channel, action in commands:
+            if not await self._act(channel, action):
+                return 500, "Internal Server Error"
+        return 200, await self.document()
+
+
+async def serve_netio(cfg: RelayConfig, contacts: Contacts) -> asyncio.AbstractServer:
+    """HTTP/1.1 (one request per connection) on host:port, HTTPS when cfg.tls is set."""
+    api = NetioApi(cfg, contacts)
+    reasons = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+               413: "Payload Too Large", 500: "Internal Server Error"}
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = (await asyncio.wait_for(reader.readline(), 10)).decode("latin-1").split()
+            headers: dict[str, str] = {}
+            for _ in range(100):
+                line = (await asyncio.wait_for(reader.readline(), 10)).decode("latin-1")
+                if line in ("\r\n", "\n", ""):
+                    break
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if cfg.unresponsive:
+                await asyncio.sleep(3600)  # a hung PDU: the connection stays open, nothing comes back
+            length = int(headers.get("content-length") or 0)
+            if len(request_line) != 3 or length > _MAX_BODY or length < 0:
+                status, payload = (413, "Payload Too Large") if length > _MAX_BODY else (400, "Bad Request")
+            else:
+                body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+                status, payload = await api.handle(request_line[0].upper(), request_line[1], headers, body)
+            data = (json.dumps(payload) if isinstance(payload, dict) else payload).encode()
+            extra = 'WWW-Authenticate: Basic realm="netio"\r\n' if status == 401 else ""
+            kind = "application/json" if isinstance(payload, dict) else "text/plain"
+            writer.write(f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\nContent-Type: {kind}\r\n"
+                         f"Content-Length: {len(data)}\r\n{extra}Connection: close\r\n\r\n".encode() + data)
+            await writer.drain()
+        except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    context = None
+    if cfg.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cfg.tls[0]), str(cfg.tls[1]))
+    return await asyncio.start_server(client, cfg.host, cfg.port, reuse_address=True, ssl=context)
+
+
 # --- process --------------------------------------------------------------------------------
 
 
@@ -342,11 +500,14 @@ async def run(cfg: RelayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if cfg.kind == "scpi":
-        server = await serve_scpi(cfg, contacts)
-        log.info("SCPI switch %s on %s:%d, faults %s", cfg.id, cfg.host, cfg.port, sorted(cfg.faults))
+    if cfg.kind in ("scpi", "ctl", "netio"):
+        serve = {"scpi": serve_scpi, "ctl": serve_ctl, "netio": serve_netio}[cfg.kind]
+        server = await serve(cfg, contacts)
+        log.info("%s relay %s on %s, faults %s", cfg.kind, cfg.id, cfg.socket or f"{cfg.host}:{cfg.port}", sorted(cfg.faults))
         async with server:
             await stop.wait()
+        if cfg.socket is not None:
+            cfg.socket.unlink(missing_ok=True)
         return
     assert cfg.pty_link is not None, "an lcus relay needs pty_link"
     master, slave = open_pty_link(cfg.pty_link)
