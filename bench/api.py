@@ -198,6 +198,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="certlab-bench-api-") as tmp:
         env = {**os.environ, "CERTLAB_DATA_DIR": tmp, "CERTLAB_REPORTS_DIR": str(Path(tmp) / "reports"),
+               "CERTLAB_INVENTORY": str(ROOT / "inventory" / "sim.yaml"),
                "CERTLAB_RATE_PER_SECOND": "1e6", "CERTLAB_RATE_BURST": "1e6"}
         env.pop("CERTLAB_DATABASE_URL", None)
         token = certlab(env, "users", "add", "bench-maker", "--role", "manufacturer",

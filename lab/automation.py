@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab import resources
 from lab.catalog import Catalog
 from lab.catalog.automation import marked_tests as _marked
 from lab.errors import CertlabError
 
-__all__ = ["SUITES", "automated_by", "marked_tests"]
-
-SUITES = Path(__file__).resolve().parents[1] / "testsuites"
+__all__ = ["automated_by", "marked_tests"]
 
 
-def marked_tests(edition: str, root: Path = SUITES) -> dict[str, list[str]]:
-    """Test case id -> the tests marked with it ('testsuites/.../file.py::test_name'), for `edition`."""
-    return _marked(edition, root)
+def marked_tests(edition: str, root: Path | None = None) -> dict[str, list[str]]:
+    """Test case id -> the tests marked with it ('testsuites/.../file.py::test_name'), for `edition`
+    (root: default every shipped suite, lab.resources)."""
+    return _marked(edition, resources.suites_root() if root is None else root)
 
 
 def automated_by(catalog: Catalog, test_case: str, marked: dict[str, list[str]]) -> list[str] | None:

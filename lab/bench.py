@@ -14,6 +14,7 @@ from typing import Any
 
 import paramiko
 
+from lab import resources
 from lab.drivers.console import ConsoleDriver
 from lab.drivers.net import NetDriver
 from lab.drivers.power import PowerDriver
@@ -25,8 +26,6 @@ from lab.inventory import BenchConfig, Inventory
 from lab.steps import NullSteps, StepRecorder
 from lab.strategy import BenchStrategy, ConsolePrompts
 from lab.transcript import Transcript
-
-DEFAULT_PLAYBOOK = Path(__file__).resolve().parent.parent / "inventory" / "playbooks" / "example-provision.yaml"
 
 
 class Bench:
@@ -136,7 +135,7 @@ class Bench:
 
     @functools.cached_property
     def strategy(self) -> BenchStrategy:
-        playbook = self.inventory.resolve_path(self.config.playbook) if self.config.playbook else DEFAULT_PLAYBOOK
+        playbook = self.inventory.resolve_path(self.config.playbook) if self.config.playbook else resources.default_playbook()
         return BenchStrategy(
             power=self.power,
             console=self.console,

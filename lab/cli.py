@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab import resources
 from lab.catalog import Catalogs
-from lab.catalog.automation import ASSESSMENT_SUITES  # what a run assesses unless --suite says otherwise
 from lab.catalog.cli import catalog
 from lab.api.cli import serve, users_app
 from lab.labhost.cli import labhost_app
@@ -26,10 +26,7 @@ from lab.reports.cli import keys_app, print_report_paths, report_app, sign, veri
 from lab.errors import CertlabError
 from lab.inventory import Inventory, load_inventory
 
-ROOT = Path(__file__).resolve().parent.parent
-SIM_INVENTORY = ROOT / "inventory" / "sim.yaml"
-EXAMPLE_SUITES = ROOT / "testsuites" / "examples"
-DEMO_SUITES = (EXAMPLE_SUITES, ASSESSMENT_SUITES)
+DEFAULT_REPORTS = Path("reports")  # runs go to ./reports of the current folder, or $CERTLAB_REPORTS_DIR, or --out
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="certlab: IoT security certification lab orchestrator")
 lab_app = typer.Typer(no_args_is_help=True, help="Start, check and stop the lab's benches (simulated parts only for up/down).")
@@ -56,7 +53,10 @@ app.command("verify")(verify)
 out = Console()
 err = Console(stderr=True)
 
-InventoryOpt = Annotated[Path, typer.Option("-i", "--inventory", help="lab inventory YAML")]
+InventoryOpt = Annotated[Optional[Path], typer.Option("-i", "--inventory", envvar=resources.INVENTORY_ENV,
+                                                      show_envvar=False, help="lab inventory YAML (default: $CERTLAB_INVENTORY)")]
+OutOpt = typer.Option("--out", envvar=resources.REPORTS_ENV, show_envvar=False,
+                      help="reports folder; the run gets its own directory in it (default: ./reports or $CERTLAB_REPORTS_DIR)")
 BenchOpt = Annotated[Optional[list[str]], typer.Option("--bench", "-b", help="only this bench (repeatable)")]
 
 DEFAULT_CAMPAIGN_SEED = 303645
@@ -64,8 +64,9 @@ DEFAULT_CAMPAIGN_CUTS = 10
 VERDICT_STYLE = {"PASS": "green", "FAIL": "bold red", "INCONCLUSIVE": "yellow", "NOT_APPLICABLE": "dim"}
 
 
-def _load(path: Path) -> Inventory:
-    return load_inventory(path)
+def _load(path: Path | None) -> Inventory:
+    """-i, else $CERTLAB_INVENTORY; neither: exit 2 saying so (never a silent default)."""
+    return load_inventory(resources.inventory_path(path))
 
 
 def _benches(inv: Inventory, names: list[str] | None) -> list[str]:
@@ -75,7 +76,7 @@ def _benches(inv: Inventory, names: list[str] | None) -> list[str]:
 
 
 @inventory_app.command("check")
-def inventory_check(inventory: InventoryOpt = SIM_INVENTORY) -> None:
+def inventory_check(inventory: InventoryOpt = None) -> None:
     """Validate an inventory and list its benches (secrets are shown only by where they live)."""
     from lab.preflight import check_lab_profile
 
@@ -98,7 +99,7 @@ LabhostOpt = Annotated[Optional[str], typer.Option(
 
 
 @lab_app.command("up")
-def lab_up(inventory: InventoryOpt = SIM_INVENTORY, labhost: LabhostOpt = None) -> None:
+def lab_up(inventory: InventoryOpt = None, labhost: LabhostOpt = None) -> None:
     """Start the simulated relays, consoles and DUTs of an inventory (idempotent)."""
     inv = _load(inventory)
     from lab.sim.lab import SimLab
@@ -111,7 +112,7 @@ def lab_up(inventory: InventoryOpt = SIM_INVENTORY, labhost: LabhostOpt = None) 
 
 
 @lab_app.command("down")
-def lab_down(inventory: InventoryOpt = SIM_INVENTORY, labhost: LabhostOpt = None) -> None:
+def lab_down(inventory: InventoryOpt = None, labhost: LabhostOpt = None) -> None:
     """Stop every simulated part of an inventory (or of one lab host); leaves no process, pty or namespace behind."""
     inv = _load(inventory)
     from lab.sim.lab import SimLab
@@ -121,7 +122,7 @@ def lab_down(inventory: InventoryOpt = SIM_INVENTORY, labhost: LabhostOpt = None
 
 
 @lab_app.command("check")
-def lab_check(inventory: InventoryOpt = SIM_INVENTORY, bench: BenchOpt = None) -> None:
+def lab_check(inventory: InventoryOpt = None, bench: BenchOpt = None) -> None:
     """Per bench: power-cycle, time the boot banner, login prompt and SSH answer from power-on, log in over SSH."""
     inv = _load(inventory)
     from lab.check import check_lab
@@ -175,7 +176,7 @@ def queue_add(
     edition: Annotated[str, typer.Option("--edition", help="v2 or v3")] = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file")] = None,
     ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="reports folder for the run")] = ROOT / "reports",
+    out_dir: Annotated[Path, OutOpt] = DEFAULT_REPORTS,
 ) -> None:
     """Queue a run for any bench with this DUT model and capabilities."""
     from lab.orchestrator import queued
@@ -195,17 +196,17 @@ def queue_add(
                                "inventory then has them under products/<model>/)")
         check_product(model.strip(), edition, ics_path=ics, ixit_path=ixit)
     extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=None, seed=None, power_cuts=None)
-    suites = _suites(suite or [str(ASSESSMENT_SUITES)])
+    suites = _suites(suite or [str(resources.assessment_suites())])
     with open_store() as store:
         qid = queued.add(store, model=model.strip(), capabilities=list(capability or []), suites=suites, options=extra,
-                         edition=edition, reports_dir=out_dir, priority=priority)
+                         edition=edition, reports_dir=out_dir.resolve(), priority=priority)
     needs = f" with {', '.join(capability)}" if capability else ""
     out.print(f"queued run {qid}: any {model} bench{needs}, priority {priority}")
 
 
 @queue_app.command("work")
 def queue_work(
-    inventory: InventoryOpt = SIM_INVENTORY,
+    inventory: InventoryOpt = None,
     max_seconds: Annotated[float, typer.Option("--max-seconds", help="stop dispatching after this long")] = 3600.0,
     max_runs: Annotated[Optional[int], typer.Option("--max-runs", help="stop after this many runs")] = None,
 ) -> None:
@@ -225,7 +226,7 @@ def queue_work(
 
 
 @bench_app.command("list")
-def bench_list(inventory: InventoryOpt = SIM_INVENTORY) -> None:
+def bench_list(inventory: InventoryOpt = None) -> None:
     """Each bench's state in the store: available, leased (by whom), quarantined (why), fault count."""
     from lab.store import benches, lease_holder, open_store
 
@@ -248,7 +249,7 @@ def bench_list(inventory: InventoryOpt = SIM_INVENTORY) -> None:
 
 @bench_app.command("release")
 def bench_release(name: Annotated[str, typer.Argument(help="the quarantined bench")],
-                  inventory: InventoryOpt = SIM_INVENTORY) -> None:
+                  inventory: InventoryOpt = None) -> None:
     """Return a quarantined bench to the pool (after the lab fixed it); its fault count restarts."""
     from lab.store import benches, open_store, release_bench
 
@@ -345,10 +346,10 @@ def _exit_code(counts: Counter) -> int:
 
 @app.command("run")
 def run(
-    inventory: InventoryOpt = SIM_INVENTORY,
+    inventory: InventoryOpt = None,
     bench: BenchOpt = None,
     suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="test suite folder or file (repeatable); default: the assessment, testsuites/en303645 (the examples: --suite testsuites/examples)")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="reports folder; the run gets its own directory in it")] = ROOT / "reports",
+    out_dir: Annotated[Path, OutOpt] = DEFAULT_REPORTS,
     edition: Annotated[str, typer.Option("--edition", help="v2 (EN 303 645 V2.1.1) or v3 (V3.1.3)")] = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml beside the inventory)")] = None,
     ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file (default: products/<model>/ixit.yaml)")] = None,
@@ -382,7 +383,7 @@ def run(
     catalogs = Catalogs()  # one parse for the provisions and the preflight
     extra += _provision_options(provision or [], edition, catalogs)
     names = _benches(inv, bench)
-    suites = _suites(suite or [str(ASSESSMENT_SUITES)])
+    suites = _suites(suite or [str(resources.assessment_suites())])
     # every input, for every bench of the run, before the lab moves
     preflight(inv, names, edition, ics=ics, ixit=ixit, assessments=assessments, suites=suites, catalogs=catalogs)
     outcome = start_run(inv, benches=names, suites=suites, options=extra, edition=edition, reports_dir=out_dir,
@@ -395,7 +396,7 @@ def _suites(given: list[str]) -> list[str]:
     suites = []
     for s in given:
         path, sep, rest = s.partition("::")
-        full = Path(path) if Path(path).exists() else ROOT / path
+        full = resources.resolve_suite(path)  # testsuites/... also names the shipped suites
         if not full.exists():
             raise CertlabError(f"--suite {s}: no such file or folder; give a path under testsuites/")
         suites.append(str(full.resolve()) + sep + rest)
@@ -451,8 +452,9 @@ def _release_restarted(inv: Inventory) -> None:
 
 @app.command("demo")
 def demo(
-    inventory: InventoryOpt = SIM_INVENTORY,
-    out_dir: Annotated[Path, typer.Option("--out", help="reports folder")] = ROOT / "reports",
+    inventory: Annotated[Optional[Path], typer.Option("-i", "--inventory", help="a simulated lab's inventory (default: "
+                                                      "the shipped one, certlab_examples/sim.yaml)")] = None,
+    out_dir: Annotated[Path, OutOpt] = DEFAULT_REPORTS,
 ) -> None:
     """Bring up the simulated lab, run every suite on every bench, write the signed reports, stop the lab."""
     from lab.orchestrator.launch import start_run
@@ -462,8 +464,9 @@ def demo(
 
     from lab.preflight import preflight
 
-    inv = _load(inventory)
-    preflight(inv, list(inv.benches), "v2", suites=[str(s) for s in DEMO_SUITES])
+    inv = load_inventory(inventory or resources.sim_inventory())  # the demo's own lab, whatever $CERTLAB_INVENTORY says
+    demo_suites = [str(resources.example_suites()), str(resources.assessment_suites())]
+    preflight(inv, list(inv.benches), "v2", suites=demo_suites)
     _demo_key()
     lab = SimLab(inv)
     out.print(f"[bold]certlab demo[/bold] on simulated lab {inv.lab!r} ({len(inv.benches)} benches)")
@@ -471,7 +474,7 @@ def demo(
         with out.status("starting the simulated lab ..."):
             lab.up()
         _release_restarted(inv)
-        outcome = start_run(inv, benches=list(inv.benches), suites=[str(s) for s in DEMO_SUITES], options=[],
+        outcome = start_run(inv, benches=list(inv.benches), suites=demo_suites, options=[],
                             edition="v2", reports_dir=out_dir, console=out)
     finally:
         with out.status("stopping the simulated lab ..."):
@@ -492,6 +495,27 @@ def _demo_key() -> None:
         keys = init_keys()
         out.print(f"made a lab signing key for the demo: {keys.private_key} (public key {keys.public_key})",
                   highlight=False)
+
+
+@app.command("init")
+def init(
+    folder: Annotated[Path, typer.Argument(help="the new lab's folder (new or empty)")],
+    model: Annotated[str, typer.Option("--model", help="the first product's model (products/<model>/)")] = "MY-DEVICE-1",
+    example: Annotated[Optional[str], typer.Option("--example", help="also copy a shipped example: sim (the "
+                                                   "simulated lab, into DIR/sim/)")] = None,
+) -> None:
+    """Write a starting lab folder (inventory with one real-hardware bench, lab profile, an empty product) that validates."""
+    from lab.labinit import write_lab
+
+    if example not in (None, "sim"):
+        raise CertlabError(f"--example {example}: unknown example; the one there is: sim")
+    written = write_lab(folder, model=model, example_sim=example == "sim")
+    for path in written:
+        out.print(f"wrote {path}" + ("/ (the simulated lab: certlab lab up -i " + str(path / "sim.yaml") + ")"
+                                     if path.name == "sim" else ""), highlight=False)
+    out.print(f"next: certlab inventory check -i {folder / 'inventory.yaml'}; certlab product check -i "
+              f"{folder / 'inventory.yaml'}; then export CERTLAB_INVENTORY={(folder / 'inventory.yaml').resolve()}",
+              highlight=False)
 
 
 def main() -> None:
@@ -524,7 +548,7 @@ def main() -> None:
 @assess_app.command("template")
 def assess_template(
     model: Annotated[str, typer.Option("--model", help="the product model (its ICS is products/<model>/ics.yaml)")],
-    inventory: InventoryOpt = SIM_INVENTORY,
+    inventory: InventoryOpt = None,
     edition: Annotated[str, typer.Option("--edition", help="v2 (EN 303 645 V2.1.1) or v3 (V3.1.3)")] = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml)")] = None,
 ) -> None:
@@ -559,7 +583,7 @@ def _product_paths(inventory: Path, model: str, edition: str, ics: Path | None, 
 @product_app.command("check")
 def product_check(
     model: Annotated[Optional[str], typer.Option("--model", help="the product model (default: every model of the inventory's benches)")] = None,
-    inventory: InventoryOpt = SIM_INVENTORY,
+    inventory: InventoryOpt = None,
     edition: EditionOpt = "v2",
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file (default: products/<model>/ics.yaml)")] = None,
     ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file (default: products/<model>/ixit.yaml)")] = None,
@@ -598,7 +622,7 @@ def _missing_facts(ixit) -> list[str]:
 @product_app.command("facts")
 def product_facts(
     model: ModelOpt,
-    inventory: InventoryOpt = SIM_INVENTORY,
+    inventory: InventoryOpt = None,
     edition: EditionOpt = "v2",
     ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file (default: products/<model>/ixit.yaml)")] = None,
 ) -> None:

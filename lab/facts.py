@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import resources
 from lab.catalog.automation import etsi_ids
 from lab.errors import CertlabError
 
-SUITES = Path(__file__).resolve().parents[1] / "testsuites" / "en303645"
 MAX_DEPTH = 6  # calls followed from a test to the function that reads a fact
 
 
@@ -195,9 +195,11 @@ class _Reads:
         return found
 
 
-def readers(edition: str = "v2", root: Path = SUITES) -> dict[str, list[str]]:
-    """Fact name -> the test case ids (of `edition`) whose tests read it, sorted."""
+def readers(edition: str = "v2", root: Path | None = None) -> dict[str, list[str]]:
+    """Fact name -> the test case ids (of `edition`) whose tests read it, sorted (root: a suites
+    folder, default the shipped assessment suites)."""
     trees: dict[str, ast.Module] = {}
+    root = resources.assessment_suites() if root is None else root
     for path in sorted(root.glob("*.py"))[:500]:
         try:
             trees[path.stem] = ast.parse(path.read_text(encoding="utf-8"))

@@ -51,4 +51,6 @@ else
   npm ci --prefix tools/allure --no-audit --no-fund --loglevel=error >/dev/null
   echo "$lock_sum" > "$stamp"
 fi
+# certlab looks for the CLI beside its python (then on PATH), never in the source tree
+ln -sfn ../../tools/allure/node_modules/.bin/allure .venv/bin/allure
 echo "setup: certlab installed in .venv (run .venv/bin/certlab --help)"

@@ -21,7 +21,7 @@ PRODUCT = ROOT / "inventory" / "products" / "TH-100"
 
 def template(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lab.cli", "assess", "template", *args], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200", "CERTLAB_INVENTORY": str(ROOT / "inventory" / "sim.yaml")})
 
 
 def fill(text: str) -> str:

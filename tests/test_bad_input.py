@@ -300,6 +300,7 @@ def test_bad_assessments_are_422_naming_it(name: str, app: FastAPI, client: Test
 
 def test_run_refuses_a_provision_the_edition_lacks_before_the_lab_moves(monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CERTLAB_INVENTORY", str(ROOT / "inventory" / "sim.yaml"))  # -i's default
     code, err = certlab_main(monkeypatch, capsys, "run", "--provision", "5.3-99")
     assert code == 2, err
     assert one_line(err) == ("certlab: error: --provision 5.3-99: not a provision of EN 303 645 v2; "

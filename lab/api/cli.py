@@ -74,11 +74,13 @@ def serve(
     from lab.api.settings import ApiSettings
     from lab.errors import CertlabError
     from lab.inventory import load_inventory
+    from lab.resources import inventory_path
 
     host = check_serve_options(host, port)  # before the store is opened: a bad option changes nothing
     settings = ApiSettings.from_env(inventory=inventory, reports_dir=reports_dir)
     if settings.reports_dir.exists() and not settings.reports_dir.is_dir():
         raise CertlabError(f"--reports {settings.reports_dir}: not a directory; fix: give the folder runs write to")
+    inventory_path(inventory)  # -i or CERTLAB_INVENTORY: never the sample lab by default
     load_inventory(settings.inventory)  # a bad inventory stops here, with its one-line error
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host

@@ -6,10 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab import resources
 from lab.errors import CertlabError
 from lab.store.db import default_data_dir
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _number(env: dict[str, str], name: str, default: float) -> float:
@@ -27,10 +26,12 @@ def _number(env: dict[str, str], name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    inventory: Path = ROOT / "inventory" / "sim.yaml"  # the lab's benches: slot capacity, where runs go
+    # the lab's benches: slot capacity, where runs go (`certlab serve` insists on -i or CERTLAB_INVENTORY;
+    # the shipped simulated lab is only this class's default, for certlab's own tests)
+    inventory: Path = field(default_factory=resources.sim_inventory)
     database_url: str | None = None  # None: CERTLAB_DATABASE_URL or the default SQLite store
     data_dir: Path = field(default_factory=default_data_dir)  # uploaded firmware lives in data_dir/firmware
-    reports_dir: Path = ROOT / "reports"
+    reports_dir: Path = field(default_factory=resources.default_reports_dir)  # ./reports or CERTLAB_REPORTS_DIR
     max_upload_bytes: int = 64 << 20
     max_json_bytes: int = 1 << 20  # any body but an upload: the largest real ICS + IXIT is about 40 KiB
     rate_per_second: float = 200.0  # per token, sustained

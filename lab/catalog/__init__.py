@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 
 from pydantic import ValidationError
 
-from lab.catalog.automation import ASSESSMENT_SUITES, marked_tests
+from lab.catalog.automation import marked_tests
 from lab.catalog.models import (
     CatalogFile,
     Condition,
@@ -243,11 +244,12 @@ class Catalogs:
         return found
 
 
-def load_catalog(edition: str = "v2", suites: Path | None = ASSESSMENT_SUITES) -> Catalog:
+def load_catalog(edition: str = "v2", suites: Path | Literal["shipped"] | None = "shipped") -> Catalog:
     """Load and validate one edition's catalogue ('v2' or 'v3'); CatalogError if it is broken.
 
     A test case's `automated` coverage is not data: it follows from the `@pytest.mark.etsi`
-    markers of the suites in `suites` (None: no suites, nothing automated), so the data file says
+    markers of the suites in `suites` ("shipped": the installed assessment suites; None: no suites,
+    nothing automated), so the data file says
     `assisted`/`manual` and adding a test case touches its suite only."""
     key = normalise_edition(edition)
     name = EDITIONS[key]
@@ -266,7 +268,8 @@ def load_catalog(edition: str = "v2", suites: Path | None = ASSESSMENT_SUITES) -
             f"{source}: test case {by_hand[0]} says 'coverage: automated'; write 'assisted': automated "
             "coverage follows from a suite test marked @pytest.mark.etsi with its id (docs/adding-a-test-case.md)"
         )
-    return Catalog.from_file(with_automation(data, set(marked_tests(key, suites)) if suites else set()))
+    marked = marked_tests(key, None if suites == "shipped" else suites) if suites else {}
+    return Catalog.from_file(with_automation(data, set(marked)))
 
 
 def with_automation(data: CatalogFile, marked: set[str]) -> CatalogFile:

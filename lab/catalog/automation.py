@@ -12,14 +12,16 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-#: the assessment suites, as `certlab run` uses them by default (the repo's testsuites/en303645)
-ASSESSMENT_SUITES = Path(__file__).resolve().parents[2] / "testsuites" / "en303645"
+from lab import resources
+
 MAX_FILES = 2000  # a suite tree larger than this is not certlab's
 
 
-def marked_tests(edition: str, root: Path = ASSESSMENT_SUITES) -> dict[str, list[str]]:
-    """Test case id -> the tests marked with it ('<root name>/file.py::test_name'), for `edition`."""
+def marked_tests(edition: str, root: Path | None = None) -> dict[str, list[str]]:
+    """Test case id -> the tests marked with it ('<root name>/file.py::test_name'), for `edition`
+    (root: a suites folder; default the shipped assessment suites, lab.resources)."""
     found: dict[str, list[str]] = {}
+    root = resources.assessment_suites() if root is None else root
     if not root.is_dir():
         return found
     for path in sorted(root.rglob("test_*.py"))[:MAX_FILES]:

@@ -1,8 +1,10 @@
 """The run's Allure report, rendered by the real Allure 3 command-line tool (npm package `allure`).
 
 certlab pins the tool in `tools/allure/package.json`; `sh scripts/setup.sh` installs it with
-`npm ci`, so every lab renders reports with the same, reviewed version and nothing is fetched at
-report time. What certlab adds around the tool:
+`npm ci` and links it beside the venv's python (.venv/bin/allure), so every lab renders reports
+with the same, reviewed version and nothing is fetched at report time. An installed certlab finds
+the CLI as CERTLAB_ALLURE, else `allure` beside its python, else on PATH (never in a source tree).
+What certlab adds around the tool:
 
 * metadata a certifier asks for (environment, executor, categories) in `allure-results/`;
 * one history file per product, so a later run of the same product shows trends, with exactly one
@@ -24,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -38,9 +41,10 @@ __all__ = [
     "default_categories", "generate", "history_path", "write_metadata",
 ]
 
-ALLURE_ENV = "CERTLAB_ALLURE"  # path to an allure executable, overriding tools/allure
+ALLURE_ENV = "CERTLAB_ALLURE"  # path to an allure executable, overriding the one beside python or on PATH
 NODEID_LABEL = "nodeid"  # the label the plugin (fixtures/plugin.py) puts on every result; hidden in the report
-SETUP_FIX = "run `sh scripts/setup.sh` (it installs the pinned Allure CLI into tools/allure with npm)"
+SETUP_FIX = ("run `sh scripts/setup.sh` (it installs the pinned Allure CLI into tools/allure with npm and links "
+             "it as .venv/bin/allure), or put the npm package allure's `allure` on PATH")
 EXECUTOR_FIELDS = ("name", "type", "url", "buildOrder", "buildName", "buildUrl", "reportName", "reportUrl")
 # keys Allure 3's config accepts for a category (Allure 2's categories.json has a few more)
 _CATEGORY_CONFIG_KEYS = ("name", "matchedStatuses", "messageRegex", "traceRegex", "flaky")
@@ -61,12 +65,11 @@ class AllureOutput:
     links: dict[str, str] = field(default_factory=dict)  # node id -> href relative to the run dir
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def allure_command(root: Path | None = None) -> list[str]:
-    """The argv prefix that runs the pinned Allure CLI; a clear fix when it is not installed."""
+    """The argv prefix that runs the Allure CLI; a clear fix when it is not installed.
+
+    CERTLAB_ALLURE, else `allure` beside this python (the venv's bin, where scripts/setup.sh links
+    the pinned one), else on PATH; `root`: look in that folder only (tests)."""
     override = os.environ.get(ALLURE_ENV)
     if override:
         path = Path(override).expanduser()
@@ -74,9 +77,12 @@ def allure_command(root: Path | None = None) -> list[str]:
             raise ReportError(f"{ALLURE_ENV}={override}: not an executable file; fix the path, or unset "
                               f"{ALLURE_ENV} and {SETUP_FIX}")
         return [str(path)]
-    path = (root or _repo_root()) / "tools" / "allure" / "node_modules" / ".bin" / "allure"
-    if not path.exists():
-        raise ReportError(f"Allure CLI not found at {path}: {SETUP_FIX}, or set {ALLURE_ENV} to an allure executable")
+    folder = root if root is not None else Path(sys.executable).parent
+    on_path = shutil.which("allure") if root is None else None
+    path = folder / "allure" if os.access(folder / "allure", os.X_OK) else Path(on_path) if on_path else None
+    if path is None:
+        raise ReportError(f"Allure CLI not found (no allure in {folder} nor on PATH): {SETUP_FIX}, "
+                          f"or set {ALLURE_ENV} to an allure executable")
     if shutil.which("node") is None:
         raise ReportError(f"node not found on PATH (the Allure CLI runs on Node.js): {SETUP_FIX}")
     return [str(path)]

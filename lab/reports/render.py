@@ -26,10 +26,11 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError, select_autoescape
 from markupsafe import Markup
 
+from lab import resources
 from lab.reports.document import SCHEMA, checked
 from lab.reports.errors import ReportError
 
-TEMPLATES = Path(__file__).with_name("templates")
+TEMPLATES = resources.templates_dir()
 TEMPLATE = "conformance.html.j2"
 
 # verdict -> (css class, label as printed); the label carries the meaning, colour only helps

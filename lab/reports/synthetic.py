@@ -16,11 +16,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from lab import resources
 from lab.catalog import EDITION_LABELS, load_catalog
 
-ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ROOT / "inventory" / "products" / "TH-100"
-INVENTORY = ROOT / "inventory" / "sim.yaml"
 STATUS = {"PASS": "passed", "FAIL": "failed", "NOT_APPLICABLE": "skipped", "INCONCLUSIVE": "broken"}
 REASONS = {
     "PASS": "",
@@ -69,7 +67,7 @@ def make_run(root: Path, *, results: int = 100, samples: int = 4, run_id: str = 
         (run_dir / "evidence" / bench / f"console-{bench}.log").write_text(
             "".join(f"[{i:06d}] Starting kernel ...\n" for i in range(200)), encoding="utf-8")
     (run_dir / "run.json").write_text(json.dumps({
-        "run_id": run_id, "inventory": str(INVENTORY), "benches": benches, "suites": ["testsuites/en303645"],
+        "run_id": run_id, "inventory": str(resources.sim_inventory()), "benches": benches, "suites": ["testsuites/en303645"],
         "options": [], "edition": "v2", "campaign": None, "store": "sqlite:///synthetic", "created": _stamp(start),
     }, indent=2), encoding="utf-8")
     (run_dir / "verdicts.json").write_text(json.dumps({
@@ -80,10 +78,10 @@ def make_run(root: Path, *, results: int = 100, samples: int = 4, run_id: str = 
 
 def _inputs(run_dir: Path) -> None:
     folder = run_dir / "inputs"
-    index: dict[str, Any] = {"inventory": _copy(INVENTORY, folder / "inventory.yaml", run_dir),
+    index: dict[str, Any] = {"inventory": _copy(resources.sim_inventory(), folder / "inventory.yaml", run_dir),
                              "products": {"TH-100": {}}, "firmware": []}
     for kind in ("ics", "ixit", "assessments"):
-        index["products"]["TH-100"][kind] = _copy(PRODUCT / f"{kind}.yaml",
+        index["products"]["TH-100"][kind] = _copy(resources.example("products/TH-100") / f"{kind}.yaml",
                                                   folder / "products" / "TH-100" / f"{kind}.yaml", run_dir)
     (folder / "inputs.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
 

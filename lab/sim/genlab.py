@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-SHIPPED_PRODUCTS = Path(__file__).resolve().parents[2] / "inventory" / "products"
+from lab import resources
 
 PROMPTS = {
     "baud": 115200,
@@ -54,7 +54,7 @@ def write_sim_inventory(
     (folder / "secrets").mkdir(exist_ok=True)
     products = folder / "products"  # the shipped ICS/IXIT of the simulated models
     if not products.exists():
-        products.symlink_to(SHIPPED_PRODUCTS, target_is_directory=True)
+        products.symlink_to(resources.example("products"), target_is_directory=True)
     hosts: dict[str, dict] = {}
     for i in range(1, benches + 1):
         name = f"b{i}"

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import resources
 from lab.errors import CertlabError, InventoryError, LabFault, NetworkFault
 from lab.inventory import BenchConfig, Inventory, ScpiPowerConfig
 from lab.sim import cloud, netns, vm_kernel
 
 RUNTIME_ROOT = Path("/tmp/certlab-sim")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RELAY_FAULTS = frozenset({"relay_unresponsive", "bench_dies_midrun"})
 DEFAULT_DIE_AFTER = 4
 VM_TAP = "vmtap0"  # the tap a VM DUT's NIC uses, inside its bench's namespace
@@ -125,10 +125,11 @@ def _start(cmd: list[str], log: Path, pid_file: Path) -> subprocess.Popen[bytes]
     The caller keeps the handle while the process starts: just after exec, /proc/<pid>/cmdline can
     still be empty, so `_running` would call a healthy newcomer dead.
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(resources.import_root()), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=REPO_ROOT, env=env)
+                                start_new_session=True, cwd=log.parent, env=env)
     pid_file.write_text(f"{proc.pid}\n")
     return proc
 
@@ -350,7 +351,7 @@ class SimLab:
             "dut_command": self._dut_command(bench), "faults": list(bench.sim.lab_faults),  # type: ignore[union-attr]
             "cloud": {"host": host, "port": port, "ca_file": str(pki.ca_file),
                       "cert_file": str(pki.cert_file), "key_file": str(pki.key_file)},
-            "cwd": str(REPO_ROOT),
+            "cwd": str(self.dir),  # the lab's runtime folder: nothing runs from the source tree
             "forkserver": str(self.forkserver_socket) if self._forked(bench) else None,
             "web": self._web_json(bench),
         }

@@ -49,6 +49,7 @@ import termios
 import time
 from pathlib import Path
 
+from lab import resources
 from lab.sim.rootfs import (BUSYBOX, DROPBEAR, DROPBEARKEY, HOST_KEYS, PATH, build_rootfs, hostname,
                             provision)
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     root = build_rootfs(bench_dir / "flash")
     provision(root, cfg)
     os.set_inheritable(args.uart_fd, True)
-    here = str(Path(__file__).resolve().parents[2])
+    here = str(resources.import_root())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     cmd = ["unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "--propagation", "private",
            sys.executable, "-m", "lab.sim.ots_dut", "--bench-dir", str(bench_dir), "--uart-fd",

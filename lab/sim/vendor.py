@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lab import resources
 from lab.firmware import build_image, public_key_hex
 
 #: Documented seed of the fake vendor key: SHA-256 of this text is the Ed25519 private key.
@@ -161,7 +162,7 @@ SECURITY_TXT_PATH = "/.well-known/security.txt"
 #: What the disclosure policy promises (TH-100's IXIT statements quote these phrases).
 DISCLOSURE_TIMELINES = ("within 5 working days", "within 90 days")
 #: The FAKE, PUBLIC OpenPGP key that signs security.txt (its public half is beside each product's IXIT).
-SECURITY_TXT_KEY = Path(__file__).resolve().parent / "data" / "security-txt-signing-key.asc"
+SECURITY_TXT_KEY = resources.sim_data("security-txt-signing-key.asc")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from lab.api.deps import AnyRole, Caller, Engineer, Services, ServicesDep
 from lab.api.routes.runs import child_env, run_booking
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.schemas.service import ApproveIn, ReleaseIn, ReleaseOut, ReportOut, RunIdPath
-from lab.api.settings import ROOT
 from lab.api.tenancy import not_found
 from lab.errors import CertlabError
 from lab.inventory import load_inventory
@@ -90,9 +89,10 @@ def _certlab_report(request: Request, svc: Services, run_id: str, *args: str) ->
     if not lock.acquire(blocking=False):
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id}: its report is being made or approved right now")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "report", *args], cwd=ROOT, env=child_env(svc),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, umask=UMASK)  # the report and Allure history: owner-only
+        proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "report", *args], cwd=svc.settings.reports_dir,
+                                env=child_env(svc), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                umask=UMASK)  # the report and Allure history: owner-only
         try:
             output, _ = proc.communicate(timeout=REPORT_TIMEOUT)
         except subprocess.TimeoutExpired:

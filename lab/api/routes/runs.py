@@ -32,8 +32,8 @@ from lab.api.schemas.bookings import SUITES, IdPath
 from lab.api.deps import Allow, Caller, Engineer, Services, ServicesDep
 from lab.api.schemas.errors import AUTHENTICATED, BODY, errors, invalid
 from lab.api.schemas.service import BenchProgress, RunIdPath, RunOut, RunStart
-from lab.api.settings import ROOT
 from lab.api.tenancy import booking_for, not_found, run_booking_for
+from lab import resources
 from lab.errors import CertlabError
 from lab.preflight import preflight
 from lab.inventory import load_inventory
@@ -44,7 +44,6 @@ from lab.store.unit import reading
 
 router = APIRouter(tags=["runs"], responses=errors(*AUTHENTICATED))
 
-SUITES_ROOT = ROOT / "testsuites"
 DEFAULT_SUITES = ("en303645",)
 RUN_ID_WAIT = 30.0  # seconds for `certlab run` to check its inputs and make its run directory
 LAUNCH_FILE = "launch.json"
@@ -146,8 +145,8 @@ def _suites(given: list[str]) -> list[str]:
     suites = []
     for s in given:
         path, sep, rest = names.get(str(s), str(s)).partition("::")
-        full = (Path(path) if Path(path).is_absolute() else ROOT / path).resolve()
-        if not full.exists() or not full.is_relative_to(SUITES_ROOT.resolve()):
+        full = resources.resolve_suite(path).resolve()
+        if not full.exists() or not full.is_relative_to(resources.suites_root().resolve()):
             raise invalid(["body", "suites"], f"suite {s!r}: not a test suite folder or file under testsuites/")
         suites.append(str(full) + sep + rest)
     return suites
@@ -255,7 +254,7 @@ def _launch(svc: Services, booking: Booking, body: RunStart) -> Launch:
             "--out", str(reports_dir.resolve())]
     started = time.time()
     with open_private(log) as fh:  # umask: the run directory, evidence, logs the run writes are owner-only too
-        proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=reports_dir, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                                 env=child_env(svc), start_new_session=True, umask=UMASK)
     deadline = time.monotonic() + RUN_ID_WAIT
     while time.monotonic() < deadline:
