@@ -32,7 +32,7 @@ PG_START_TIMEOUT = 30
 # place; the fast lane for everyday work leaves them out: `pytest -m "not e2e"` (README,
 # "Developing"). CI runs everything.
 E2E_MODULES = frozenset({
-    "test_api_flow.py", "test_api_schemathesis.py", "test_detection_matrix.py", "test_offtheshelf_detection.py", "test_orchestrator.py",
+    "test_api_flow.py", "test_api_schemathesis.py", "test_detection_matrix.py", "test_labhosts.py", "test_offtheshelf_detection.py", "test_orchestrator.py",
     "test_ots_dut.py", "test_report_browser.py", "test_sim_dut.py", "test_sim_lab.py", "test_vm_dut.py",
 })
 E2E_TESTS = frozenset({
