@@ -34,8 +34,10 @@ from typing import Any
 
 from lab import resources
 from lab.errors import CertlabError, InventoryError, LabFault, NetworkFault
+from lab.drivers.power_command import CommandPowerConfig
+from lab.drivers.power_http import HttpPduConfig
 from lab.inventory import BenchConfig, Inventory, ScpiPowerConfig
-from lab.sim import cloud, netns, vm_kernel
+from lab.sim import cloud, netns, power_sim, vm_kernel
 
 RUNTIME_ROOT = Path("/tmp/certlab-sim")
 RELAY_FAULTS = frozenset({"relay_unresponsive", "bench_dies_midrun"})
@@ -51,16 +53,20 @@ class RelayPlan:
     """One simulated instrument and the benches wired to its channels."""
 
     id: str
-    kind: str  # "scpi" | "lcus"
+    kind: str  # "scpi" | "lcus" | "ctl" | "netio" (lab/sim/power_sim.py)
     channels: dict[int, str]  # channel -> bench name
     faults: frozenset[str]
     host: str = ""
     port: int = 0
     pty_link: Path | None = None
+    program: Path | None = None  # ctl: the control program the inventory's commands run; its socket is <program>.sock
+    auth: tuple[str, str] | None = None  # netio: the user and password the simulated PDU accepts
 
     @property
     def endpoint(self) -> str:
-        return f"{self.host}:{self.port}" if self.kind == "scpi" else str(self.pty_link)
+        if self.kind == "ctl":
+            return str(self.program)
+        return f"{self.host}:{self.port}" if self.kind in ("scpi", "netio") else str(self.pty_link)
 
     @property
     def size(self) -> int:
@@ -215,6 +221,10 @@ class SimLab:
                         f"{self.inv.path}: bench {bench.name!r}, field 'certlab.power.resource': a simulated "
                         "switch listens on loopback; write TCPIP::127.0.0.1::<port>::SOCKET")
                 key = ("scpi", "127.0.0.1" if host == "localhost" else host, m.group(2))
+            elif isinstance(power, CommandPowerConfig):
+                key = ("ctl", str(power_sim.command_program(self.inv, bench, self.dir)))
+            elif isinstance(power, HttpPduConfig):
+                key = ("netio", *map(str, power_sim.pdu_address(self.inv, bench)))
             else:
                 if "://" in power.url:
                     raise InventoryError(f"{self.inv.path}: bench {bench.name!r}, field 'certlab.power.url': a "
@@ -227,6 +237,11 @@ class SimLab:
             faults = frozenset(f for b in benches for f in b.sim.lab_faults if f in RELAY_FAULTS)  # type: ignore[union-attr]
             if key[0] == "scpi":
                 plan = RelayPlan(f"scpi-{key[1]}-{key[2]}", "scpi", channels, faults, host=key[1], port=int(key[2]))
+            elif key[0] == "ctl":
+                plan = RelayPlan(f"ctl-{Path(key[1]).name}", "ctl", channels, faults, program=Path(key[1]))
+            elif key[0] == "netio":
+                plan = RelayPlan(f"netio-{key[1]}-{key[2]}", "netio", channels, faults, host=key[1], port=int(key[2]),
+                                 auth=power_sim.pdu_auth(self.inv, benches))
             else:
                 link = Path(key[1])
                 rid = link.name if link.parent == self.dir / "relays" else f"lcus-{link.parent.name}-{link.name}"
@@ -245,7 +260,7 @@ class SimLab:
             used[(host, port)] = what
 
         for plan in plans.values():
-            if plan.kind == "scpi":
+            if plan.kind in ("scpi", "netio"):
                 claim(plan.host, plan.port, f"relay {plan.id}")
         for bench in self.benches.values():
             host, port = self._cloud_addr(bench)
@@ -368,7 +383,9 @@ class SimLab:
         return {"id": plan.id, "kind": plan.kind, "host": plan.host, "port": plan.port,
                 "pty_link": str(plan.pty_link) if plan.pty_link else None, "size": plan.size,
                 "channels": {str(ch): str(self.bench_dir(b) / "power.sock") for ch, b in plan.channels.items()},
-                "faults": sorted(plan.faults), "die_after": self.relay_die_after}
+                "faults": sorted(plan.faults), "die_after": self.relay_die_after,
+                "socket": f"{plan.program}.sock" if plan.program else None,
+                "auth": {"user": plan.auth[0], "password": plan.auth[1]} if plan.auth else None}
 
     @staticmethod
     def _write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
@@ -445,7 +462,9 @@ class SimLab:
                     bdir / "host.log", bdir / "host.pid")
         for plan in plans.values():
             cfg = self.host_dir / "relays" / f"{plan.id}.json"
-            self._write_json(cfg, self._relay_json(plan))
+            self._write_json(cfg, self._relay_json(plan), mode=0o600)  # a simulated PDU's password
+            if plan.program is not None:
+                power_sim.write_program(plan.program, Path(f"{plan.program}.sock"))
             pid_file = self.host_dir / "relays" / f"{plan.id}.pid"
             if not _running(_read_pid(pid_file), self.marker):
                 started[pid_file] = _start([sys.executable, "-m", "lab.sim.relay", "--config", str(cfg)],
@@ -466,7 +485,8 @@ class SimLab:
                                               bdir / "host.pid", bdir / "host.log")
         for plan in plans.values():
             rdir = self.host_dir / "relays"
-            ready = (lambda p=plan: _accepts(p.host, p.port)) if plan.kind == "scpi" else \
+            ready = (lambda p=plan: _accepts(p.host, p.port)) if plan.kind in ("scpi", "netio") else \
+                (lambda p=plan: Path(f"{p.program}.sock").exists()) if plan.kind == "ctl" else \
                 (lambda p=plan: p.pty_link is not None and p.pty_link.exists())
             pending[f"relay {plan.id}"] = (ready, rdir / f"{plan.id}.pid", rdir / f"{plan.id}.log")
         deadline = time.monotonic() + self.start_timeout
