@@ -67,7 +67,6 @@ def test_a_simulated_bench_must_name_a_simulated_relay(tmp_path: Path, block: di
         SimLab(load_inventory(path)).relay_plans()
 
 
-@pytest.mark.e2e
 def test_a_run_powers_each_dut_through_the_command_and_the_pdu_backends(tmp_path: Path):
     inv = power_lab(tmp_path, netns=unavailable_reason() is None)
     try:
