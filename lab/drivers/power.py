@@ -116,6 +116,11 @@ class _RetryingPower:
         raise PowerFault(f"{self.where} {last} ({attempts} attempts to {action})", bench=self.bench)
 
 
+# for plugin backends (docs/power-drivers.md): read-back, bounded retries and steps come with the base class
+RetryingPower = _RetryingPower
+TransientPowerError = _Transient
+
+
 class ScpiPower(_RetryingPower):
     """A SCPI switch unit or power supply reached through pyvisa (pyvisa-py backend).
 
