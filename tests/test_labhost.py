@@ -224,6 +224,12 @@ def test_work_for_a_bench_goes_to_its_own_queue_with_a_fencing_token(redis_url: 
             (outcome,) = executor.wait(0.5)
             assert outcome.lost == f"lab host rack-b lost: no heartbeat for {LOST_AFTER + 1:.0f} s"
             assert dispatch_state(store, token=row.id) == "superseded"
+            # planning a slot's tests touches no bench: it runs on this machine, whatever the hosts do
+            planner = WorkItem(run_id="r9", inventory=str(inv.path), bench="bench3", slot="bench3", suites=("s",),
+                               run_dir=str(tmp_path / "run"), attempt=2, plan_only=True, health_check=False)
+            executor.submit(planner)
+            assert executor.running() == [planner] and client.llen(bench_queue("sim", "bench3")) == 1
+            executor.stop(grace=5)
         finally:
             executor.close()
 

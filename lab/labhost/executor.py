@@ -19,7 +19,7 @@ from lab.labhost.broker import POWER_OFF, RUN_ITEM, BrokerSettings, bench_queue,
 from lab.labhost.evidence import EvidenceTransferError, Pack, unpack
 from lab.labhost.task import files_key
 from lab.labhost.watch import HostWatch
-from lab.orchestrator.executor import Outcome
+from lab.orchestrator.executor import LocalExecutor, Outcome
 from lab.orchestrator.workitem import WorkItem
 from lab.store import Store, append_event, end_dispatch, new_dispatch, set_task_id
 
@@ -47,10 +47,15 @@ class RemoteExecutor:
         self.hosts = HostWatch(settings, inventory)
         self.app = make_app(settings)
         self._sent: list[_Sent] = []
+        # a plan-only item collects tests and touches no bench: it runs here, even when every host is gone
+        self._here = LocalExecutor(run_dir, max_workers=1, inventory=inventory)
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     # --- Executor ---------------------------------------------------------------------------
     def submit(self, item: WorkItem) -> None:
+        if item.plan_only:
+            self._here.submit(item)
+            return
         host = self.hosts.host_of(item.bench)
         token = new_dispatch(self.store, run_id=item.run_id, item_key=item.key, slot=item.slot, bench=item.bench,
                              labhost=host, attempt=item.attempt)
@@ -60,10 +65,10 @@ class RemoteExecutor:
         self._sent.append(_Sent(item, token, result, host, time.monotonic()))
 
     def busy(self) -> int:
-        return len(self._sent)
+        return len(self._sent) + self._here.busy()
 
     def running(self) -> list[WorkItem]:
-        return [s.item for s in self._sent]
+        return [s.item for s in self._sent] + self._here.running()
 
     def usable(self, bench: str) -> bool:
         return self.hosts.why_unusable(bench) is None
@@ -71,13 +76,14 @@ class RemoteExecutor:
     def wait(self, timeout: float) -> list[Outcome]:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            ended = self._collect()
-            if ended or not self._sent or time.monotonic() >= deadline:
+            ended = self._here.wait(0) + self._collect()
+            if ended or not self.busy() or time.monotonic() >= deadline:
                 return ended
             time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
 
     def stop(self, grace: float) -> list[Outcome]:
         """Cancel every attempt (their hosts interrupt pytest within a second), revoke what is queued."""
+        here = self._here.stop(grace)
         for s in self._sent:
             end_dispatch(self.store, token=s.token, state="cancelled", note="run cancelled by the operator")
         if self._sent:
@@ -90,7 +96,7 @@ class RemoteExecutor:
         for s in self._sent:  # queued and never started, or its host is gone
             ended.append(Outcome(s.item, FAILED, time.monotonic() - s.sent, None, lost=None))
         self._sent.clear()
-        return ended
+        return here + ended
 
     def power_off(self, benches: list[str]) -> dict[str, str | None]:
         answers: dict[str, str | None] = {}
