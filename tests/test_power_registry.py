@@ -226,3 +226,23 @@ def test_a_registry_can_be_given_its_backends_directly():
     empty = PowerRegistry([])
     with pytest.raises(PowerConfigError, match="not even certlab's own"):
         empty.validate({"driver": "scpi"})
+
+
+def test_the_cli_finds_the_plugin_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`certlab inventory check` in a new interpreter, the plugin only on its PYTHONPATH: as a pip install would."""
+    import os
+    import subprocess
+
+    _install_plugin(tmp_path / "site", monkeypatch, "toy-relay = toyrelay:BACKEND\n")
+    inv = _inventory(tmp_path, "{driver: toy-relay, board: board.state, channel: 4}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])),
+           "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "lab.cli", "inventory", "check", "-i", str(inv)], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "toy-relay" in proc.stdout and "ch 4" in proc.stdout
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")  # uninstalled: one line, exit 2
+    proc = subprocess.run([sys.executable, "-m", "lab.cli", "inventory", "check", "-i", str(inv)], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and "'toy-relay' is no installed power driver" in proc.stderr
+    assert "Traceback" not in proc.stderr
