@@ -33,9 +33,9 @@ class StuckContacts(Contacts):
 @contextmanager
 def pdu(*, faults: frozenset[str] = frozenset(), contacts: type[Contacts] = Contacts,
         tls: tuple[Path, Path] | None = None, auth: tuple[str, str] | None = (USER, PASSWORD)) -> Iterator[int]:
-    """A simulated 4-output PDU on 127.0.0.1 in a thread; yields its port."""
+    """A simulated 4-output PDU on 127.0.0.1 in a thread (read-only user: viewer/look); yields its port."""
     cfg = RelayConfig(id="pdu1", kind="netio", channels={}, size=4, host="127.0.0.1", port=0, faults=faults,
-                      auth=auth, tls=tls)
+                      auth=auth, auth_ro=("viewer", "look"), tls=tls)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     box: dict[str, object] = {}
@@ -115,6 +115,10 @@ def test_a_wrong_password_is_a_power_fault_that_names_the_fields():
         assert "guess" not in message
         with pytest.raises(PowerFault, match=r"refused no credentials \(HTTP 401 on GET\)"):
             _driver(port, user=None, password=None).is_on()
+        viewer = _driver(port, user="viewer", password="look")
+        assert viewer.is_on() is False  # a read-only user reads
+        with pytest.raises(PowerFault, match=r"forbids POST for user 'viewer' \(HTTP 403: read-only access\); fix: enable READ-WRITE"):
+            viewer.on()
 
 
 def test_a_switch_the_pdu_does_not_carry_out_is_caught_by_the_read_back():

@@ -11,7 +11,8 @@ the bench host, so relay and bench can never disagree, even after a relay restar
 
 Config: {"id", "kind": "scpi"|"lcus"|"ctl"|"netio", "host", "port" | "pty_link" | "socket",
 "channels": {"1": sock}, "faults": [...], "die_after": 4, "size": 8}; netio also
-"auth": {"user", "password"} | null and "tls": {"cert", "key"} | null.
+"auth": {"user", "password"} | null (read-write), "auth_ro": the same (read-only: GET only) and
+"tls": {"cert", "key"} | null.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class RelayConfig:
     pty_link: Path | None = None
     socket: Path | None = None  # ctl: the control socket
     auth: tuple[str, str] | None = None  # netio: the JSON API's user and password
+    auth_ro: tuple[str, str] | None = None  # netio: a read-only user (GET only; POST answers 403)
     tls: tuple[Path, Path] | None = None  # netio: certificate and key files for HTTPS
 
     @classmethod
@@ -64,6 +66,7 @@ class RelayConfig:
                    pty_link=Path(raw["pty_link"]) if raw.get("pty_link") else None,
                    socket=Path(raw["socket"]) if raw.get("socket") else None,
                    auth=(raw["auth"]["user"], raw["auth"]["password"]) if raw.get("auth") else None,
+                   auth_ro=(raw["auth_ro"]["user"], raw["auth_ro"]["password"]) if raw.get("auth_ro") else None,
                    tls=(Path(raw["tls"]["cert"]), Path(raw["tls"]["key"])) if raw.get("tls") else None)
 
     @property
@@ -395,12 +398,15 @@ class NetioApi:
         self._started = time.monotonic()
         self._pulses: set[asyncio.Task[None]] = set()
 
-    def _authorized(self, header: str | None) -> bool:
+    def _access(self, header: str | None) -> str | None:
+        """"rw", "ro" or None (refused) for an Authorization header."""
         if self._cfg.auth is None:
-            return True
-        user, password = self._cfg.auth
-        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        return header is not None and header.strip() == expected
+            return "rw"
+        for access, pair in (("rw", self._cfg.auth), ("ro", self._cfg.auth_ro)):
+            if pair is not None and header is not None and header.strip() == \
+                    "Basic " + base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode("ascii"):
+                return access
+        return None
 
     async def document(self) -> dict[str, object]:
         outputs = [{"ID": n, "Name": f"output_{n}", "State": int(await self._contacts.get(n)), "Action": 6, "Delay": 2000}
@@ -429,12 +435,15 @@ class NetioApi:
     async def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, object] | str]:
         if path.split("?", 1)[0] != "/netio.json":
             return 404, "Not Found"
-        if not self._authorized(headers.get("authorization")):
+        access = self._access(headers.get("authorization"))
+        if access is None:
             return 401, "Unauthorized"
         if method == "GET":
             return 200, await self.document()
         if method != "POST":
             return 405, "Method Not Allowed"
+        if access != "rw":
+            return 403, "Forbidden"
         try:
             request = json.loads(body)
             outputs = request["Outputs"]
@@ -452,7 +461,7 @@ class NetioApi:
 async def serve_netio(cfg: RelayConfig, contacts: Contacts) -> asyncio.AbstractServer:
     """HTTP/1.1 (one request per connection) on host:port, HTTPS when cfg.tls is set."""
     api = NetioApi(cfg, contacts)
-    reasons = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+    reasons = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                413: "Payload Too Large", 500: "Internal Server Error"}
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
