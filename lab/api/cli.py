@@ -62,9 +62,9 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port")] = 8303,
     inventory: Annotated[Optional[Path], typer.Option("--inventory", "-i", help="the lab's inventory: benches "
-                                                      "give slot capacity and run the booked tests")] = None,
+                                                      "give slot capacity and run the booked tests (default: $CERTLAB_INVENTORY)")] = None,
     reports_dir: Annotated[Optional[Path], typer.Option("--reports", help="where runs write their "
-                                                        "directories")] = None,
+                                                        "directories (default: $CERTLAB_REPORTS_DIR or ./reports)")] = None,
 ) -> None:
     """Serve the booking API (uvicorn) at http://HOST:PORT/api/v1 (docs at /api/v1/docs)."""
     import uvicorn
