@@ -87,7 +87,7 @@ def inventory_check(inventory: InventoryOpt = None) -> None:
         table.add_column(col)
     for b in inv.benches.values():
         p = b.power
-        power = f"{p.driver} {getattr(p, 'resource', None) or getattr(p, 'url', '')} ch {p.channel}"
+        power = f"{p.driver} {p.endpoint} ch {p.channel}"
         sim = ", ".join(b.sim.flaws + b.sim.lab_faults) or "yes" if b.sim else "no"
         table.add_row(b.name, power, b.console.url, b.network.address,
                       f"{b.dut.model} {b.dut.serial} fw {b.dut.firmware}", sim)

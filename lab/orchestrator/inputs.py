@@ -127,7 +127,7 @@ def reduced_inventory(inventory: Inventory, benches: Sequence[str]) -> str:
 
 def _bench_entry(cfg: BenchConfig) -> dict[str, Any]:
     """A bench's equipment and sample as the report lists them; never its secrets or simulator settings."""
-    power = cfg.power.model_dump(mode="json", include={"driver", "resource", "url", "channel", "dialect", "baud"})
+    power = cfg.power.model_dump(mode="json", exclude_none=True)  # every backend's own fields (secrets only by where they live)
     entry: dict[str, Any] = {
         "power": power,
         "console": {"url": cfg.console.url, "baud": cfg.console.baud},

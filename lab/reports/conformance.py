@@ -538,7 +538,7 @@ def _equipment(run_dir: Path, benches: list[str], results: list[dict[str, Any]],
         if cfg is not None:
             out.append({"bench": name, "capabilities": list(cfg.capabilities),
                         "power": {"driver": cfg.power.driver, "channel": cfg.power.channel,
-                                  "resource": getattr(cfg.power, "resource", None) or getattr(cfg.power, "url", None),
+                                  "resource": cfg.power.endpoint,
                                   "identification": None},
                         "console": {"url": cfg.console.url, "baud": cfg.console.baud},
                         "network": {"address": cfg.network.address, "interface": cfg.network.interface},
