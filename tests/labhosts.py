@@ -33,7 +33,7 @@ BRIDGE = "clhbr0"
 SUBNET = "10.203.250"  # /24: the bridge is .1, lab host i (from 0) is .10+i
 BROKER_ADDRESS = f"{SUBNET}.1"
 START_TIMEOUT = 60.0  # s: lab up of one host, or a host's first heartbeat
-STOP_GRACE = 10.0  # s: SIGTERM -> SIGKILL of a serve process group
+STOP_GRACE = 5.0  # s: SIGTERM -> SIGKILL of a serve process group (its workers stop within it when idle)
 
 
 def unavailable_reason() -> str | None:
@@ -290,19 +290,26 @@ class LabHosts:
     def close(self) -> None:
         """Everything down: serve, the hosts' labs, leftover processes, namespaces, links, redis."""
         errors: list[str] = []
-        for host in self.hosts.values():
-            if host.serve is not None:
-                stop_group(host.serve, STOP_GRACE)
+        serves = [h.serve for h in self.hosts.values() if h.serve is not None]
+        for serve in serves:  # all at once: each stops its workers in parallel with the others
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(serve.pid, signal.SIGTERM)
+        for serve in serves:
+            stop_group(serve, STOP_GRACE)
+        downs = {}
         for name in sorted(self._lab_up):
-            host = self.hosts[name]
-            if not Path("/run/netns", host.netns).exists():
-                continue
-            cmd = self.in_host(name, self.certlab("lab", "down", "-i", str(self.inventory), "--labhost", name))
+            if Path("/run/netns", self.hosts[name].netns).exists():
+                cmd = self.in_host(name, self.certlab("lab", "down", "-i", str(self.inventory), "--labhost", name))
+                downs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, text=True)
+        for name, proc in downs.items():
             try:
-                proc = subprocess.run(cmd, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=60)
+                text, _ = proc.communicate(timeout=60)
                 if proc.returncode != 0:
-                    errors.append(f"lab down --labhost {name}: {(proc.stdout + proc.stderr)[-400:]}")
+                    errors.append(f"lab down --labhost {name}: {text[-400:]}")
             except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
                 errors.append(f"lab down --labhost {name} did not end within 60 s")
         self._lab_up.clear()
         for host in self.hosts.values():  # whatever still lives in a host (an orphaned worker) dies with it
