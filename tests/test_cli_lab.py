@@ -76,6 +76,7 @@ def test_check_reports_a_lab_fault_and_exits_1(tmp_path: Path):
     (["catalog", "--edition", "v7"], "v7"),
 ])
 def test_bad_options_exit_2_with_one_line(args, needle):
-    proc = certlab(*args)
+    inventory = ["-i", str(ROOT / "inventory" / "sim.yaml")] if args[0] == "run" else []  # run's other checks
+    proc = certlab(*args, *inventory)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
