@@ -268,3 +268,23 @@ def test_results_of_a_lost_attempt_whose_evidence_never_arrived_are_run_again(tm
         assert again == ["t::b"]
         rows = {r.nodeid: (r.verdict, r.final) for r in results(store, run_id="r1")}
         assert rows == {"t::a": ("PASS", True), "t::b": ("INCONCLUSIVE", False), "t::c": ("PASS", True)}
+
+
+def test_the_runs_product_files_travel_with_the_item_and_the_host_uses_them(tmp_path: Path) -> None:
+    from lab.labhost.inputs import attach_inputs, materialize_inputs
+
+    inv = load_inventory(_two_host_inventory(tmp_path))
+    uploaded = tmp_path / "booking-7"
+    uploaded.mkdir()
+    (uploaded / "ics.yaml").write_text("the booking's ICS\n")
+    (uploaded / "key.asc").write_text("a key beside it\n")
+    item = WorkItem(run_id="r1", inventory=str(inv.path), bench="bench3", slot="bench3", suites=("s",), run_dir="/r",
+                    options=("--edition", "v2", "--ics", str(uploaded / "ics.yaml")))
+    sent = WorkItem.from_json(attach_inputs(item, inv).to_json())
+    assert set(sent.attachments) == {"--ics", "--ixit", "--assessments"}, "the explicit ICS, the product folder's others"
+    local = materialize_inputs(sent, tmp_path / "spool")
+    opts = list(local.options)
+    ics, ixit = Path(opts[opts.index("--ics") + 1]), Path(opts[opts.index("--ixit") + 1])
+    assert ics.read_text() == "the booking's ICS\n" and (ics.parent / "key.asc").is_file()
+    assert ixit.read_bytes() == (ROOT / "inventory" / "products" / "TH-100" / "ixit.yaml").read_bytes()
+    assert str(tmp_path / "spool") in str(ics) and opts.count("--ics") == 1 and local.attachments == {}

@@ -7,6 +7,7 @@ is taken only when the bench is free, so the others stay in the queue for a spar
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ctx = HostContext(lab=args.lab, host=args.host, bench=args.bench, inventory=Path(args.inventory).resolve(),
                       spool=Path(args.spool).resolve(), settings=settings)
+    # Celery logs each task's return value at INFO, and ours carries the item's files: keep them out of the log
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     worker = build_worker(ctx)
     worker.start()
     return worker.exitcode or 0

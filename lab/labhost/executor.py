@@ -17,6 +17,7 @@ from pathlib import Path
 from lab.inventory import Inventory
 from lab.labhost.broker import POWER_OFF, RUN_ITEM, BrokerSettings, bench_queue, make_app
 from lab.labhost.evidence import EvidenceTransferError, Pack, unpack
+from lab.labhost.inputs import attach_inputs
 from lab.labhost.task import files_key
 from lab.labhost.watch import HostWatch
 from lab.orchestrator.executor import LocalExecutor, Outcome
@@ -57,6 +58,7 @@ class RemoteExecutor:
             self._here.submit(item)
             return
         host = self.hosts.host_of(item.bench)
+        item = attach_inputs(item, self.inventory)  # the host tests with the files this run recorded
         token = new_dispatch(self.store, run_id=item.run_id, item_key=item.key, slot=item.slot, bench=item.bench,
                              labhost=host, attempt=item.attempt)
         result = self.app.send_task(RUN_ITEM, args=[item.to_json(), token],

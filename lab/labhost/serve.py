@@ -112,7 +112,7 @@ class LabHost:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as fh:
             return subprocess.Popen(
-                [sys.executable, "-m", "lab.labhost.benchworker", "--lab", self.inventory.lab, "--host", self.name,
+                [sys.executable, "-P", "-m", "lab.labhost.benchworker", "--lab", self.inventory.lab, "--host", self.name,
                  "--bench", bench, "--inventory", str(Path(self.inventory.path).resolve()), "--spool", str(self.spool)],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from lab.labhost.beats import SELF_FENCE_AFTER
 from lab.labhost.broker import RESULT_TTL, VISIBILITY_TIMEOUT, BrokerSettings, redis_client
 from lab.labhost.evidence import FileStream, pack
+from lab.labhost.inputs import INPUTS_DIR, materialize_inputs
 from lab.orchestrator.workitem import WorkItem
 from lab.store.dispatch import FENCE_ENV
 
@@ -63,22 +64,23 @@ def run_item(ctx: HostContext, item_json: str, token: int) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
         (workdir / "logs").mkdir(parents=True)
         env = {k: v for k, v in item.env.items() if k not in STORE_VARS} | {FENCE_ENV: str(token)}
-        local = dataclasses.replace(item, inventory=str(ctx.inventory), run_dir=str(workdir), env=env)
+        local = dataclasses.replace(materialize_inputs(item, workdir), inventory=str(ctx.inventory),
+                                    run_dir=str(workdir), env=env)
         spec = workdir / SPEC_NAME
         spec.write_text(local.to_json(), encoding="utf-8")
         log = workdir / "logs" / f"pytest-{item.slug}.log"
         started = time.monotonic()
         with open(log, "ab") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "lab.orchestrator.worker", str(spec)],
+            proc = subprocess.Popen([sys.executable, "-P", "-m", "lab.orchestrator.worker", str(spec)],
                                     stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        stream = FileStream(workdir, skip=(SPEC_NAME,))
+        stream = FileStream(workdir, skip=(SPEC_NAME, INPUTS_DIR))
         stopped = _watch(proc, lambda: dispatch_state(store, token=token), ctx.settings, stream, files_key(token))
         if stopped is None:
             end_dispatch(store, token=token, state="done", note=f"pytest exit {proc.returncode} on {ctx.host}")
         else:
             with open(log, "a", encoding="utf-8") as fh:
                 fh.write(f"\ncertlab: lab host {ctx.host} stopped this item: {stopped}\n")
-        files = pack(workdir, skip=(SPEC_NAME,))
+        files = pack(workdir, skip=(SPEC_NAME, INPUTS_DIR))
         shutil.rmtree(workdir, ignore_errors=True)  # the files now live in the result until the orchestrator takes them
         try:
             workdir.parent.rmdir()  # the run's spool folder, once its last item here is packed

@@ -92,7 +92,7 @@ class LocalExecutor:
             spec.write_text(item.to_json(), encoding="utf-8")
             log = self.run_dir / "logs" / f"pytest-{name}.log"
             with open(log, "ab") as fh:
-                proc = subprocess.Popen([sys.executable, "-m", "lab.orchestrator.worker", str(spec)],
+                proc = subprocess.Popen([sys.executable, "-P", "-m", "lab.orchestrator.worker", str(spec)],
                                         stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             self._running.append(_Running(item, proc, time.monotonic(), log))
 

@@ -41,7 +41,7 @@ def new_run_id() -> str:
 
 
 def create_run_dir(reports_dir: Path, spec: RunSpec) -> Path:
-    path = reports_dir / spec.run_id
+    path = reports_dir.resolve() / spec.run_id  # absolute: workers run from where the suites are installed
     try:
         private_dir(reports_dir)
         path.mkdir(mode=DIR_MODE)

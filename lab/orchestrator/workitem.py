@@ -28,6 +28,9 @@ class WorkItem:
     health_check: bool = True
     plan_only: bool = False  # collect and record the tests as unfinished, run nothing (no bench is touched)
     env: dict[str, str] = field(default_factory=dict)  # e.g. CERTLAB_DATA_DIR of the store
+    # a lab host's copy of the run's input files: option (--ics, --ixit, --assessments) -> the file's
+    # name and its folder's files, base64 (lab/labhost/inputs.py); empty on this machine
+    attachments: dict[str, dict] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -42,13 +45,13 @@ class WorkItem:
     def pytest_args(self) -> list[str]:
         args = list(self.nodeids) if self.nodeids else list(self.suites)
         args += [
-            "--inventory", self.inventory,
+            "--inventory", str(Path(self.inventory).resolve()),
             "--bench", self.bench,
-            "--certlab-out", self.run_dir,
+            "--certlab-out", str(Path(self.run_dir).resolve()),
             "--certlab-run-id", self.run_id,
             "--certlab-slot", self.slot,
             "--certlab-attempt", str(self.attempt),
-            "--alluredir", str(Path(self.run_dir) / "allure-results"),
+            "--alluredir", str(Path(self.run_dir).resolve() / "allure-results"),
             "-p", "no:cacheprovider", "-q", "-rA", "--no-header",
             "-o", "timeout=900",
         ]
