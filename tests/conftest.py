@@ -63,6 +63,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         name = getattr(item, "originalname", item.name)
         if item.path.name in E2E_MODULES or f"{item.path.name}::{name}" in E2E_TESTS:
             item.add_marker(pytest.mark.e2e)
+            # under `-n 2 --dist loadgroup` (the full command) they run one after another on one
+            # worker, as they always have (one simulated lab at a time); the other tests share the other core
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 @pytest.fixture(autouse=True)
