@@ -14,6 +14,7 @@ from lab.errors import CertlabError
 from lab.inventory import load_inventory
 from lab.labhost.beats import LOST_AFTER, HostBeat, host_key, read_beats, write_beat
 from lab.labhost.broker import BROKER_ENV, BrokerSettings, bench_queue, redis_client
+from lab.labhost.watch import BROKER_GIVE_UP
 from lab.labhost.evidence import EvidenceTransferError, Pack, pack, unpack
 from lab.orchestrator.launch import check_labhosts
 from lab.orchestrator.workitem import WorkItem
@@ -196,6 +197,12 @@ def test_heartbeats_say_which_hosts_are_alive_and_what_they_serve(redis_url: str
     assert watch.why_lost("rack-b", waited=0).startswith("lab host rack-b lost: last heartbeat")
     assert watch.why_lost("rack-c", waited=1) is None, "a host may still be starting"
     assert watch.why_lost("rack-c", waited=LOST_AFTER + 1) == f"lab host rack-c lost: no heartbeat for {LOST_AFTER + 1:.0f} s"
+    # the orchestrator's own link to the broker is down: no host is judged until it has waited long enough
+    watch.client = redis_client(BrokerSettings("redis://127.0.0.1:1/0"), timeout=0.2)
+    watch._read_at = float("-inf")
+    assert watch.why_lost("rack-b", waited=0) is None
+    watch._unreadable_since -= BROKER_GIVE_UP + 1
+    assert watch.why_lost("rack-a", waited=0).startswith("lab host rack-a unreachable: the broker has not answered")
 
 
 def test_work_for_a_bench_goes_to_its_own_queue_with_a_fencing_token(redis_url: str, tmp_path: Path) -> None:

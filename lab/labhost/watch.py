@@ -10,6 +10,7 @@ from lab.labhost.beats import LOST_AFTER, HostBeat, read_beats
 from lab.labhost.broker import BrokerSettings, redis_client
 
 REFRESH_EVERY = 0.5  # seconds a reading of the heartbeats is reused
+BROKER_GIVE_UP = 300.0  # seconds without the broker after which the orchestrator stops waiting for its hosts
 
 
 class HostWatch:
@@ -51,8 +52,11 @@ class HostWatch:
     def why_lost(self, host: str, *, waited: float) -> str | None:
         """Why this host counts as lost now (None while it is alive, or may still appear)."""
         beat = self.beats().get(host)
-        if self.broker_silent_for() > 0:
-            return None  # cannot tell: the orchestrator, not the host, may be cut off
+        silent = self.broker_silent_for()
+        if silent > BROKER_GIVE_UP:
+            return f"lab host {host} unreachable: the broker has not answered this machine for {silent:.0f} s"
+        if silent > 0:
+            return None  # cannot tell yet: the orchestrator, not the host, may be the one cut off
         if beat is None:
             return f"lab host {host} lost: no heartbeat for {waited:.0f} s" if waited > LOST_AFTER else None
         if beat.state != "serving":
