@@ -333,3 +333,13 @@ def test_two_dispatchers_sharing_benches_run_each_queued_run_once(db_url: str) -
     finally:
         for s in stores:
             s.close()
+
+
+def test_an_instant_health_check_with_more_benches_than_runs_still_dispatches(store: Store) -> None:
+    """A lab host's heartbeat answers a health check at once: the bench matched with the one run
+    must not be hidden for a poll with its idle twins (the dispatcher then stopped, idle)."""
+    run = enqueue_run(store, model="TH-100")
+    rec = Recorder()
+    slots = [BenchSlot(f"b{i}", "TH-100") for i in range(1, 5)]
+    stats = Dispatcher(store, holder="d1", slots=slots, execute=rec, health_check=lambda slot: None).run(max_seconds=WAIT)
+    assert stats.dispatched == 1 and rec.order == [run] and states(store)[run] == "done"

@@ -1,9 +1,10 @@
 """Lab hosts end to end, on one machine: a real redis-server and two `certlab labhost serve`, each in
 its own network namespace with its own simulated benches (inventory/sim-labhosts.yaml, tests/labhosts.py).
 
-One bring-up serves the three tests (module fixture): a run across both hosts gives the local
+One bring-up serves the tests (module fixture): a run across both hosts gives the local
 executor's verdicts with its files in the run directory; a host SIGKILLed mid-run loses and
-duplicates nothing; a 15-second partition of a host and its return runs nothing twice. What the
+duplicates nothing; a 15-second partition of a host and its return runs nothing twice; queued
+runs go through the broker to their benches' hosts. What the
 store holds (results, dispatches) is read straight from the shared SQLite file.
 """
 
@@ -27,6 +28,7 @@ from labhosts import ROOT, LabHosts, unavailable_reason
 INVENTORY = ROOT / "inventory" / "sim-labhosts.yaml"
 SUITE = "testsuites/examples"
 SLOTS = ["ra1", "rb1"]  # one per host; ra2 and rb2 are the spares
+BENCH_HOST = {"ra1": "rack-a", "ra2": "rack-a", "rb1": "rack-b", "rb2": "rack-b"}  # as the inventory says
 RUN_TIMEOUT = 180  # s, one `certlab run`
 CLAIM_TIMEOUT = 60  # s, until a host has claimed its first item of a run
 
@@ -231,3 +233,25 @@ def test_a_15_second_partition_and_return_runs_nothing_twice(serving: LabHosts):
     hosts.wait_serving(["rack-a"])
     time.sleep(2.0)
     assert _dispatches(hosts, run_id) == dispatches
+
+
+def test_queued_runs_are_served_through_the_broker_by_the_benches_lab_hosts(serving: LabHosts):
+    hosts, work = serving, serving.workdir / "queue"
+    env = hosts.env()
+    for _ in range(2):
+        proc = subprocess.run(hosts.certlab("queue", "add", "--model", "TH-100", "--suite", SUITE, "--out", str(work)),
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    before = _known_runs(hosts)
+    proc = subprocess.run(hosts.certlab("queue", "work", "-i", str(INVENTORY), "--max-runs", "2", "--max-seconds", "150"),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0 and "2 done" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = sorted(_known_runs(hosts) - before)
+    assert len(runs) == 2, runs
+    for run_id in runs:
+        results, sent = _results(hosts, run_id), _dispatches(hosts, run_id)
+        assert [r["verdict"] for r in results] == ["PASS"] * 3, results
+        # each queued run went once, through the broker, to the lab host its bench hangs off
+        assert len(sent) == 1 and sent[0]["state"] == "done", sent
+        assert sent[0]["labhost"] == BENCH_HOST[sent[0]["bench"]], sent
+        assert (work / run_id / "junit.xml").is_file() and any((work / run_id / "evidence").iterdir())

@@ -14,7 +14,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -288,7 +288,7 @@ class Dispatcher:
             wanted = match_runs(self.store, benches=[s.row for s in waiting])
             for s in waiting:
                 if s.spec.name not in wanted:
-                    self._mark_empty(s, now)
+                    self._mark_empty(s, now, wanted=wanted)
             waiting = [s for s in waiting if s.spec.name in wanted]
         to_lease = [s for s in waiting if not s.leased]
         got = set(acquire_leases(self.store, benches=[s.spec.name for s in to_lease], holder=self.holder,
@@ -404,10 +404,16 @@ class Dispatcher:
     def _free(self, s: _Slot, now: float) -> bool:
         return not (s.busy or s.quarantined) and self._empty_until.get(s.key, 0.0) <= now
 
-    def _mark_empty(self, s: _Slot, now: float) -> None:
-        """No work for this bench now: skip it (and poorer benches of its model) for a poll."""
+    def _mark_empty(self, s: _Slot, now: float, *, wanted: Mapping[str, int] | None = None) -> None:
+        """No work for this bench now: skip it (and poorer benches of its model) for a poll.
+
+        Not a kind of bench that another of the same kind was just matched with: with more benches
+        of a model than runs, the one that gets the run must stay free to claim it (an instant
+        health check, such as a lab host's heartbeat, claims within the same poll)."""
+        busy_keys = {self._by_name[name].key for name in (wanted or {}) if name in self._by_name}
         for key in self._covers[s.key]:
-            self._empty_until[key] = now + self._poll
+            if key not in busy_keys:
+                self._empty_until[key] = now + self._poll
 
     def _idle(self, now: float) -> bool:
         """True when no usable bench has work waiting (those not known to be empty are asked)."""
@@ -416,7 +422,7 @@ class Dispatcher:
             wanted = match_runs(self.store, benches=[s.row for s in unknown])
             for s in unknown:
                 if s.spec.name not in wanted:
-                    self._mark_empty(s, now)
+                    self._mark_empty(s, now, wanted=wanted)
             return not wanted
         return True
 
