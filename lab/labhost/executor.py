@@ -85,11 +85,11 @@ class RemoteExecutor:
 
     def stop(self, grace: float) -> list[Outcome]:
         """Cancel every attempt (their hosts interrupt pytest within a second), revoke what is queued."""
-        here = self._here.stop(grace)
         for s in self._sent:
             end_dispatch(self.store, token=s.token, state="cancelled", note="run cancelled by the operator")
         if self._sent:
             self.app.control.revoke([s.result.id for s in self._sent])
+        here = self._here.stop(grace)  # after the hosts were told: both stop within the same grace
         deadline = time.monotonic() + grace + 5.0
         ended: list[Outcome] = []
         while self._sent and time.monotonic() < deadline:
@@ -141,9 +141,9 @@ class RemoteExecutor:
             self._drain(s)
             why = self.hosts.why_lost(s.labhost, waited=time.monotonic() - s.sent)
             if why is None and s.result.state == "PENDING":  # not started: is its bench served at all?
-                unusable = self.hosts.why_unusable(s.item.bench)
-                if unusable is not None and time.monotonic() - s.sent > 2 * POLL and "(yet)" not in unusable:
-                    why = f"bench {s.item.bench} {unusable}"
+                refused = self.hosts.refusal(s.item.bench)
+                if refused is not None and time.monotonic() - s.sent > 2 * POLL:
+                    why = f"bench {s.item.bench} {refused}"
             if why is None:
                 continue
             self._sent.remove(s)

@@ -10,6 +10,7 @@ the host writes them into the item's spool and points the options there.
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 
 from lab.errors import CertlabError
@@ -49,8 +50,6 @@ def attach_inputs(item: WorkItem, inventory: Inventory) -> WorkItem:
         if source is None or not source.is_file():
             continue
         attachments[f"--{kind}"] = {"file": source.name, "files": _folder(source.parent)}
-    from dataclasses import replace
-
     return replace(item, attachments=attachments)
 
 
@@ -78,6 +77,4 @@ def materialize_inputs(item: WorkItem, workdir: Path) -> WorkItem:
                 raise CertlabError(f"work item {item.key}: attached file name {name!r} is not a plain name")
             (folder / name).write_bytes(base64.b64decode(body))
         options = _option(options, flag, str(folder / attached["file"]))
-    from dataclasses import replace
-
     return replace(item, options=tuple(options), attachments={})

@@ -65,14 +65,20 @@ class HostWatch:
             return f"lab host {host} lost: last heartbeat {beat.age():.0f} s ago"
         return None
 
-    def why_unusable(self, bench: str) -> str | None:
-        """None if the bench's host is alive and takes work for it; else why not."""
+    def refusal(self, bench: str) -> str | None:
+        """Why the bench's host will not take its work (no live host, or the bench is unhealthy);
+        None when it will, or may once its worker has started."""
         host = self.host_of(bench)
         beat = self.beats().get(host)
         if beat is None or beat.lost():
             return f"its lab host {host} is not serving (no recent heartbeat)"
         if bench in beat.unhealthy:
             return f"lab host {host} takes no work for it: {beat.unhealthy[bench]}"
-        if bench not in beat.serving:
-            return f"lab host {host} does not serve it (yet)"
         return None
+
+    def why_unusable(self, bench: str) -> str | None:
+        """None if the bench's host is alive and takes work for it now; else why not."""
+        refused = self.refusal(bench)
+        if refused is None and bench not in self.beats()[self.host_of(bench)].serving:
+            return f"lab host {self.host_of(bench)} does not serve it (yet)"
+        return refused
