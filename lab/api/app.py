@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from lab.actions.errors import ActionError, Invalid
 from lab.api.audit import AuditMiddleware
 from lab.api.bodylimit import BodyGuard
 from lab.api.deps import Services
@@ -62,6 +63,14 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler echoes the input, and a lone surrogate or NaN in it made the 422 a 500
         return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(ActionError)
+    async def _refused(request: Request, exc: ActionError) -> JSONResponse:
+        if isinstance(exc, Invalid):
+            detail: object = [{"loc": exc.loc, "msg": safe_text(exc.msg), "type": exc.kind}]
+        else:
+            detail = safe_text(str(exc))
+        return JSONResponse({"detail": detail}, status_code=exc.status)
 
     @app.exception_handler(CertlabError)
     async def _bad_input(request: Request, exc: CertlabError) -> JSONResponse:

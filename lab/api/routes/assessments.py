@@ -27,7 +27,7 @@ from lab.api.routes.bookings import FROZEN, as_422, refuse_frozen
 from lab.api.routes.runs import ASSESSMENTS_FILE, booking_folder
 from lab.api.schemas.bookings import IdPath
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
-from lab.api.tenancy import booking_for, not_found
+from lab.actions.tenancy import booking_for, not_found
 from lab.api.uploads import receive
 from lab.assessments import AssessmentsError, load_assessments
 from lab.inputfile import sha256_file

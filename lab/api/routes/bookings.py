@@ -33,7 +33,7 @@ from lab.api.schemas.bookings import (
     today,
 )
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
-from lab.api.tenancy import WITHOUT_DOCUMENTS, booking_for, product_for, visible_bookings
+from lab.actions.tenancy import WITHOUT_DOCUMENTS, booking_for, product_for, visible_bookings
 from lab.catalog import Catalogs
 from lab.errors import CertlabError
 from lab.ics import IcsError

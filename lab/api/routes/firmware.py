@@ -17,7 +17,7 @@ from lab.api.schemas.bookings import IdPath
 from lab.api.deps import Allow, AnyRole, Caller, Manufacturer, ServicesDep
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.schemas.service import FirmwareOut
-from lab.api.tenancy import booking_for, firmware_for
+from lab.actions.tenancy import booking_for, firmware_for
 from lab.api.uploads import receive
 from lab.errors import CertlabError, FirmwareFormatError
 from lab.firmware import parse_image, payload_matches, verify_signature

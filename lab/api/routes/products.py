@@ -8,7 +8,7 @@ from sqlalchemy import Select
 from lab.api.deps import AnyRole, Caller, Manufacturer, ServicesDep
 from lab.api.schemas.bookings import IdPath, ProductCreate, ProductOut
 from lab.api.schemas.errors import AUTHENTICATED, BODY, errors
-from lab.api.tenancy import not_found, visible_bookings
+from lab.actions.tenancy import not_found, visible_bookings
 from lab.store.bookings import BookingConflict, create_product, products
 from lab.store.models import Booking
 

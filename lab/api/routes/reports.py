@@ -22,7 +22,7 @@ from lab.api.deps import AnyRole, Caller, Engineer, Services, ServicesDep
 from lab.api.routes.runs import child_env, run_booking
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid
 from lab.api.schemas.service import ApproveIn, ReleaseIn, ReleaseOut, ReportOut, RunIdPath
-from lab.api.tenancy import not_found
+from lab.actions.tenancy import not_found
 from lab.errors import CertlabError
 from lab.inventory import load_inventory
 from lab.ownerfiles import UMASK

@@ -32,7 +32,7 @@ from lab.api.schemas.bookings import SUITES, IdPath
 from lab.api.deps import Allow, Caller, Engineer, Services, ServicesDep
 from lab.api.schemas.errors import AUTHENTICATED, BODY, errors, invalid
 from lab.api.schemas.service import BenchProgress, RunIdPath, RunOut, RunStart
-from lab.api.tenancy import booking_for, not_found, run_booking_for
+from lab.actions.tenancy import booking_for, not_found, run_booking_for
 from lab import resources
 from lab.errors import CertlabError
 from lab.preflight import preflight

@@ -16,7 +16,7 @@ from lab.api.routes.slots import lab_benches
 from lab.api.schemas.bookings import CustodyCreate, CustodyOut, IdPath, SampleOut, SampleReceipt, today
 from lab.api.schemas.errors import AUTHENTICATED, BODY, errors, invalid
 from lab.api.settings import ApiSettings
-from lab.api.tenancy import booking_for, sample_for
+from lab.actions.tenancy import booking_for, sample_for
 from lab.store import bookings as store
 from lab.store.bookings import BookingConflict
 from lab.store.models import Sample, User

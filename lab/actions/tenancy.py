@@ -9,16 +9,16 @@ never "fetch the row, then compare its owner" (one query more when the row exist
 
 from __future__ import annotations
 
-from fastapi import HTTPException, status
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session, defer
 
-from lab.api.deps import Caller
+from lab.actions.context import Caller
+from lab.actions.errors import NotFound
 from lab.store.models import Booking, Firmware, Product, ReportRelease, Sample
 
 
-def not_found(what: str, ident: object) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} {ident}")
+def not_found(what: str, ident: object) -> NotFound:
+    return NotFound(what, ident)
 
 
 def visible_bookings(who: Caller) -> Select:
