@@ -53,4 +53,17 @@ else
 fi
 # certlab looks for the CLI beside its python (then on PATH), never in the source tree
 ln -sfn ../../tools/allure/node_modules/.bin/allure .venv/bin/allure
+# axe-core, the accessibility checker the browser tests inject into the web app's pages, pinned by
+# tools/axe/package-lock.json: a test tool, so only with --test; the same stamp as Allure's.
+if [ "${1:-}" = "--test" ]; then
+  axe_sum=$(sha256sum tools/axe/package-lock.json | cut -d' ' -f1)
+  axe_stamp=tools/axe/node_modules/.certlab-stamp
+  if [ -f tools/axe/node_modules/axe-core/axe.min.js ] && [ "$(cat "$axe_stamp" 2>/dev/null)" = "$axe_sum" ]; then
+    echo "setup: axe-core up to date in tools/axe"
+  else
+    echo "setup: installing axe-core into tools/axe (npm ci)"
+    npm ci --prefix tools/axe --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$axe_sum" > "$axe_stamp"
+  fi
+fi
 echo "setup: certlab installed in .venv (run .venv/bin/certlab --help)"
