@@ -127,7 +127,7 @@ def test_booking_documents_and_a_launched_runs_files_are_owner_only(api, tmp_pat
         started.append(kwargs)
         return real_popen([sys.executable, "-c", f"open({str(probe)!r}, 'w').write('x')"], **kwargs)
 
-    monkeypatch.setattr("lab.api.routes.runs.subprocess.Popen", fake_popen)
+    monkeypatch.setattr("lab.actions.runs.subprocess.Popen", fake_popen)
     run = client.post(f"{PREFIX}/bookings/{booking_id}/runs", headers=lab)
     assert run.status_code == 422 and "stopped before the run began" in run.text, run.text
     assert started and started[0].get("umask") == UMASK

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,7 +26,7 @@ from lab.api.routes import (
     slots,
     system,
 )
-from lab.api.routes.runs import RunLauncher
+from lab.actions.runs import RunFollower, RunLauncher
 from lab.api.settings import ApiSettings
 from lab.api.validation import refuse_unusable_json, safe_text, validation_errors
 from lab.errors import CertlabError
@@ -44,11 +47,11 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     settings = settings or ApiSettings.from_env()
     store = store or open_store(settings.database_url)
     app = FastAPI(title="certlab booking API", version="1", description=DESCRIPTION,
-                  dependencies=[Depends(refuse_unusable_json)],
+                  dependencies=[Depends(refuse_unusable_json)], lifespan=_follow_runs,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=f"{PREFIX}/redoc")
     app.state.services = Services(store=store, settings=settings,
                                   limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
-    app.state.run_launcher = RunLauncher()  # the runs this service started, and their waiter threads
+    app.state.run_launcher = RunLauncher()  # reaps the run processes this server process started
     app.state.report_locks = {}  # run id -> lock: one report command at a time per run directory
     app.add_middleware(BodyGuard)  # inside the audit log: a refused body is logged too
     app.add_middleware(AuditMiddleware)
@@ -78,6 +81,17 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
                             status_code=422)
 
     return app
+
+
+@asynccontextmanager
+async def _follow_runs(app: FastAPI) -> AsyncIterator[None]:
+    """While the app serves: its run follower settles bookings whose run process ended (lab.actions.runs)."""
+    follower = RunFollower(app.state.services)
+    follower.start()
+    try:
+        yield
+    finally:
+        follower.stop()
 
 
 def _routers() -> list:
