@@ -10,6 +10,7 @@ from lab.api.ratelimit import RateLimiter
 from lab.api.settings import ApiSettings
 from lab.catalog import Catalogs
 from lab.reports.archive import ReportArchives
+from lab.reports.verify import Verifications
 from lab.store.accounts import LiveUsers
 from lab.store.db import Store
 
@@ -64,6 +65,7 @@ class Services:
     callers: CallerCache = field(default_factory=CallerCache)
     catalogs: Catalogs = field(default_factory=Catalogs)  # every ICS upload is checked against one
     archives: ReportArchives = field(default_factory=ReportArchives)  # built once per report version
+    verifications: Verifications = field(default_factory=Verifications)  # recent `certlab verify` results
     live: LiveUsers = field(init=False)  # is a cached caller's user still live? asked on every request
 
     def __post_init__(self) -> None:

@@ -52,7 +52,6 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     app.state.services = Services(store=store, settings=settings,
                                   limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
     app.state.run_launcher = RunLauncher()  # reaps the run processes this server process started
-    app.state.report_locks = {}  # run id -> lock: one report command at a time per run directory
     app.add_middleware(BodyGuard)  # inside the audit log: a refused body is logged too
     app.add_middleware(AuditMiddleware)
     for router in _routers():

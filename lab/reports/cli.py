@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from rich.markup import escape
 
 from lab.reports.keys import KEY_DIR_ENV, PASSPHRASE_ENV, init_keys, load_private_key
-from lab.reports.manifest import MANIFEST_FILE, SIGNATURE_FILE, shown, sign_run, verify_run
+from lab.reports.manifest import MANIFEST_FILE, SIGNATURE_FILE, shown, sign_run
 
 keys_app = typer.Typer(no_args_is_help=True, help="The lab's Ed25519 signing key for run manifests.")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="certlab integrity commands (standalone, for tests).")
@@ -61,13 +61,12 @@ def verify(
                                                    "key folder's)")] = None,
 ) -> None:
     """Check a run's signature and every file's hash; exit 0 intact, 1 tampered (naming each file)."""
-    from lab.reports.approval import check_approval
-    from lab.reports.keys import load_public_key
+    from lab.reports.verify import verify_report  # the same check as the web app's verification state
 
-    result = verify_run(run_dir, pubkey)
+    check = verify_report(run_dir, pubkey)
+    result, approval = check.result, check.approval
     key = f"key {result.key_fingerprint} ({_path(result.key_source)})"
-    approval = check_approval(run_dir, load_public_key(pubkey)) if result.signature_ok else None
-    if result.intact and (approval is None or approval.ok):
+    if check.intact:
         out.print(f"[green]intact[/green]: {result.files_checked} files match the manifest signed by {key}",
                   highlight=False)
         if approval is not None and approval.present:
