@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from lab.actions.errors import ActionError, Invalid
 from lab.api.audit import AuditMiddleware
@@ -31,6 +31,10 @@ from lab.api.settings import ApiSettings
 from lab.api.validation import refuse_unusable_json, safe_text, validation_errors
 from lab.errors import CertlabError
 from lab.store.db import Store, StoreUnavailable, open_store
+from lab.webui import install as install_pages
+from lab.webui.errors import error_page, validation_message
+from lab.webui.guard import WebGuard, is_page
+from lab.webui.pages import auth as auth_pages
 
 PREFIX = "/api/v1"
 DESCRIPTION = """Book IoT security tests against ETSI EN 303 645 (per TS 103 701) at a certlab lab.
@@ -53,21 +57,30 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
                                   limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
     app.state.run_launcher = RunLauncher()  # reaps the run processes this server process started
     app.add_middleware(BodyGuard)  # inside the audit log: a refused body is logged too
+    app.add_middleware(WebGuard)  # pages: the session cookie becomes the caller before any body is read
     app.add_middleware(AuditMiddleware)
+    install_pages(app)  # pages: templates, /static, CSRF on every page POST, error pages (lab/webui)
     for router in _routers():
         app.include_router(router, prefix=PREFIX)
+    app.include_router(auth_pages.router)  # web pages (lab/webui/pages): one line per page module
 
     @app.exception_handler(StoreUnavailable)
-    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    async def _store_down(request: Request, exc: StoreUnavailable) -> Response:
+        if is_page(request.url.path):
+            return error_page(request, 503, f"the result store is unavailable: {exc}")
         return JSONResponse({"detail": f"the result store is unavailable: {exc}"}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if is_page(request.url.path):
+            return error_page(request, 422, validation_message(exc.errors()))
         # FastAPI's own handler echoes the input, and a lone surrogate or NaN in it made the 422 a 500
         return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(ActionError)
-    async def _refused(request: Request, exc: ActionError) -> JSONResponse:
+    async def _refused(request: Request, exc: ActionError) -> Response:
+        if is_page(request.url.path):
+            return error_page(request, exc.status, str(exc))
         if isinstance(exc, Invalid):
             detail: object = [{"loc": exc.loc, "msg": safe_text(exc.msg), "type": exc.kind}]
         else:
@@ -75,7 +88,9 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
         return JSONResponse({"detail": detail}, status_code=exc.status)
 
     @app.exception_handler(CertlabError)
-    async def _bad_input(request: Request, exc: CertlabError) -> JSONResponse:
+    async def _bad_input(request: Request, exc: CertlabError) -> Response:
+        if is_page(request.url.path):
+            return error_page(request, 422, str(exc))
         return JSONResponse({"detail": [{"loc": ["body"], "msg": safe_text(str(exc)), "type": "value_error"}]},
                             status_code=422)
 

@@ -47,4 +47,5 @@ class AuditMiddleware:
             query = scope.get("query_string", b"").decode("latin-1")
             await anyio.to_thread.run_sync(lambda: record(
                 services.store, caller=caller, method=scope["method"], path=scope["path"],
-                status=outcome["status"], detail=f"?{query}" if query else ""))
+                status=outcome["status"], detail=" ".join(filter(None, [f"?{query}" if query else "",
+                                                                        scope.get("state", {}).get("audit_detail")]))))

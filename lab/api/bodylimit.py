@@ -99,18 +99,19 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         svc: Services = scope["app"].state.services
-        try:
-            admitted = await admit(svc, bearer_token(_header(scope, b"authorization")))
-        except HTTPException as exc:
-            await refuse(send, exc)
-            return
-        except StoreUnavailable as exc:  # outside the app's handlers: answer as its StoreUnavailable handler does
-            await refuse(send, HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                             f"the result store is unavailable: {exc}"))
-            return
-        state = scope.setdefault("state", {})
-        state[ADMITTED] = admitted
-        state["caller"] = admitted[1]  # for the audit log, whatever happens next
+        if scope["path"].startswith("/api/"):  # a web page's session was admitted by lab.webui.guard.WebGuard
+            try:
+                admitted = await admit(svc, bearer_token(_header(scope, b"authorization")))
+            except HTTPException as exc:
+                await refuse(send, exc)
+                return
+            except StoreUnavailable as exc:  # outside the app's handlers: answer as its StoreUnavailable handler does
+                await refuse(send, HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                                 f"the result store is unavailable: {exc}"))
+                return
+            state = scope.setdefault("state", {})
+            state[ADMITTED] = admitted
+            state["caller"] = admitted[1]  # for the audit log, whatever happens next
         limit, refusal = self._limit(scope, svc)
         declared = declared_length(scope)
         if declared is not None and declared > limit:

@@ -7,6 +7,7 @@ the database opens no account. Revoking a user ends its token at once.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import threading
@@ -142,3 +143,62 @@ class LiveUsers:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+# --- passwords for the web login (`certlab users passwd`): scrypt, a salt per user, only the hash kept ---
+
+PASSWORD_MIN = 10
+_SCRYPT = {"n": 1 << 14, "r": 8, "p": 1}  # about 16 MiB and tens of milliseconds per check
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """`scrypt$n$r$p$<salt hex>$<hash hex>` of `password`, with a fresh random salt."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+_DUMMY = f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${'00' * 16}${'00' * 32}"  # the work for an unknown user
+
+
+def password_matches(stored: str | None, password: str) -> bool:
+    """Whether `password` is the one `stored` was made from (constant-time compare; a malformed or
+    missing hash matches nothing, after the same work, so the answer's time names no user)."""
+    try:
+        kind, n, r, p, salt, digest = (stored or _DUMMY).split("$")
+        given = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt), dklen=len(digest) // 2,
+                               n=int(n), r=int(r), p=int(p))
+    except (ValueError, MemoryError):
+        return False
+    return stored is not None and kind == "scrypt" and hmac.compare_digest(given.hex(), digest)
+
+
+def check_new_password(password: str) -> None:
+    """A password `certlab users passwd` accepts, else one line saying why and the fix."""
+    if len(password) < PASSWORD_MIN:
+        raise CertlabError(f"password: at least {PASSWORD_MIN} characters; fix: choose a longer one "
+                           f"(a few unrelated words work well)")
+    if password != password.strip() or any(ord(c) < 32 for c in password):
+        raise CertlabError("password: no leading/trailing spaces or control characters; fix: retype it")
+
+
+def set_password(target: Target, name: str, password: str) -> User:
+    """Give a live user a password for the web login (replacing any earlier one)."""
+    check_new_password(password)
+    with unit(target) as s:
+        user = s.scalars(select(User).where(User.name == name)).first()
+        if user is None:
+            raise CertlabError(f"no user named {name!r}; `certlab users list` shows them")
+        if user.revoked_at is not None:
+            raise CertlabError(f"user {name!r} is revoked; fix: add a new user with `certlab users add`")
+        user.password_hash = hash_password(password)
+        return user
+
+
+def user_for_password(target: Target, name: str, password: str) -> User | None:
+    """The live user `name` if `password` is its password, else None (the same work either way)."""
+    with reading(target) as s:
+        user = s.scalars(select(User).where(User.name == name)).first()
+    stored = user.password_hash if user is not None else None
+    ok = password_matches(stored, password)
+    return user if ok and user is not None and user.revoked_at is None else None

@@ -289,8 +289,23 @@ class User(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    password_hash: Mapped[str | None] = mapped_column(String(256))  # scrypt, for the web login (`certlab users passwd`)
 
     org: Mapped[Organisation] = relationship(lazy="joined")
+
+
+class WebSession(Base):
+    """A browser's login: only the cookie value's SHA-256 is kept, so a copy of the store opens no session."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie value
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))  # the session's one CSRF token
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # absolute end (12 h after login)
+    notice: Mapped[str | None] = mapped_column(Text)  # shown once, on the next page
 
 
 class Product(Base):

@@ -1,0 +1,35 @@
+"""The web app: server-rendered pages for engineers, manufacturers and certifiers, served by the
+same FastAPI app as the API (pages at `/`, the API under `/api/v1`), calling the same actions.
+
+Core (this package): `session` (store-kept sessions), `guard` (session -> caller, CSRF), `deps`
+(`Viewer`, role gates), `render` (`page`, `see_other`, `form_errors`), `nav`, `errors`; page
+modules live in `pages/`, one per area, each with `router = APIRouter(include_in_schema=False)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-ancestors 'self'; form-action 'self'")
+
+
+def install(app: Any) -> None:
+    """What the pages need on the app: templates, the per-server web state, /static, the CSRF check
+    on every route included after this (it passes /api/ paths), the login redirect and error pages."""
+    from fastapi import Depends
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException
+
+    from lab.webui.deps import LoginRequired
+    from lab.webui.errors import http_error, login_needed
+    from lab.webui.guard import csrf_checked
+    from lab.webui.render import STATIC, make_templates
+    from lab.webui.session import WebCore
+
+    app.state.templates = make_templates()
+    app.state.web = WebCore()
+    app.router.dependencies.append(Depends(csrf_checked))  # every route included from now on: pages' POSTs
+    app.add_exception_handler(LoginRequired, login_needed)
+    app.add_exception_handler(HTTPException, http_error)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
