@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -187,8 +188,9 @@ def process_alive(pid: object, ics: object) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
         return False
-    state = stat.rpartition(")")[2].split()[:1]
-    return state != ["Z"] and str(ics).encode() in cmdline.split(b"\0")
+    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+        return True  # ended, not yet reaped: its waiter is settling the booking and recording the code
+    return str(ics).encode() in cmdline.split(b"\0")
 
 
 def _process(record: dict[str, Any] | None) -> tuple[str, int | None]:
@@ -208,15 +210,25 @@ class RunLauncher:
 
     threads: list[threading.Thread] = field(default_factory=list)
 
-    def watch(self, proc: subprocess.Popen, folder: Path) -> None:
-        thread = threading.Thread(target=self._wait, args=(proc, folder), name=f"certlab-run-{proc.pid}",
+    def watch(self, proc: subprocess.Popen, folder: Path, on_exit: Callable[[], None]) -> None:
+        """Wait for `proc` in a thread; at its end call `on_exit` (settle the booking), then record the code."""
+        thread = threading.Thread(target=self._wait, args=(proc, folder, on_exit), name=f"certlab-run-{proc.pid}",
                                   daemon=True)
         self.threads = [t for t in self.threads if t.is_alive()] + [thread]
         thread.start()
 
     @staticmethod
-    def _wait(proc: subprocess.Popen, folder: Path) -> None:
-        write_launch(folder, exit_code=proc.wait())
+    def _wait(proc: subprocess.Popen, folder: Path, on_exit: Callable[[], None]) -> None:
+        # wait WITHOUT reaping: while the zombie stays, readers see the run as running, so no one sees it
+        # "exited" before the booking is settled and the exit code recorded
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        code = -info.si_status if info is not None and info.si_code != os.CLD_EXITED else (
+            info.si_status if info is not None else None)
+        try:
+            on_exit()
+        finally:
+            write_launch(folder, exit_code=code if code is not None else proc.wait())
+            proc.wait()
 
 
 # --- launching -----------------------------------------------------------------------------------
@@ -332,7 +344,7 @@ def _launch(svc: Services, booking: Booking, suites_given: list[str] | None, ben
         run_id = _find_run_dir(reports_dir, str(ics.resolve()), started)
         if run_id:
             write_launch(folder, run_id=run_id)
-            launcher.watch(proc, folder)
+            launcher.watch(proc, folder, lambda: settle_run(svc, booking.id, run_id))
             return run_id
         if ended:
             write_launch(folder, exit_code=proc.returncode)
@@ -617,10 +629,16 @@ def settle_runs(svc: Services) -> list[int]:
         process, _ = _process(records[-1])
         if process == "running":
             continue
-        tested = (svc.settings.reports_dir / run_id / "verdicts.json").is_file()
-        service.finish_run(svc.store, booking_id=booking_id, run_id=run_id, tested=tested)
+        settle_run(svc, booking_id, run_id)
         ended.append(booking_id)
     return ended
+
+
+def settle_run(svc: Services, booking_id: int, run_id: str) -> None:
+    """The run's process ended: the booking is tested if the run left verdicts, else accepted again
+    (a conditional UPDATE: only while the booking is still running that run)."""
+    tested = (svc.settings.reports_dir / run_id / "verdicts.json").is_file()
+    service.finish_run(svc.store, booking_id=booking_id, run_id=run_id, tested=tested)
 
 
 @dataclass
