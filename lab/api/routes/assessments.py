@@ -23,7 +23,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from lab.api.deps import Allow, Caller, Engineer, Services, ServicesDep
-from lab.api.routes.bookings import FROZEN, as_422, refuse_frozen
+from lab.actions.bookings import FROZEN, as_422, refuse_frozen
 from lab.api.routes.runs import ASSESSMENTS_FILE, booking_folder
 from lab.api.schemas.bookings import IdPath
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid

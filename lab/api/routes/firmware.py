@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, HTTPException, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
-from lab.api.routes.bookings import FROZEN, refuse_frozen
+from lab.actions.bookings import FROZEN, refuse_frozen
 from lab.api.schemas.bookings import IdPath
 from lab.api.deps import Allow, AnyRole, Caller, Manufacturer, ServicesDep
 from lab.api.schemas.errors import AUTHENTICATED, BODY, download, errors, invalid

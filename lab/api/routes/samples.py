@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lab.api.deps import AnyRole, Caller, Engineer, ServicesDep
-from lab.api.routes.slots import lab_benches
+from lab.actions.slots import lab_benches
 from lab.api.schemas.bookings import CustodyCreate, CustodyOut, IdPath, SampleOut, SampleReceipt, today
 from lab.api.schemas.errors import AUTHENTICATED, BODY, errors, invalid
 from lab.api.settings import ApiSettings
