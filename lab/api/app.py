@@ -13,7 +13,7 @@ from lab.actions.errors import ActionError, Invalid
 from lab.api.audit import AuditMiddleware
 from lab.api.bodylimit import BodyGuard
 from lab.api.deps import Services
-from lab.api.ratelimit import RateLimiter
+from lab.api.ratelimit import RateLimiter, rate_limit_file
 from lab.api.routes import (
     assessments,
     bookings,
@@ -54,7 +54,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
                   dependencies=[Depends(refuse_unusable_json)], lifespan=_follow_runs,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=f"{PREFIX}/redoc")
     app.state.services = Services(store=store, settings=settings,
-                                  limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
+                                  limiter=RateLimiter(settings.rate_per_second, settings.rate_burst,  # one budget for
+                                                      rate_limit_file(settings.data_dir, "api")))  # all workers
     app.state.run_launcher = RunLauncher()  # reaps the run processes this server process started
     app.add_middleware(BodyGuard)  # inside the audit log: a refused body is logged too
     app.add_middleware(WebGuard)  # pages: the session cookie becomes the caller before any body is read
