@@ -403,11 +403,54 @@ def requeue_claimed(target: Target, *, holder: str) -> int:
         ).rowcount
 
 
-def queued_runs(target: Target, *, states: Sequence[str] = ("pending", "claimed")) -> list[QueuedRun]:
-    """The queue as `certlab queue` shows it: by state, then the order it will be served."""
+def queued_runs(target: Target, *, states: Sequence[str] = ("pending", "claimed"),
+                limit: int | None = None) -> list[QueuedRun]:
+    """The queue as `certlab queue` shows it: by state, then the order it will be served (the first
+    `limit` only, for a page)."""
     with unit(target) as s:
-        return list(s.scalars(select(QueuedRun).where(QueuedRun.state.in_(states)).order_by(
-            QueuedRun.state.desc(), QueuedRun.priority.desc(), QueuedRun.created_at, QueuedRun.id)))
+        query = select(QueuedRun).where(QueuedRun.state.in_(states)).order_by(
+            QueuedRun.state.desc(), QueuedRun.priority.desc(), QueuedRun.created_at, QueuedRun.id)
+        return list(s.scalars(query if limit is None else query.limit(limit)))
+
+
+def cancel_queued_run(target: Target, *, queued_id: int) -> bool:
+    """Take a pending run off the queue; False if it was not pending (claimed meanwhile, or gone)."""
+    with unit(target) as s:
+        return s.execute(update(QueuedRun).where(QueuedRun.id == queued_id, QueuedRun.state == "pending")
+                         .values(state="cancelled").execution_options(synchronize_session=False)).rowcount == 1
+
+
+def set_queue_priority(target: Target, *, queued_id: int, priority: int) -> bool:
+    """Change a pending run's priority; False if it was not pending."""
+    with unit(target) as s:
+        return s.execute(update(QueuedRun).where(QueuedRun.id == queued_id, QueuedRun.state == "pending")
+                         .values(priority=priority).execution_options(synchronize_session=False)).rowcount == 1
+
+
+def move_queued_run(target: Target, *, queued_id: int, up: bool) -> int | None:
+    """Move a pending run up (served sooner) or down past its neighbour among the pending runs, by
+    taking a priority one past the neighbour's (so it also passes the neighbour's equals); its new
+    priority, or None if it is not pending. At the top (or bottom) already, nothing changes."""
+    with unit(target) as s:
+        row = s.execute(select(QueuedRun.priority, QueuedRun.created_at)
+                        .where(QueuedRun.id == queued_id, QueuedRun.state == "pending")).first()
+        if row is None:
+            return None
+        p, c = row
+        ahead = or_(QueuedRun.priority > p, and_(QueuedRun.priority == p, QueuedRun.created_at < c),
+                    and_(QueuedRun.priority == p, QueuedRun.created_at == c, QueuedRun.id < queued_id))
+        query = select(QueuedRun.priority).where(QueuedRun.state == "pending", QueuedRun.id != queued_id)
+        if up:
+            query = query.where(ahead).order_by(QueuedRun.priority, QueuedRun.created_at.desc(), QueuedRun.id.desc())
+        else:
+            query = query.where(~ahead).order_by(QueuedRun.priority.desc(), QueuedRun.created_at, QueuedRun.id)
+        neighbour = s.execute(query.limit(1)).scalar_one_or_none()
+        if neighbour is None:
+            return p
+        priority = neighbour + 1 if up else neighbour - 1
+        s.execute(update(QueuedRun).where(QueuedRun.id == queued_id, QueuedRun.state == "pending")
+                  .values(priority=priority).execution_options(synchronize_session=False))
+        return priority
 
 
 def take_over_lease(target: Target, *, bench: str, old_holder: str, holder: str, ttl: float | timedelta,
