@@ -335,3 +335,16 @@ def test_only_a_certifier_it_was_released_to_reviews_an_approved_report(world: W
     with pytest.raises(NotFound):
         reviews.reviews(world.svc, world.who["cert2"], RUN)
     assert [p.id for p in reviews.report_provisions(world.svc, RUN)] == ["5.1-1", "5.3-2"]
+
+
+def test_a_review_keeps_a_comment_per_provision_naming_an_unknown_one(world: World) -> None:
+    write_run(world, approved=True)
+    reports.release_report(world.svc, world.who["lab"], RUN, "CertBody")
+    cert = world.who["cert"]
+    with pytest.raises(Invalid) as refused:
+        reviews.add_review(world.svc, cert, RUN, decision="rejected", provision_comments={"9.9-9": "no"})
+    assert refused.value.loc == ["body", "provision_comments", "9.9-9"] and "5.1-1" in refused.value.msg
+    row = reviews.add_review(world.svc, cert, RUN, decision="rejected",
+                             provision_comments={"5.3-2": "the update was not signed", "5.1-1": "  "})
+    assert row.provision_comments == {"5.3-2": "the update was not signed"}  # blank ones dropped
+    assert reviews.reviews(world.svc, world.who["lab"], RUN)[0].provision_comments == row.provision_comments

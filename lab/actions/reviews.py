@@ -60,10 +60,11 @@ def _clean_comments(svc: Services, run_id: str, comments: dict[str, str] | None)
                                                       f"{PROVISION_COMMENTS_MAX}, one per provision")
     known = {p.id for p in report_provisions(svc, run_id)}
     for provision, text in given.items():
-        if known and provision not in known:
+        if provision not in known:
+            example = f" (e.g. {sorted(known)[0]})" if known else " (its conformance.json lists none: comment in 'comment')"
             raise Invalid(["body", "provision_comments", provision],
                           f"provision_comments: {provision!r} is not a provision of this report; fix: use an id "
-                          f"its conformance report lists (e.g. {sorted(known)[0]})")
+                          f"its conformance report lists{example}")
         if len(text) > COMMENT_MAX:
             raise Invalid(["body", "provision_comments", provision],
                           f"provision_comments[{provision}]: {len(text)} characters; fix: at most {COMMENT_MAX}")
@@ -84,9 +85,9 @@ def add_review(svc: Services, who: Caller, run_id: str, *, decision: str, commen
     if not is_approved(run_dir_of(svc, run_id)):
         raise Conflict(f"run {run_id}: the report is not approved (any more)")
     row = service.add_review(svc.store, run_id=run_id, booking_id=booking.id, org_id=who.org_id, reviewer=who.id,
-                             decision=decision, comment=comment)
+                             decision=decision, comment=comment, provision_comments=per_provision)
     return ReviewRow(id=row.id, run_id=run_id, organisation=who.org, reviewer=who.name, decision=row.decision,
-                     comment=row.comment, at=row.at, provision_comments=per_provision)
+                     comment=row.comment, at=row.at, provision_comments=dict(row.provision_comments or {}))
 
 
 def reviews(svc: Services, who: Caller, run_id: str) -> list[ReviewRow]:
@@ -94,4 +95,4 @@ def reviews(svc: Services, who: Caller, run_id: str) -> list[ReviewRow]:
     visible_run(svc, who, run_id)
     rows = service.reviews(svc.store, run_id=run_id, org_id=who.org_id if who.role == "certifier" else None)
     return [ReviewRow(id=r.id, run_id=run_id, organisation=org, reviewer=user, decision=r.decision, comment=r.comment,
-                      at=r.at) for r, user, org in rows]
+                      at=r.at, provision_comments=dict(r.provision_comments or {})) for r, user, org in rows]

@@ -341,6 +341,7 @@ class Booking(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", BOOKING_STATES), name="status"),
         Index("ix_bookings_org_id", "org_id"),
+        Index("ix_bookings_run_id", "run_id"),  # a run's booking (migration 0006)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -402,7 +403,8 @@ class ReportRelease(Base):
     """A run's approved report made readable to one certification body."""
 
     __tablename__ = "report_releases"
-    __table_args__ = (UniqueConstraint("run_id", "org_id", name="uq_report_releases_run_id_org_id"),)
+    __table_args__ = (UniqueConstraint("run_id", "org_id", name="uq_report_releases_run_id_org_id"),
+                      Index("ix_report_releases_org_id_at", "org_id", "at"))  # a certifier's list (0006)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(String(64))
@@ -414,7 +416,8 @@ class ReportRelease(Base):
 
 class Review(Base):
     __tablename__ = "reviews"
-    __table_args__ = (CheckConstraint(_one_of("decision", REVIEW_DECISIONS), name="decision"),)
+    __table_args__ = (CheckConstraint(_one_of("decision", REVIEW_DECISIONS), name="decision"),
+                      Index("ix_reviews_run_id", "run_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(String(64))
@@ -424,6 +427,8 @@ class Review(Base):
     decision: Mapped[str] = mapped_column(String(16))
     comment: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    # provision id -> the certifier's comment where it disagrees with the report (migration 0006)
+    provision_comments: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class AuditEntry(Base):

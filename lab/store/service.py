@@ -148,13 +148,13 @@ def released_to(target: Target, *, run_id: str, org_id: int) -> bool:
 
 
 def add_review(target: Target, *, run_id: str, booking_id: int, org_id: int, reviewer: int, decision: str,
-               comment: str = "") -> Review:
+               comment: str = "", provision_comments: dict[str, str] | None = None) -> Review:
     """A certifier's decision on a released report; later reviews add to, never replace, earlier ones."""
     if decision not in REVIEW_DECISIONS:
         raise ValueError(f"decision must be one of {REVIEW_DECISIONS}, not {decision!r}")
     with unit(target) as s:
         row = Review(run_id=run_id, booking_id=booking_id, org_id=org_id, reviewer=reviewer, decision=decision,
-                     comment=comment, at=utcnow())
+                     comment=comment, at=utcnow(), provision_comments=provision_comments or None)
         s.add(row)
         s.flush()
         return row

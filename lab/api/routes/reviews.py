@@ -15,14 +15,16 @@ router = APIRouter(tags=["reviews"], responses=errors(*AUTHENTICATED))
 
 def review_out(row: actions.ReviewRow) -> ReviewOut:
     return ReviewOut(id=row.id, run_id=row.run_id, organisation=row.organisation, reviewer=row.reviewer,
-                     decision=row.decision, comment=row.comment, at=row.at)  # type: ignore[arg-type]
+                     decision=row.decision, comment=row.comment, at=row.at,  # type: ignore[arg-type]
+                     provision_comments=row.provision_comments)
 
 
 @router.post("/runs/{run_id}/reviews", response_model=ReviewOut, status_code=status.HTTP_201_CREATED,
              responses=errors(403, 404, *BODY, 422, why={409: "The report is not approved (any more)"}),
              summary="Record your decision on a report released to your organisation (certifiers)")
 def add_review(run_id: RunIdPath, body: ReviewIn, who: Certifier, svc: ServicesDep) -> ReviewOut:
-    return review_out(actions.add_review(svc, who, run_id, decision=body.decision, comment=body.comment))
+    return review_out(actions.add_review(svc, who, run_id, decision=body.decision, comment=body.comment,
+                                         provision_comments=body.provision_comments))
 
 
 @router.get("/runs/{run_id}/reviews", response_model=list[ReviewOut], responses=errors(404, 422),

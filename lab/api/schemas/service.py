@@ -38,9 +38,15 @@ class ReleaseIn(_In):
                               "organisation name (it must have a certifier user)")
 
 
+ProvisionId = Annotated[str, Field(min_length=1, max_length=32)]
+
+
 class ReviewIn(_In):
     decision: Literal["accepted", "rejected"]
     comment: str = Field("", max_length=20_000)
+    provision_comments: dict[ProvisionId, Annotated[str, Field(max_length=20_000)]] = Field(
+        default_factory=dict, max_length=500,
+        description="provision id (as the conformance report lists it, e.g. 5.1-1) -> why you disagree there")
 
 
 # --- out --------------------------------------------------------------------------------------
@@ -110,3 +116,4 @@ class ReviewOut(BaseModel):
     decision: Literal["accepted", "rejected"]
     comment: str
     at: datetime
+    provision_comments: dict[str, str] = Field(default_factory=dict)
