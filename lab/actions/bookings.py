@@ -32,7 +32,7 @@ from lab.ixit import IxitError
 from lab.preflight import check_product
 from lab.store import bookings as store
 from lab.store.bookings import FIRST_DAY, LAST_DAY, BookingConflict, frozen_inputs, later
-from lab.store.models import BOOKING_STATES, Booking, ReportRelease, Run, Sample
+from lab.store.models import BOOKING_STATES, Booking, Organisation, ReportRelease, Run, Sample
 from lab.store.unit import reading
 from lab.yamlfile import parse_yaml
 
@@ -244,12 +244,13 @@ class BookingPage:
     total: int
     counts: dict[str, int] = field(default_factory=dict)
     status: str | None = None
+    orgs: dict[int, str] = field(default_factory=dict)  # org id -> name, for the page's bookings
 
 
 def booking_page(svc: Services, who: Caller, *, status: str | None = None, page: int = 1,
                  size: int = PAGE_SIZE) -> BookingPage:
     """One page of the bookings `who` may see: for an engineer the inbox (requested first, oldest first,
-    then the others newest first), for the others newest first. Two queries, whatever the page."""
+    then the others newest first), for the others newest first. Three queries, whatever the page."""
     status = _state(status)
     if page < 1:
         raise Invalid(["query", "page"], f"page: {page} is not a page; pages count from 1")
@@ -267,7 +268,11 @@ def booking_page(svc: Services, who: Caller, *, status: str | None = None, page:
         total = counts.get(status, 0) if status is not None else sum(counts.values())
         pages = max(1, -(-total // size))
         rows = list(s.scalars(seen.order_by(*order).limit(size).offset((min(page, pages) - 1) * size)).unique())
-    return BookingPage(rows=rows, page=min(page, pages), pages=pages, total=total, counts=counts, status=status)
+        org_ids = {b.org_id for b in rows}
+        names = select(Organisation.id, Organisation.name).where(Organisation.id.in_(org_ids))
+        orgs = {org_id: name for org_id, name in s.execute(names)} if org_ids else {}
+    return BookingPage(rows=rows, page=min(page, pages), pages=pages, total=total, counts=counts, status=status,
+                       orgs=orgs)
 
 
 def get_booking(svc: Services, who: Caller, booking_id: int) -> Booking:

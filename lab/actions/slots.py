@@ -12,11 +12,13 @@ from datetime import date
 
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Invalid, Unavailable
+from lab.actions.tenancy import booking_for
 from lab.api.settings import ApiSettings
 from lab.errors import CertlabError
 from lab.inventory import BenchConfig, load_inventory
 from lab.store.bookings import FIRST_DAY, LAST_DAY, later, slots
 from lab.store.models import utcnow
+from lab.store.unit import reading
 
 MAX_DAYS = 92  # the most days one listing covers
 DEFAULT_DAYS = 14
@@ -85,3 +87,21 @@ def free_slots(svc: Services, who: Caller, *, model: str | None = None, first: d
     days = [later(first, i) for i in range((last - first).days + 1)]
     return [SlotDay(model=m, day=d, capacity=caps[m], reserved=stored.get((m, d.isoformat()), 0))
             for d in days for m in models]
+
+
+def booking_slots(svc: Services, who: Caller, booking_id: int) -> list[SlotDay]:
+    """The days an engineer may accept a booking onto, with their free benches: its preferred window from
+    today on (or the next 14 days when the window is past or not given), at most 92 days."""
+    with reading(svc.store) as s:
+        booking = booking_for(s, who, booking_id, documents=False)
+        model, start, end = booking.product.model, booking.preferred_from, booking.preferred_to
+    now = today()
+    first = max(date.fromisoformat(start), now) if start else now
+    last = date.fromisoformat(end) if end else later(first, DEFAULT_DAYS - 1)
+    if first > LAST_DAY or last < first:
+        first, last = now, later(now, DEFAULT_DAYS - 1)
+    last = min(last, later(first, MAX_DAYS - 1), LAST_DAY)
+    try:
+        return free_slots(svc, who, model=model, first=first, last=last)
+    except Invalid as exc:  # the lab has no bench for the model: say so where the day is picked
+        raise Invalid(["body", "day"], exc.msg) from None
