@@ -1,0 +1,37 @@
+"""The demo's web accounts: one per role, passwords kept owner-only and stable across calls."""
+
+from __future__ import annotations
+
+import stat
+
+from lab.store import open_store
+from lab.store.accounts import revoke_user, set_password, user_for_password
+from lab.webdemo import ACCOUNTS_FILE, ensure_demo_accounts
+
+
+def test_three_roles_each_sign_in_with_the_printed_password(tmp_path):
+    with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        made = ensure_demo_accounts(store, tmp_path / "data")
+        assert sorted(a.role for a in made) == ["certifier", "engineer", "manufacturer"]
+        for account in made:
+            assert user_for_password(store, account.name, account.password) is not None
+        path = tmp_path / "data" / ACCOUNTS_FILE
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert all(f"{a.name} {a.password}" in path.read_text() for a in made)
+
+
+def test_a_second_call_keeps_the_passwords_and_repairs_a_changed_one(tmp_path):
+    with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        first = {a.name: a.password for a in ensure_demo_accounts(store, tmp_path)}
+        set_password(store, "demo-certifier", "changed by someone else")
+        second = {a.name: a.password for a in ensure_demo_accounts(store, tmp_path)}
+        assert second["demo-engineer"] == first["demo-engineer"]
+        assert second["demo-certifier"] != first["demo-certifier"]
+        assert user_for_password(store, "demo-certifier", second["demo-certifier"]) is not None
+
+
+def test_a_revoked_demo_account_stays_revoked(tmp_path):
+    with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        ensure_demo_accounts(store, tmp_path)
+        revoke_user(store, "demo-manufacturer")
+        assert "demo-manufacturer" not in [a.name for a in ensure_demo_accounts(store, tmp_path)]
