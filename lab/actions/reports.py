@@ -37,6 +37,7 @@ from lab.errors import CertlabError
 from lab.inventory import load_inventory
 from lab.ownerfiles import UMASK
 from lab.reports.archive import ArchiveBusy
+from lab.reports.profile import load_profile
 from lab.reports.conformance import APPROVAL_FILE, HTML_FILE, JSON_FILE, PDF_FILE
 from lab.reports.verify import Verification, Verifications
 from lab.store import service
@@ -243,6 +244,20 @@ def approve_report(svc: Services, who: Caller, run_id: str, *, by: str, role: st
                     *_profile_args(svc))
     service.mark_reported(svc.store, booking_id=booking.id, run_id=run_id)
     return report_state(run_dir, run_id)
+
+
+def signatories(svc: Services, who: Caller) -> list[tuple[str, str]]:
+    """(name, role) of the people the lab profile authorises to approve reports, for the approval
+    form; empty when the profile names none (anyone may then approve) or cannot be read."""
+    _engineer(who, "approve reports")
+    args = _profile_args(svc)
+    if not args:
+        return []
+    try:
+        profile = load_profile(args[1])
+    except CertlabError:
+        return []  # `certlab report approve` will say what is wrong with it
+    return [(person.name, person.role) for person in profile.signatories]
 
 
 # --- releases -------------------------------------------------------------------------------------------
