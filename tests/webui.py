@@ -2,6 +2,7 @@
 each with a password and an API token, and clients signed in as one of them.
 
     client = make_app(tmp_path)              # anonymous WebClient; client.tokens[name], PASSWORDS[name]
+                                             # (or the fixture `web`: `from webui import web`)
     maker = login(client, "maker")           # a new WebClient on the same app, signed in (cookie set)
     maker.get("/bookings")
     post_form(maker, "/bookings/1/cancel", {"reason": "x"})   # adds the session's CSRF token
@@ -13,18 +14,20 @@ rival (manufacturer, Rival: another tenant).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from lab.api.app import create_app
 from lab.api.settings import ApiSettings
-from lab.store.accounts import add_user, set_password
+from lab.store.accounts import add_user, hash_password
 from lab.store.models import WebSession
-from lab.store.unit import reading
+from lab.store.unit import reading, unit
 from lab.webui.session import COOKIE, key_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +38,7 @@ USERS: dict[str, tuple[str, str]] = {  # name -> (role, organisation)
     "rival": ("manufacturer", "Rival"),
 }
 PASSWORDS = {name: f"{name}-secret-pw" for name in USERS}
+FAST = 1 << 8  # scrypt cost of the test users' passwords: signing in takes no time
 ROLE_USER = {"manufacturer": "maker", "engineer": "lab", "certifier": "cert"}
 
 
@@ -55,9 +59,10 @@ def make_app(tmp_path: Path, **overrides: Any) -> WebClient:
     app = create_app(ApiSettings(**settings))  # type: ignore[arg-type]
     store = app.state.services.store
     tokens = {}
-    for name, (role, org) in USERS.items():
-        _, tokens[name] = add_user(store, name=name, role=role, org=org)
-        set_password(store, name, PASSWORDS[name])
+    with unit(store) as s:
+        for name, (role, org) in USERS.items():
+            user, tokens[name] = add_user(s, name=name, role=role, org=org)
+            user.password_hash = hash_password(PASSWORDS[name], n=FAST)  # `certlab users passwd`, at a test's cost
     client = _client(app, tokens)
     return client
 
@@ -95,3 +100,13 @@ def post_form(client: TestClient, url: str, data: dict[str, Any] | None = None, 
     """POST a page form as the browser would, with the session's CSRF token."""
     return client.post(url, data={**(data or {}), "csrf": csrf(client)}, files=files,
                        follow_redirects=follow_redirects)
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[WebClient]:
+    """`make_app`'s anonymous client for one test (`from webui import web`), its store closed after."""
+    client = make_app(tmp_path)
+    try:
+        yield client
+    finally:
+        client.app.state.services.store.close()  # type: ignore[attr-defined]

@@ -42,6 +42,36 @@ def users_revoke(name: Annotated[str, typer.Argument(help="the user whose token 
     out.print(f"user {escape(user.name)}: token revoked", highlight=False)
 
 
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="the user who signs in to the web app with this password")],
+    stdin: Annotated[bool, typer.Option("--stdin", help="read the password once from standard input "
+                                        "(scripts); without it, it is asked twice on the terminal")] = False,
+) -> None:
+    """Set a user's password for the web app (`certlab serve`); the API keeps using the token."""
+    import getpass
+    import sys
+
+    from lab.errors import CertlabError
+    from lab.store import open_store
+    from lab.store.accounts import check_new_password, set_password
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise CertlabError("no terminal to ask the password on; fix: pipe it in with --stdin")
+        password = getpass.getpass(f"new password for {name}: ")
+        check_new_password(password)
+        if getpass.getpass("the same password again: ") != password:
+            raise CertlabError("the two passwords differ; fix: run it again and type the same password twice")
+    check_new_password(password)  # before the store is opened: a bad password changes nothing
+    with open_store() as store:
+        user = set_password(store, name, password)
+    out.print(f"user {escape(user.name)}: web password set; sign in at the address `certlab serve` prints",
+              highlight=False)
+
+
 @users_app.command("list")
 def users_list() -> None:
     """Users, their role, organisation and whether their token is live."""
@@ -58,6 +88,15 @@ def users_list() -> None:
     out.print(table)
 
 
+def web_address(host: str, port: int) -> str:
+    """The address a browser opens: a wildcard listen address becomes this machine's name."""
+    import socket
+
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 def serve(
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port")] = 8303,
@@ -66,7 +105,7 @@ def serve(
     reports_dir: Annotated[Optional[Path], typer.Option("--reports", help="where runs write their "
                                                         "directories (default: $CERTLAB_REPORTS_DIR or ./reports)")] = None,
 ) -> None:
-    """Serve the booking API (uvicorn) at http://HOST:PORT/api/v1 (docs at /api/v1/docs)."""
+    """Serve the booking API (uvicorn) at http://HOST:PORT/api/v1 (docs at /api/v1/docs) and the web app at http://HOST:PORT/."""
     import uvicorn
 
     from lab.api.app import create_app
@@ -86,4 +125,6 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     out.print(f"certlab booking API on http://{shown}:{port}/api/v1 (docs: /api/v1/docs); store "
               f"{escape(app.state.services.store.url)}", highlight=False)
+    out.print(f"certlab web app on {web_address(host, port)} (sign in with a password from `certlab users passwd "
+              f"NAME`, or an API token)", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -21,14 +21,17 @@ def install(app: Any) -> None:
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException
 
+    from lab.api.ratelimit import RateLimiter, rate_limit_file
     from lab.webui.deps import LoginRequired
     from lab.webui.errors import http_error, login_needed
     from lab.webui.guard import csrf_checked
     from lab.webui.render import STATIC, make_templates
-    from lab.webui.session import WebCore
+    from lab.webui.session import LOGIN_BURST, LOGIN_PER_SECOND, WebCore
 
     app.state.templates = make_templates()
-    app.state.web = WebCore()
+    settings = app.state.services.settings  # sign-in attempts: one budget for every worker of this server
+    app.state.web = WebCore(login_limiter=RateLimiter(LOGIN_PER_SECOND, LOGIN_BURST,
+                                                      rate_limit_file(settings.data_dir, "login")))
     app.router.dependencies.append(Depends(csrf_checked))  # every route included from now on: pages' POSTs
     app.add_exception_handler(LoginRequired, login_needed)
     app.add_exception_handler(HTTPException, http_error)

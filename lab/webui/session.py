@@ -49,8 +49,11 @@ class WebSettings:
         return cls(idle=timedelta(minutes=minutes))
 
 
+LOGIN_PER_SECOND, LOGIN_BURST = 1 / 30, 10  # per user name + client address: 10 sign-ins at once, then one per 30 s
+
+
 def _login_limiter() -> RateLimiter:
-    return RateLimiter(per_second=1 / 30, burst=10)  # 10 sign-ins at once, then one per 30 s
+    return RateLimiter(LOGIN_PER_SECOND, LOGIN_BURST)  # in memory; the app's shares a file (lab.webui.install)
 
 
 @dataclass
