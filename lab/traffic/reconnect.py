@@ -4,6 +4,9 @@ A connection attempt is the first SYN of a client port (a retransmitted SYN is t
 The judgement needs only (time, client port) pairs, so it is tested without a network.
 EN 303 645 5.9-3 asks for an orderly reconnection: a device that retries faster than its IXIT's
 back-off (11-ComMech `reconnect`) makes the storm the provision is about, whatever its reasons.
+Each retry is timed from the first failure, never from the retry before it: the lab may see an
+attempt late (its own load, or the device's), never early, so a late retry must not make the next
+one look early (see judge_backoff).
 """
 
 from __future__ import annotations
@@ -43,22 +46,28 @@ def attempts_since(syns: Iterable[tuple[float, int]], others: Iterable[tuple[flo
     """The attempts the refusal met, from `since` (just before the refusal went in), the first failure first.
 
     The device's retries count from its first failure, so that one must lead: left out, each retry
-    is judged against the next documented wait and found early. Two races at the refusal's start:
-    a connection opened before it (its SYN unseen) whose next packet came at or after `since` was
-    cut by it, and is the first failure when the first SYN follows within the longest documented
-    wait; an attempt made while the refusal went in may have gone through, and is dropped when the
-    next attempt comes later than any documented wait (a whole interval: it was not retried).
-    `others`: (time, client port) of the DUT's non-SYN packets to the peer port.
+    is judged against the next documented wait; a success taken for it hides a storm behind the
+    time it adds. The refusal takes effect some time after `since` (seconds on a loaded lab PC),
+    so an attempt is refused only when the DUT never sent more than its SYN on it: one whose
+    handshake completed (`others` shows a packet of its client port) went through. A connection
+    that went through and sent its last packet from `since` on is the first failure when the
+    first refused attempt follows within the longest documented wait (the refusal cut it; after a
+    success the device would wait its interval). A lone refused attempt followed by nothing within
+    the longest documented wait is dropped too (it was not retried: not the failure they follow).
+    `others`: (time, client port) of every non-SYN packet the DUT sent to the peer port.
     """
     found = attempts([(at, sport) for at, sport in syns if at >= since])
+    last: dict[int, float] = {}  # client port -> its last non-SYN packet
+    for at, sport in others:
+        last[sport] = max(at, last.get(sport, at))
+    refused = [a for a in found if last.get(a.sport, a.at - 1.0) < a.at]
     longest = policy.max_seconds + TOLERANCE_S
-    ports = {a.sport for a in found}
-    broken = sorted((at, sport) for at, sport in others if at >= since and sport not in ports)
-    if broken and found and broken[0][0] < found[0].at <= broken[0][0] + longest:
-        return [Attempt(*broken[0]), *found]
-    if len(found) >= 2 and found[1].at - found[0].at > longest:
-        return found[1:]
-    return found
+    cut = sorted((at, sport) for sport, at in last.items() if at >= since and refused and at < refused[0].at)
+    if cut and refused[0].at <= cut[-1][0] + longest:
+        return [Attempt(*cut[-1]), *refused]
+    if len(refused) >= 2 and refused[1].at - refused[0].at > longest:
+        return refused[1:]
+    return refused
 
 
 def nominal_waits(policy: Reconnect, count: int) -> list[float]:
@@ -84,6 +93,19 @@ def lower_bound(wait: float, jitter: float) -> float:
     return shortest - max(TOLERANCE_S, TOLERANCE_SHARE * shortest)
 
 
+def schedule(policy: Reconnect, count: int) -> list[float]:
+    """When each of the first `count` retries is documented after the first failure: the waits up to it
+    added up, without jitter."""
+    waits = nominal_waits(policy, count)
+    return [sum(waits[:n]) for n in range(1, count + 1)]
+
+
+def earliest_since_first(policy: Reconnect, count: int) -> list[float]:
+    """The earliest each of the first `count` retries may come after the first failure: its documented
+    time with every wait at its shortest jitter, less the tolerance on one measured interval."""
+    return [lower_bound(at, policy.jitter) for at in schedule(policy, count)]
+
+
 def retry_window(policy: Reconnect, gaps: int) -> float:
     """How long after the first failed attempt the lab watches for `gaps` retries: twice their documented
     waits plus 2 s, so a device slowed by its load is not taken for one that stopped retrying (the lab
@@ -105,31 +127,50 @@ class BackoffJudgement:
     expected: list[float]
     problems: list[str] = field(default_factory=list)
     jitter_spread: float | None = None  # max - min of gap / nominal, over the judged gaps
+    since_first: list[float] = field(default_factory=list)  # each judged retry's time after the first failure
 
     def as_dict(self, policy: Reconnect) -> dict:
         return {"gaps_s": [round(g, 3) for g in self.gaps], "documented_waits_s": [round(e, 3) for e in self.expected],
-                "earliest_allowed_s": [round(lower_bound(e, policy.jitter), 3) for e in self.expected],
+                "since_first_failure_s": [round(t, 3) for t in self.since_first],
+                "documented_since_first_failure_s": [round(t, 3) for t in schedule(policy, len(self.expected))],
+                "earliest_allowed_since_first_failure_s": [round(t, 3) for t in
+                                                           earliest_since_first(policy, len(self.expected))],
                 "jitter_spread": None if self.jitter_spread is None else round(self.jitter_spread, 3),
                 "problems": self.problems}
+
+
+def _s(seconds: float) -> str:
+    """A documented time as the IXIT gives it (0.125, not a rounded 0.12)."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 def judge_backoff(found: list[Attempt], policy: Reconnect, needed: int, what: str) -> BackoffJudgement:
     """Judge the attempts after the first failure (`found[0]`) against the documented back-off.
 
-    A retry earlier than its documented wait (a storm, or no back-off) is a problem; so are fewer
-    retries than `needed` in the window (the device stopped retrying, or retries slower than
-    documented), and, when jitter is documented and enough retries were seen, waits that do not vary.
+    Retry n is early when it comes sooner after the first failure than the documented waits before
+    it allow, added up at their shortest (jitter) less the tolerance: a storm, or no back-off.
+    Timing each retry from the one before would turn one retry the lab saw late into an early
+    next one, on a device that kept its schedule. The lab sees an attempt late, never early, so
+    this judgement FAILs exactly when no device keeping the documented schedule could have shown
+    what the lab saw. Fewer retries than `needed` in the window are a problem too (the device
+    stopped retrying, or retries slower than documented), and, when jitter is documented and
+    enough retries were seen, waits that do not vary.
     """
     gaps = [b.at - a.at for a, b in zip(found, found[1:])][:needed]
     expected = nominal_waits(policy, len(gaps))
-    result = BackoffJudgement(gaps, expected)
-    early = [(n, g, e) for n, (g, e) in enumerate(zip(gaps, expected), start=1) if g < lower_bound(e, policy.jitter)]
+    since_first = [a.at - found[0].at for a in found[1:len(gaps) + 1]]
+    result = BackoffJudgement(gaps, expected, since_first=since_first)
+    documented = schedule(policy, len(gaps))
+    earliest = earliest_since_first(policy, len(gaps))
+    early = [(n, t, d, g) for n, (t, d, g, low) in enumerate(zip(since_first, documented, gaps, earliest), start=1)
+             if t < low]
     if early:
-        shown = ", ".join(f"retry {n} after {g:.2f} s (documented {e * (1 - policy.jitter):.2f}-{e:.2f} s)"
-                          for n, g, e in early[:4])
+        shown = ", ".join(f"retry {n} at {t:.2f} s (documented {_s(d * (1 - policy.jitter))}-{_s(d)} s"
+                          + (f", {g:.2f} s after retry {n - 1})" if n > 1 else ")")
+                          for n, t, d, g in early[:4])
         more = f" and {len(early) - 4} more" if len(early) > 4 else ""
-        result.problems.append(f"{what} retried faster than its documented back-off: {shown}{more}; "
-                               f"{len(early)} of {len(gaps)} retries too early")
+        result.problems.append(f"{what} retried faster than its documented back-off, counted from the first failure: "
+                               f"{shown}{more}; {len(early)} of {len(gaps)} retries too early")
     if len(gaps) < needed:
         result.problems.append(f"{what} retried {len(gaps)} time(s) where its documented back-off "
                                f"(initial {policy.initial_seconds:g} s, factor {policy.factor:g}, max "

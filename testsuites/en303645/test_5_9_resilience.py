@@ -480,8 +480,12 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
     attempt (its first SYN) in a capture: the first failed one within the documented interval
     (test_facts.telemetry_interval_seconds) plus a margin, then the retries over the window the
     documented policy needs (11-ComMech `reconnect`: initial_seconds, factor, max_seconds, jitter).
-    A retry earlier than its documented wait (less jitter and a tolerance), fewer retries than the
-    policy gives, or documented jitter that never shows FAILs; so does no attempt at all.
+    An attempt failed only when the DUT sent nothing but its SYN on it: the refusal takes a moment
+    to be in force (seconds on a loaded lab PC), and an exchange that went through meanwhile is
+    no failure to count retries from. A retry sooner after the first failure than the documented
+    waits before it allow (less jitter and a tolerance; timed from the first failure, not the
+    retry before, so a retry the lab saw late never makes the next look early), fewer retries
+    than the policy gives, or documented jitter that never shows FAILs; so does no attempt at all.
     The TS also asks for all samples powered on at once: benches of one run test in parallel but
     are not synchronised, so the lab judges each sample's own retries (the jitter is what keeps
     samples powered on together from retrying in step). A device whose IXIT lists no outgoing
@@ -505,17 +509,19 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
         first_bound, window = interval + MARGIN_S, retry_window(policy, needed)
         syns: list[tuple[float, int]] = []
         first, enough = threading.Event(), threading.Event()
-        others: list[tuple[float, int]] = []  # the DUT's other packets: a connection open when the refusal began
-        refused_since: list[float] = []
+        others: list[tuple[float, int]] = []  # the DUT's other packets: which connections went through
+        refused_since: list[float] = []  # when the lab asked for the refusal, then when it was in force
 
         def seen(packet) -> None:
             syn = _is_syn_from(packet, address)
             if syn and refused_since and syn[0] >= refused_since[0]:
                 syns.append(syn)
-                first.set()
-                if len(attempts(syns)) > needed + 1:  # one more: the first may prove to have gone through
+                in_force = [(at, sport) for at, sport in syns if len(refused_since) > 1 and at >= refused_since[1]]
+                if in_force:  # attempts before the refusal was in force may have gone through: no clock starts
+                    first.set()
+                if len(attempts(in_force)) > needed + 1:  # one more: the first may prove to have gone through
                     enough.set()
-            elif not syn and not first.is_set() and (sent := _tcp_from(packet, address)):
+            elif not syn and (sent := _tcp_from(packet, address)):
                 others.append(sent)
 
         with allure.step(f"refuse {mech.id} (tcp/{mech.port}) and record the DUT's attempts"):
@@ -523,6 +529,7 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
                                    on_packet=seen):
                 refused_since.append(time.time())
                 with bench.net.refuse_peer(mech.port, "tcp") as rules:
+                    refused_since.append(time.time())
                     started = time.monotonic()
                     first.wait(first_bound)
                     first_after = time.monotonic() - started if first.is_set() else None
@@ -530,6 +537,7 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
                         enough.wait(window)
         found = attempts_since(list(syns), list(others), refused_since[0], policy)
         record = {"mechanism": mech.id, "port": mech.port, "policy": policy.model_dump(), "rules": rules,
+                  "refusal_in_force_after_s": round(refused_since[1] - refused_since[0], 3),
                   "first_attempt_within_s": first_bound, "retry_window_s": round(window, 3),
                   "retries_needed": needed, "attempts": [{"at": round(a.at - found[0].at, 3), "sport": a.sport}
                                                          for a in found]}
