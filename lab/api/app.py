@@ -35,6 +35,7 @@ from lab.webui import install as install_pages
 from lab.webui.errors import error_page, validation_message
 from lab.webui.guard import WebGuard, is_page
 from lab.webui.pages import auth as auth_pages
+from lab.webui.pages import reports as report_pages
 from lab.webui.pages import bookings as booking_pages
 
 PREFIX = "/api/v1"
@@ -65,6 +66,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     for router in _routers():
         app.include_router(router, prefix=PREFIX)
     app.include_router(auth_pages.router)  # web pages (lab/webui/pages): one line per page module
+    app.include_router(report_pages.router)
     app.include_router(booking_pages.router)
 
     @app.exception_handler(StoreUnavailable)
