@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lab import resources
+from lab.actions.assessments import ASSESSMENTS_FILE, EVIDENCE_DIR, booking_folder
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound, TimedOut, Unavailable
 from lab.actions.tenancy import booking_for, not_found, run_booking_for, visible_bookings
@@ -53,7 +54,6 @@ RUN_ID_WAIT = 30.0  # seconds for `certlab run` to check its inputs and make its
 LAUNCH_FILE = "launch.json"
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,63}")
 END_STATES = ("finished", "interrupted", "cancelled")
-ASSESSMENTS_FILE = "assessments.yaml"  # the assessor's decisions for a booking (routes/assessments.py)
 FOLLOWS_RUNS = ("manufacturer", "engineer")  # a certification body reads the released report, not the run
 FOLLOW_PERIOD = 2.0  # seconds between the follower's looks at the running bookings
 RECENT_RUNS = 50  # the runs page lists this many, newest first
@@ -113,10 +113,6 @@ def check_run_id(run_id: str) -> str:
     if not RUN_ID.fullmatch(run_id) or ".." in run_id:
         raise not_found("run", run_id)
     return run_id
-
-
-def booking_folder(svc: Services, booking_id: int) -> Path:
-    return svc.settings.data_dir / "bookings" / str(booking_id)
 
 
 def _booking_id_from_run_dir(svc: Services, run_id: str) -> int | None:
@@ -316,9 +312,9 @@ def _launch(svc: Services, booking: Booking, suites_given: list[str] | None, ben
     if decided.is_file():  # the assessor's decisions as they are now go with this run
         copy = folder / ASSESSMENTS_FILE
         copy_private(decided, copy)
-        uploads = decided.parent / "evidence"  # routes/assessments.py EVIDENCE_DIR: named as evidence/<name>
+        uploads = decided.parent / EVIDENCE_DIR  # named in the record as evidence/<name>
         if uploads.is_dir():
-            shutil.copytree(uploads, folder / "evidence", ignore=shutil.ignore_patterns(".upload-*"),
+            shutil.copytree(uploads, folder / EVIDENCE_DIR, ignore=shutil.ignore_patterns(".upload-*"),
                             copy_function=copy_private)
         assessments = ["--assessments", str(copy.resolve())]
     # the command line's preflight, here, so a bad input answers 422 with its one line before the lab moves

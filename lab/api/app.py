@@ -37,6 +37,9 @@ from lab.webui.guard import WebGuard, is_page
 from lab.webui.pages import auth as auth_pages
 from lab.webui.pages import reports as report_pages
 from lab.webui.pages import bookings as booking_pages
+from lab.webui.pages import benches as bench_pages
+from lab.webui.pages import queue as queue_pages
+from lab.webui.pages import runs as run_pages
 
 PREFIX = "/api/v1"
 DESCRIPTION = """Book IoT security tests against ETSI EN 303 645 (per TS 103 701) at a certlab lab.
@@ -68,6 +71,9 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     app.include_router(auth_pages.router)  # web pages (lab/webui/pages): one line per page module
     app.include_router(report_pages.router)
     app.include_router(booking_pages.router)
+    app.include_router(run_pages.router)
+    app.include_router(bench_pages.router)
+    app.include_router(queue_pages.router)
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(request: Request, exc: StoreUnavailable) -> Response:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Request, status
 
 from lab.actions import runs as actions
-from lab.actions.runs import ASSESSMENTS_FILE, RunLauncher, booking_folder, child_env, run_booking  # noqa: F401 - used by other route modules until they import lab.actions.runs
+from lab.actions.runs import RunLauncher
 from lab.api.deps import Allow, Caller, Engineer, ServicesDep
 from lab.api.schemas.bookings import IdPath
 from lab.api.schemas.errors import AUTHENTICATED, BODY, errors
