@@ -99,6 +99,9 @@ class Record:
 
     booking_id: int
     exists: bool
+    model: str = ""
+    firmware_version: str = ""
+    status: str = ""
     text: str = ""
     assessor: str = ""
     assessor_role: str = ""
@@ -304,10 +307,12 @@ def assessment_record(svc: Services, who: Caller, booking_id: int) -> Record:
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id, documents=False)
         edition, model, status = booking.edition, booking.product.model, booking.status
+        firmware_version = booking.firmware_version
     folder = booking_folder(svc, booking_id)
     path = folder / ASSESSMENTS_FILE
     frozen = frozen_inputs(booking_id, status)
-    record = Record(booking_id=booking_id, exists=path.is_file(), can_edit=who.is_engineer and frozen is None,
+    record = Record(booking_id=booking_id, exists=path.is_file(), model=model, firmware_version=firmware_version,
+                    status=status, can_edit=who.is_engineer and frozen is None,
                     frozen=str(frozen) if frozen is not None and who.is_engineer else None)
     record.recorded = _recorded(_read_history(folder).get("record"))
     if who.is_engineer:

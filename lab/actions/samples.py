@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lab.actions.context import Caller, Services
-from lab.actions.errors import Conflict, Forbidden, Invalid
+from lab.actions.errors import Conflict, Forbidden, Invalid, Unavailable
 from lab.actions.slots import lab_benches
 from lab.actions.tenancy import booking_for, sample_for
 from lab.store import bookings as store
@@ -67,12 +67,18 @@ class SamplesPanel:
     """What the booking page's samples section shows: the samples, and whether this caller may add to them."""
 
     booking_id: int
+    model: str
+    firmware_version: str
     samples: list[SampleView]
     can_receive: bool  # an engineer, and the booking is open for samples
     can_record: bool  # an engineer: may append custody events
     closed: str | None  # why no sample can be received now (booking closed), for the engineer
-    kinds: tuple[str, ...] = CUSTODY_KINDS
-    kind_help: dict[str, str] | None = None
+    kind_options: list[tuple[str, str]]  # the custody form's choices ("received" is the receipt form's)
+
+
+def custody_options() -> list[tuple[str, str]]:
+    """(kind, what it means) for a custody form: every kind but "received", which the receipt records."""
+    return [(kind, f"{kind}: {CUSTODY_HELP[kind]}") for kind in CUSTODY_KINDS if kind != "received"]
 
 
 def _engineer(who: Caller, what: str) -> None:
@@ -171,17 +177,20 @@ def list_samples(svc: Services, who: Caller, booking_id: int) -> list[SampleView
 
 def booking_samples(svc: Services, who: Caller, booking_id: int) -> SamplesPanel:
     """The booking page's samples section (templates/bookings/_samples.html)."""
-    benches = _benches_by_serial(svc) if who.is_engineer else {}  # only engineers are shown the bench
+    try:
+        benches = _benches_by_serial(svc)
+    except Unavailable:  # the page still shows the samples; only which bench holds one is unknown
+        benches = {}
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id, documents=False)
         samples = list(s.scalars(select(Sample).where(Sample.booking_id == booking_id).order_by(Sample.id)))
         views = _views(s, samples, benches)
-        status = booking.status
+        status, model, firmware_version = booking.status, booking.product.model, booking.firmware_version
     closed = None if status in OPEN_STATES else (f"booking {booking_id} is {status}: samples are received only for "
                                                  f"a {', '.join(OPEN_STATES)} booking")
-    return SamplesPanel(booking_id=booking_id, samples=views, can_receive=who.is_engineer and closed is None,
-                        can_record=who.is_engineer, closed=closed if who.is_engineer else None,
-                        kind_help=dict(CUSTODY_HELP))
+    return SamplesPanel(booking_id=booking_id, model=model, firmware_version=firmware_version, samples=views,
+                        can_receive=who.is_engineer and closed is None, can_record=who.is_engineer,
+                        closed=closed if who.is_engineer else None, kind_options=custody_options())
 
 
 def get_sample(svc: Services, who: Caller, sample_id: int) -> SampleView:

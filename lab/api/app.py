@@ -35,6 +35,9 @@ from lab.webui import install as install_pages
 from lab.webui.errors import error_page, validation_message
 from lab.webui.guard import WebGuard, is_page
 from lab.webui.pages import auth as auth_pages
+from lab.webui.pages import assessments as assessment_pages
+from lab.webui.pages import firmware as firmware_pages
+from lab.webui.pages import samples as sample_pages
 from lab.webui.pages import reports as report_pages
 from lab.webui.pages import bookings as booking_pages
 from lab.webui.pages import benches as bench_pages
@@ -69,6 +72,9 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     for router in _routers():
         app.include_router(router, prefix=PREFIX)
     app.include_router(auth_pages.router)  # web pages (lab/webui/pages): one line per page module
+    app.include_router(sample_pages.router)
+    app.include_router(firmware_pages.router)
+    app.include_router(assessment_pages.router)
     app.include_router(report_pages.router)
     app.include_router(booking_pages.router)
     app.include_router(run_pages.router)
