@@ -61,7 +61,8 @@ def _detail(request: Request, svc: Services, who: Caller, run_id: str, *, status
     check = actions.verification(svc, who, run_id) if stage in ("draft", "approved") else None
     allure = actions.allure_page(run_dir) if stage in ("draft", "approved") else None
     context = dict(
-        run_id=run_id, booking=booking, stage=stage, stage_text=STAGES.get(stage, ""), report=state,
+        run_id=run_id, booking=booking, stage=stage, report=state,
+        stage_text=STAGES.get(stage, "") if who.is_engineer else "Approved and signed by the lab.",
         check=check, allure=allure, errors=errors or {}, form=form or {},
         releases=actions.releases(svc, who, run_id), reviews=reviews.reviews(svc, who, run_id),
         signatories=actions.signatories(svc, who) if who.is_engineer and stage == "draft" else [],
