@@ -5,6 +5,8 @@ stream of a finished run, and evidence downloads that never leave the run's file
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,3 +174,25 @@ def test_the_booking_page_lists_its_runs_and_offers_start_to_the_engineer(web) -
     assert f'action="/bookings/{accepted}/start"' in lab.get(f"/bookings/{accepted}").text
     assert f"/bookings/{accepted}/start" not in owner.get(f"/bookings/{accepted}").text
     assert f'href="/runs/{RUN}"' in owner.get(f"/bookings/{booking_id}").text
+
+
+def test_a_live_stream_ends_after_its_lifetime_without_done_for_a_running_run(web, monkeypatch) -> None:
+    """A run still going: the progress once, then (lifetime shortened) the stream closes and the
+    browser's EventSource would reconnect; no `done`."""
+    client, booking_id, _ = web
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    set_run_status(svc.store, run_id=RUN, status="running")
+    folder = svc.settings.data_dir / "bookings" / str(booking_id) / "launch-1"
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--ics", str(folder / "ics.yaml")])
+    try:
+        write_launch(folder, pid=stand_in.pid, exit_code=None)
+        monkeypatch.setattr("lab.webui.pages.runs.LIFETIME", 0.3)
+        monkeypatch.setattr("lab.webui.pages.runs.POLL", 0.05)
+        lab = login(client, "lab")
+        assert 'data-live="/runs/' in lab.get(f"/runs/{RUN}").text
+        with lab.stream("GET", f"/runs/{RUN}/events") as stream:
+            events = [json.loads(line[len("data: "):]) for line in stream.iter_lines() if line.startswith("data: ")]
+    finally:
+        stand_in.kill()
+        stand_in.wait(10)
+    assert len(events) == 1 and events[0]["replace"] == "run-progress" and "running" in events[0]["html"]

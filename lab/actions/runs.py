@@ -423,6 +423,15 @@ def run_status(svc: Services, who: Caller, run_id: str) -> RunStatus:
     return _status(svc, booking_id, run_id)
 
 
+def follow(svc: Services, who: Caller, run_id: str) -> Callable[[], RunStatus]:
+    """For a live page: access checked once, then each call reads the run's status in one indexed
+    query (plus its launch record) without asking again who may see it."""
+    require_follower(who)
+    with reading(svc.store) as s:
+        booking_id = run_booking(s, svc, who, run_id).id
+    return lambda: _status(svc, booking_id, run_id)
+
+
 def _run_ids(svc: Services, booking: Booking) -> list[str]:
     ids = [r["run_id"] for r in launch_records(svc, booking.id) if r.get("run_id")]
     if booking.run_id and booking.run_id not in ids:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -17,9 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
 from lab.actions import runs as actions
-from lab.actions.context import Caller, Services
+from lab.actions.context import Caller
 from lab.actions.errors import ActionError
 from lab.errors import CertlabError
+from lab.store.db import StoreUnavailable
 from lab.webui.deps import EngineerView, Roles, SvcDep
 from lab.webui.render import page, see_other
 
@@ -52,18 +53,18 @@ def run_page(request: Request, run_id: RunId, svc: SvcDep, who: FollowsRuns) -> 
     return page(request, "runs/detail.html", run=run, results=results, progress=_progress_html(request, run))
 
 
-async def _stream(request: Request, svc: Services, who: Caller, run_id: str) -> AsyncIterator[str]:
+async def _stream(request: Request, poll: Callable[[], actions.RunStatus]) -> AsyncIterator[str]:
     """SSE lines: the progress section whenever it changed, a heartbeat comment when quiet, and
-    `done` once the run is final; at most LIFETIME seconds per connection."""
+    `done` once the run is final; at most LIFETIME seconds per connection (access was checked
+    when it opened; the browser reconnects, and is checked again)."""
     started = last_sent = time.monotonic()
     previous = None
     yield "retry: 5000\n\n"
     while time.monotonic() - started < LIFETIME:
         try:
-            run = await run_in_threadpool(actions.run_status, svc, who, run_id)
-        except ActionError as exc:  # the run vanished or access ended: say so and stop
-            yield f"data: {json.dumps({'id': 'live-status', 'text': str(exc)})}\n\n"
-            yield f"data: {json.dumps({'done': True})}\n\n"
+            run = await run_in_threadpool(poll)
+        except (ActionError, StoreUnavailable) as exc:  # say so and stop; the browser retries later
+            yield f"data: {json.dumps({'id': 'live-status', 'text': f'Live updates stopped: {exc}'})}\n\n"
             return
         snapshot = run.as_dict()
         if snapshot != previous:
@@ -82,8 +83,8 @@ async def _stream(request: Request, svc: Services, who: Caller, run_id: str) -> 
 
 @router.get("/runs/{run_id}/events")
 def run_events(request: Request, run_id: RunId, svc: SvcDep, who: FollowsRuns) -> StreamingResponse:
-    actions.run_status(svc, who, run_id)  # 404/403 as a page before the stream starts
-    return StreamingResponse(_stream(request, svc, who, run_id), media_type="text/event-stream",
+    poll = actions.follow(svc, who, run_id)  # 404/403 as a page before the stream starts
+    return StreamingResponse(_stream(request, poll), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
