@@ -73,6 +73,10 @@ def _test_routes(client: WebClient) -> None:
     async def upload(who: Viewer, file: Annotated[UploadFile, File()], note: Annotated[str, Form()] = "") -> PlainTextResponse:
         return PlainTextResponse(f"{who.name} {file.filename} {len(await file.read())} {note}")
 
+    @router.get("/t/boom")
+    def boom(who: Viewer) -> None:
+        raise RuntimeError("secret detail")
+
     @router.post("/t/plain")
     def plain(request: Request, who: Viewer) -> object:
         return see_other(request, "/account", "It worked.")
@@ -284,9 +288,18 @@ def test_a_role_gate_answers_a_403_page_and_an_action_refusal_its_page(web: WebC
     maker, lab = login(web, "maker"), login(web, "lab")
     assert lab.get("/t/engineers").status_code == 200
     refused = maker.get("/t/engineers")
-    assert refused.status_code == 403 and "this page is for a engineer" in refused.text.replace("an engineer", "a engineer")
+    assert refused.status_code == 403 and "this page is for an engineer; you are signed in as a manufacturer" in refused.text
     missing = maker.get("/t/missing")
-    assert missing.status_code == 404 and "no booking 99" in missing.text and "<main" in missing.text
+    assert missing.status_code == 404 and "No booking 99: it does not exist, or it is not yours to see" in missing.text and "<main" in missing.text
+
+
+def test_an_unexpected_error_is_a_500_page_without_its_detail(web: WebClient) -> None:
+    _test_routes(web)
+    maker = login(web, "maker")
+    quiet = WebClient(web.app, raise_server_exceptions=False, cookies=dict(maker.cookies))
+    answer = quiet.get("/t/boom")
+    assert answer.status_code == 500 and "Something went wrong on the server" in answer.text
+    assert "secret detail" not in answer.text and "Traceback" not in answer.text
 
 
 def test_an_unknown_page_is_a_404_page_and_the_api_is_unaffected(web: WebClient) -> None:

@@ -23,7 +23,7 @@ def install(app: Any) -> None:
 
     from lab.api.ratelimit import RateLimiter, rate_limit_file
     from lab.webui.deps import LoginRequired
-    from lab.webui.errors import http_error, login_needed
+    from lab.webui.errors import http_error, login_needed, server_error
     from lab.webui.guard import csrf_checked
     from lab.webui.render import STATIC, make_templates
     from lab.webui.session import LOGIN_BURST, LOGIN_PER_SECOND, WebCore
@@ -35,4 +35,5 @@ def install(app: Any) -> None:
     app.router.dependencies.append(Depends(csrf_checked))  # every route included from now on: pages' POSTs
     app.add_exception_handler(LoginRequired, login_needed)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)  # then re-raised by Starlette, so it is logged
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

@@ -41,6 +41,10 @@ def viewer(request: Request) -> Caller:
 Viewer = Annotated[Caller, Depends(viewer)]
 
 
+def _a(role: str) -> str:
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
+
+
 class Roles:
     """`Depends(Roles("engineer", "manufacturer"))`: the signed-in caller, if its role is one of these."""
 
@@ -49,7 +53,8 @@ class Roles:
 
     def __call__(self, who: Viewer) -> Caller:
         if who.role not in self.roles:
-            raise Forbidden(f"this page is for a {' or '.join(self.roles)}; you are signed in as a {who.role}")
+            wanted = " or ".join(_a(role) for role in self.roles)
+            raise Forbidden(f"this page is for {wanted}; you are signed in as {_a(who.role)} ({who.name}, {who.org})")
         return who
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from lab.api.validation import safe_text
@@ -40,6 +40,9 @@ def error_page(request: Request, status: int, message: str | None = None) -> HTM
     """The error page for `status`, with the one-line `message` saying what happened and what to do."""
     heading = HEADINGS.get(status, "Something went wrong" if status >= 500 else "This request cannot be handled")
     text = message or MESSAGES.get(status) or heading
+    if status == 404 and message:  # an action's "no booking 7": say what it may mean and what to do
+        text = f"{message[:1].upper()}{message[1:]}: it does not exist, or it is not yours to see. " \
+               f"Check the link, or start again from the menu."
     return page(request, "error.html", status=status, heading=heading, message=text)
 
 
@@ -68,3 +71,14 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
 
 async def login_needed(request: Request, exc: LoginRequired) -> Response:
     return login_redirect(request, exc)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected error: on a page, the error page (no trace shown); in the API, Starlette's plain 500."""
+    if is_page(request.url.path):
+        try:
+            return error_page(request, 500, "Something went wrong on the server; it is in the server's log. "
+                                            "Try again, and tell the lab if it happens again.")
+        except Exception:  # the page itself cannot be drawn (the store is gone): plain words
+            pass
+    return PlainTextResponse("Internal Server Error", status_code=500)

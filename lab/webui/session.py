@@ -75,6 +75,7 @@ class SessionView:
     csrf: str
     expires_at: datetime  # whichever comes first: idle or absolute expiry
     notice: str | None
+    ends_at: datetime | None = None  # the absolute end (12 h after sign-in), however active
 
 
 EXPIRED = "expired"  # what `load` answers for a session that ran out (the login page says so)
@@ -114,7 +115,8 @@ def load(store: Store, cookie: str | None, *, now: datetime, settings: WebSettin
         with unit(store) as s:
             s.execute(update(WebSession).where(WebSession.id == key).values(last_seen_at=now))
     return SessionView(key=key, caller=Caller(id=web.user_id, name=name, role=role, org_id=org_id, org=org),
-                       csrf=web.csrf, expires_at=min(web.expires_at, now + settings.idle), notice=web.notice)
+                       csrf=web.csrf, expires_at=min(web.expires_at, now + settings.idle), notice=web.notice,
+                       ends_at=web.expires_at)
 
 
 def end_session(store: Store, cookie: str) -> None:
