@@ -104,7 +104,7 @@ def test_the_bench_board_shows_state_holder_current_case_and_health(svc: Service
         benches.board(svc, maker)
     rows, note = benches.board(svc, lab)
     by = {r.name: r for r in rows}
-    assert note is None and {"bench1", "bench2", "bench3"} <= set(by) and by["bench3"].state == "not registered"
+    assert note is None and {"bench1", "bench2", "bench3"} <= set(by) and by["bench3"].state == "available"
     assert (by["bench1"].state, by["bench1"].holder, by["bench1"].current, by["bench1"].current_run) == ("leased", "run-x", "5.1-1", "r1")
     assert (by["bench2"].state, by["bench2"].reason) == ("quarantined", "health check failed: no console prompt")
     assert by["bench2"].health and "bench-quarantined" in by["bench2"].health and by["bench2"].health_at is not None

@@ -196,3 +196,15 @@ def test_a_live_stream_ends_after_its_lifetime_without_done_for_a_running_run(we
         stand_in.kill()
         stand_in.wait(10)
     assert len(events) == 1 and events[0]["replace"] == "run-progress" and "running" in events[0]["html"]
+
+
+def test_the_api_cancels_for_engineers_and_says_409_when_nothing_runs(web) -> None:
+    client, _, _ = web
+    url = f"/api/v1/runs/{RUN}/cancel"
+    assert client.post(url, headers=client.bearer("maker")).status_code == 403
+    assert client.post(url, headers=client.bearer("rival")).status_code == 403
+    assert client.post("/api/v1/runs/20990101-000000-none00/cancel", headers=client.bearer("lab")).status_code == 404
+    refused = client.post(url, headers=client.bearer("lab"))
+    assert refused.status_code == 409 and "not running" in refused.json()["detail"]
+    status = client.get(f"/api/v1/runs/{RUN}", headers=client.bearer("maker")).json()
+    assert (status["status"], status["process"], status["exit_code"]) == ("finished", "exited", 1)

@@ -32,7 +32,7 @@ class BenchRow:
     name: str
     model: str
     sample: str | None  # the DUT serial the inventory names
-    state: str  # available, leased, quarantined, or "not registered" (never used by a run yet)
+    state: str  # available, leased or quarantined (a bench no run has used yet is available)
     holder: str | None
     current: str | None  # the test case its running run is at
     current_run: str | None
@@ -81,7 +81,7 @@ def board(svc: Services, who: Caller) -> tuple[list[BenchRow], str | None]:
         case, run = current.get(name, (None, None))
         event = health.get(name)
         rows.append(BenchRow(
-            name=name, model=model, sample=serial, state=b.state if b else "not registered",
+            name=name, model=model, sample=serial, state=b.state if b else "available",
             holder=holders.get(name), current=case, current_run=run,
             reason=b.state_reason if b is not None and b.state == "quarantined" else None,
             health=f"{event.kind}: {event.message}".rstrip(": ") if event else None,
