@@ -43,6 +43,7 @@ E2E_TESTS = frozenset({
     "test_ssh_readiness.py::test_ssh_after_the_shell_prompt_is_waited_for_and_5_1_detects_the_universal_password",
     "test_run_confidentiality.py::test_a_real_simulated_run_of_one_bench_holds_nothing_of_the_other",
     "test_power_sim.py::test_a_run_powers_each_dut_through_the_command_and_the_pdu_backends",
+    "test_serve_workers.py::test_two_workers_serve_one_port_with_one_rate_budget_restart_a_dead_one_and_stop_on_ctrl_c",
 })
 
 

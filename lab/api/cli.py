@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -104,27 +105,41 @@ def serve(
                                                       "give slot capacity and run the booked tests (default: $CERTLAB_INVENTORY)")] = None,
     reports_dir: Annotated[Optional[Path], typer.Option("--reports", help="where runs write their "
                                                         "directories (default: $CERTLAB_REPORTS_DIR or ./reports)")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="server processes sharing the port, about one per CPU "
+                                         "(a worker that dies is restarted)")] = 1,
 ) -> None:
     """Serve the booking API (uvicorn) at http://HOST:PORT/api/v1 (docs at /api/v1/docs) and the web app at http://HOST:PORT/."""
     import uvicorn
 
-    from lab.api.app import create_app
     from lab.api.listen import check_serve_options
     from lab.api.settings import ApiSettings
     from lab.errors import CertlabError
     from lab.inventory import load_inventory
     from lab.resources import inventory_path
 
+    from lab.api.workers import APP_FACTORY, check_workers, hand_over, prepare
+
+    check_workers(workers)
     host = check_serve_options(host, port)  # before the store is opened: a bad option changes nothing
     settings = ApiSettings.from_env(inventory=inventory, reports_dir=reports_dir)
     if settings.reports_dir.exists() and not settings.reports_dir.is_dir():
         raise CertlabError(f"--reports {settings.reports_dir}: not a directory; fix: give the folder runs write to")
     inventory_path(inventory)  # -i or CERTLAB_INVENTORY: never the sample lab by default
     load_inventory(settings.inventory)  # a bad inventory stops here, with its one-line error
-    app = create_app(settings)
+    if workers == 1:
+        from lab.api.app import create_app
+
+        app = create_app(settings)
+        store_url = app.state.services.store.url
+    else:  # each worker builds its own app from the environment (lab/api/workers.py); migrated here, once
+        store_url = prepare(settings)
+        hand_over(settings, os.environ)
     shown = f"[{host}]" if ":" in host else host
     out.print(f"certlab booking API on http://{shown}:{port}/api/v1 (docs: /api/v1/docs); store "
-              f"{escape(app.state.services.store.url)}", highlight=False)
+              f"{escape(store_url)}" + (f"; {workers} worker processes" if workers > 1 else ""), highlight=False)
     out.print(f"certlab web app on {web_address(host, port)} (sign in with a password from `certlab users passwd "
               f"NAME`, or an API token)", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    else:
+        uvicorn.run(APP_FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning")
