@@ -1,7 +1,8 @@
 """Products and bookings pages: a manufacturer's products and booking requests (ICS and IXIT upload,
 errors at the field they concern), an engineer's bookings inbox (accept onto a free day, reject,
 with the reason), a booking's page with its timeline and the sections of samples, firmware,
-assessments, runs and reports (each from its owner's `booking_*` action and partial).
+assessments, runs and reports (each from its owner's `booking_*` action, shown by its partial
+`bookings/_<section>.html` as `panel`).
 
 Every rule (role, tenancy, validation, state) is in `lab.actions.{products,bookings,slots}`; a form
 in error is shown again with the message at its field.
@@ -9,7 +10,6 @@ in error is shown again with the message at its field.
 
 from __future__ import annotations
 
-import importlib
 from datetime import date
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
+from lab.actions import assessments, firmware, reports, runs, samples
 from lab.actions import bookings as actions
 from lab.actions import products as product_actions
 from lab.actions import slots as slot_actions
@@ -28,14 +29,6 @@ from lab.webui.render import page, see_other
 
 router = APIRouter(include_in_schema=False)
 
-# section of the booking page -> (actions module, its function, the partial showing it)
-SECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("samples", "booking_samples", "bookings/_samples.html"),
-    ("firmware", "booking_firmware", "bookings/_firmware.html"),
-    ("assessments", "booking_assessments", "bookings/_assessments.html"),
-    ("runs", "booking_runs", "bookings/_runs.html"),
-    ("reports", "booking_reports", "bookings/_reports.html"),
-)
 MAX_PRODUCTS = 500  # a product list longer than this is not a page anyone reads
 ACCEPT_YAML = ".yaml,.yml,application/yaml,text/yaml,text/plain"
 BookingId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # ids are 32-bit on PostgreSQL
@@ -168,16 +161,12 @@ async def request_booking(request: Request, svc: SvcDep, who: ManufacturerView,
 # --- one booking ----------------------------------------------------------------------------
 
 def _sections(svc: Services, who: Caller, booking_id: int) -> dict[str, Any]:
-    """Each section's context from its owner's action (None while the owner has not written it)."""
-    found: dict[str, Any] = {}
-    for name, function, _ in SECTIONS:
-        try:
-            module = importlib.import_module(f"lab.actions.{name}")
-        except ImportError:
-            module = None
-        action = getattr(module, function, None)
-        found[name] = action(svc, who, booking_id) if action is not None else None
-    return found
+    """Each section's context (`panel` in its partial bookings/_<name>.html) from its owner's action."""
+    return {"samples": samples.booking_samples(svc, who, booking_id),
+            "firmware": firmware.booking_firmware(svc, who, booking_id),
+            "assessments": assessments.booking_assessments(svc, who, booking_id),
+            "runs": runs.booking_runs(svc, who, booking_id),
+            "reports": reports.booking_reports(svc, who, booking_id)}
 
 
 def day_options(slots: list[slot_actions.SlotDay], *, window: bool) -> list[tuple[str, str]]:
@@ -202,7 +191,7 @@ def _booking_page(request: Request, svc: Services, who: Caller, booking_id: int,
     return page(request, "bookings/detail.html", status=status, booking=booking,
                 steps=actions.timeline(svc, who, booking_id), day_options=day_options(
                     slots, window=bool(booking.preferred_from or booking.preferred_to)), errors=errors, values=values or {},
-                sections=_sections(svc, who, booking_id), partials=SECTIONS,
+                sections=_sections(svc, who, booking_id),
                 can_decide=who.is_engineer and booking.status in ("requested", "accepted"),
                 can_cancel=who.role == "manufacturer" and booking.status in ("requested", "accepted"))
 
