@@ -225,3 +225,14 @@ def test_evidence_is_served_only_when_the_store_names_it_inside_the_run_director
             evidence_file(svc, who["lab"], RUN, rid, bad)
     with pytest.raises(NotFound):
         result_detail(svc, who["rival"], RUN, rid)
+
+
+def test_a_cancelled_run_leaves_its_booking_to_be_started_again(world) -> None:
+    svc, who, booking_id = world
+    launch(svc, booking_id, exit_code=130)
+    (svc.settings.reports_dir / RUN).mkdir(parents=True)
+    (svc.settings.reports_dir / RUN / "verdicts.json").write_text("{}")  # the cancelled tests, INCONCLUSIVE
+    set_run_status(svc.store, run_id=RUN, status="cancelled")
+    assert settle_runs(svc) == [booking_id]
+    assert status_of(svc, booking_id)[0] == "accepted"
+    assert booking_runs(svc, who["lab"], booking_id)["can_start"]

@@ -640,9 +640,12 @@ def settle_runs(svc: Services) -> list[int]:
 
 
 def settle_run(svc: Services, booking_id: int, run_id: str) -> None:
-    """The run's process ended: the booking is tested if the run left verdicts, else accepted again
-    (a conditional UPDATE: only while the booking is still running that run)."""
-    tested = (svc.settings.reports_dir / run_id / "verdicts.json").is_file()
+    """The run's process ended: the booking is tested if the run left verdicts, else accepted again,
+    as it is after a cancelled run (to be started again). A conditional UPDATE: only while the booking
+    is still running that run."""
+    with reading(svc.store) as s:
+        cancelled = s.scalars(select(Run.status).where(Run.id == run_id)).first() == "cancelled"
+    tested = not cancelled and (svc.settings.reports_dir / run_id / "verdicts.json").is_file()
     service.finish_run(svc.store, booking_id=booking_id, run_id=run_id, tested=tested)
 
 
