@@ -348,3 +348,23 @@ def test_a_review_keeps_a_comment_per_provision_naming_an_unknown_one(world: Wor
                              provision_comments={"5.3-2": "the update was not signed", "5.1-1": "  "})
     assert row.provision_comments == {"5.3-2": "the update was not signed"}  # blank ones dropped
     assert reviews.reviews(world.svc, world.who["lab"], RUN)[0].provision_comments == row.provision_comments
+
+
+def test_the_api_takes_and_shows_comments_per_provision(world: World) -> None:
+    """The API and the pages share the action: the API's review body has `provision_comments`."""
+    from fastapi.testclient import TestClient
+
+    from lab.api.app import PREFIX
+
+    write_run(world, approved=True)
+    reports.release_report(world.svc, world.who["lab"], RUN, "CertBody")
+    app = create_app(world.svc.settings, store=world.svc.store)
+    _, token = add_user(world.svc.store, name="cert-api", role="certifier", org="CertBody")
+    with TestClient(app) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        url = f"{PREFIX}/runs/{RUN}/reviews"
+        refused = client.post(url, headers=auth, json={"decision": "rejected", "provision_comments": {"0-0": "x"}})
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "provision_comments", "0-0"]
+        done = client.post(url, headers=auth, json={"decision": "rejected", "provision_comments": {"5.3-2": "unsigned"}})
+        assert done.status_code == 201 and done.json()["provision_comments"] == {"5.3-2": "unsigned"}
+        assert client.get(url, headers=auth).json()[0]["provision_comments"] == {"5.3-2": "unsigned"}

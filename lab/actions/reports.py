@@ -39,7 +39,7 @@ from lab.ownerfiles import UMASK
 from lab.reports.archive import ArchiveBusy
 from lab.reports.profile import load_profile
 from lab.reports.conformance import APPROVAL_FILE, HTML_FILE, JSON_FILE, PDF_FILE
-from lab.reports.verify import Verification, Verifications
+from lab.reports.verify import Verification
 from lab.store import service
 from lab.store.models import Booking, Organisation, Product, ReportRelease, User
 from lab.store.unit import reading
