@@ -484,17 +484,32 @@ def demo(
         report = build_report(outcome.run_dir, profile=find_profile(outcome.run_dir), data_dir=default_data_dir())
     print_report_paths(report)
     out.print(f"evidence:            {outcome.run_dir / 'evidence'}", highlight=False)
+    _demo_web()
     raise typer.Exit(_exit_code(counts))
 
 
-def _demo_key() -> None:
-    """The demo signs its reports: make the lab key on first use (as `certlab keys init` would)."""
-    from lab.reports.keys import PRIVATE_KEY_FILE, default_key_dir, init_keys
+def _demo_web() -> None:
+    """Point the newcomer at the web app, with an account per role in the demo's store."""
+    from rich.markup import escape
 
-    if not (default_key_dir() / PRIVATE_KEY_FILE).exists():
-        keys = init_keys()
-        out.print(f"made a lab signing key for the demo: {keys.private_key} (public key {keys.public_key})",
-                  highlight=False)
+    from lab.store import open_store
+    from lab.store.db import default_data_dir
+    from lab.webdemo import accounts_lines, ensure_demo_accounts
+
+    with open_store() as store:
+        accounts = ensure_demo_accounts(store, default_data_dir())
+    out.print("\n[bold]the lab in a browser:[/bold] .venv/bin/certlab serve --demo (the simulated lab stays up while "
+              "it serves; Ctrl-C stops both)", highlight=False)
+    for line in accounts_lines(accounts, "http://127.0.0.1:8303/"):
+        out.print(escape(line), highlight=False, soft_wrap=True)
+
+
+def _demo_key() -> None:
+    from lab.webdemo import ensure_demo_key
+
+    made = ensure_demo_key()
+    if made:
+        out.print(made, highlight=False)
 
 
 @app.command("init")

@@ -22,6 +22,7 @@ from lab.store.models import User
 from lab.store.unit import reading
 
 ACCOUNTS_FILE = "demo-accounts.txt"
+DEMO_SIGNING_NOTE = "made a lab signing key for the demo: {private} (public key {public})"
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,21 @@ def ensure_demo_accounts(store: Store, data_dir: Path) -> list[DemoAccount]:
     write_private(path, "# certlab demo accounts for the web app: name password\n"
                   + "".join(f"{a.name} {a.password}\n" for a in made))
     return made
+
+
+def ensure_demo_key() -> str | None:
+    """The demo signs its reports: the lab key, made on first use (as `certlab keys init` would);
+    the line saying so when it was made here, else None."""
+    from lab.reports.keys import PRIVATE_KEY_FILE, default_key_dir, init_keys
+
+    if (default_key_dir() / PRIVATE_KEY_FILE).exists():
+        return None
+    keys = init_keys()
+    return DEMO_SIGNING_NOTE.format(private=keys.private_key, public=keys.public_key)
+
+
+def accounts_lines(accounts: list[DemoAccount], address: str) -> list[str]:
+    """What `certlab demo` and `certlab serve --demo` print: where to go and how to sign in."""
+    width = max(len(a.name) for a in accounts)
+    return [f"sign in at {address} as:"] + [f"  {a.name:<{width}}  password {a.password}   ({a.role}, {a.org})"
+                                            for a in accounts]

@@ -23,6 +23,7 @@ from lab.errors import CertlabError
     (["--host", "-x.example"], "--host -x.example: not an IP address or host name"),
     (["--host", "192.0.2.1", "--port", "8303"], "--host 192.0.2.1 --port 8303: cannot listen there"),
     (["--reports", "/dev/null", "--port", "8303", "--host", "127.0.0.1"], "--reports /dev/null: not a directory"),
+    (["--demo", "-i", "inventory/sim.yaml"], "--demo serves the shipped simulated lab; fix: leave out -i"),
 ])
 def test_serve_refuses_bad_options_with_exit_2_before_serving(args: list[str], said: str,
                                                               monkeypatch: pytest.MonkeyPatch,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from lab.api.settings import ApiSettings
+    from lab.sim.lab import SimLab
 
 users_app = typer.Typer(no_args_is_help=True, help="Accounts of the booking API (one bearer token each).")
 out = Console()
@@ -107,6 +111,8 @@ def serve(
                                                         "directories (default: $CERTLAB_REPORTS_DIR or ./reports)")] = None,
     workers: Annotated[int, typer.Option("--workers", help="server processes sharing the port, about one per CPU "
                                          "(a worker that dies is restarted)")] = 1,
+    demo: Annotated[bool, typer.Option("--demo", help="serve the shipped simulated lab, up while serving, with one "
+                                       "account per role to sign in with (made by `certlab demo`, or here)")] = False,
 ) -> None:
     """Serve the booking API (uvicorn) at http://HOST:PORT/api/v1 (docs at /api/v1/docs) and the web app at http://HOST:PORT/."""
     import uvicorn
@@ -115,11 +121,16 @@ def serve(
     from lab.api.settings import ApiSettings
     from lab.errors import CertlabError
     from lab.inventory import load_inventory
+    from lab import resources
     from lab.resources import inventory_path
 
     from lab.api.workers import APP_FACTORY, check_workers, hand_over, prepare
 
     check_workers(workers)
+    if demo and inventory is not None:
+        raise CertlabError("--demo serves the shipped simulated lab; fix: leave out -i, or leave out --demo")
+    if demo:
+        inventory = resources.sim_inventory()
     host = check_serve_options(host, port)  # before the store is opened: a bad option changes nothing
     settings = ApiSettings.from_env(inventory=inventory, reports_dir=reports_dir)
     if settings.reports_dir.exists() and not settings.reports_dir.is_dir():
@@ -139,7 +150,37 @@ def serve(
               f"{escape(store_url)}" + (f"; {workers} worker processes" if workers > 1 else ""), highlight=False)
     out.print(f"certlab web app on {web_address(host, port)} (sign in with a password from `certlab users passwd "
               f"NAME`, or an API token)", highlight=False)
-    if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
-    else:
-        uvicorn.run(APP_FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning")
+    lab = _demo_lab(settings, web_address(host, port)) if demo else None
+    try:
+        if workers == 1:
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+        else:
+            uvicorn.run(APP_FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning")
+    finally:
+        if lab is not None:
+            with out.status("stopping the simulated lab ..."):
+                lab.down()
+
+
+def _demo_lab(settings: ApiSettings, address: str) -> SimLab:
+    """`serve --demo`: the demo accounts (and lab key) in the served store, and the simulated lab up."""
+    from lab.inventory import load_inventory
+    from lab.sim.lab import SimLab
+    from lab.store import open_store
+    from lab.webdemo import accounts_lines, ensure_demo_accounts, ensure_demo_key
+
+    made = ensure_demo_key()
+    if made:
+        out.print(made, highlight=False)
+    with open_store(settings.database_url) as store:
+        accounts = ensure_demo_accounts(store, settings.data_dir)
+    for line in accounts_lines(accounts, address):
+        out.print(escape(line), highlight=False, soft_wrap=True)
+    lab = SimLab(load_inventory(settings.inventory))
+    with out.status("starting the simulated lab (it stays up while this serves) ..."):
+        try:
+            lab.up()
+        except BaseException:
+            lab.down()  # half up (a namespace, some daemons) is never left behind
+            raise
+    return lab
