@@ -3,7 +3,7 @@ model, sample, state, lease holder, current test case, quarantine reason and las
 and releasing a quarantined bench back into the pool (`certlab bench release NAME`).
 
 Bounded whatever the store holds: the benches, their leases, the running runs' first unfinished
-result per bench and the newest health-related events (looked for among the last few hundred only).
+result per bench and the newest health-related events (among the newest events only).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from lab.store.unit import reading
 HEALTH_KINDS = ("health-check", "health-check-passed", "health-check-failed", "bench-quarantined",
                 "bench-released", "lease-expired")
 HEALTH_SCAN = 500  # newest health-related events looked at for the board
+EVENT_WINDOW = 50_000  # ... among this many newest events (a range of the primary key: bounded work)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def board(svc: Services, who: Caller) -> tuple[list[BenchRow], str | None]:
             select(TestResult.bench, func.coalesce(TestResult.test_case, TestResult.test, TestResult.nodeid),
                    TestResult.run_id).join(first_open, first_open.c.rid == TestResult.id)).all()}
         health: dict[str, Event] = {}
-        for event in s.scalars(select(Event).where(Event.kind.in_(HEALTH_KINDS), Event.bench.is_not(None))
+        newest = s.execute(select(func.max(Event.id))).scalar_one_or_none() or 0
+        for event in s.scalars(select(Event).where(Event.id > newest - EVENT_WINDOW, Event.kind.in_(HEALTH_KINDS),
+                                                   Event.bench.is_not(None))
                                .order_by(Event.id.desc()).limit(HEALTH_SCAN)):
             health.setdefault(event.bench, event)
     rows = []
