@@ -205,14 +205,9 @@ def default_path(folder: Path, edition: str) -> Path | None:
     return find_product_file(folder, "assessments", edition)
 
 
-def load_assessments(path: str | Path, edition: str, *, model: str | None = None,
-                     catalogs: Catalogs | None = None, check_files: bool = True,
-                     base_dir: Path | None = None) -> Assessments:
-    """Read and validate an assessments file for `edition`; AssessmentsError (one line) on any problem.
-    `catalogs`: the caller's parsed catalogues, else the edition's is parsed for this call.
-    `check_files`: evidence files must exist (relative to `base_dir`, default the file's folder);
-    off for a run's copy, whose evidence was copied and hashed when the run started."""
-    path = Path(path)
+def read_assessments_file(path: Path) -> AssessmentsFile:
+    """The file's YAML in the record's shape, without the catalogue's checks (`load_assessments` adds them):
+    enough to show a record that was validated when it was kept."""
     raw = read_yaml(path, AssessmentsError, "assessments")
     if not isinstance(raw, dict):
         raise AssessmentsError(f"{path}: an assessments file is a mapping with assessor, date and decisions; {_EXAMPLE}")
@@ -221,9 +216,20 @@ def load_assessments(path: str | Path, edition: str, *, model: str | None = None
         if isinstance(raw.get(section), dict):
             raw[section] = {str(k): v for k, v in raw[section].items()}
     try:
-        data = AssessmentsFile.model_validate(raw)
+        return AssessmentsFile.model_validate(raw)
     except ValidationError as exc:
         raise AssessmentsError(validation_line(str(path), "assessments", exc)) from None
+
+
+def load_assessments(path: str | Path, edition: str, *, model: str | None = None,
+                     catalogs: Catalogs | None = None, check_files: bool = True,
+                     base_dir: Path | None = None) -> Assessments:
+    """Read and validate an assessments file for `edition`; AssessmentsError (one line) on any problem.
+    `catalogs`: the caller's parsed catalogues, else the edition's is parsed for this call.
+    `check_files`: evidence files must exist (relative to `base_dir`, default the file's folder);
+    off for a run's copy, whose evidence was copied and hashed when the run started."""
+    path = Path(path)
+    data = read_assessments_file(path)
     try:
         wanted = normalise_edition(edition)
         declared = normalise_edition(data.edition) if data.edition else wanted

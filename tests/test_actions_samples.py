@@ -126,3 +126,22 @@ def test_a_bookings_samples_cost_the_same_queries_whatever_their_number(app: Fas
     for action in (samples.list_samples, samples.booking_samples):
         assert _queries(app, lambda: action(services(app), lab, one)) == \
             _queries(app, lambda: action(services(app), lab, three))
+
+
+def test_the_booking_page_shows_samples_even_when_the_inventory_cannot_be_read(app: FastAPI, tmp_path) -> None:
+    import dataclasses
+
+    from lab.actions.errors import Unavailable
+
+    bid = add_booking(app)
+    samples.receive_sample(services(app), caller(app, "lab"), bid, serial="TH100-0004", condition="ok")
+    svc = services(app)
+    before = svc.settings
+    svc.settings = dataclasses.replace(before, inventory=tmp_path / "gone.yaml")
+    try:
+        panel = samples.booking_samples(svc, caller(app, "lab"), bid)
+        assert [v.sample.serial for v in panel.samples] == ["TH100-0004"] and panel.samples[0].bench is None
+        with pytest.raises(Unavailable):  # the API's answer: 503, the lab's problem, not the caller's
+            samples.list_samples(svc, caller(app, "lab"), bid)
+    finally:
+        svc.settings = before

@@ -29,7 +29,7 @@ from lab.actions.context import Caller, Services
 from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound
 from lab.actions.tenancy import booking_for
 from lab.actions.uploads import receive
-from lab.assessments import AssessmentsError, AssessmentsFile, load_assessments
+from lab.assessments import AssessmentsError, AssessmentsFile, load_assessments, read_assessments_file
 from lab.inputfile import sha256_file
 from lab.ixit import IxitError, load_ixit
 from lab.ownerfiles import private_dir, write_private
@@ -212,10 +212,12 @@ def record_assessments(svc: Services, who: Caller, booking_id: int, text: str) -
     target = assessments_file(svc, booking_id)
     private_dir(target.parent)
     write_private(target, text)  # a customer's document: the owner's alone
-    with _history(uploads) as history:
-        history["record"] = {"by": who.name, "at": _now()}
-    return Summary(booking_id=booking_id, assessor=decisions.assessor.name, date=str(decisions.data.date),
-                   decisions=len(decisions.data.decisions), performed=len(decisions.data.performed))
+    summary = Summary(booking_id=booking_id, assessor=decisions.assessor.name, date=str(decisions.data.date),
+                      decisions=len(decisions.data.decisions), performed=len(decisions.data.performed))
+    with _history(uploads) as history:  # the booking page shows the summary without reading the record again
+        history["record"] = {"by": who.name, "at": _now(), "assessor": summary.assessor, "date": summary.date,
+                             "decisions": summary.decisions, "performed": summary.performed}
+    return summary
 
 
 def upload_evidence(svc: Services, who: Caller, booking_id: int, stream: BinaryIO, filename: str | None) -> Evidence:
@@ -306,8 +308,7 @@ def assessment_record(svc: Services, who: Caller, booking_id: int) -> Record:
     _reader(who)
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id, documents=False)
-        edition, model, status = booking.edition, booking.product.model, booking.status
-        firmware_version = booking.firmware_version
+        model, status, firmware_version = booking.product.model, booking.status, booking.firmware_version
     folder = booking_folder(svc, booking_id)
     path = folder / ASSESSMENTS_FILE
     frozen = frozen_inputs(booking_id, status)
@@ -320,39 +321,43 @@ def assessment_record(svc: Services, who: Caller, booking_id: int) -> Record:
     if not record.exists:
         return record
     record.text = path.read_text(encoding="utf-8")
-    try:  # validated when recorded; read again without the file checks (evidence is listed separately)
-        loaded = load_assessments(path, edition, model=model, catalogs=svc.catalogs, check_files=False)
+    try:  # validated in full when recorded; read in its shape only (the catalogue's checks cost a second)
+        data = read_assessments_file(path)
     except AssessmentsError as exc:
         record.unreadable = str(exc).replace(f"{path}: ", "")
         return record
-    record.assessor, record.assessor_role = loaded.assessor.name, loaded.assessor.role
-    record.date = str(loaded.data.date)
-    record.decisions, record.performed = _rows(loaded.data)
+    record.assessor, record.assessor_role = data.assessor.name, data.assessor.role
+    record.date = str(data.date)
+    record.decisions, record.performed = _rows(data)
     return record
 
 
 def booking_assessments(svc: Services, who: Caller, booking_id: int) -> AssessmentsPanel:
     """The booking page's assessments section: a summary and a link to the record page."""
     with reading(svc.store) as s:
-        booking = booking_for(s, who, booking_id, documents=False)
-        edition, model, status = booking.edition, booking.product.model, booking.status
+        status = booking_for(s, who, booking_id, documents=False).status
     if who.role not in READERS:
         return AssessmentsPanel(booking_id, visible=False, summary=None, evidence_count=0, recorded=None,
                                 can_edit=False)
     folder = booking_folder(svc, booking_id)
     path = folder / ASSESSMENTS_FILE
-    summary = None
-    if path.is_file():
-        try:
-            loaded = load_assessments(path, edition, model=model, catalogs=svc.catalogs, check_files=False)
-            summary = Summary(booking_id, loaded.assessor.name, str(loaded.data.date), len(loaded.data.decisions),
-                              len(loaded.data.performed))
-        except AssessmentsError:
-            summary = Summary(booking_id, "(unreadable: see the record)", "", 0, 0)
+    entry = _read_history(folder).get("record")
+    summary = _summary(booking_id, entry, path) if path.is_file() else None
     uploads = folder / EVIDENCE_DIR
     count = sum(1 for p in uploads.iterdir() if p.is_file() and not p.name.startswith(".")) \
         if who.is_engineer and uploads.is_dir() else 0
     return AssessmentsPanel(booking_id, visible=True, summary=summary, evidence_count=count,
-                            recorded=_recorded(_read_history(folder).get("record")),
-                            can_edit=who.is_engineer and frozen_inputs(booking_id, status) is None)
+                            recorded=_recorded(entry), can_edit=who.is_engineer and frozen_inputs(booking_id, status) is None)
+
+
+def _summary(booking_id: int, entry: Any, path: Path) -> Summary:
+    """The record's summary as kept when it was recorded, else read from the record itself."""
+    if isinstance(entry, dict) and isinstance(entry.get("decisions"), int) and isinstance(entry.get("performed"), int):
+        return Summary(booking_id, str(entry.get("assessor", "")), str(entry.get("date", "")), entry["decisions"],
+                       entry["performed"])
+    try:
+        data = read_assessments_file(path)
+    except AssessmentsError:
+        return Summary(booking_id, "(unreadable: see the record)", "", 0, 0)
+    return Summary(booking_id, data.assessor.name, str(data.date), len(data.decisions), len(data.performed))
 

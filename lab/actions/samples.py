@@ -177,13 +177,15 @@ def list_samples(svc: Services, who: Caller, booking_id: int) -> list[SampleView
 
 def booking_samples(svc: Services, who: Caller, booking_id: int) -> SamplesPanel:
     """The booking page's samples section (templates/bookings/_samples.html)."""
-    try:
-        benches = _benches_by_serial(svc)
-    except Unavailable:  # the page still shows the samples; only which bench holds one is unknown
-        benches = {}
     with reading(svc.store) as s:
         booking = booking_for(s, who, booking_id, documents=False)
         samples = list(s.scalars(select(Sample).where(Sample.booking_id == booking_id).order_by(Sample.id)))
+        benches: dict[tuple[str, str], str] = {}
+        if samples:  # the inventory is read only when a sample may be on one of its benches
+            try:
+                benches = _benches_by_serial(svc)
+            except Unavailable:  # the page still shows the samples; only which bench holds one is unknown
+                pass
         views = _views(s, samples, benches)
         status, model, firmware_version = booking.status, booking.product.model, booking.firmware_version
     closed = None if status in OPEN_STATES else (f"booking {booking_id} is {status}: samples are received only for "
