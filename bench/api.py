@@ -6,9 +6,11 @@ limit), adds a manufacturer with `certlab users add`, makes a product (TH-100) a
 the real inventory/products/TH-100 ICS and IXIT, then drives N keep-alive clients (threads with
 `http.client`) bounded by a request count AND a time limit per phase:
   (a) GET  /api/v1/bookings/{id}   (b) POST /api/v1/bookings
-Prints requests/s and latency p50/p99/max per phase and whether the aim is met (reads: at least
-1,000/s with p99 under 50 ms). Printed, never asserted. The load generator shares this machine's
-CPUs with the server, so the figures are a floor.
+It does so once per `--workers` count (default 1 then 2: `certlab serve --workers N`, a fresh
+server and store each), side by side in one run. Prints requests/s and latency p50/p99/max per
+phase, the read rate of each worker count against one worker's, and whether the aim is met
+(reads: at least 1,000/s with p99 under 50 ms). Printed, never asserted. The load generator
+shares this machine's CPUs with the server, so the figures are a floor.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +39,7 @@ from bench._common import median, pct  # noqa: E402
 
 PREFIX = "/api/v1"
 PRODUCT = ROOT / "inventory" / "products" / "TH-100"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 120.0  # a busy machine imports the app slowly
 REQUEST_TIMEOUT_S = 30.0
 AIM_READS_PER_S, AIM_P99_MS = 1000.0, 50.0
 
@@ -81,6 +84,41 @@ def wait_up(port: int, server: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"api bench: the server did not answer within {START_TIMEOUT_S:.0f} s")
+
+
+def wait_workers(port: int, server: subprocess.Popen, workers: int) -> None:
+    """Until each of the server's `workers` processes has answered /health (bounded): the last to
+    import the app would otherwise get none of the keep-alive clients. Which worker answered is
+    read from /proc (the process holding the server's end of the connection)."""
+    deadline = time.monotonic() + START_TIMEOUT_S * 2
+    answered: set[int] = set()
+    held: list[http.client.HTTPConnection] = []
+    try:
+        while time.monotonic() < deadline:
+            children = {int(p) for task in Path(f"/proc/{server.pid}/task").iterdir()
+                        for p in (task / "children").read_text().split()}
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            held.append(conn)
+            conn.request("GET", f"{PREFIX}/health")
+            conn.getresponse().read()
+            inode = next((f.split()[9] for f in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                          if f.split()[1] == f"0100007F:{port:04X}"
+                          and f.split()[2] == f"0100007F:{conn.sock.getsockname()[1]:04X}"), None)
+            for pid in children:
+                try:
+                    if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                        answered.add(pid)
+                except OSError:
+                    continue
+            if len(answered) >= workers:
+                return
+            if len(held) > 20:
+                held.pop(0).close()
+            time.sleep(0.05)
+    finally:
+        for conn in held:
+            conn.close()
+    raise SystemExit(f"api bench: only {len(answered)} of {workers} workers answered within {START_TIMEOUT_S * 2:.0f} s")
 
 
 @dataclass
@@ -186,6 +224,8 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=1000, help="POST /bookings requests (at most)")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="time bound of each phase")
     parser.add_argument("--warmup", type=int, default=200, help="reads before measuring (not counted)")
+    parser.add_argument("--workers", default="1,2",
+                        help="server worker counts to measure one after the other (certlab serve --workers N)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure GET /health (no token) and GET /me (token lookup only), to see "
                              "where a read's time goes")
@@ -196,6 +236,43 @@ def main() -> None:
     clients = max(1, min(args.clients, 256))
     max_s = max(1.0, min(args.max_seconds, 600.0))
 
+    try:
+        counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"api bench: --workers {args.workers}: give worker counts separated by commas, e.g. 1,2") from None
+    if not counts or any(not 1 <= n <= 32 for n in counts):
+        raise SystemExit(f"api bench: --workers {args.workers}: each count from 1 to 32, e.g. 1,2")
+    results = [measure(args, n, clients, max_s) for n in counts]
+    for res in results:
+        print(f"--- uvicorn ({res.workers} worker{'s' if res.workers > 1 else ''}) on 127.0.0.1, SQLite store, "
+              f"clients={clients} (http.client keep-alive threads), cpus={os.cpu_count()}, bounds: "
+              f"reads<={args.reads} creates<={args.creates} and {max_s:g} s per phase")
+        for phase in res.baselines:
+            print(phase.line())
+        print(res.reads.line())
+        if res.ab_line:
+            print(res.ab_line)
+        print(res.creates.line())
+    base = results[0]
+    for res in results:
+        met = res.reads.rate >= AIM_READS_PER_S and res.reads.p99_ms < AIM_P99_MS and not res.reads.errors
+        print(f"workers={res.workers}: reads {res.reads.rate:.0f}/s p99 {res.reads.p99_ms:.1f} ms "
+              f"(x{res.reads.rate / max(base.reads.rate, 1e-9):.2f} of {base.workers} worker{'s' if base.workers > 1 else ''}), "
+              f"creates {res.creates.rate:.0f}/s; >= {AIM_READS_PER_S:.0f}/s and p99 < {AIM_P99_MS:.0f} ms: "
+              f"{'met' if met else 'not met'}")
+
+
+@dataclass
+class Measured:
+    workers: int
+    reads: Phase
+    creates: Phase
+    baselines: list[Phase]
+    ab_line: str | None
+
+
+def measure(args: argparse.Namespace, workers: int, clients: int, max_s: float) -> Measured:
+    """One server with `workers` processes over a fresh store: its phases."""
     with tempfile.TemporaryDirectory(prefix="certlab-bench-api-") as tmp:
         env = {**os.environ, "CERTLAB_DATA_DIR": tmp, "CERTLAB_REPORTS_DIR": str(Path(tmp) / "reports"),
                "CERTLAB_INVENTORY": str(ROOT / "inventory" / "sim.yaml"),
@@ -205,10 +282,12 @@ def main() -> None:
                         "--org", "Bench Devices").strip().splitlines()[-1]
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "lab.cli", "serve", "--host", "127.0.0.1",
-                                   "--port", str(port)], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   "--port", str(port), "--workers", str(workers)], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             wait_up(port, server)
+            if workers > 1:
+                wait_workers(port, server, workers)
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
             status, raw = request(conn, "POST", f"{PREFIX}/products", token, json.dumps(
                 {"model": "TH-100", "name": "Smart thermostat", "vendor": "Certlab Sim Devices"}).encode())
@@ -239,24 +318,14 @@ def main() -> None:
                             max(1, min(args.creates, 100_000)), max_s)
             creates.run(port, token, clients)
         finally:
-            server.terminate()
+            server.terminate()  # uvicorn's supervisor stops its workers
             try:
-                server.wait(10)
+                server.wait(20)
             except subprocess.TimeoutExpired:
-                server.kill()
+                os.killpg(server.pid, signal.SIGKILL)  # the server and its workers (their own session)
                 server.wait(10)
 
-    print(f"uvicorn (1 worker) on 127.0.0.1, SQLite store, clients={clients} (http.client keep-alive threads), "
-          f"cpus={os.cpu_count()}, bounds: reads<={args.reads} creates<={args.creates} and {max_s:g} s per phase")
-    for phase in baselines:
-        print(phase.line())
-    print(reads.line())
-    if ab_line:
-        print(ab_line)
-    print(creates.line())
-    met = reads.rate >= AIM_READS_PER_S and reads.p99_ms < AIM_P99_MS and not reads.errors
-    print(f"reads: >= {AIM_READS_PER_S:.0f}/s and p99 < {AIM_P99_MS:.0f} ms: {'met' if met else 'not met'} "
-          f"({reads.rate:.0f}/s, p99 {reads.p99_ms:.1f} ms)")
+    return Measured(workers, reads, creates, baselines, ab_line)
 
 
 if __name__ == "__main__":
