@@ -256,6 +256,19 @@ def test_multipart_upload_forms_carry_the_token_and_still_reach_the_route(web: W
     assert maker.post("/t/upload", data={"note": "v1"}, files=files).status_code == 403
 
 
+def test_a_page_form_with_a_file_takes_the_upload_limit_a_plain_one_the_small_limit(web: WebClient) -> None:
+    _test_routes(web)
+    maker = login(web, "maker")
+    big = "x" * (2 << 20)  # over the 1 MiB of a plain body, far under the upload limit
+    files = {"file": ("fw.bin", io.BytesIO(big.encode()), "application/octet-stream")}
+    assert maker.post("/t/upload", data={"csrf": csrf(maker)}, files=files).status_code == 200
+    assert maker.post("/t/plain", data={"csrf": csrf(maker), "note": big}).status_code == 413
+    from lab.api.bodylimit import upload_paths
+
+    pages = [p.pattern for p in upload_paths(web.app, pages=True)]
+    assert "^/t/upload$" in pages and "^/t/plain$" not in pages and not any("/api/" in p for p in pages)
+
+
 def test_an_anonymous_page_post_goes_to_sign_in_unread(web: WebClient) -> None:
     _test_routes(web)
     answer = web.post("/t/upload", content=b"x" * 1000, headers={"content-type": "multipart/form-data; boundary=b"},

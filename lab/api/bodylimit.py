@@ -38,8 +38,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def upload_paths(app: Any) -> list[re.Pattern[str]]:
-    """The path patterns of the app's routes whose body is a multipart form (a file upload)."""
+def upload_paths(app: Any, *, pages: bool = False) -> list[re.Pattern[str]]:
+    """The path patterns of the API's routes whose body is a multipart form (a file upload); with
+    `pages`, of the web pages' forms that take a file (a page's plain form keeps the small limit)."""
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # older FastAPI: app.routes are the (already prefixed) routes
@@ -47,7 +48,19 @@ def upload_paths(app: Any) -> list[re.Pattern[str]]:
     else:
         contexts = [(c.original_route, c.path or "") for c in iter_route_contexts(app.routes)]
     return [compile_path(path)[0] for route, path in contexts if isinstance(route, APIRoute)
-            and route.body_field is not None and isinstance(route.body_field.field_info, params.Form)]
+            and route.body_field is not None and isinstance(route.body_field.field_info, params.Form)
+            and ((not path.startswith("/api/") and _takes_file(route)) if pages else path.startswith("/api/"))]
+
+
+def _takes_file(route: APIRoute) -> bool:
+    """Whether a route reads a file from its form (a page's plain form is held to the small limit)."""
+    pending, seen = [route.dependant], 0
+    while pending and seen < 1000:  # the route and its dependencies' dependencies
+        dependant, seen = pending.pop(), seen + 1
+        if any(isinstance(f.field_info, params.File) for f in dependant.body_params):
+            return True
+        pending.extend(dependant.dependencies)
+    return False
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -123,7 +136,7 @@ class BodyGuard:
     def _limit(self, scope: Scope, svc: Services) -> tuple[int, HTTPException]:
         """The body limit of the request's route (read from the settings each time: they may change)."""
         if self._uploads is None:
-            self._uploads = upload_paths(scope["app"])
+            self._uploads = upload_paths(scope["app"]) + upload_paths(scope["app"], pages=True)
         if any(p.match(scope["path"]) for p in self._uploads):
             return body_limit(svc.settings.max_upload_bytes), too_large(svc.settings.max_upload_bytes)
         return svc.settings.max_json_bytes, json_too_large(svc.settings.max_json_bytes)
