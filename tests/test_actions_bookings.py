@@ -237,3 +237,12 @@ def test_inputs_freeze_once_testing_starts(svc: Services, people: dict[str, Call
     actions.reject_booking(svc, lab, bid, "wrong model")
     with pytest.raises(Conflict, match="frozen"):
         actions.refuse_frozen(actions.get_booking(svc, maker, bid))
+
+
+def test_every_role_is_told_the_next_step_in_every_state(people: dict[str, Caller]) -> None:
+    from lab.store.models import BOOKING_STATES
+    for name in ("maker", "lab", "cert"):
+        for state in BOOKING_STATES:
+            assert actions.next_step(people[name], state), (name, state)
+    assert "Accept" in actions.next_step(people["lab"], "requested")
+    assert "firmware" in actions.next_step(people["maker"], "requested")

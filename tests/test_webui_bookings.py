@@ -104,6 +104,7 @@ def test_a_manufacturer_adds_a_product_and_books_with_errors_at_the_field(web: W
     page = maker.get(made.headers["location"])
     assert page.status_code == 200 and "requested" in page.text and "Timeline" in page.text
     assert "Cancel this booking" in page.text and "Accept onto a test day" not in page.text
+    assert "Next step:" in page.text and "upload the firmware image" in page.text
     doc = maker.get(made.headers["location"] + "/ics.yaml")
     assert doc.status_code == 200 and doc.content == ICS
     assert "Booking " in maker.get("/bookings").text

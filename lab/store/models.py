@@ -342,6 +342,8 @@ class Booking(Base):
         CheckConstraint(_one_of("status", BOOKING_STATES), name="status"),
         Index("ix_bookings_org_id", "org_id"),
         Index("ix_bookings_run_id", "run_id"),  # a run's booking (migration 0006)
+        Index("ix_bookings_status", "status"),  # the bookings lists: counts and pages from indexes (0007)
+        Index("ix_bookings_org_id_status", "org_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

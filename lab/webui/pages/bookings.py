@@ -191,7 +191,7 @@ def _booking_page(request: Request, svc: Services, who: Caller, booking_id: int,
     return page(request, "bookings/detail.html", status=status, booking=booking,
                 steps=actions.timeline(svc, who, booking_id), day_options=day_options(
                     slots, window=bool(booking.preferred_from or booking.preferred_to)), errors=errors, values=values or {},
-                sections=_sections(svc, who, booking_id),
+                sections=_sections(svc, who, booking_id), next_step=actions.next_step(who, booking.status),
                 can_decide=who.is_engineer and booking.status in ("requested", "accepted"),
                 can_cancel=who.role == "manufacturer" and booking.status in ("requested", "accepted"))
 
