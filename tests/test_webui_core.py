@@ -480,3 +480,19 @@ def test_serve_prints_the_web_address() -> None:
     assert web_address("127.0.0.1", 8303) == "http://127.0.0.1:8303/"
     assert web_address("::1", 8080) == "http://[::1]:8080/"
     assert web_address("0.0.0.0", 80).startswith("http://") and "0.0.0.0" not in web_address("0.0.0.0", 80)
+
+
+def test_the_form_macros_label_describe_and_mark_each_control() -> None:
+    from lab.webui.render import make_templates
+
+    env = make_templates().env
+    html = env.from_string(
+        '{% from "_forms.html" import field, select, file, textarea, badge %}'
+        '{{ select("edition", "Edition", ["v2", ("v3", "Version 3")], {"edition": "pick one"}, "v3", help="which") }}'
+        '{{ file("ics", "ICS", {}, accept=".yaml") }}{{ textarea("c", "Comment", {}, value="<b>") }}'
+        '{{ field("model", "Model", {"model": "too long"}, value="\\"x") }}{{ badge("NOT_APPLICABLE") }}').render()
+    assert '<label for="f-edition">' in html and '<option value="v3" selected>Version 3</option>' in html
+    assert 'aria-describedby="f-edition-help f-edition-error" aria-invalid="true"' in html
+    assert '<label for="f-ics">' in html and 'accept=".yaml"' in html and "aria-invalid" not in html.split("f-ics")[1][:80]
+    assert "&lt;b&gt;" in html and 'value="&#34;x"' in html and 'aria-describedby="f-model-error"' in html
+    assert '<span class="badge badge-not-applicable">NOT APPLICABLE</span>' in html
