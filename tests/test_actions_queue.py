@@ -13,6 +13,7 @@ from apilib import make_app, serving
 from lab.actions import benches, queue
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound
+from lab.actions.inventories import InventoryCache
 from lab.store import (
     acquire_lease,
     append_event,
@@ -24,6 +25,7 @@ from lab.store import (
     set_run_status,
 )
 from lab.store.accounts import add_user
+from lab.resources import sim_inventory
 from lab.store.models import utcnow
 from lab.store.scheduling import cancel_queued_run, move_queued_run, queued_runs, set_queue_priority
 
@@ -117,3 +119,13 @@ def test_the_bench_board_shows_state_holder_current_case_and_health(svc: Service
         benches.release(svc, maker, "bench2")
     benches.release(svc, lab, "bench2")
     assert {r.name: r.state for r in benches.board(svc, lab)[0]}["bench2"] == "available"
+
+
+def test_the_inventory_is_parsed_again_only_when_its_file_changed(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(sim_inventory().read_text())
+    cache = InventoryCache()
+    first = cache.get(path)
+    assert cache.get(path) is first
+    path.write_text(path.read_text() + "\n# changed\n")
+    assert cache.get(path) is not first

@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Conflict, Forbidden, NotFound
 from lab.errors import CertlabError
-from lab.inventory import load_inventory
 from lab.store.db import StoreError
 from lab.store.models import Bench, Event, Lease, Run, TestResult, utcnow
 from lab.store.repo import release_bench as store_release_bench
@@ -54,9 +53,9 @@ def board(svc: Services, who: Caller) -> tuple[list[BenchRow], str | None]:
     inventory: dict[str, tuple[str, str | None]] = {}
     note = None
     try:
-        inv = load_inventory(svc.settings.inventory)
+        inv = svc.inventories.get(svc.settings.inventory)
         inventory = {name: (b.dut.model, b.dut.serial) for name, b in inv.benches.items()}
-    except CertlabError as exc:
+    except (CertlabError, OSError) as exc:
         note = f"the lab's inventory is unusable ({exc}); showing the benches the store knows"
     now = utcnow()
     with reading(svc.store) as s:

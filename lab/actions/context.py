@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from lab.actions.inventories import InventoryCache
 from lab.api.ratelimit import RateLimiter
 from lab.api.settings import ApiSettings
 from lab.catalog import Catalogs
@@ -66,6 +67,7 @@ class Services:
     catalogs: Catalogs = field(default_factory=Catalogs)  # every ICS upload is checked against one
     archives: ReportArchives = field(default_factory=ReportArchives)  # built once per report version
     verifications: Verifications = field(default_factory=Verifications)  # recent `certlab verify` results
+    inventories: InventoryCache = field(default_factory=InventoryCache)  # the bench board's reading
     live: LiveUsers = field(init=False)  # is a cached caller's user still live? asked on every request
 
     def __post_init__(self) -> None:
