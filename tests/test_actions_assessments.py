@@ -43,6 +43,8 @@ def test_a_record_with_evidence_is_kept_and_read_per_test_case(app: FastAPI) -> 
     page = assessments.assessment_record(services(app), caller(app, "lab"), bid)
     assert page.exists and page.can_edit and page.recorded is not None and page.recorded.by == "lab"
     assert ("4-1-1", "PASS") in [(d.case, d.verdict) for d in page.decisions]
+    cases = [d.case for d in page.decisions]  # in the catalogue's order, not the text's
+    assert cases.index("5.2-1-1") < cases.index("5.10-1-1") and cases == sorted(cases, key=assessments.case_order)
     assert [(p.case, p.verdict, p.evidence) for p in page.performed] == [
         ("6-1-2", "PASS", ("evidence/6-1-2-notice.png",))]
     assert [(e.name, e.by) for e in page.evidence] == [("6-1-2-notice.png", "lab")]

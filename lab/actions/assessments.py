@@ -295,11 +295,17 @@ def assessments_text(svc: Services, who: Caller, booking_id: int) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def case_order(case: str) -> list[tuple[int, str]]:
+    """A test case id's sort key in the catalogue's order: 5.2-1-1 before 5.10-1-1."""
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", case) if part]
+
+
 def _rows(data: AssessmentsFile) -> tuple[list[DecisionRow], list[PerformedRow]]:
-    decisions = [DecisionRow(case, d.verdict, d.reasoning, d.ixit_refs) for case, d in sorted(data.decisions.items())]
+    decisions = [DecisionRow(case, d.verdict, d.reasoning, d.ixit_refs)
+                 for case, d in sorted(data.decisions.items(), key=lambda item: case_order(item[0]))]
     performed = [PerformedRow(case, str(getattr(p.verdict, "value", p.verdict)), p.reason,
                               (p.assessor or data.assessor).name, str(p.date), p.samples, p.evidence)
-                 for case, p in sorted(data.performed.items())]
+                 for case, p in sorted(data.performed.items(), key=lambda item: case_order(item[0]))]
     return decisions, performed
 
 
