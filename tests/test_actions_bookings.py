@@ -246,3 +246,15 @@ def test_every_role_is_told_the_next_step_in_every_state(people: dict[str, Calle
             assert actions.next_step(people[name], state), (name, state)
     assert "Accept" in actions.next_step(people["lab"], "requested")
     assert "firmware" in actions.next_step(people["maker"], "requested")
+
+
+def test_an_unreadable_inventory_is_the_labs_problem(svc: Services, people: dict[str, Caller], tmp_path: Path) -> None:
+    import dataclasses
+
+    from lab.actions.errors import Unavailable
+    svc.settings = dataclasses.replace(svc.settings, inventory=tmp_path / "missing.yaml")
+    for cache in (None, svc.inventories):
+        with pytest.raises(Unavailable, match="the lab inventory cannot be read"):
+            slot_actions.capacities(svc.settings, cache)
+    with pytest.raises(Unavailable):
+        slot_actions.free_slots(svc, people["lab"])

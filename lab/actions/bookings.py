@@ -319,7 +319,7 @@ def accept_booking(svc: Services, who: Caller, booking_id: int, day: date | None
         booking = booking_for(s, who, booking_id, documents=False)
         model = booking.product.model
         window = (booking.preferred_from, booking.preferred_to)
-    caps = capacities(svc.settings)
+    caps = capacities(svc.settings, svc.inventories)
     if not caps.get(model):
         raise no_bench(model, caps, ["path", "booking_id"])
     days = [day] if day else _window(window)

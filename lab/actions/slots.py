@@ -12,6 +12,7 @@ from datetime import date
 
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Invalid, Unavailable
+from lab.actions.inventories import InventoryCache
 from lab.actions.tenancy import booking_for
 from lab.api.settings import ApiSettings
 from lab.errors import CertlabError
@@ -43,18 +44,22 @@ def today() -> date:
     return utcnow().date()
 
 
-def lab_benches(settings: ApiSettings) -> dict[str, BenchConfig]:
-    """The inventory's benches by name; Unavailable if the lab's inventory cannot be read (a lab problem,
-    not the caller's)."""
+def lab_benches(settings: ApiSettings, cache: InventoryCache | None = None) -> dict[str, BenchConfig]:
+    """The inventory's benches by name (through `cache`, parsed again only when the file changed);
+    Unavailable if the lab's inventory cannot be read (a lab problem, not the caller's)."""
     try:
-        return dict(load_inventory(settings.inventory).benches)
+        try:
+            inventory = cache.get(settings.inventory) if cache is not None else load_inventory(settings.inventory)
+        except OSError:  # the cache's look at the file: the loader says it in its words
+            inventory = load_inventory(settings.inventory)
+        return dict(inventory.benches)
     except CertlabError as exc:
         raise Unavailable(f"the lab inventory cannot be read, so slots are unknown: {exc}") from None
 
 
-def capacities(settings: ApiSettings) -> Counter[str]:
+def capacities(settings: ApiSettings, cache: InventoryCache | None = None) -> Counter[str]:
     """DUT model -> number of benches the lab has for it."""
-    return Counter(bench.dut.model for bench in lab_benches(settings).values())
+    return Counter(bench.dut.model for bench in lab_benches(settings, cache).values())
 
 
 def no_bench(model: str, caps: Counter[str], loc: list[str | int]) -> Invalid:
@@ -79,7 +84,7 @@ def free_slots(svc: Services, who: Caller, *, model: str | None = None, first: d
         raise Invalid(["query", "to"], f"{last} is before from {first}")
     if (last - first).days >= MAX_DAYS:
         raise Invalid(["query", "to"], f"at most {MAX_DAYS} days at once; ask for a shorter range")
-    caps = capacities(svc.settings)
+    caps = capacities(svc.settings, svc.inventories)
     if model is not None and model not in caps:
         raise no_bench(model, caps, ["query", "model"])
     models = [model] if model else sorted(caps)
