@@ -188,3 +188,11 @@ def test_a_bad_record_comes_back_with_the_loaders_line_and_the_text_kept(site: d
     assert evidence.status_code == 422 and "plain file name" in invalid_field(evidence.text, "file")
     no_token = site["lab"].post(url, data={"assessments": DECIDED}, follow_redirects=False)
     assert no_token.status_code == 403
+
+
+def test_the_upload_forms_get_the_upload_limit_not_the_json_one(site: dict[str, WebClient]) -> None:
+    from lab.api.bodylimit import upload_paths
+
+    paths = [p for p in upload_paths(app_of(site)) if not p.pattern.startswith("^/api/")]
+    for path in ("/bookings/7/firmware", "/bookings/7/assessments/evidence", "/bookings/7/assessments"):
+        assert any(p.match(path) for p in paths), path
