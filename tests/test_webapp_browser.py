@@ -56,12 +56,16 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def pages(browser: Any, served: Served, tmp_path: Path) -> Pages:
+def pages(browser: Any, served: Served, tmp_path: Path) -> Iterator[Pages]:
+    """The browser for one test; after it, every page it looked at must have been clean (all pages'
+    console errors and axe-core violations are listed together, also after a failure half-way)."""
     shots = shot_path(tmp_path, "x").parent
     browser.delete_all_cookies()
     browser.get("about:blank")
     browser.get_log("browser")  # what an earlier test left in the console is not this test's
-    return Pages(driver=browser, served=served, shots=shots)
+    made = Pages(driver=browser, served=served, shots=shots)
+    yield made
+    made.assert_clean()
 
 
 def seed_booking(served: Served, owner: str) -> int:
@@ -178,3 +182,189 @@ def test_another_organisations_booking_is_not_found(pages: Pages, served: Served
     pages.login(served.users["cert"])  # a certifier has no bookings page: the 403 page
     pages.go(f"/bookings/{booking}")
     assert pages.el("h1").text in ("Not allowed", "Page not found"), pages.text()[:300]
+
+
+# --- the three journeys, on a private simulated lab --------------------------------------------
+
+RUN_S = 180.0  # bound on the booked run (the examples suite on one bench: about 30 s)
+# Allure 3's UI asks for widgets/metrics.json, which `allure generate` does not write (as in
+# tests/test_report_browser.py): filtered by its exact path, any other failed load still fails.
+ALLURE_HARMLESS = ("/allure-report/widgets/metrics.json",)
+
+
+def broken_ics(folder: Path) -> Path:
+    """The TH-100 ICS with one provision's support answered by a word the ICS does not know."""
+    text = (PRODUCT_DIR / "ics.yaml").read_text(encoding="utf-8")
+    bad = text.replace('"5.1-1":  {support: Y,', '"5.1-1":  {support: perhaps,', 1)
+    assert bad != text
+    path = folder / "ics-broken.yaml"
+    path.write_text(bad, encoding="utf-8")
+    return path
+
+
+def firmware_image(folder: Path) -> Path:
+    from lab.sim.vendor import build_release
+
+    path = folder / "TH-100-1.4.0.clfw"
+    path.write_bytes(build_release("TH-100", "1.4.0", 3))
+    return path
+
+
+def live_changes(pages: Pages, element_id: str, timeout: float) -> str:
+    """Wait for the text of `element_id` to change without the page being reloaded: the new text."""
+    pages.driver.execute_script("window.__certlabNoReload = true;")
+    before = pages.el(f"#{element_id}").text
+
+    def changed(driver: Any) -> str | bool:
+        try:
+            now = driver.find_element("id", element_id).text
+        except Exception:  # noqa: BLE001 - replaced by the stream between the two calls
+            return False
+        return now if now != before else False
+
+    now = wait_for_long(pages, changed, f"#{element_id} updated live", timeout)
+    assert pages.driver.execute_script("return window.__certlabNoReload === true;"), "the page was reloaded"
+    return now
+
+
+def wait_for_long(pages: Pages, condition: Any, what: str, timeout: float) -> Any:
+    from webapp_browser import wait_for
+
+    return wait_for(pages.driver, condition, what, timeout)
+
+
+@pytest.mark.timeout(900)  # the booked run and the report are real; waiting for the machine's e2e lock too
+def test_manufacturer_books_engineer_tests_certifier_reviews(pages: Pages, served: Served, tmp_path: Path) -> None:
+    """The issue's three journeys, each role in its own session, through the pages only."""
+    from webapp_browser import lab_up
+
+    files = tmp_path / "files"
+    files.mkdir()
+    maker, lab, cert = served.users["maker"], served.users["lab"], served.users["cert"]
+
+    # the manufacturer: a product, a booking (first with a broken ICS), the firmware image
+    pages.login(maker)
+    assert pages.path() == "/products"
+    pages.check("manufacturer", "products")
+    pages.go("/products/new")
+    pages.check("manufacturer", "product-new", narrow=False)
+    pages.fill("Model", "TH-100")
+    pages.fill("Product name", "Smart thermostat")
+    pages.fill("Vendor", "Certlab Sim Devices")
+    pages.press("Add product")
+    assert pages.path().startswith("/products") and "TH-100" in pages.text()
+
+    pages.go("/bookings/new")
+    pages.check("manufacturer", "booking-new", narrow_shot=True)
+
+    def book(ics: Path) -> None:
+        pages.fill("Product", "TH-100")
+        pages.fill("Firmware version", "1.4.0")
+        pages.tick("f-suites-en303645", False)
+        pages.tick("f-suites-examples", True)
+        pages.fill("ICS file", ics)
+        pages.fill("IXIT file", PRODUCT_DIR / "ixit.yaml")
+        pages.press("Request the booking")
+
+    book(broken_ics(files))
+    message = pages.error_at("ICS file")
+    assert "5.1-1" in message and "support" in message, message
+    pages.check("manufacturer", "booking-ics-error", harmless=(STATUS_LOGGED,), narrow=False)
+    book(PRODUCT_DIR / "ics.yaml")
+    assert pages.path().startswith("/bookings/") and pages.path().split("/")[2].isdigit(), pages.path()
+    booking = int(pages.path().split("/")[2].split("#")[0].split("?")[0])
+    pages.fill("Firmware image", firmware_image(files))
+    pages.press("Upload image")
+    firmware_row = pages.el("#firmware table tbody tr").text
+    assert "TH-100-1.4.0.clfw" in firmware_row and "valid" in firmware_row.split(), firmware_row
+    pages.check("manufacturer", "booking-requested")
+
+    # the engineer: accept onto a day, receive the sample, test it live, make, approve, release
+    pages.login(lab)
+    assert pages.path() == "/bench"
+    pages.check("engineer", "bench")
+    pages.go("/queue")
+    pages.check("engineer", "queue", narrow=False)
+    pages.go("/bookings")
+    pages.check("engineer", "bookings")
+    assert pages.els(f'main a[href="/bookings/{booking}"]'), "the inbox lists the new booking"
+    pages.go(f"/bookings/{booking}")
+    pages.choose_first("Test day")
+    pages.press("Accept booking")
+    pages.fill("Serial number", "TWEB-0001")
+    pages.fill("Condition on arrival", "New, sealed retail box; label intact.")
+    pages.press("Record receipt")
+    assert "TWEB-0001" in pages.el("#samples").text
+    pages.check("engineer", "booking-accepted")
+    with lab_up(served.env, served.inventory, served.folder / "lab.log"):
+        pages.press("Start testing", timeout=60)
+        assert pages.path().startswith("/runs/"), pages.path()
+        run_id = pages.path().split("/")[2].split("?")[0]
+        live_changes(pages, "run-progress", RUN_S)  # the progress, replaced by the stream, not by a reload
+        wait_for_long(pages, lambda d: "The run has ended" in d.find_element("id", "live-status").text
+                      or "Finished" in d.find_element("id", "live-status").text, f"run {run_id} ended", RUN_S)
+    pages.go(f"/runs/{run_id}")
+    progress = pages.el("#run-progress").text
+    assert "PASS" in progress, progress
+    tests_run = len(pages.els("main section[aria-labelledby=tests-h] tbody tr"))
+    assert tests_run > 0, "the run page lists no test case"
+    pages.check("engineer", "run", narrow_shot=True)
+    pages.follow("test_", within="main table")
+    assert pages.els("pre.transcript") and pages.el("pre.transcript").text.strip(), "no transcript shown"
+    pages.check("engineer", "test-case", narrow=False)
+
+    pages.go(f"/reports/{run_id}")
+    pages.press("Make the report", timeout=150)
+    assert "draft" in pages.el("main dl").text.lower(), pages.el("main dl").text
+    pages.choose_first("Signatory")
+    pages.press("Approve the report")
+    pages.fill("Certification body", cert.org)
+    pages.press("Release the report")
+    assert cert.org in pages.text()
+    pages.check("engineer", "report")
+
+    # the certifier: the report released to it, verified, read in place, reviewed
+    pages.login(cert)
+    assert pages.path() == "/reports"
+    pages.check("certifier", "reports")
+    pages.go(f"/reports/{run_id}")
+    verification = pages.el("section[aria-labelledby=verify-h]").text
+    assert "every file matches the signed manifest" in verification, verification
+    frame = pages.el("main iframe")
+    pages.driver.switch_to.frame(frame)
+    wait_for_long(pages, lambda d: d.find_elements("css selector", "table.chapters tfoot"),
+                  "the conformance report in its frame", 20)
+    pages.driver.switch_to.default_content()
+    pages.check("certifier", "report", narrow_shot=True)
+    pages.follow("Open the Allure report")
+    try:
+        total = wait_for_long(pages, lambda d: [e.text for e in d.find_elements(
+            "css selector", '[data-testid="metadata-item-total"] [data-testid="metadata-value"]') if e.text.strip()],
+            "the Allure report's summary", 30)
+    except Exception:  # noqa: BLE001 - say what the browser saw instead
+        raise AssertionError(f"the Allure report at {pages.path()} shows no test tree; console: "
+                             f"{pages.console_errors()}; page: {pages.driver.page_source[:1500]}") from None
+    assert int(total[0]) == tests_run, f"the Allure report counts {total[0]} results, the run page {tests_run}"
+    errors = pages.console_errors(ALLURE_HARMLESS)
+    assert not errors, "console errors in the Allure report:\n" + "\n".join(errors)
+    pages.go(f"/reports/{run_id}")
+    pages.fill("Decision", "accepted")
+    pages.fill("Comment on the whole report", "The examples suite only: fine for a demonstration.")
+    details = pages.el("form[action$='/reviews'] details")
+    details.find_element("css selector", "summary").click()
+    first = details.find_element("css selector", "textarea")
+    provision = first.get_attribute("name")
+    first.send_keys("We read this provision differently: see our note.")
+    pages.press("Record the review")
+    reviews = pages.el("section[aria-labelledby=rev-h]").text
+    assert "accepted" in reviews.lower() and "We read this provision differently" in reviews, reviews
+    assert provision, "the provision comment has a field name"
+
+    # the manufacturer again: the timeline reaches "report released", the report downloads
+    pages.login(maker)
+    pages.go(f"/bookings/{booking}")
+    timeline = pages.el("ol.timeline").text
+    assert "Report released: done" in timeline, timeline
+    pages.check("manufacturer", "booking-released")
+    pages.go("/reports")
+    pages.check("manufacturer", "reports")

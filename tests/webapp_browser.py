@@ -42,8 +42,9 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 SETUP_FIX = "install the Debian packages chromium and chromium-driver and axe-core: sh scripts/setup.sh --test"
 E2E_LOCK = Path("/tmp/certlab-e2e.lock")  # one simulated lab at a time on this machine
 WAIT_S = 20.0  # bound on every wait for a page or an element
+PAGE_S = 150.0  # bound on one page load: making a report (Allure, PDF) answers after it is done
 START_S = 60.0  # `certlab serve` answering, `certlab lab up`
-LOCK_S = 900.0  # waiting for another simulated lab to go down
+LOCK_S = 480.0  # waiting for another simulated lab to go down
 DESKTOP = (1280, 900)
 NARROW = (390, 844)  # a phone held upright
 BAD_IMPACTS = ("serious", "critical")
@@ -262,7 +263,7 @@ def chromium() -> Iterator[Any]:
             options.add_argument(arg)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT_S)
+    driver.set_page_load_timeout(PAGE_S)
     driver.set_script_timeout(WAIT_S)
     try:
         yield driver
@@ -317,7 +318,12 @@ class Pages:
     shots: Path  # where screenshots go (docs/img/ or a tmp folder)
     harmless: tuple[str, ...] = ()  # console messages expected on purpose (a 403/404 page's own status)
     seen: list[Shown] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # console errors and axe violations, all pages
     _axe: str = ""
+
+    def assert_clean(self) -> None:
+        """Every page shown had no console error and no serious or critical axe-core violation."""
+        assert not self.findings, f"{len(self.findings)} page(s) with problems:\n" + "\n".join(self.findings)
 
     def el(self, css: str) -> Any:
         from selenium.webdriver.common.by import By
@@ -337,6 +343,7 @@ class Pages:
         return url[len(self.served.base):] if url.startswith(self.served.base) else url
 
     def go(self, path: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} GET {path}", flush=True)
         self.driver.get(self.served.url(path))
         self.ready()
 
@@ -369,11 +376,15 @@ class Pages:
 
         control = self.field_for(label)
         if control.tag_name == "select":
-            chosen = Select(control)
-            try:
-                chosen.select_by_visible_text(str(value))
-            except Exception:  # noqa: BLE001 - a value rather than the text shown
-                chosen.select_by_value(str(value))
+            chosen, want = Select(control), str(value).lower()
+            options = [(o.text.strip().lower(), (o.get_attribute("value") or "").lower(), o) for o in chosen.options]
+            for match in (lambda t, v: t == want, lambda t, v: v == want, lambda t, v: t.startswith(want)):
+                hit = next((o for t, v, o in options if match(t, v)), None)
+                if hit is not None:
+                    chosen.select_by_value(hit.get_attribute("value"))
+                    break
+            else:
+                raise AssertionError(f"{label}: no option {value!r} on {self.path()}: {[t for t, _, _ in options]}")
         elif control.get_attribute("type") == "file":
             control.send_keys(str(value))
         else:
@@ -391,7 +402,33 @@ class Pages:
         assert errors, f"{label}: no error message described by it ({ids})"
         return " ".join(errors)
 
-    def press(self, label: str, within: str = "main") -> None:
+    def choose_first(self, label: str) -> str:
+        """Choose the first option with a value in the labelled select: its text."""
+        from selenium.webdriver.support.ui import Select
+
+        chosen = Select(self.field_for(label))
+        options = [o for o in chosen.options if o.get_attribute("value")]
+        assert options, f"{label}: nothing to choose on {self.path()}"
+        chosen.select_by_value(options[0].get_attribute("value"))
+        return options[0].text
+
+    def tick(self, element_id: str, on: bool = True) -> None:
+        box = self.driver.find_element("id", element_id)
+        if box.is_selected() != on:
+            box.click()
+
+    def follow(self, text: str, within: str = "main", timeout: float = WAIT_S) -> None:
+        """Click the link whose text starts with `text` and wait for its page."""
+        for link in self.els(f"{within} a[href]"):
+            if link.text.strip().lower().startswith(text.lower()) and link.is_displayed():
+                old = self.el("html")
+                was = self.path()
+                link.click()
+                self.next_page(old, f"the page of the link {text!r} on {was}", timeout)
+                return
+        raise AssertionError(f"no link {text!r} on {self.path()}: {[a.text for a in self.els(within + ' a[href]')]}")
+
+    def press(self, label: str, within: str = "main", timeout: float = WAIT_S) -> None:
         """Click the button (or submit input) whose text is `label`, then wait for the next page."""
         from selenium.webdriver.common.by import By
 
@@ -400,20 +437,21 @@ class Pages:
             if shown.lower() == label.lower() and button.is_displayed():
                 old = self.driver.find_element(By.TAG_NAME, "html")
                 was = self.path()
+                print(f"{time.strftime('%H:%M:%S')} press {label!r} on {was}", flush=True)
                 button.click()
-                self.next_page(old, f"the page after {label!r} on {was}")
+                self.next_page(old, f"the page after {label!r} on {was}", timeout)
                 return
         raise AssertionError(f"no button {label!r} on {self.path()}: "
                              f"{[(b.text or b.get_attribute('value')) for b in self.els(within + ' button')]}")
 
-    def next_page(self, old: Any, what: str) -> None:
+    def next_page(self, old: Any, what: str, timeout: float = WAIT_S) -> None:
         """Wait for the page holding `old` (an element) to be replaced; on a timeout say what is shown."""
         from selenium.common.exceptions import TimeoutException
 
         try:
-            wait_for(self.driver, lambda d: _stale(old), what)
+            wait_for(self.driver, lambda d: _stale(old), what, timeout)
         except TimeoutException:
-            raise AssertionError(f"{what}: not shown within {WAIT_S:g} s; still at {self.path()}: "
+            raise AssertionError(f"{what}: not shown within {timeout:g} s; still at {self.path()}: "
                                  f"{self.text()[:400]!r}") from None
         self.ready()
 
@@ -445,27 +483,32 @@ class Pages:
         self.press("Sign out", within="header")
         assert self.path().startswith("/login"), self.path()
 
-    def check(self, role: str, name: str, *, harmless: tuple[str, ...] = (), narrow: bool = True) -> None:
-        """The page shown: no console error, no serious/critical axe violation at desktop and narrow width,
-        screenshots webapp-<role>-<name>[-narrow].png."""
+    def check(self, role: str, name: str, *, harmless: tuple[str, ...] = (), narrow: bool = True,
+              narrow_shot: bool = False) -> None:
+        """Look at the page shown: console errors and serious/critical axe-core violations at desktop and
+        (unless `narrow` is False) phone width go to `findings` (the test ends with `assert_clean`, so one
+        run lists every page's problems); screenshots webapp-<role>-<name>.png (and -narrow.png if asked)."""
         self.ready()
+        where = f"{role} {name} ({self.path()})"
         self.seen.append(Shown(role, name, self.path()))
-        errors = self.console_errors(harmless)
-        assert not errors, f"console errors on {role} {name} ({self.path()}):\n" + "\n".join(errors)
+        if errors := self.console_errors(harmless):
+            self.findings.append(f"console errors on {where}:\n  " + "\n  ".join(errors))
         if not self._axe:
             self._axe = AXE_JS.read_text(encoding="utf-8")
-        sizes = [("", DESKTOP)] + ([("-narrow", NARROW)] if narrow else [])
+        sizes = [("", DESKTOP, True)] + ([("-narrow", NARROW, narrow_shot)] if narrow else [])
         try:
-            for suffix, (width, height) in sizes:
+            for suffix, (width, height), shoot in sizes:
                 self.driver.set_window_size(width, height)
-                bad = axe_violations(self.driver, self._axe)
-                assert not bad, (f"axe-core on {role} {name} ({self.path()}) at {width}x{height}:\n" + "\n".join(bad))
-                shot = self.shots / f"webapp-{role}-{name}{suffix}.png"
-                assert self.driver.save_screenshot(str(shot)), shot
+                if bad := axe_violations(self.driver, self._axe):
+                    self.findings.append(f"axe-core on {where} at {width}x{height}:\n  " + "\n  ".join(bad))
+                if shoot:
+                    self.driver.execute_script("window.scrollTo(0, 0)")
+                    shot = self.shots / f"webapp-{role}-{name}{suffix}.png"
+                    assert self.driver.save_screenshot(str(shot)), shot
         finally:
             self.driver.set_window_size(*DESKTOP)
-        errors = self.console_errors(harmless)
-        assert not errors, f"console errors on {role} {name} ({self.path()}):\n" + "\n".join(errors)
+        if errors := self.console_errors(harmless):
+            self.findings.append(f"console errors on {where}:\n  " + "\n  ".join(errors))
 
 
 def _stale(element: Any) -> bool:
