@@ -257,8 +257,11 @@ def _evidence(folder: Path) -> list[Evidence]:
     seen = seen if isinstance(seen, dict) else {}
     out = []
     for p in files:
-        rec = _recorded(seen.get(p.name))
-        out.append(Evidence(name=p.name, path=f"{EVIDENCE_DIR}/{p.name}", sha256=sha256_file(p),
+        entry = seen.get(p.name)
+        rec = _recorded(entry)
+        known = entry.get("sha256") if isinstance(entry, dict) else None  # kept at upload: a file is never replaced
+        out.append(Evidence(name=p.name, path=f"{EVIDENCE_DIR}/{p.name}",
+                            sha256=known if isinstance(known, str) and len(known) == 64 else sha256_file(p),
                             size=p.stat().st_size, by=rec.by if rec else None, at=rec.at if rec else None))
     return out
 
