@@ -258,3 +258,18 @@ def test_an_unreadable_inventory_is_the_labs_problem(svc: Services, people: dict
             slot_actions.capacities(svc.settings, cache)
     with pytest.raises(Unavailable):
         slot_actions.free_slots(svc, people["lab"])
+
+
+def test_the_inbox_and_the_timeline_on_sqlite_and_postgresql(db_url: str, tmp_path: Path) -> None:
+    client = make_app(tmp_path, database_url=db_url)
+    svc: Services = client.app.state.services  # type: ignore[attr-defined]
+    try:
+        maker, lab = who(svc, "maker"), who(svc, "lab")
+        pid = product_actions.add_product(svc, maker, model="TH-100", name="Thermostat", vendor="Acme").id
+        ids = [booking(svc, maker, pid, preferred_from=DAY) for _ in range(3)]
+        actions.accept_booking(svc, lab, ids[0])
+        inbox = actions.booking_page(svc, lab, size=2)
+        assert [b.id for b in inbox.rows] == [ids[1], ids[2]] and inbox.counts == {"requested": 2, "accepted": 1}
+        assert [s.done for s in actions.timeline(svc, maker, ids[0])] == [True, True, False, False, False]
+    finally:
+        svc.store.close()

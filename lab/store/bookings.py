@@ -85,12 +85,13 @@ def later(day: date, days: int) -> date:
 def create_product(target: Target, *, org_id: int, model: str, name: str, vendor: str) -> Product:
     """A new product of an organisation; BookingConflict if it already has that model."""
     with unit(target) as s:
-        done = s.execute(insert_for(s, Product).values(
+        # RETURNING names the row made (none on a conflict): an ORM-enabled INSERT's rowcount is -1 on psycopg
+        made = s.execute(insert_for(s, Product).values(
             org_id=org_id, model=model, name=name, vendor=vendor, created_at=utcnow(),
-        ).on_conflict_do_nothing(index_elements=["org_id", "model"]))
+        ).on_conflict_do_nothing(index_elements=["org_id", "model"]).returning(Product.id)).first()
         product = s.scalars(select(Product).where(Product.org_id == org_id, Product.model == model)
                             .execution_options(populate_existing=True)).one()
-        if done.rowcount != 1:
+        if made is None:
             raise BookingConflict(f"your organisation already has product model {model!r} (product "
                                   f"{product.id}); use it, or give the new product another model")
         return product
