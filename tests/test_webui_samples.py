@@ -5,17 +5,21 @@ the message at its field (aria-invalid) and what was typed kept."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
-from inputs_lab import DECIDED, PERFORMED, add_booking
+from inputs_lab import DECIDED, PERFORMED, add_booking, caller, services, set_status
 from webui import WebClient, login, make_app, post_form
 
+from lab.actions import firmware, samples
 from lab.firmware import build_image
 from lab.sim.vendor import build_release
+from lab.store.models import ReportRelease
+from lab.store.unit import unit
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 
@@ -196,3 +200,22 @@ def test_the_upload_forms_get_the_upload_limit_not_the_json_one(site: dict[str, 
     paths = upload_paths(app_of(site), pages=True)
     for path in ("/bookings/7/firmware", "/bookings/7/assessments/evidence", "/bookings/7/assessments"):
         assert any(p.match(path) for p in paths), path
+
+
+
+def test_a_certifier_reads_samples_and_firmware_of_a_released_booking_but_no_image_or_record(
+        site: dict[str, WebClient]) -> None:
+    app = app_of(site)
+    bid = add_booking(app, status="accepted")
+    samples.receive_sample(services(app), caller(app, "lab"), bid, serial="CERT-1", condition="ok")
+    fid = firmware.upload_firmware(services(app), caller(app, "maker"), bid, io.BytesIO(b"image"), "fw.bin").firmware.id
+    set_status(app, bid, "tested")
+    with unit(services(app).store) as s:
+        s.add(ReportRelease(run_id=f"run-{bid}", booking_id=bid, org_id=caller(app, "cert").org_id,
+                            released_by=caller(app, "lab").id))
+    page = site["cert"].get(f"/bookings/{bid}")
+    assert page.status_code == 200 and "Sample CERT-1" in page.text and "fw.bin" in page.text
+    assert "/firmware/" not in page.text and "Assessor's record" not in page.text  # no image, no record
+    assert 'action="/samples/' not in page.text and "Record a sample" not in page.text
+    assert site["cert"].get(f"/firmware/{fid}/download").status_code == 403
+    assert site["cert"].get(f"/bookings/{bid}/assessments").status_code == 403
