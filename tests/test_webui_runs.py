@@ -189,13 +189,16 @@ def test_a_live_stream_ends_after_its_lifetime_without_done_for_a_running_run(we
         monkeypatch.setattr("lab.webui.pages.runs.LIFETIME", 0.3)
         monkeypatch.setattr("lab.webui.pages.runs.POLL", 0.05)
         lab = login(client, "lab")
-        assert 'data-live="/runs/' in lab.get(f"/runs/{RUN}").text
+        running = lab.get(f"/runs/{RUN}").text
+        assert 'data-live="/runs/' in running and "Cancel this run" in running
+        assert "Cancel this run" not in login(client, "maker").get(f"/runs/{RUN}").text  # read-only
         with lab.stream("GET", f"/runs/{RUN}/events") as stream:
             events = [json.loads(line[len("data: "):]) for line in stream.iter_lines() if line.startswith("data: ")]
     finally:
         stand_in.kill()
         stand_in.wait(10)
     assert len(events) == 1 and events[0]["replace"] == "run-progress" and "running" in events[0]["html"]
+    assert "Cancel this run" in events[0]["html"] and 'name="csrf" value="' in events[0]["html"]
 
 
 def test_the_api_cancels_for_engineers_and_says_409_when_nothing_runs(web) -> None:

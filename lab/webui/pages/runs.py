@@ -21,7 +21,7 @@ from lab.actions.context import Caller
 from lab.actions.errors import ActionError
 from lab.errors import CertlabError
 from lab.store.db import StoreUnavailable
-from lab.webui.deps import EngineerView, Roles, SvcDep
+from lab.webui.deps import EngineerView, Roles, SvcDep, session_of
 from lab.webui.render import page, see_other
 
 router = APIRouter(include_in_schema=False)
@@ -38,7 +38,12 @@ TEXT_FILES = (".log", ".txt", ".json", ".yaml", ".yml", ".csv", ".transcript")
 
 
 def _progress_html(request: Request, run: actions.RunStatus) -> str:
-    return request.app.state.templates.get_template("runs/_progress.html").render(run=run)
+    """The progress section (with the cancel button for an engineer while the process runs): the
+    run page shows it and its live stream sends it again whenever it changed."""
+    view = session_of(request)
+    engineer = view is not None and view.caller.is_engineer
+    return request.app.state.templates.get_template("runs/_progress.html").render(
+        run=run, cancel=engineer and run.process == "running", csrf=view.csrf if view is not None else "")
 
 
 @router.get("/runs")
