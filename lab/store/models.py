@@ -84,7 +84,8 @@ class Run(Base):
     """One campaign: chosen suites on chosen benches for one booking."""
 
     __tablename__ = "runs"
-    __table_args__ = (CheckConstraint(_one_of("status", RUN_STATES), name="status"),)
+    __table_args__ = (CheckConstraint(_one_of("status", RUN_STATES), name="status"),
+                      Index("ix_runs_status", "status"))  # the bench board's running runs (0008)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     edition: Mapped[str] = mapped_column(String(64))
@@ -120,7 +121,8 @@ class Sample(Base):
     """A physical DUT unit; its history (chain of custody) is the results and events naming it."""
 
     __tablename__ = "samples"
-    __table_args__ = (UniqueConstraint("model", "serial", name="uq_samples_model_serial"),)
+    __table_args__ = (UniqueConstraint("model", "serial", name="uq_samples_model_serial"),
+                      Index("ix_samples_booking_id", "booking_id"))  # a booking's samples (0008)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     serial: Mapped[str] = mapped_column(String(128))
@@ -344,6 +346,8 @@ class Booking(Base):
         Index("ix_bookings_run_id", "run_id"),  # a run's booking (migration 0006)
         Index("ix_bookings_status", "status"),  # the bookings lists: counts and pages from indexes (0007)
         Index("ix_bookings_org_id_status", "org_id", "status"),
+        Index("ix_bookings_updated_at_run_id", "updated_at", "run_id"),  # the reports lists (0008)
+        Index("ix_bookings_org_id_status_updated_at", "org_id", "status", "updated_at", "run_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -391,6 +395,7 @@ class CustodyEvent(Base):
     """Chain of custody of a sample: received, on a bench, tested, returned (append-only)."""
 
     __tablename__ = "custody_events"
+    __table_args__ = (Index("ix_custody_events_sample_id", "sample_id"),)  # a sample's custody (0008)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"))
@@ -406,7 +411,8 @@ class ReportRelease(Base):
 
     __tablename__ = "report_releases"
     __table_args__ = (UniqueConstraint("run_id", "org_id", name="uq_report_releases_run_id_org_id"),
-                      Index("ix_report_releases_org_id_at", "org_id", "at"))  # a certifier's list (0006)
+                      Index("ix_report_releases_org_id_at", "org_id", "at"),  # a certifier's list (0006)
+                      Index("ix_report_releases_booking_id", "booking_id"))  # a booking's releases (0008)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(String(64))
