@@ -57,6 +57,7 @@ END_STATES = ("finished", "interrupted", "cancelled")
 FOLLOWS_RUNS = ("manufacturer", "engineer")  # a certification body reads the released report, not the run
 FOLLOW_PERIOD = 2.0  # seconds between the follower's looks at the running bookings
 RECENT_RUNS = 50  # the runs page lists this many, newest first
+CMDLINE_TRIES, CMDLINE_PAUSE = 10, 0.02  # an exec'ing process's empty command line: at most 0.2 s
 TRANSCRIPT_LIMIT = 256 * 1024  # bytes of a transcript shown in a page (the file itself downloads whole)
 
 
@@ -176,17 +177,22 @@ def _record_of(svc: Services, booking_id: int, run_id: str) -> dict[str, Any] | 
 
 def process_alive(pid: object, ics: object) -> bool:
     """Is `pid` still the run process of this launch? Its command line must name the launch's ICS
-    copy (a recycled pid is some other process) and it must not be a zombie."""
+    copy (a recycled pid is some other process); a zombie (ended, its waiter about to reap it) counts.
+    A process just exec'ed shows an empty command line for a moment: looked at again, briefly."""
     if not isinstance(pid, int) or pid <= 0 or not ics:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
-        return True  # ended, not yet reaped: its waiter is settling the booking and recording the code
-    return str(ics).encode() in cmdline.split(b"\0")
+    for _ in range(CMDLINE_TRIES):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return False
+        if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+            return True  # ended, not yet reaped: its waiter is settling the booking and recording the code
+        if cmdline:
+            return str(ics).encode() in cmdline.split(b"\0")
+        time.sleep(CMDLINE_PAUSE)
+    return False
 
 
 def _process(record: dict[str, Any] | None) -> tuple[str, int | None]:
