@@ -406,6 +406,9 @@ def _status(svc: Services, booking_id: int, run_id: str) -> RunStatus:
     """Progress from the store, liveness from the launch record and the process it names. Writes nothing."""
     run, counts = _counts_and_run(svc, run_id)
     process, exit_code = _process(_record_of(svc, booking_id, run_id))
+    if process == "exited" and exit_code is None:
+        # the waiter records the code, then reaps: gone since the record was read means the code is there now
+        process, exit_code = _process(_record_of(svc, booking_id, run_id))
     state = run.status if run is not None else "starting"
     if process != "running" and state in ("starting", "pending", "running"):
         state = "failed" if process == "exited" or run is None else state
