@@ -25,7 +25,7 @@ def install(app: Any) -> None:
     from lab.webui.deps import LoginRequired
     from lab.webui.errors import http_error, login_needed, server_error
     from lab.webui.guard import csrf_checked
-    from lab.webui.render import STATIC, make_templates
+    from lab.webui.render import make_templates, static_dir
     from lab.webui.session import LOGIN_BURST, LOGIN_PER_SECOND, WebCore
 
     app.state.templates = make_templates()
@@ -36,4 +36,4 @@ def install(app: Any) -> None:
     app.add_exception_handler(LoginRequired, login_needed)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, server_error)  # then re-raised by Starlette, so it is logged
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")

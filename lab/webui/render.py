@@ -13,17 +13,24 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from lab.actions.errors import Invalid
+from lab.resources import package_dir
 from lab.webui.deps import session_of
 from lab.webui.nav import nav_for
 from lab.webui.session import set_notice
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-STATIC = Path(__file__).resolve().parent / "static"
+def templates_dir() -> Path:
+    """The pages' templates (lab/webui/templates), installed or in a checkout."""
+    return package_dir("lab.webui") / "templates"
+
+
+def static_dir() -> Path:
+    """The pages' pinned CSS and script (lab/webui/static)."""
+    return package_dir("lab.webui") / "static"
 
 
 def make_templates() -> Jinja2Templates:
     """The app's template set (held by app.state.templates, never by this module)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     return Jinja2Templates(env=env)
 
