@@ -484,10 +484,11 @@ class Pages:
         assert self.path().startswith("/login"), self.path()
 
     def check(self, role: str, name: str, *, harmless: tuple[str, ...] = (), narrow: bool = True,
-              narrow_shot: bool = False) -> None:
+              shot: bool = True, narrow_shot: bool = False) -> None:
         """Look at the page shown: console errors and serious/critical axe-core violations at desktop and
         (unless `narrow` is False) phone width go to `findings` (the test ends with `assert_clean`, so one
-        run lists every page's problems); screenshots webapp-<role>-<name>.png (and -narrow.png if asked)."""
+        run lists every page's problems); screenshots webapp-<role>-<name>.png (unless `shot` is False)
+        and webapp-<role>-<name>-narrow.png (if `narrow_shot`)."""
         self.ready()
         where = f"{role} {name} ({self.path()})"
         self.seen.append(Shown(role, name, self.path()))
@@ -495,7 +496,7 @@ class Pages:
             self.findings.append(f"console errors on {where}:\n  " + "\n  ".join(errors))
         if not self._axe:
             self._axe = AXE_JS.read_text(encoding="utf-8")
-        sizes = [("", DESKTOP, True)] + ([("-narrow", NARROW, narrow_shot)] if narrow else [])
+        sizes = [("", DESKTOP, shot)] + ([("-narrow", NARROW, narrow_shot)] if narrow else [])
         try:
             for suffix, (width, height), shoot in sizes:
                 self.driver.set_window_size(width, height)
