@@ -155,7 +155,7 @@ def test_the_report_command_the_api_starts_writes_owner_only(api, monkeypatch: p
         started.append(kwargs)
         return real_popen([sys.executable, "-c", "pass"], **kwargs)
 
-    monkeypatch.setattr("lab.api.routes.reports.subprocess.Popen", fake_popen)
+    monkeypatch.setattr("lab.actions.reports.subprocess.Popen", fake_popen)
     made = client.post(f"{PREFIX}/runs/{run_id}/report", headers=lab)
     assert made.status_code == 404 and "no report yet" in made.text, made.text  # the stand-in wrote none
     assert started and started[0].get("umask") == UMASK

@@ -32,7 +32,7 @@ from lab.actions.uploads import receive
 from lab.assessments import AssessmentsError, AssessmentsFile, load_assessments, read_assessments_file
 from lab.inputfile import sha256_file
 from lab.ixit import IxitError, load_ixit
-from lab.ownerfiles import private_dir, write_private
+from lab.ownerfiles import open_private, private_dir, write_private
 from lab.store.bookings import frozen_inputs
 from lab.store.models import utcnow
 from lab.store.unit import reading
@@ -153,7 +153,7 @@ def _reader(who: Caller) -> None:
 def _history(folder: Path) -> Iterator[dict[str, Any]]:
     """The history, for changing: written back atomically when the block ends, one writer at a time."""
     private_dir(folder)
-    with open(folder / f".{HISTORY_FILE}.lock", "a+b") as lock:
+    with open_private(folder / f".{HISTORY_FILE}.lock", "ab") as lock:  # owner-only, like the record
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = _read_history(folder)
         yield data

@@ -17,8 +17,8 @@ class NotFound(ActionError):
 
     status = 404
 
-    def __init__(self, what: str, ident: object) -> None:
-        super().__init__(f"no {what} {ident}")
+    def __init__(self, what: str, ident: object, message: str | None = None) -> None:
+        super().__init__(message or f"no {what} {ident}")
         self.what, self.ident = what, ident
 
 

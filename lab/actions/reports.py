@@ -124,7 +124,7 @@ def report_state(run_dir: Path, run_id: str) -> ReportState:
     """The report of `run_dir` as its conformance.json says; NotFound before one is made."""
     path = run_dir / JSON_FILE
     if not path.is_file():
-        raise NotFound("report of run", run_id)
+        raise NotFound("report of run", run_id, f"run {run_id} has no report yet")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
