@@ -7,9 +7,11 @@ and phone width. Each role's journey runs end to end on a private simulated lab 
 `examples` suite: a run of about 30 s); around it the sign-in, CSRF, session expiry and tenancy
 checks go through the pages as a user (or an attacker with a stale form) would.
 
-One server and one browser for the module; every test signs in afresh. Screenshots go to
-tmp_path, or with CERTLAB_SCREENSHOTS=1 to docs/img/webapp-<role>-<page>.png for the README.
-Helpers: tests/webapp_browser.py.
+One server and one browser for the module; every test signs in afresh, and every page it looked
+at is judged after it (all pages' console errors and axe findings listed at once). Screenshots go
+to tmp_path, or to docs/img/webapp-<role>-<page>.png for the README with
+`CERTLAB_SCREENSHOTS=1 .venv/bin/python -m pytest tests/test_webapp_browser.py -p no:randomly`.
+axe-core comes from tools/axe (sh scripts/setup.sh --test). Helpers: tests/webapp_browser.py.
 """
 
 from __future__ import annotations

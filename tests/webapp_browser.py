@@ -110,7 +110,7 @@ def server_env(folder: Path, extra: dict[str, str] | None = None) -> dict[str, s
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTLAB_")}
     env.update({"CERTLAB_DATA_DIR": str(folder / "data"), "CERTLAB_REPORTS_DIR": str(folder / "reports"),
                 "CERTLAB_KEY_DIR": str(folder / "keys"), "CERTLAB_RATE_PER_SECOND": "100000",
-                "CERTLAB_RATE_BURST": "100000", "SE_OFFLINE": "true"})
+                "CERTLAB_RATE_BURST": "100000"})
     env.update(extra or {})
     return env
 
