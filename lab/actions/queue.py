@@ -16,7 +16,7 @@ from lab.store.models import QueuedRun
 from lab.store.scheduling import cancel_queued_run, move_queued_run, queued_runs, set_queue_priority
 from lab.store.unit import reading
 
-SHOWN = 200  # queue rows a page shows
+SHOWN = 50  # queue rows a page shows (each carries its forms; `certlab queue` lists them all)
 PRIORITIES = (-1000, 1000)
 SUITES = {"en303645": "testsuites/en303645", "examples": "testsuites/examples"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}")

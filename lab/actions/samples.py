@@ -117,7 +117,7 @@ def _check_receipt(serial: str, received_on: date | None, condition: str, firmwa
 
 def _bench_of(svc: Services, *, model: str, serial: str) -> str | None:
     """The inventory bench holding this sample; Invalid if the inventory knows the serial as another model."""
-    for name, bench in lab_benches(svc.settings).items():
+    for name, bench in lab_benches(svc.settings, svc.inventories).items():
         if bench.dut.serial == serial:
             if bench.dut.model != model:
                 raise Invalid(["body", "serial"], f"serial {serial!r} is a {bench.dut.model} on bench {name} in the "
@@ -127,7 +127,7 @@ def _bench_of(svc: Services, *, model: str, serial: str) -> str | None:
 
 
 def _benches_by_serial(svc: Services) -> dict[tuple[str, str], str]:
-    return {(b.dut.model, b.dut.serial): name for name, b in lab_benches(svc.settings).items()}
+    return {(b.dut.model, b.dut.serial): name for name, b in lab_benches(svc.settings, svc.inventories).items()}
 
 
 def _views(s: Session, samples: list[Sample], benches: dict[tuple[str, str], str]) -> list[SampleView]:

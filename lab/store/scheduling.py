@@ -407,7 +407,7 @@ def queued_runs(target: Target, *, states: Sequence[str] = ("pending", "claimed"
                 limit: int | None = None) -> list[QueuedRun]:
     """The queue as `certlab queue` shows it: by state, then the order it will be served (the first
     `limit` only, for a page)."""
-    with unit(target) as s:
+    with unit(target, read_only=True) as s:  # a read: never queues behind the dispatcher's writes
         query = select(QueuedRun).where(QueuedRun.state.in_(states)).order_by(
             QueuedRun.state.desc(), QueuedRun.priority.desc(), QueuedRun.created_at, QueuedRun.id)
         return list(s.scalars(query if limit is None else query.limit(limit)))
