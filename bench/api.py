@@ -22,32 +22,23 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import median, pct  # noqa: E402
+from bench._common import Load, free_port, median, pct, wait_health  # noqa: E402
 
 PREFIX = "/api/v1"
 PRODUCT = ROOT / "inventory" / "products" / "TH-100"
 START_TIMEOUT_S = 120.0  # a busy machine imports the app slowly
 REQUEST_TIMEOUT_S = 30.0
 AIM_READS_PER_S, AIM_P99_MS = 1000.0, 50.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def certlab(env: dict[str, str], *args: str) -> str:
@@ -69,21 +60,7 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, token: str
 
 
 def wait_up(port: int, server: subprocess.Popen) -> None:
-    """Until /health answers (bounded): the server migrates its store first."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"api bench: the server exited ({server.returncode}): "
-                             f"{server.stderr.read().decode() if server.stderr else ''}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", f"{PREFIX}/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"api bench: the server did not answer within {START_TIMEOUT_S:.0f} s")
+    wait_health(port, server, timeout_s=START_TIMEOUT_S, who="api bench", path=f"{PREFIX}/health")
 
 
 def wait_workers(port: int, server: subprocess.Popen, workers: int) -> None:
@@ -122,7 +99,7 @@ def wait_workers(port: int, server: subprocess.Popen, workers: int) -> None:
 
 
 @dataclass
-class Phase:
+class Phase(Load):
     """One load phase: `clients` threads share a budget of `count` requests and a deadline."""
 
     name: str
@@ -132,54 +109,10 @@ class Phase:
     want: int
     count: int
     max_seconds: float
-    latencies: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
-    issued: int = 0
-    wall: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self) -> bool:
-        with self.lock:
-            if self.issued >= self.count:
-                return False
-            self.issued += 1
-            return True
 
     def run(self, port: int, token: str, clients: int) -> None:
-        deadline = time.monotonic() + self.max_seconds
-
-        def client() -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
-            mine: list[float] = []
-            try:
-                while time.monotonic() < deadline and self.take():
-                    t0 = time.perf_counter()
-                    try:
-                        status, _ = request(conn, self.method, self.path, token, self.body)
-                    except (OSError, http.client.HTTPException) as exc:
-                        self.note(type(exc).__name__)
-                        conn.close()
-                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
-                        continue
-                    mine.append(time.perf_counter() - t0)
-                    if status != self.want:
-                        self.note(f"HTTP {status}")
-            finally:
-                conn.close()
-                with self.lock:
-                    self.latencies.extend(mine)
-
-        threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(self.max_seconds + REQUEST_TIMEOUT_S)
-        self.wall = time.monotonic() - t0
-
-    def note(self, what: str) -> None:
-        with self.lock:
-            self.errors[what] = self.errors.get(what, 0) + 1
+        self.drive(port, clients, lambda conn: request(conn, self.method, self.path, token, self.body)[0], self.want,
+                   REQUEST_TIMEOUT_S)
 
     def line(self) -> str:
         lat = [x * 1e3 for x in self.latencies] or [float("nan")]

@@ -25,11 +25,9 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -41,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select, text  # noqa: E402
+
+from bench._common import Load, free_port, pct, wait_health  # noqa: E402
 
 from lab.store.accounts import add_user, set_password  # noqa: E402
 from lab.store.db import Store, open_store  # noqa: E402
@@ -70,11 +70,6 @@ MODELS = ("TH-100", "CAM-200", "PLUG-300")
 CHUNK = 20_000
 VERDICT_MIX = ["PASS"] * 14 + ["FAIL"] * 2 + ["NOT_APPLICABLE"] * 2 + ["INCONCLUSIVE"] * 2
 CAUSES = ("lab-fault", "test-error", "assessment-pending")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
 # --- filling the store -------------------------------------------------------------------------
@@ -266,27 +261,8 @@ def locate(store: Store) -> Filled:
 
 # --- the server, signing in, the load ----------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_up(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"web bench: the server exited ({server.returncode}): "
-                             f"{server.stderr.read().decode()[-2000:] if server.stderr else ''}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/api/v1/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"web bench: the server did not answer within {START_TIMEOUT_S:.0f} s")
+    wait_health(port, server, timeout_s=START_TIMEOUT_S, who="web bench")
 
 
 def sign_in(port: int, name: str) -> str:
@@ -316,67 +292,27 @@ def _cookie(header: str, name: str) -> str | None:
 
 
 @dataclass
-class PageLoad:
+class PageLoad(Load):
     """One page under load: `clients` threads share `count` requests and a deadline."""
 
     role: str
     path: str
     count: int
     max_seconds: float
-    latencies: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
-    issued: int = 0
-    wall: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self) -> bool:
-        with self.lock:
-            if self.issued >= self.count:
-                return False
-            self.issued += 1
-            return True
-
-    def note(self, what: str) -> None:
-        with self.lock:
-            self.errors[what] = self.errors.get(what, 0) + 1
 
     def run(self, port: int, cookie: str, clients: int) -> None:
-        deadline = time.monotonic() + self.max_seconds
         headers = {"Cookie": f"certlab_session={cookie}"}
 
-        def client() -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
-            mine: list[float] = []
-            try:
-                while time.monotonic() < deadline and self.take():
-                    t0 = time.perf_counter()
-                    try:
-                        conn.request("GET", self.path, headers=headers)
-                        response = conn.getresponse()
-                        response.read()
-                    except (OSError, http.client.HTTPException) as exc:
-                        self.note(type(exc).__name__)
-                        conn.close()
-                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
-                        continue
-                    mine.append(time.perf_counter() - t0)
-                    if response.status != 200:
-                        self.note(f"HTTP {response.status}")
-            finally:
-                conn.close()
-                with self.lock:
-                    self.latencies.extend(mine)
+        def get(conn: http.client.HTTPConnection) -> int:
+            conn.request("GET", self.path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
 
-        threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(self.max_seconds + REQUEST_TIMEOUT_S)
-        self.wall = time.monotonic() - t0
+        self.drive(port, clients, get, 200, REQUEST_TIMEOUT_S)
 
     def p(self, q: float) -> float:
-        return percentile(self.latencies, q) * 1e3
+        return pct(self.latencies, q) * 1e3
 
     @property
     def ok(self) -> bool:
