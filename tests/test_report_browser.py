@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import threading
 import urllib.request
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import headless_chromium, shot_path  # tests/chromium.py
 
 from lab.reports.build import build_report
 from lab.reports.keys import init_keys
@@ -34,9 +34,6 @@ from lab.reports.synthetic import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "inventory" / "lab-profile.yaml"
-IMG = ROOT / "docs" / "img"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-SETUP_FIX = "install the Debian packages chromium and chromium-driver: sh scripts/setup.sh --test"
 WAIT_S = 30  # bound on every wait for the page to render
 # seed 3: the 40 verdicts hold all four kinds with distinct counts (33/4/1/2), so a swapped status shows
 RESULTS, SAMPLES, SEED = 40, 2, 3
@@ -87,39 +84,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium through the packaged ChromeDriver; missing packages fail (CI installs them)."""
-    chromium = shutil.which("chromium")
-    missing = [name for name, path in (("chromium", chromium), ("chromedriver", CHROMEDRIVER))
-               if not path or not os.access(path, os.X_OK)]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} not found: {SETUP_FIX}", pytrace=False)
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.fail("selenium is not installed: sh scripts/setup.sh --test", pytrace=False)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a browser or a driver
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
-                    "--disable-dev-shm-usage", "--hide-scrollbars"):
-            options.add_argument(arg)
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT_S)
-    driver.set_script_timeout(WAIT_S)
-    try:
+    with headless_chromium(size=(1400, 1000), page_timeout=WAIT_S, script_timeout=WAIT_S) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def shot_path(tmp_path: Path, name: str) -> Path:
-    """docs/img/NAME only when asked (CERTLAB_SCREENSHOTS=1), so ordinary runs leave the tree clean."""
-    if os.environ.get("CERTLAB_SCREENSHOTS") == "1":
-        IMG.mkdir(parents=True, exist_ok=True)
-        return IMG / name
-    return tmp_path / name
 
 
 def screenshot(driver: Any, path: Path) -> None:

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import shot_path  # tests/chromium.py
 from webapp_browser import (  # tests/webapp_browser.py
     Pages,
     Served,
     chromium,
     private_inventory,
     served_app,
-    shot_path,
 )
 
 from lab.store import open_store

@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,13 +32,11 @@ from typing import Any
 
 import pytest
 import yaml
+from chromium import headless_chromium  # tests/chromium.py
 
 ROOT = Path(__file__).resolve().parent.parent
-IMG = ROOT / "docs" / "img"
 AXE_JS = ROOT / "tools" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 PROFILE = ROOT / "inventory" / "lab-profile.yaml"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-SETUP_FIX = "install the Debian packages chromium and chromium-driver and axe-core: sh scripts/setup.sh --test"
 E2E_LOCK = Path("/tmp/certlab-e2e.lock")  # one simulated lab at a time on this machine
 WAIT_S = 20.0  # bound on every wait for a page or an element
 PAGE_S = 150.0  # bound on one page load: making a report (Allure, PDF) answers after it is done
@@ -241,42 +238,12 @@ def lab_up(env: dict[str, str], inventory: Path, log: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def chromium() -> Iterator[Any]:
-    """Headless Chromium through the packaged ChromeDriver; missing packages fail (CI installs them)."""
-    binary = shutil.which("chromium")
-    missing = [name for name, path in (("chromium", binary), ("chromedriver", CHROMEDRIVER))
-               if not path or not os.access(path, os.X_OK)]
-    if not AXE_JS.is_file():
-        missing.append(str(AXE_JS.relative_to(ROOT)))
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} not found: {SETUP_FIX}", pytrace=False)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a browser or a driver
-        options = webdriver.ChromeOptions()
-        options.binary_location = binary
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
-                    "--disable-dev-shm-usage", "--hide-scrollbars", "--no-first-run", "--disable-extensions",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-features=Translate,OptimizationHints,MediaRouter"):
-            options.add_argument(arg)
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(PAGE_S)
-    driver.set_script_timeout(WAIT_S)
-    try:
+    """Headless Chromium through the packaged ChromeDriver, axe-core at hand; missing packages fail (CI installs them)."""
+    with headless_chromium(size=DESKTOP, page_timeout=PAGE_S, script_timeout=WAIT_S, needs=(AXE_JS,),
+                           args=("--no-first-run", "--disable-extensions", "--disable-background-networking",
+                                 "--disable-component-update", "--disable-sync",
+                                 "--disable-features=Translate,OptimizationHints,MediaRouter")) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def shot_path(tmp_path: Path, name: str) -> Path:
-    """docs/img/NAME only when asked (CERTLAB_SCREENSHOTS=1), so ordinary runs leave the tree clean."""
-    if os.environ.get("CERTLAB_SCREENSHOTS") == "1":
-        IMG.mkdir(parents=True, exist_ok=True)
-        return IMG / name
-    return tmp_path / name
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT_S) -> Any:
