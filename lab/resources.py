@@ -64,6 +64,10 @@ def example_suites() -> Path:
     return suites_root() / "examples"
 
 
+NAMED_SUITES: dict[str, str] = {"en303645": "testsuites/en303645", "examples": "testsuites/examples"}
+"""The suites a booking or a queued run may name -> their `--suite` path (see `resolve_suite`)."""
+
+
 def resolve_suite(path: str) -> Path:
     """A --suite path as given: as is when it exists (relative to the current folder), else inside the
     shipped suites when it starts with testsuites/ (so `--suite testsuites/examples` works anywhere)."""

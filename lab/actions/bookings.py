@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
+from lab import resources
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound
 from lab.actions.slots import capacities, no_bench, today
@@ -37,7 +38,7 @@ from lab.store.unit import reading
 from lab.yamlfile import parse_yaml
 
 MAX_WINDOW_DAYS = 92  # how far an accept without a day looks for room
-SUITES = ("en303645", "examples")  # the suites a booking may ask for (lab.api.schemas.bookings.SUITES)
+SUITES = tuple(resources.NAMED_SUITES)  # the suites a booking may ask for
 EDITIONS = ("v2", "v3")
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$"
 MAX_DOCUMENT = 1 << 20  # an ICS or IXIT is YAML text of at most 1 MiB

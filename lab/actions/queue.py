@@ -18,7 +18,7 @@ from lab.store.unit import reading
 
 SHOWN = 50  # queue rows a page shows (each carries its forms; `certlab queue` lists them all)
 PRIORITIES = (-1000, 1000)
-SUITES = {"en303645": "testsuites/en303645", "examples": "testsuites/examples"}
+SUITES = resources.NAMED_SUITES
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}")
 
 

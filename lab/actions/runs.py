@@ -49,7 +49,7 @@ from lab.store.models import Booking, Evidence, Run, TestResult
 from lab.store.unit import reading
 
 DEFAULT_SUITES = ("en303645",)
-SUITES = {"en303645": "testsuites/en303645", "examples": "testsuites/examples"}  # as lab.api.schemas.bookings
+SUITES = resources.NAMED_SUITES
 RUN_ID_WAIT = 30.0  # seconds for `certlab run` to check its inputs and make its run directory
 LAUNCH_FILE = "launch.json"
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,63}")

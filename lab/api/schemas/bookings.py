@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
+from lab import resources
 from lab.store.bookings import FIRST_DAY, LAST_DAY
 from lab.store.models import BOOKING_STATES, Booking, CustodyEvent, Product, Sample, Slot, utcnow
 
-#: suite name a booking may ask for -> its folder, relative to the certlab checkout
-SUITES: dict[str, str] = {"en303645": "testsuites/en303645", "examples": "testsuites/examples"}
+SUITES = resources.NAMED_SUITES  # suite name a booking may ask for -> its --suite path
 Suite = Literal["en303645", "examples"]
 Edition = Literal["v2", "v3"]
 BookingStatus = Literal[BOOKING_STATES]  # type: ignore[valid-type]
