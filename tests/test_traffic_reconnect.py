@@ -8,7 +8,8 @@ import pytest
 
 from lab.ixit import Reconnect
 from lab.traffic.reconnect import (TOLERANCE_S, Attempt, attempts, attempts_since, earliest_since_first, gaps_needed,
-                                   judge_backoff, lower_bound, nominal_waits, resume_bound, retry_window, schedule)
+                                   judge_backoff, lower_bound, nominal_waits, resume_bound, retry_window, schedule,
+                                   went_through)
 
 TH100 = Reconnect(initial_seconds=0.25, factor=2, max_seconds=1, jitter=0.5)
 
@@ -216,3 +217,12 @@ def test_an_exchange_the_refusal_cut_after_its_handshake_is_the_first_failure() 
     found = attempts_since(syns + _syns(retries), others, since=99.9, policy=TH100)
     assert found == [Attempt(100.07, 30000), *retries]
     assert judge_backoff(found, TH100, 4, "telemetry").problems == []
+
+
+def test_attempts_that_completed_their_handshake_after_the_refusal_say_it_did_not_hold():
+    """No refused attempt but handshakes after the refusal was in force: the lab's refusal failed
+    (INCONCLUSIVE in the suite), which must never read as a DUT that made no attempt."""
+    syns = [(9.0, 40000), (10.5, 40001), (10.6, 40001), (12.0, 40002)]
+    others = [(9.1, 40000), (10.7, 40001)]  # 40000 before the refusal, 40001 after it: both went through
+    assert [a.sport for a in went_through(syns, others, since=10.0)] == [40001]
+    assert went_through(syns, [], since=10.0) == []  # refused attempts: nothing went through

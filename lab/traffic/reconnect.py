@@ -70,6 +70,13 @@ def attempts_since(syns: Iterable[tuple[float, int]], others: Iterable[tuple[flo
     return refused
 
 
+def went_through(syns: Iterable[tuple[float, int]], others: Iterable[tuple[float, int]], since: float) -> list[Attempt]:
+    """The attempts from `since` (the refusal in force) that got past their SYN: when no attempt was
+    refused, these say the lab's refusal did not hold (a lab fault), not that the DUT never tried."""
+    answered = {sport for _, sport in others}
+    return [a for a in attempts((at, sport) for at, sport in syns if at >= since) if a.sport in answered]
+
+
 def nominal_waits(policy: Reconnect, count: int) -> list[float]:
     """The documented wait before each of the first `count` retries, without jitter."""
     return [min(policy.max_seconds, policy.initial_seconds * policy.factor ** n) for n in range(count)]

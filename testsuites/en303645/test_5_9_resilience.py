@@ -46,7 +46,8 @@ import support
 from lab.conditions import ics_says
 from lab.errors import CertlabError, DutError, LabFault, SSHUnreachable
 from lab.strategy import BenchState
-from lab.traffic.reconnect import attempts, attempts_since, gaps_needed, judge_backoff, resume_bound, retry_window
+from lab.traffic.reconnect import (attempts, attempts_since, gaps_needed, judge_backoff, resume_bound, retry_window,
+                                   went_through)
 
 pytestmark = pytest.mark.bench_state("shell")
 
@@ -499,6 +500,7 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
     interval = test_facts.need("telemetry_interval_seconds")
     address = bench.config.network.address
     problems: list[str] = []
+    unjudged: list[str] = []  # mechanisms the lab could not judge (its fault, not the DUT's)
     for mech in mechs:
         policy = mech.reconnect
         if policy is None:
@@ -543,6 +545,11 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
                                                          for a in found]}
         if not found:
             evidence.json(f"reconnect-{mech.id}", record)
+            through = went_through(syns, others, refused_since[1])
+            if through:  # it did try: the lab's refusal let it through, so its back-off was never shown
+                unjudged.append(f"{mech.id}: the lab's refusal of tcp/{mech.port} did not hold: {len(through)} "
+                                f"connection attempt(s) after it was in force completed their handshake")
+                continue
             problems.append(f"{mech.id}: the DUT made no connection attempt to port {mech.port} within {first_bound:g} s "
                             f"(test_facts.telemetry_interval_seconds {interval:g} s + {MARGIN_S:g} s), so its reconnection "
                             "could not be shown")
@@ -552,7 +559,10 @@ def test_5_9_3_2_orderly_reconnection(dut, bench, ixit, test_facts, evidence):
         evidence.json(f"reconnect-{mech.id}", record)
         problems += judged.problems
     if problems:
-        raise DutError("the reconnection is not orderly as documented: " + "; ".join(problems))
+        raise DutError("the reconnection is not orderly as documented: " + "; ".join(problems)
+                       + (f" (not judged: {'; '.join(unjudged)})" if unjudged else ""))
+    if unjudged:
+        raise LabFault("the reconnection could not be judged: " + "; ".join(unjudged))
 
 
 def _console_run(bench, command: str, timeout: float) -> tuple[int, str]:
