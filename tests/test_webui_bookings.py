@@ -7,12 +7,9 @@ and the field path inside it).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
-import pytest
-from webui import ROOT, WebClient, login, make_app, post_form
+from webui import ROOT, WebClient, login, post_form, web  # noqa: F401 (fixture)
 
 from lab.store import bookings as bk
 from lab.store.models import Product, ReportRelease, User
@@ -21,15 +18,6 @@ from lab.store.unit import reading, unit
 ICS = (ROOT / "inventory" / "products" / "TH-100" / "ics.yaml").read_bytes()
 IXIT = (ROOT / "inventory" / "products" / "TH-100" / "ixit.yaml").read_bytes()
 DAY = datetime.now(timezone.utc).date() + timedelta(days=10)
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[WebClient]:
-    client = make_app(tmp_path)
-    try:
-        yield client
-    finally:
-        client.app.state.services.store.close()  # type: ignore[attr-defined]
 
 
 def ids(web: WebClient, name: str) -> tuple[int, int]:
