@@ -23,6 +23,8 @@ from lab.catalog.cli import catalog
 from lab.api.cli import serve, users_app
 from lab.labhost.cli import labhost_app
 from lab.reports.cli import keys_app, print_report_paths, report_app, sign, verify
+from lab.records.cli import record_app, verify_record
+from lab.sim.cli import sim_app
 from lab.errors import CertlabError
 from lab.inventory import Inventory, load_inventory
 
@@ -46,6 +48,9 @@ app.add_typer(product_app, name="product")
 assess_app = typer.Typer(no_args_is_help=True, help="The assessor's record of a product: decisions and hand-performed cases.")
 app.add_typer(assess_app, name="assess")
 app.add_typer(labhost_app, name="labhost")
+app.add_typer(record_app, name="record")
+app.add_typer(sim_app, name="sim")
+app.command("verify-record")(verify_record)
 app.command("serve")(serve)
 app.command("sign")(sign)
 app.command("verify")(verify)
