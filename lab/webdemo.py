@@ -3,8 +3,9 @@ engineer, a manufacturer and a certifier in a browser, without a terminal.
 
 The accounts live in the demo's own store (the default one) like any other; their passwords are
 made once, at random, kept owner-only in the data folder (`demo-accounts.txt`) and shown by
-`certlab demo` and `certlab serve --demo`. A real lab never gets them: only those commands call
-`ensure_demo_accounts`.
+`certlab demo` and `certlab serve --demo`. The API token each account gets when it is made is
+kept there too (third column), so the demo's manufacturer can call the API (register a release)
+from a terminal. A real lab never gets them: only those commands call `ensure_demo_accounts`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from lab.ownerfiles import private_dir, write_private
-from lab.store.accounts import add_user, password_matches, set_password
+from lab.store.accounts import add_user, password_matches, set_password, token_hash
 from lab.store.db import Store
 from lab.store.models import User
 from lab.store.unit import reading
@@ -31,6 +32,7 @@ class DemoAccount:
     role: str
     org: str
     password: str = ""
+    token: str = ""  # the API token, when this data folder kept it (made with the account)
 
 
 DEMO_ACCOUNTS = (
@@ -40,14 +42,14 @@ DEMO_ACCOUNTS = (
 )
 
 
-def _known(path: Path) -> dict[str, str]:
-    """name -> password of the accounts made before (lines `name password`)."""
+def _known(path: Path) -> dict[str, tuple[str, str]]:
+    """name -> (password, token or "") of the accounts made before (lines `name password [token]`)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
         return {}
-    pairs = (line.split() for line in lines if line.strip() and not line.startswith("#"))
-    return {p[0]: p[1] for p in pairs if len(p) == 2}
+    rows = (line.split() for line in lines if line.strip() and not line.startswith("#"))
+    return {r[0]: (r[1], r[2] if len(r) == 3 else "") for r in rows if len(r) in (2, 3)}
 
 
 def ensure_demo_accounts(store: Store, data_dir: Path) -> list[DemoAccount]:
@@ -63,16 +65,23 @@ def ensure_demo_accounts(store: Store, data_dir: Path) -> list[DemoAccount]:
         user = live.get(account.name)
         if user is not None and user.revoked_at is not None:
             continue  # someone revoked it on purpose: the demo does not bring it back
+        password, token = known.get(account.name, (None, ""))
         if user is None:
-            add_user(store, name=account.name, role=account.role, org=account.org)
-        password = known.get(account.name)
-        if user is None or password is None or not password_matches(user.password_hash, password):
+            user, token = add_user(store, name=account.name, role=account.role, org=account.org)
+        elif token and token_hash(token) != user.token_hash:
+            token = ""  # not this account's token any more: never shown as if it were
+        if password is None or not password_matches(user.password_hash, password):
             password = secrets.token_urlsafe(12)
             set_password(store, account.name, password)
-        made.append(DemoAccount(account.name, account.role, account.org, password))
-    write_private(path, "# certlab demo accounts for the web app: name password\n"
-                  + "".join(f"{a.name} {a.password}\n" for a in made))
+        made.append(DemoAccount(account.name, account.role, account.org, password, token))
+    write_private(path, "# certlab demo accounts: name, web password, API token (when kept)\n"
+                  + "".join(f"{a.name} {a.password} {a.token}".rstrip() + "\n" for a in made))
     return made
+
+
+def demo_token(data_dir: Path, name: str) -> str | None:
+    """The API token `ensure_demo_accounts` kept for a demo account, if any."""
+    return _known(data_dir / ACCOUNTS_FILE).get(name, ("", ""))[1] or None
 
 
 def ensure_demo_key() -> str | None:

@@ -35,3 +35,19 @@ def test_a_revoked_demo_account_stays_revoked(tmp_path):
         ensure_demo_accounts(store, tmp_path)
         revoke_user(store, "demo-manufacturer")
         assert "demo-manufacturer" not in [a.name for a in ensure_demo_accounts(store, tmp_path)]
+
+
+def test_each_account_keeps_the_api_token_it_was_made_with(tmp_path):
+    from lab.store.accounts import user_for_token
+    from lab.webdemo import demo_token
+
+    with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        made = {a.name: a.token for a in ensure_demo_accounts(store, tmp_path)}
+        again = {a.name: a.token for a in ensure_demo_accounts(store, tmp_path)}
+        assert again == made and all(made.values())
+        holder = user_for_token(store, demo_token(tmp_path, "demo-manufacturer"))
+        assert holder is not None and holder.name == "demo-manufacturer"
+        # a token the store no longer knows for that account is never shown as its token
+        path = tmp_path / ACCOUNTS_FILE
+        path.write_text(path.read_text().replace(made["demo-engineer"], "clt_not-this-accounts-token"))
+        assert {a.name: a.token for a in ensure_demo_accounts(store, tmp_path)}["demo-engineer"] == ""
