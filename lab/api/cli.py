@@ -112,7 +112,11 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="server processes sharing the port, about one per CPU "
                                          "(a worker that dies is restarted)")] = 1,
     demo: Annotated[bool, typer.Option("--demo", help="serve the shipped simulated lab, up while serving, with one "
-                                       "account per role to sign in with (made by `certlab demo`, or here)")] = False,
+                                       "account per role to sign in with (made by `certlab demo`, or here); "
+                                       "implies --queue-worker")] = False,
+    queue_worker: Annotated[bool, typer.Option("--queue-worker", help="also serve the queue of pending runs with "
+                                               "this inventory's benches (`certlab queue work --follow` beside the "
+                                               "server): product records' re-tests start unprompted")] = False,
 ) -> None:
     """Serve the booking API (uvicorn) at http://HOST:PORT/api/v1 (docs at /api/v1/docs) and the web app at http://HOST:PORT/."""
     import uvicorn
@@ -151,12 +155,23 @@ def serve(
     out.print(f"certlab web app on {web_address(host, port)} (sign in with a password from `certlab users passwd "
               f"NAME`, or an API token)", highlight=False)
     lab = _demo_lab(settings, web_address(host, port)) if demo else None
+    worker = None
+    if demo or queue_worker:
+        from lab.api.queueworker import QueueWorker
+
+        worker = QueueWorker(settings.inventory, settings.data_dir, settings.database_url)
+        worker.start()
+        out.print(f"queue worker: certlab queue work --follow on this inventory's benches (log {worker.log})",
+                  highlight=False)
     try:
         if workers == 1:
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
             uvicorn.run(APP_FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning")
     finally:
+        if worker is not None:
+            with out.status("stopping the queue worker (its runs switch their benches off) ..."):
+                worker.stop()
         if lab is not None:
             with out.status("stopping the simulated lab ..."):
                 lab.down()
