@@ -454,3 +454,38 @@ class AuditEntry(Base):
     path: Mapped[str] = mapped_column(String(512))
     status: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- product records (lab.records, lab.actions.records): the lab's record of a certified product ------
+
+
+class ProductRecord(Base):
+    """Which product a model's record is about and where its re-tests' inputs are kept; the record
+    itself is its chain of revisions (`RecordRevision`)."""
+
+    __tablename__ = "product_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    baseline_run_id: Mapped[str] = mapped_column(String(64))
+    inputs_dir: Mapped[str] = mapped_column(Text)  # the baseline run's ICS, IXIT, assessments for re-tests
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecordRevision(Base):
+    """One signed revision of a model's record (append-only: database triggers refuse UPDATE and DELETE).
+    `document` is the revision's JSON as `lab.records.chain` made it; the other columns are read from it."""
+
+    __tablename__ = "record_revisions"
+    __table_args__ = (UniqueConstraint("model", "seq", name="uq_record_revisions_model_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the feed's order (`after=id`)
+    model: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)
