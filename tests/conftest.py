@@ -34,7 +34,7 @@ PG_START_TIMEOUT = 30
 E2E_MODULES = frozenset({
     "test_api_flow.py", "test_api_schemathesis.py", "test_detection_matrix.py", "test_labhosts.py", "test_offtheshelf_detection.py", "test_orchestrator.py",
     "test_ots_dut.py", "test_report_browser.py", "test_sim_dut.py", "test_webapp_browser.py", "test_sim_lab.py", "test_vm_dut.py",
-    "test_wheel_install.py",
+    "test_wheel_install.py", "test_records_e2e.py", "test_records_browser.py",
 })
 E2E_TESTS = frozenset({
     "test_cli_lab.py::test_up_check_run_down", "test_cli_lab.py::test_check_reports_a_lab_fault_and_exits_1",

@@ -152,8 +152,8 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def served_app(folder: Path, inventory: Path, users: list[tuple[str, str, str]],
-               extra_env: dict[str, str] | None = None) -> Iterator[Served]:
-    """`certlab serve -i inventory` on 127.0.0.1 at a free port, with `users` and signing keys made first."""
+               extra_env: dict[str, str] | None = None, serve_args: tuple[str, ...] = ()) -> Iterator[Served]:
+    """`certlab serve -i inventory [serve_args]` on 127.0.0.1 at a free port, with `users` and signing keys made first."""
     folder.mkdir(parents=True, exist_ok=True)
     env = server_env(folder, extra_env)
     from lab.reports.keys import init_keys
@@ -165,7 +165,7 @@ def served_app(folder: Path, inventory: Path, users: list[tuple[str, str, str]],
         port = free_port()
         with log.open("ab") as out:
             proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "certlab"), "serve", "-i", str(inventory),
-                                     "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=out,
+                                     "--host", "127.0.0.1", "--port", str(port), *serve_args], env=env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_S
