@@ -30,6 +30,7 @@ from lab.firmware import FirmwareImage
 from lab.flaws import FLAWS
 from lab.sim import netservices, vendor
 from lab.sim.flash import Flash, FlashError
+from lab.sim.fwmanifest import read_manifest
 from lab.sim.shell import MAX_TERMINAL_LINE, ConfigCorrupt, LineReader, Shell, TerminalIO, Vfs, run_session
 from lab.sim.sshd import OTHER_SERVER_VERSION, SERVER_VERSION, AuthGuard, SshService, generate_host_key_pem, load_host_key
 from lab.sim.telemetry import TelemetryClient, carrier_up, settings_lines
@@ -271,6 +272,8 @@ class Device:
         )
         self.slot: str | None = None
         self.image: FirmwareImage | None = None
+        # the unit's flaws (dut.json) and, once booted, those the running release's software carries
+        self.flaws: frozenset[str] = cfg.flaws
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._config_lock = threading.Lock()
@@ -356,6 +359,7 @@ class Device:
             log.error("no bootable image; halted")
             return False
         self.slot, self.image = slot, image
+        self.flaws = self.cfg.flaws | software_flaws(image)
         self._started = time.monotonic()
         kernel = _kernel_lines(cfg)
         services = 4
@@ -377,11 +381,11 @@ class Device:
         time.sleep(pace)
         self.say("Starting telemetry: " + ("OK" if self._start_telemetry() else "disabled"))
         netservices.start_ssdp(cfg.address, self._ssdp_answer)  # discovery: answers M-SEARCH only
-        if "undocumented_update_service" in cfg.flaws:
+        if "undocumented_update_service" in self.flaws:
             netservices.start_fwupload(cfg.address)
-        if "open_debug_service" in cfg.flaws:
+        if "open_debug_service" in self.flaws:
             self._start_debug_service()
-        if "cleartext_telnet_login" in cfg.flaws:
+        if "cleartext_telnet_login" in self.flaws:
             self.say("Starting telnetd: " + ("OK" if self._start_telnet_login() else "FAILED"))
         time.sleep(pace)
         self.say("")
@@ -419,13 +423,13 @@ class Device:
             guard = AuthGuard(
                 self.cfg.lockout_attempts,
                 self.cfg.lockout_seconds,
-                enabled="no_bruteforce_protection" not in self.cfg.flaws,
+                enabled="no_bruteforce_protection" not in self.flaws,
             )
             SshService(self, self.cfg.address, self.cfg.ssh_port, key, guard,
                        fragile_ident_parser="crashes_on_malformed_input" in self.cfg.flaws,
-                       weak_algorithms="weak_ssh_algorithms" in self.cfg.flaws,
-                       legacy_kex="weak_auth_crypto" in self.cfg.flaws,
-                       version=OTHER_SERVER_VERSION if "undocumented_security_impl" in self.cfg.flaws else SERVER_VERSION,
+                       weak_algorithms="weak_ssh_algorithms" in self.flaws,
+                       legacy_kex="weak_auth_crypto" in self.flaws,
+                       version=OTHER_SERVER_VERSION if "undocumented_security_impl" in self.flaws else SERVER_VERSION,
                        ).start()
             return True
         except Exception:
@@ -451,15 +455,15 @@ class Device:
             serial=self.cfg.serial,
             token=str(self._identity.get("token", "")),
             firmware=lambda: self.image.version if self.image else "?",
-            cleartext="cleartext_credentials" in self.cfg.flaws,
+            cleartext="cleartext_credentials" in self.flaws,
             backoff="reconnect_storm" not in self.cfg.flaws,
             gives_up_on_link_loss="no_reconnect_after_link_loss" in self.cfg.flaws,
             link_up=(lambda: True) if self.cfg.address.startswith("127.") else carrier_up,
             source_address=self.cfg.address,
             server_name=cloud.server_name,
             enabled=self._telemetry_enabled,
-            verify_server="accepts_any_certificate" not in self.cfg.flaws,
-            occupancy_in_clear="sensitive_data_cleartext" in self.cfg.flaws,
+            verify_server="accepts_any_certificate" not in self.flaws,
+            occupancy_in_clear="sensitive_data_cleartext" in self.flaws,
             on_settings=self._keep_cloud_settings,
         ).start()
         return True
@@ -605,7 +609,7 @@ class Device:
     def _ssdp_answer(self) -> bytes:
         """The SSDP M-SEARCH answer: the model (IXIT 15-Intf discovery); `verbose_discovery` adds identifying values."""
         extra = {}
-        if "verbose_discovery" in self.cfg.flaws:
+        if "verbose_discovery" in self.flaws:
             extra = {"X-SERIAL": self.cfg.serial, "X-MAC": self.cfg.mac,
                      "X-FIRMWARE": self.image.version if self.image else "?"}
         usn = str(uuid.uuid5(uuid.NAMESPACE_URL, f"certlab-sim:{self.cfg.serial}"))
@@ -614,7 +618,7 @@ class Device:
     def accepts_none_auth(self) -> bool:
         """SSH `none` authentication as root succeeds: always with `unauthenticated_network_function`;
         with `settings_change_without_auth` after a factory reset until the first password login."""
-        if "unauthenticated_network_function" in self.cfg.flaws:
+        if "unauthenticated_network_function" in self.flaws:
             return True
         return "settings_change_without_auth" in self.cfg.flaws and self.flash.exists(SETUP_PENDING_REL)
 
@@ -763,6 +767,16 @@ class Device:
         for handler in logging.getLogger().handlers:
             handler.flush()
         os._exit(REBOOT_EXIT_STATUS)
+
+
+def software_flaws(image: FirmwareImage) -> frozenset[str]:
+    """The firmware-borne flaws the booted release's software has (its manifest; none without one)."""
+    manifest = read_manifest(image.payload)
+    if manifest is None:
+        return frozenset()
+    if manifest.enables:
+        log.info("firmware %s carries: %s", image.version, ", ".join(sorted(manifest.enables)))
+    return manifest.enables
 
 
 def _config_bytes(cfg: dict[str, object]) -> bytes:

@@ -16,7 +16,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab import resources
+from lab.errors import CertlabError
 from lab.firmware import build_image, public_key_hex
+from lab.sim.fwmanifest import FirmwareManifest
 
 #: Documented seed of the fake vendor key: SHA-256 of this text is the Ed25519 private key.
 VENDOR_KEY_SEED_TEXT = b"certlab simulated vendor release key v1 -- FAKE, PUBLIC, NOT A SECRET"
@@ -95,9 +97,16 @@ def baked_host_key_pem(model: str) -> str:
     return key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
 
 
-def release_payload(model: str, version: str, size: int = DEFAULT_SIZE) -> bytes:
-    """Deterministic pseudo-random payload keyed by model and version (with the baked key's bytes)."""
+def release_payload(model: str, version: str, size: int = DEFAULT_SIZE,
+                    manifest: FirmwareManifest | None = None) -> bytes:
+    """Deterministic pseudo-random payload keyed by model and version (with the baked key's bytes);
+    a `manifest` (the release's software, lab/sim/fwmanifest.py) replaces the payload's first bytes."""
     data = hashlib.shake_256(f"certlab-firmware/{model}/{version}".encode()).digest(size)
+    if manifest is not None:
+        head = manifest.encode()
+        if len(head) > min(size, BAKED_KEY_OFFSET):
+            raise CertlabError(f"release manifest ({len(head)} bytes) does not fit a {size}-byte payload")
+        data = head + data[len(head):]
     if size < BAKED_KEY_OFFSET + 64:
         return data
     seed = baked_host_key_seed(model)
@@ -105,15 +114,48 @@ def release_payload(model: str, version: str, size: int = DEFAULT_SIZE) -> bytes
     return data[:BAKED_KEY_OFFSET] + baked + data[BAKED_KEY_OFFSET + 64:]
 
 
-def build_release(model: str, version: str, security_version: int, size: int = DEFAULT_SIZE) -> bytes:
+def build_release(model: str, version: str, security_version: int, size: int = DEFAULT_SIZE,
+                  manifest: FirmwareManifest | None = None) -> bytes:
     """A vendor-signed image, identical byte for byte every time it is built."""
     return build_image(
         model=model,
         version=version,
         security_version=security_version,
-        payload=release_payload(model, version, size),
+        payload=release_payload(model, version, size, manifest),
         private_key=vendor_private_key(),
     )
+
+
+def next_security_version(releases: tuple[Release, ...] = RELEASES) -> int:
+    """What a new release gets unless told otherwise: one above the current release's."""
+    return current_release(releases).security_version + 1
+
+
+#: The simulated firmware's third-party components and the release that first shipped each set
+#: (oldest first); the thermostat application's version is the release's own. Deterministic, so
+#: two builds of one release list the same components.
+COMPONENT_SETS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("0.0.0", {"u-boot": "2023.04", "linux": "6.1.55", "busybox": "1.36.1", "openssh": "9.2p1",
+               "openssl": "3.0.11", "zlib": "1.2.13"}),
+    ("1.4.0", {"u-boot": "2023.04", "linux": "6.1.55", "busybox": "1.36.1", "openssh": "9.2p1",
+               "openssl": "3.0.13", "zlib": "1.3"}),
+    ("1.5.0", {"u-boot": "2023.04", "linux": "6.1.90", "busybox": "1.36.1", "openssh": "9.6p1",
+               "openssl": "3.0.15", "zlib": "1.3.1"}),
+)
+APP_COMPONENT = "thermostat-app"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.replace("-", ".").split("."))
+
+
+def firmware_components(version: str) -> dict[str, str]:
+    """The components (name -> version) of the release `version` of the simulated firmware."""
+    chosen = COMPONENT_SETS[0][1]
+    for since, components in COMPONENT_SETS:
+        if _version_key(version) >= _version_key(since):
+            chosen = components
+    return {**chosen, APP_COMPONENT: version}
 
 
 def release_filename(model: str, version: str) -> str:
