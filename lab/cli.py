@@ -209,21 +209,27 @@ def queue_add(
     out.print(f"queued run {qid}: any {model} bench{needs}, priority {priority}")
 
 
+FOLLOW_FOREVER_SECONDS = 100 * 365 * 86400.0  # `queue work --follow` without --max-seconds: until stopped
+
+
 @queue_app.command("work")
 def queue_work(
     inventory: InventoryOpt = None,
-    max_seconds: Annotated[float, typer.Option("--max-seconds", help="stop dispatching after this long")] = 3600.0,
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="stop dispatching after this long (default: an hour; with --follow: until stopped)")] = None,
     max_runs: Annotated[Optional[int], typer.Option("--max-runs", help="stop after this many runs")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="keep serving: wait for new entries when the queue is empty, until Ctrl-C or SIGTERM")] = False,
 ) -> None:
-    """Serve the queue with this inventory's benches until it holds nothing they can do."""
+    """Serve the queue with this inventory's benches until it holds nothing they can do (or, with --follow, until stopped)."""
     from lab.orchestrator import queued
     from lab.store import open_store
 
     inv = _load(inventory)
-    if not 0 < max_seconds <= 7 * 86400:
+    if max_seconds is None:
+        max_seconds = FOLLOW_FOREVER_SECONDS if follow else 3600.0
+    elif not 0 < max_seconds <= 7 * 86400:
         raise CertlabError(f"--max-seconds {max_seconds}: give a number of seconds up to a week")
     with open_store() as store:
-        stats = queued.work(store, inv, max_seconds=max_seconds, max_runs=max_runs, console=out)
+        stats = queued.work(store, inv, max_seconds=max_seconds, max_runs=max_runs, console=out, follow=follow)
     out.print(f"dispatched {stats.dispatched} run(s): {stats.done} done, {stats.failed} failed"
               + (f"; quarantined: {', '.join(stats.quarantined)}" if stats.quarantined else ""))
     if stats.failed:
@@ -365,6 +371,7 @@ def run(
     campaign: Annotated[Optional[str], typer.Option("--campaign", help="power-loss: many seeded power cuts, reported as a table")] = None,
     cuts: Annotated[Optional[int], typer.Option("--cuts", help="power cuts per phase in a power-loss campaign")] = None,
     provision: Annotated[Optional[list[str]], typer.Option("--provision", help="only the test cases of this provision, e.g. 5.3-2 (repeatable): a re-test; the rest is reported not assessed")] = None,
+    release: Annotated[Optional[Path], typer.Option("--release", help="a firmware release image to install on each bench's DUT (through its IXIT's update mechanism) before the tests: a re-test of that release")] = None,
 ) -> None:
     """Run suites on benches in parallel (one pytest worker per bench); exit 0 / 1 FAIL / 3 INCONCLUSIVE."""
     from lab.orchestrator.launch import resume_run, start_run
@@ -390,7 +397,12 @@ def run(
     names = _benches(inv, bench)
     suites = _suites(suite or [str(resources.assessment_suites())])
     # every input, for every bench of the run, before the lab moves
-    preflight(inv, names, edition, ics=ics, ixit=ixit, assessments=assessments, suites=suites, catalogs=catalogs)
+    preflight(inv, names, edition, ics=ics, ixit=ixit, assessments=assessments, suites=suites, catalogs=catalogs,
+              release=release)
+    if release is not None:
+        from lab.install import RELEASE_OPTION
+
+        extra += [RELEASE_OPTION, str(release.resolve())]
     outcome = start_run(inv, benches=names, suites=suites, options=extra, edition=edition, reports_dir=out_dir,
                         console=out, campaign=campaign)
     _report_run(outcome, campaign=campaign)

@@ -104,12 +104,14 @@ def suites_assess(suites: list[str] | tuple[str, ...] | None) -> bool:
 
 def preflight(inventory: Inventory, benches: list[str] | tuple[str, ...], edition: str, *,
               ics: Path | None = None, ixit: Path | None = None, assessments: Path | None = None,
-              suites: list[str] | tuple[str, ...] | None = None, catalogs: Catalogs | None = None) -> Checked:
+              suites: list[str] | tuple[str, ...] | None = None, catalogs: Catalogs | None = None,
+              release: Path | None = None) -> Checked:
     """Validate everything a run on `benches` is given; CertlabError (one line) on the first problem.
 
     `ics`/`ixit`/`assessments`: files given for the run (else each model's files beside the
     inventory). Without ETSI test cases in `suites` a missing ICS or IXIT is no problem (a file
-    that is there is still checked).
+    that is there is still checked). `release`: the image a re-test installs first (lab.install):
+    it must be there, be an image, and be for every bench's model.
     """
     try:
         edition = normalise_edition(edition)
@@ -121,6 +123,10 @@ def preflight(inventory: Inventory, benches: list[str] | tuple[str, ...], editio
         raise CertlabError(f"{inventory.path}: the run has no bench; name one with --bench or add benches")
     for name in benches:
         inventory.bench(name)
+    if release is not None:
+        from lab.install import check_release_models, read_release
+
+        check_release_models(read_release(release), inventory, benches)
     check_lab_profile(inventory)
     needed = suites_assess(suites)
     models = sorted({inventory.benches[b].dut.model for b in benches})

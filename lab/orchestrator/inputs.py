@@ -1,6 +1,7 @@
 """What a run was given, kept beside its results: its part of the inventory, each model's ICS, IXIT
 and assessments (with the evidence of the test cases the assessor performed by hand, under
-`evidence/assessor/`), and the hashes of its models' firmware releases.
+`evidence/assessor/`), and the hashes of its models' firmware releases (with a re-test's
+`--release` image first, also under `release`: file, source, SHA-256, model, version).
 
 A report is written after the run, maybe long after, maybe elsewhere; it must describe the
 inputs the tests really had, not whatever the files say by then. The copies sit in the run
@@ -27,6 +28,7 @@ from lab.firmware import parse_image
 from lab.ixit import load_ixit
 from lab.errors import CertlabError
 from lab.inputfile import sha256_file
+from lab.install import read_release, release_path, with_release
 from lab.inventory import BenchConfig, Inventory
 from lab.ownerfiles import copy_private, private_dir, write_private
 from lab.orchestrator.rundir import write_json
@@ -56,8 +58,11 @@ def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ..
     """Copy the run's inputs into `inputs/` and index them with their SHA-256; returns the index."""
     folder = private_dir(run_dir / INPUTS_DIR)
     models = sorted({inventory.benches[b].dut.model for b in benches if b in inventory.benches})
+    given = release_path(options)
+    release = read_release(given) if given else None
     copy = folder / "inventory.yaml"
-    write_private(copy, reduced_inventory(inventory, benches))
+    # a re-test's samples run the release it installs first: the report's items name that version
+    write_private(copy, reduced_inventory(with_release(inventory, release) if release else inventory, benches))
     index: dict[str, Any] = {
         "inventory": {"source": str(Path(inventory.path).resolve()), "file": copy.relative_to(run_dir).as_posix(),
                       "sha256": sha256_file(copy)},
@@ -80,6 +85,10 @@ def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ..
                         index.setdefault("assessor_evidence", {})[model] = copied
         index["products"][model] = entry
     index["firmware"] = _releases(inventory, models, named)
+    if release is not None:  # first: the report finds the installed release by model and version
+        entry = release.as_json()
+        index["release"] = entry
+        index["firmware"].insert(0, {k: entry[k] for k in ("file", "sha256", "size", "model", "version", "security_version")})
     write_json(folder / INDEX_FILE, index)
     return index
 

@@ -8,14 +8,19 @@ booking API and other hosts can queue runs the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
 
 from lab.errors import CertlabError, LabFault
+from lab.install import RELEASE_OPTION
 from lab.inventory import Inventory
 from lab.orchestrator.dispatcher import BenchSlot, DispatchStats, Dispatcher
 from lab.orchestrator.launch import check_labhosts, make_executor
@@ -43,7 +48,7 @@ def check_payload(inventory: Inventory, benches: list[str], payload: dict) -> No
     options = [str(o) for o in payload.get("options") or ()]
     preflight(inventory, benches, str(payload.get("edition") or "v2"), ics=_option(options, "--ics"),
               ixit=_option(options, "--ixit"), assessments=_option(options, "--assessments"),
-              suites=list(payload.get("suites") or []) or None)
+              suites=list(payload.get("suites") or []) or None, release=_option(options, RELEASE_OPTION))
 
 
 def reject_bad_entries(store: Store, inventory: Inventory, console: Console) -> int:
@@ -69,8 +74,12 @@ def dispatcher_id() -> str:
 
 
 def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: int | None,
-         console: Console) -> DispatchStats:
-    """Serve the queue with this inventory's benches until it is empty (or the limits are hit)."""
+         console: Console, follow: bool = False) -> DispatchStats:
+    """Serve the queue with this inventory's benches until it is empty (or the limits are hit).
+
+    With `follow` an empty queue is waited on (the dispatcher's bounded polls) instead, until
+    SIGINT/SIGTERM: how a lab serves re-tests queued at any hour (`certlab queue work --follow`).
+    """
     holder = dispatcher_id()
     reject_bad_entries(store, inventory, console)
     slots = [BenchSlot(b.name, b.dut.model, frozenset(b.capabilities)) for b in inventory.benches.values()]
@@ -126,4 +135,23 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
         return spec.run_id
 
     dispatcher = Dispatcher(store, holder=holder, slots=slots, execute=execute, health_check=health)
-    return dispatcher.run(max_seconds=max_seconds, max_runs=max_runs)
+    if not follow:
+        return dispatcher.run(max_seconds=max_seconds, max_runs=max_runs)
+    with stop_on_signals(dispatcher.stop):
+        console.print(f"serving the queue with {len(slots)} bench(es) until stopped (Ctrl-C)", highlight=False)
+        return dispatcher.run(max_seconds=max_seconds, max_runs=max_runs, idle_exit=False)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call `stop` (the dispatcher drains and returns) while the block runs in the
+    main thread; elsewhere signals cannot be caught and the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

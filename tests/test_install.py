@@ -1,0 +1,179 @@
+"""Installing a release before a re-test (lab/install.py): the logic with a fake DUT, the run's inputs, preflight."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lab.errors import CertlabError, LabFault
+from lab.install import (ReleaseNotInstalled, Transcript, check_release_models, install_release, read_release,
+                         release_path, with_release)
+from lab.ixit import load_ixit
+from lab.sim import vendor
+from lab.sim.fwmanifest import FirmwareManifest
+from lab.verdicts import Cause
+
+ROOT = Path(__file__).resolve().parent.parent
+IXIT = load_ixit(ROOT / "inventory" / "products" / "TH-100" / "ixit.yaml")
+
+
+@dataclass
+class FakeDut:
+    """A DUT behind the install steps: runs `version` and the IXIT's `update {path}` as the sim device does."""
+
+    running: str = "1.4.0"
+    refuse: str | None = None  # the update command's rejection line
+    reboots: bool = True
+    comes_back: bool = True
+    boots_instead: str | None = None  # the version it boots after an accepted update (None: the image's)
+    uploaded: dict[str, bytes] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+
+    def ready(self) -> None:
+        pass
+
+    def put(self, local: Path, remote: str) -> None:
+        self.uploaded[remote] = local.read_bytes()
+
+    def run(self, command: str, timeout: float) -> tuple[int | None, str]:
+        self.commands.append(command)
+        if command == "version":
+            return 0, f"TH-100 firmware {self.running} (slot a, security version 3)\n"
+        path = command.split(" ", 1)[1]
+        if self.refuse:
+            return 1, f"update: {self.refuse}\n"
+        from lab.firmware import parse_image
+
+        image = parse_image(self.uploaded[path])
+        self._next = self.boots_instead or image.version
+        return 0, f"update: installed {image.version} in slot b; rebooting\n"
+
+    def watch_reboot(self) -> None:
+        pass
+
+    def saw_reboot(self, timeout: float) -> bool:
+        if self.reboots:
+            self.running = self._next
+        return self.reboots
+
+    def wait_back(self, timeout: float) -> bool:
+        return self.comes_back
+
+
+@pytest.fixture
+def release_file(tmp_path: Path) -> Path:
+    path = tmp_path / "TH-100-1.5.0.clfw"
+    path.write_bytes(vendor.build_release("TH-100", "1.5.0", 4, manifest=FirmwareManifest(frozenset({"open_debug_service"}))))
+    return path
+
+
+def _install(dut: FakeDut, release_file: Path, tmp_path: Path, ixit=IXIT, model: str = "TH-100"):
+    transcript = Transcript(tmp_path / "evidence" / "release-install.txt")
+    return install_release(dut, ixit, read_release(release_file), transcript, model=model), transcript
+
+
+def test_installs_through_the_ixit_delivery_and_checks_the_version(release_file, tmp_path):
+    dut = FakeDut()
+    done, transcript = _install(dut, release_file, tmp_path)
+    assert (done.before, done.after) == ("1.4.0", "1.5.0")
+    assert dut.uploaded["/tmp/update.clfw"] == release_file.read_bytes()  # 7-UpdMech delivery.upload_path
+    assert "update /tmp/update.clfw" in dut.commands  # apply_command with {path}
+    text = transcript.path.read_text()
+    assert "INSTALLED: the DUT runs 1.5.0" in text and read_release(release_file).sha256 in text
+
+
+@pytest.mark.parametrize("fake, why", [
+    (FakeDut(refuse="rejected: bad signature"), r"the DUT refused it: `update /tmp/update.clfw` exited 1: update: rejected: bad signature"),
+    (FakeDut(reboots=False), r"did not reboot within 60 s"),
+    (FakeDut(comes_back=False), r"did not accept the lab's SSH login again"),
+    (FakeDut(boots_instead="1.4.0"), r"after the reboot the DUT reports version 1.4.0, not 1.5.0"),
+])
+def test_a_release_that_does_not_end_up_running_is_inconclusive_with_the_cause(fake, why, release_file, tmp_path):
+    with pytest.raises(ReleaseNotInstalled) as raised:
+        _install(fake, release_file, tmp_path)
+    assert re.search(why, str(raised.value))
+    assert isinstance(raised.value, LabFault) and not isinstance(raised.value, AssertionError)  # never FAIL
+    from fixtures.verdicts import inconclusive_cause
+
+    class Call:
+        excinfo = raised
+
+    assert inconclusive_cause(Call()) == Cause.SAMPLE_UNUSABLE  # not retried on a spare, not the bench's fault
+    assert "NOT INSTALLED" in (tmp_path / "evidence" / "release-install.txt").read_text()
+
+
+def test_missing_ixit_facts_name_the_field(release_file, tmp_path):
+    with pytest.raises(ReleaseNotInstalled, match=r"the IXIT has no test_facts\.version_command"):
+        _install(FakeDut(), release_file, tmp_path, ixit=IXIT.model_copy(update={"test_facts": None}))
+    undeliverable = [m.model_copy(update={"delivery": None}) for m in IXIT.upd_mech]
+    with pytest.raises(ReleaseNotInstalled, match=r"7-UpdMech\[\]\.delivery: .*no update mechanism with delivery\.method sftp/scp"):
+        _install(FakeDut(), release_file, tmp_path, ixit=IXIT.model_copy(update={"upd_mech": undeliverable}))
+
+
+def test_a_release_of_another_model_is_not_installed(release_file, tmp_path):
+    dut = FakeDut()
+    with pytest.raises(ReleaseNotInstalled, match="the image is for model TH-100, the sample is a TH-10"):
+        _install(dut, release_file, tmp_path, model="TH-10")
+    assert dut.uploaded == {}
+
+
+def test_reading_the_release_file_refuses_bad_input_in_one_line(tmp_path):
+    with pytest.raises(CertlabError, match=r"--release .*nope\.clfw: no such file"):
+        read_release(tmp_path / "nope.clfw")
+    junk = tmp_path / "junk.clfw"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(CertlabError, match=r"--release .*junk\.clfw: not a CLFW v1 firmware image"):
+        read_release(junk)
+
+
+def test_release_option_and_the_runs_view_of_the_inventory(release_file):
+    from lab.inventory import load_inventory
+
+    assert release_path(["--edition", "v2", "--release", "/x/a.clfw"]) == "/x/a.clfw"
+    assert release_path(["--release=/x/b.clfw"]) == "/x/b.clfw" and release_path(["--ics", "f"]) is None
+    inv = load_inventory(ROOT / "inventory" / "sim.yaml")
+    release = read_release(release_file)
+    seen = with_release(inv, release)
+    for name, cfg in seen.benches.items():
+        expected = "1.5.0" if cfg.dut.model == "TH-100" else inv.benches[name].dut.firmware
+        assert cfg.dut.firmware == expected
+    th100 = [n for n, c in inv.benches.items() if c.dut.model == "TH-100"]
+    others = [n for n, c in inv.benches.items() if c.dut.model != "TH-100"]
+    check_release_models(release, inv, th100)
+    if others:
+        with pytest.raises(CertlabError, match=f"bench {others[0]} holds a"):
+            check_release_models(release, inv, others)
+
+
+def test_preflight_checks_the_release_before_the_lab_moves(release_file, tmp_path):
+    from lab.inventory import load_inventory
+    from lab.preflight import preflight
+
+    inv = load_inventory(ROOT / "inventory" / "sim.yaml")
+    th100 = [n for n, c in inv.benches.items() if c.dut.model == "TH-100"][:1]
+    with pytest.raises(CertlabError, match="no such file"):
+        preflight(inv, th100, "v2", suites=[], release=tmp_path / "missing.clfw")
+    other = tmp_path / "TH-10-2.0.clfw"
+    other.write_bytes(vendor.build_release("TH-10", "2.0", 1))
+    with pytest.raises(CertlabError, match="the image is for model TH-10"):
+        preflight(inv, th100, "v2", suites=[], release=other)
+
+
+def test_the_runs_inputs_record_the_release_and_the_samples_version(release_file, tmp_path):
+    from lab.inventory import load_inventory
+    from lab.orchestrator.inputs import record_inputs
+
+    inv = load_inventory(ROOT / "inventory" / "sim.yaml")
+    bench = next(n for n, c in inv.benches.items() if c.dut.model == "TH-100")
+    index = record_inputs(tmp_path / "run", inv, benches=[bench], edition="v2",
+                          options=["--edition", "v2", "--release", str(release_file)])
+    release = read_release(release_file)
+    assert index["release"]["sha256"] == release.sha256 and index["release"]["version"] == "1.5.0"
+    assert index["firmware"][0]["sha256"] == release.sha256  # the report finds it first by model and version
+    reduced = load_inventory(tmp_path / "run" / "inputs" / "inventory.yaml")
+    assert reduced.benches[bench].dut.firmware == "1.5.0"
+    assert json.loads((tmp_path / "run" / "inputs" / "inputs.json").read_text())["release"]["file"] == release_file.name
