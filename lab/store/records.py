@@ -58,11 +58,13 @@ def _last(session: Any, model: str) -> RecordRevision | None:
 
 
 def append_revision(store: Store, model: str, make: Callable[[dict[str, Any] | None], dict[str, Any]], *,
-                    before: Callable[[Any], None] | None = None, tries: int = APPEND_TRIES) -> dict[str, Any]:
+                    before: Callable[[Any, dict[str, Any]], None] | None = None,
+                    tries: int = APPEND_TRIES) -> dict[str, Any]:
     """Append `make(last revision JSON or None)` to `model`'s chain atomically; returns it.
 
-    `make` may raise to refuse (nothing is written); it is called again on a retry. `before(session)`
-    runs in the same transaction before the insert (e.g. to create the record's product row).
+    `make` may raise to refuse (nothing is written); it is called again on a retry.
+    `before(session, new revision)` runs in the same transaction before the insert (e.g. to create
+    the record's product row with its first revision).
     """
     for _ in range(max(1, tries)):
         try:
@@ -70,7 +72,7 @@ def append_revision(store: Store, model: str, make: Callable[[dict[str, Any] | N
                 last = _last(s, model)
                 revision = make(json.loads(last.document) if last is not None else None)
                 if before is not None:
-                    before(s)
+                    before(s, revision)
                 s.add(RecordRevision(model=model, seq=int(revision["seq"]), at=_stamp(revision["at"]),
                                      kind=revision["kind"], summary=revision["summary"], hash=revision["hash"],
                                      document=json.dumps(revision, ensure_ascii=False, sort_keys=True)))
