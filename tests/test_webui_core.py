@@ -348,9 +348,10 @@ def test_the_layout_has_landmarks_a_skip_link_and_the_roles_navigation(web: WebC
     body = lab.get("/account").text
     assert '<a class="skip" href="#main">' in body and '<main id="main"' in body and '<nav aria-label="Main">' in body
     assert [label for label in re.findall(r'<li><a href="[^"]+"[^>]*>([^<]+)</a>', body)] == \
-        ["Benches", "Queue", "Runs", "Bookings", "Reports"]
+        ["Benches", "Queue", "Runs", "Bookings", "Reports", "Records"]
     assert nav_for("manufacturer", "/bookings/3")[1].current and not nav_for("manufacturer", "/bookings/3")[0].current
-    assert [i.label for i in nav_for("certifier", "/")] == ["Reports"] and home_for("certifier") == "/reports"
+    assert [i.label for i in nav_for("certifier", "/")] == ["Reports", "Records"] and home_for("certifier") == "/reports"
+    assert [i.label for i in nav_for(None, "/login")] == ["Records"], "signed out: the public records"
     assert web.get("/", follow_redirects=False).headers["location"] == "/login"
     assert lab.get("/", follow_redirects=False).headers["location"] == "/bench"
 

@@ -1,14 +1,17 @@
-"""The navigation per role: what each person works with, in the order of their day."""
+"""The navigation per role: what each person works with, in the order of their day; the public
+product records last for everyone, signed out too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+RECORDS = ("Records", "/public/records")  # public: no account needed
 NAV: dict[str, tuple[tuple[str, str], ...]] = {
     "engineer": (("Benches", "/bench"), ("Queue", "/queue"), ("Runs", "/runs"), ("Bookings", "/bookings"),
-                 ("Reports", "/reports")),
-    "manufacturer": (("Products", "/products"), ("Bookings", "/bookings"), ("Reports", "/reports")),
-    "certifier": (("Reports", "/reports"),),
+                 ("Reports", "/reports"), RECORDS),
+    "manufacturer": (("Products", "/products"), ("Bookings", "/bookings"), ("Reports", "/reports"), RECORDS),
+    "certifier": (("Reports", "/reports"), RECORDS),
+    "": (RECORDS,),  # signed out
 }
 
 
