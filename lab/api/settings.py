@@ -36,6 +36,11 @@ class ApiSettings:
     max_json_bytes: int = 1 << 20  # any body but an upload: the largest real ICS + IXIT is about 40 KiB
     rate_per_second: float = 200.0  # per token, sustained
     rate_burst: float = 400.0  # per token, at once
+    record_webhook_url: str | None = None  # a flagged re-test is POSTed here (CERTLAB_RECORD_WEBHOOK_URL)
+    record_webhook_secret: str | None = None  # HMAC-SHA256 key of the webhook's body (CERTLAB_RECORD_WEBHOOK_SECRET)
+    retest_signatory: str | None = None  # who approves re-test reports (CERTLAB_RETEST_SIGNATORY; default:
+    # the lab profile's first signatory)
+    keeper_period: float = 5.0  # seconds between the record keeper's rounds (CERTLAB_RECORD_KEEPER_PERIOD)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "ApiSettings":
@@ -49,6 +54,16 @@ class ApiSettings:
         values["max_json_bytes"] = int(_number(env, "CERTLAB_MAX_JSON_KB", 1024) * (1 << 10))
         values["rate_per_second"] = _number(env, "CERTLAB_RATE_PER_SECOND", 200.0)
         values["rate_burst"] = _number(env, "CERTLAB_RATE_BURST", 400.0)
+        for name, env_name in (("record_webhook_url", "CERTLAB_RECORD_WEBHOOK_URL"),
+                               ("record_webhook_secret", "CERTLAB_RECORD_WEBHOOK_SECRET"),
+                               ("retest_signatory", "CERTLAB_RETEST_SIGNATORY")):
+            if env.get(env_name):
+                values[name] = env[env_name]
+        url = values.get("record_webhook_url")
+        if isinstance(url, str) and not url.startswith(("http://", "https://")):
+            raise CertlabError(f"$CERTLAB_RECORD_WEBHOOK_URL={url!r}: not an http(s) URL; fix: give the "
+                               f"subscriber's http:// or https:// address, or unset it")
+        values["keeper_period"] = _number(env, "CERTLAB_RECORD_KEEPER_PERIOD", 5.0)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

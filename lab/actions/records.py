@@ -1,0 +1,767 @@
+"""Product records: the lab's signed, append-only record of a certified product, kept up to date.
+
+An engineer opens a record from an approved, verifying report; the product's manufacturer then
+registers firmware releases (image + CycloneDX SBOM) and security advisories (CSAF 2.0); each
+release queues a re-test of the certifying run's suites with the release installed first, and the
+record keeper (`settle_retests`, one thread per app) writes its verdict delta into the record when
+it ends. Every change is a new revision, signed with the lab key and chained by hash
+(`lab.records.chain`); anyone reads the record, its revisions and the feed without an account.
+One set of rules for the API (lab/api/routes/records.py), the pages and `certlab record`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+from sqlalchemy import select
+
+from lab.actions import reports as report_actions
+from lab.actions.context import Caller, Services
+from lab.actions.errors import ActionError, Conflict, Forbidden, Invalid, NotFound, Unavailable
+from lab.actions.firmware import check_image, stored_path
+from lab.actions.uploads import receive
+from lab.api.audit import record as audit
+from lab.errors import CertlabError
+from lab.ownerfiles import copy_private, private_dir
+from lab.records import record as doc
+from lab.records.chain import chain_document, make_revision, revision_from_json
+from lab.records.csaf import CsafError, read_advisory
+from lab.records.delta import provision_verdicts, verdict_delta
+from lab.records.notify import post_json
+from lab.records.sbom import SbomError, read_sbom, sbom_diff
+from lab.reports.conformance import JSON_FILE
+from lab.reports.keys import load_private_key
+from lab.reports.profile import load_profile
+from lab.reports.verify import verification as report_verification
+from lab.store import records as store
+from lab.store.models import Event, QueuedRun
+from lab.store.scheduling import cancel_queued_run
+from lab.store.unit import reading
+
+RECORDS_DIR = "records"  # under the service's data dir: each model's re-test inputs
+KEEPER = "record keeper"
+KEEPER_LOCK = ".keeper.lock"
+FEED_LIMIT = 100
+INDEX_LIMIT = 1000
+SAFE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+INPUT_KINDS = ("ics", "ixit", "assessments")
+RETEST_SIGNATORY_ROLE = "re-test approval (automatic)"  # when the lab profile lists no signatories
+
+
+@dataclass(frozen=True)
+class KeeperCaller:
+    """Who the audit log names for the keeper's own changes (it is no user)."""
+
+    name: str = KEEPER
+    role: str = "lab"
+    org: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one revision does: its kind, its one-line summary, the whole record after it."""
+
+    kind: str
+    summary: str
+    record: dict[str, Any]
+
+
+# --- the chain ---------------------------------------------------------------------------------------
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _stamp(at: dt.datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _lab_key() -> Any:
+    try:
+        return load_private_key()
+    except CertlabError as exc:
+        raise Unavailable(f"the lab key that signs records cannot be read: {exc}") from None
+
+
+def _append(svc: Services, model: str, by: str, change: Callable[[dict[str, Any] | None], Change],
+            before: Callable[[Any, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Sign and append the revision `change` makes of the record as it stands (re-made on a race)."""
+    key = _lab_key()
+
+    def make(last: dict[str, Any] | None) -> dict[str, Any]:
+        previous = revision_from_json(last, f"record {model}, last revision") if last is not None else None
+        made = change(last["record"] if last is not None else None)
+        return make_revision(previous, kind=made.kind, summary=made.summary, by=by, record=made.record,
+                             at=_now(), key=key).as_json()
+
+    try:
+        return store.append_revision(svc.store, model, make, before=before)
+    except store.AppendContended as exc:
+        raise Conflict(str(exc)) from None
+
+
+def _by(who: Caller) -> str:
+    """How a revision names its author: the organisation and role (the audit log has the person)."""
+    return f"{who.org} ({who.role})"
+
+
+def _head(model: str) -> str:
+    return f"/records/{quote(model, safe='')}"
+
+
+# --- reading (public) ----------------------------------------------------------------------------------
+
+
+def _last_or_404(svc: Services, model: str) -> dict[str, Any]:
+    last = store.last_revision(svc.store, model)
+    if last is None:
+        raise NotFound("record", model, f"no record of model {model}")
+    return last
+
+
+def _today(today: dt.date | None) -> dt.date:
+    return today or dt.datetime.now(dt.timezone.utc).date()
+
+
+def _revision_ref(revision: dict[str, Any]) -> dict[str, Any]:
+    return {key: revision.get(key) for key in ("seq", "at", "kind", "hash")}
+
+
+def public_view(svc: Services, model: str, *, today: dt.date | None = None) -> dict[str, Any]:
+    """The record as `GET /records/{model}` shows it: the last revision's record and today's figures."""
+    last = _last_or_404(svc, model)
+    record = last["record"]
+    return {"schema": "certlab.record-view/1", "model": model, "manufacturer": record.get("manufacturer"),
+            "product": record.get("product"), "revision": _revision_ref(last),
+            "figures": doc.figures(record, _today(today)), "record": record,
+            "links": {"revisions": f"{_head(model)}/revisions", "page": f"/public{_head(model)}",
+                      "feed": "/feed/records.json"}}
+
+
+def public_index(svc: Services, *, today: dt.date | None = None) -> list[dict[str, Any]]:
+    """Every record, by model, with its headline figures."""
+    day = _today(today)
+    out = []
+    for head in store.heads(svc.store, limit=INDEX_LIMIT):
+        if head.last is None:
+            continue
+        record = head.last["record"]
+        out.append({"model": head.record.model, "manufacturer": record.get("manufacturer"),
+                    "product": record.get("product"), "figures": doc.figures(record, day),
+                    "revision": _revision_ref(head.last)})
+    return out
+
+
+def revisions(svc: Services, model: str) -> dict[str, Any]:
+    """The whole chain document (what `certlab verify-record` reads)."""
+    docs = store.chain(svc.store, model)
+    if not docs:
+        raise NotFound("record", model, f"no record of model {model}")
+    return chain_document(model, [revision_from_json(d, f"record {model}, revision {n}")
+                                  for n, d in enumerate(docs, 1)])
+
+
+def revision(svc: Services, model: str, seq: int) -> dict[str, Any]:
+    """One revision as it was signed (old revisions stay readable)."""
+    found = store.revision(svc.store, model, seq)
+    if found is None:
+        raise NotFound("revision", seq, f"record {model} has no revision {seq}")
+    return found
+
+
+def changes(svc: Services, *, after: int = 0, limit: int = FEED_LIMIT) -> list[dict[str, Any]]:
+    """The feed: revisions of every record after feed id `after`, oldest first."""
+    items = store.feed(svc.store, after=max(0, after), limit=max(1, min(limit, FEED_LIMIT)))
+    return [_feed_item(i) for i in items]
+
+
+def latest_changes(svc: Services, *, limit: int = FEED_LIMIT) -> list[dict[str, Any]]:
+    """The newest revisions of every record (the Atom feed), oldest first."""
+    return [_feed_item(i) for i in store.latest_feed(svc.store, limit=max(1, min(limit, FEED_LIMIT)))]
+
+
+def _feed_item(item: store.FeedItem) -> dict[str, Any]:
+    return {"id": item.id, "model": item.model, "seq": item.seq, "at": _stamp(item.at), "kind": item.kind,
+            "summary": item.summary, "hash": item.hash, "url": f"{_head(item.model)}/revisions/{item.seq}"}
+
+
+def can_manage(svc: Services, who: Caller | None, model: str) -> bool:
+    """Whether `who` registers releases and advisories for the model: its manufacturer's users."""
+    if who is None or who.role != "manufacturer":
+        return False
+    row = store.product_record(svc.store, model)
+    return row is not None and row.org_id == who.org_id
+
+
+# --- opening a record ------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Invalid(["body", "run_id"], f"{path}: no {what}; fix: open the record from a finished run "
+                                          f"with an approved report") from None
+    except (OSError, ValueError) as exc:
+        raise Invalid(["body", "run_id"], f"{path}: {what} unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise Invalid(["body", "run_id"], f"{path}: {what} is not a JSON object")
+    return data
+
+
+def _safe_relative(ref: str) -> Path | None:
+    parts = [p for p in str(ref).split("/") if p]
+    if not parts or any(p in (".", "..") or "\\" in p or "\0" in p for p in parts):
+        return None
+    return Path(*parts)
+
+
+def keep_inputs(run_dir: Path, model: str, dest: Path) -> str | None:
+    """Copy the run's ICS, IXIT, assessments (with the assessor's evidence at the paths the record
+    names) and run.json into `dest` (owner-only) for the re-tests; returns the IXIT's text."""
+    private_dir(dest)
+    index_path = run_dir / "inputs" / "inputs.json"
+    index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {}
+    entry = (index.get("products") or {}).get(model) or {}
+    for kind in INPUT_KINDS:
+        rel = (entry.get(kind) or {}).get("file") or f"inputs/products/{model}/{kind}.yaml"
+        source = run_dir / rel
+        if source.is_file():
+            copy_private(source, dest / f"{kind}.yaml")
+    for files in ((index.get("assessor_evidence") or {}).get(model) or {}).values():
+        for item in files:
+            ref, rel = _safe_relative(item.get("ref", "")), item.get("file")
+            if ref is None or not rel or not (run_dir / rel).is_file():
+                continue
+            private_dir((dest / ref).parent)
+            copy_private(run_dir / rel, dest / ref)
+    copy_private(run_dir / "run.json", dest / "run.json")
+    ixit = dest / "ixit.yaml"
+    return ixit.read_text(encoding="utf-8") if ixit.is_file() else None
+
+
+def _certify(svc: Services, run_dir: Path, *, org_id: int, product_id: int, manufacturer: str, product: str,
+             by: str, model: str) -> dict[str, Any]:
+    """Open the model's record from the run, or add the run as a later certifying report (the new baseline)."""
+    conformance_path = run_dir / JSON_FILE
+    raw = conformance_path.read_bytes()
+    conformance = _read_json(conformance_path, "conformance.json")
+    run_id = run_dir.name
+    existing = store.product_record(svc.store, model)
+    if existing is not None and existing.org_id != org_id:
+        raise Conflict(f"model {model} has a record of another manufacturer; a model has one record")
+    last = store.last_revision(svc.store, model)
+    if last is not None and doc.is_certified_by(last["record"], run_id):
+        raise Conflict(f"run {run_id} is a certifying report of the {model} record already")
+    dest = svc.settings.data_dir / RECORDS_DIR / model / run_id
+    ixit_text = keep_inputs(run_dir, model, dest)
+    run = doc.Certifying(run_id=run_id, conformance=conformance, conformance_sha256=hashlib.sha256(raw).hexdigest(),
+                         ixit_text=ixit_text)
+    lab = (conformance.get("run") or {}).get("lab")
+
+    def change(record: dict[str, Any] | None) -> Change:
+        if record is None:
+            return Change("opened", f"record opened: {model} certified by report "
+                                    f"{doc.certification_entry(run)['report_id']}",
+                          doc.new_record(run, model=model, manufacturer=manufacturer, product=product, lab=lab))
+        if doc.is_certified_by(record, run_id):
+            raise Conflict(f"run {run_id} is a certifying report of the {model} record already")
+        return Change("certified", f"certified again by report {doc.certification_entry(run)['report_id']}: "
+                                   f"the new baseline", doc.add_certification(record, run))
+
+    def before(session: Any, revision: dict[str, Any]) -> None:
+        if revision["seq"] == 1:
+            store.new_product_record(session, model=model, org_id=org_id, product_id=product_id,
+                                     baseline_run_id=run_id, inputs_dir=str(dest))
+        else:
+            store.set_baseline(session, model=model, baseline_run_id=run_id, inputs_dir=str(dest))
+
+    _append(svc, model, by, change, before)
+    return public_view(svc, model)
+
+
+def _model_of(run_dir: Path) -> str:
+    conformance = _read_json(run_dir / JSON_FILE, "conformance.json")
+    try:
+        model = doc.certified_model(conformance, str(run_dir / JSON_FILE))
+    except doc.RecordError as exc:
+        raise Invalid(["body", "run_id"], str(exc)) from None
+    if not SAFE_MODEL.match(model):
+        raise Invalid(["body", "run_id"], f"model {model!r}: not a name a record can be kept under "
+                                          f"(letters, digits, '.', '_', '-')")
+    return model
+
+
+def open_record(svc: Services, who: Caller, run_id: str) -> dict[str, Any]:
+    """Open (or add a certifying report to) the record of the run's booking's product (engineers):
+    the run's report must be approved and verify."""
+    if not who.is_engineer:
+        raise Forbidden("only lab engineers open product records")
+    booking = report_actions.visible_run(svc, who, run_id)
+    run_dir = report_actions.run_dir_of(svc, run_id)
+    if not report_actions.is_approved(run_dir):
+        raise Conflict(f"run {run_id}: its report is not approved; a record is opened from an approved report")
+    check = report_actions.verification(svc, who, run_id)
+    if not check.ok:
+        raise Conflict(f"run {run_id}: its report does not verify ({check.state}: "
+                       f"{'; '.join(check.problems[:3]) or check.signature}); a record needs a report that verifies")
+    model = _model_of(run_dir)
+    product = booking.product
+    if product.model != model:
+        raise Invalid(["body", "run_id"], f"run {run_id} tested model {model}, its booking's product is "
+                                          f"{product.model}")
+    with reading(svc.store) as s:
+        from lab.store.models import Organisation
+
+        manufacturer = s.get(Organisation, booking.org_id).name
+    return _certify(svc, run_dir, org_id=booking.org_id, product_id=product.id, manufacturer=manufacturer,
+                    product=product.name, by=_by(who), model=model)
+
+
+def open_record_from_run(svc: Services, run_dir: Path, *, manufacturer: str, product_name: str | None,
+                         by: str) -> dict[str, Any]:
+    """Open a record from a run directory without a booking (`certlab record open`, the demo): the
+    organisation and product rows are made if missing. The report must be approved and verify."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "run.json").is_file():
+        raise Invalid(["run_dir"], f"{run_dir}: not a run directory (no run.json); fix: give a run "
+                                   f"directory made by certlab run")
+    if not report_actions.is_approved(run_dir):
+        raise Conflict(f"{run_dir}: its report is not approved; fix: certlab report approve {run_dir} first")
+    check = report_verification(run_dir)
+    if not check.ok:
+        raise Conflict(f"{run_dir}: its report does not verify ({check.state}: "
+                       f"{'; '.join(check.problems[:3]) or check.signature})")
+    model = _model_of(run_dir)
+    if not manufacturer.strip():
+        raise Invalid(["manufacturer"], "the manufacturer's organisation is empty; fix: --manufacturer 'Name'")
+    vendor = next((i.get("vendor") for i in _read_json(run_dir / JSON_FILE, "conformance.json").get("items") or []
+                   if isinstance(i, dict) and i.get("vendor")), None)
+    org_id, product_id = store.organisation_and_product(svc.store, organisation=manufacturer.strip(), model=model,
+                                                        name=product_name, vendor=vendor)
+    with reading(svc.store) as s:
+        from lab.store.models import Product
+
+        product = s.get(Product, product_id).name
+    return _certify(svc, run_dir, org_id=org_id, product_id=product_id, manufacturer=manufacturer.strip(),
+                    product=product_name or product, by=by, model=model)
+
+
+# --- the manufacturer's releases and advisories ---------------------------------------------------------------
+
+
+def _managed(svc: Services, who: Caller, model: str) -> Any:
+    """The model's product record if `who` is its manufacturer; another organisation's: 404 (tenancy)."""
+    if who.role != "manufacturer":
+        raise Forbidden("only the product's manufacturer registers its releases and advisories")
+    row = store.product_record(svc.store, model)
+    if row is None or row.org_id != who.org_id:
+        raise NotFound("record", model, f"no record of model {model}")
+    return row
+
+
+def _released_on(value: str | None) -> str:
+    if value is None or not str(value).strip():
+        return _today(None).isoformat()
+    try:
+        return dt.date.fromisoformat(str(value).strip()).isoformat()
+    except ValueError:
+        raise Invalid(["body", "released_on"], f"released_on {value!r}: not a date; fix: give YYYY-MM-DD") from None
+
+
+def _ixit_of(row: Any) -> str:
+    path = Path(row.inputs_dir) / "ixit.yaml"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def _store_image(svc: Services, image: BinaryIO, model: str, ixit_text: str) -> tuple[Path, str, int, tuple]:
+    """Keep the image by content hash (as booking uploads are): (path, sha256, size, (version, signature, detail))."""
+    firmware_dir = svc.settings.firmware_dir
+    tmp, sha256, size = receive(image, firmware_dir / "tmp", svc.settings.max_upload_bytes, "image")
+    try:
+        if size == 0:
+            raise Invalid(["body", "image"], "the uploaded image is empty; fix: upload the release's image")
+        try:
+            checked = check_image(tmp.read_bytes(), model=model, ixit_text=ixit_text)
+        except Invalid as exc:
+            raise Invalid(["body", "image"], exc.msg) from None
+        if checked[0] is None:
+            raise Invalid(["body", "image"], f"the image's version cannot be read ({checked[2]}); fix: upload "
+                                             f"the release as a firmware image that names its version")
+        final = stored_path(firmware_dir, sha256)
+        private_dir(final.parent)
+        if final.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final, sha256, size, checked
+
+
+def retest_options(options: list[str], inputs: Path, image: Path) -> list[str]:
+    """The certifying run's options with its ICS, IXIT and assessments pointing at the record's copies
+    and the release to install first (`--release`)."""
+    replaced = {"--ics", "--ixit", "--assessments", "--release"}
+    out: list[str] = []
+    skip = False
+    for opt in options:
+        if skip:
+            skip = False
+            continue
+        if opt in replaced:
+            skip = True
+            continue
+        if any(opt.startswith(f"{name}=") for name in replaced):
+            continue
+        out.append(opt)
+    for kind in INPUT_KINDS:
+        if (inputs / f"{kind}.yaml").is_file():
+            out += [f"--{kind}", str(inputs / f"{kind}.yaml")]
+    return [*out, "--release", str(image)]
+
+
+def _queue_retest(svc: Services, row: Any, version: str, image: Path) -> int:
+    """Queue the certifying run's suites on any bench of the model, the release installed first."""
+    from lab.orchestrator import queued  # the orchestrator's queue (heavy imports: only when queueing)
+
+    inputs = Path(row.inputs_dir)
+    try:
+        spec = json.loads((inputs / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"record {row.model}: the certifying run's copy {inputs / 'run.json'} is unreadable "
+                          f"({exc}); fix: open the record again from its certifying run") from None
+    return queued.add(svc.store, model=row.model, capabilities=[], suites=[str(s) for s in spec.get("suites") or []],
+                      options=retest_options([str(o) for o in spec.get("options") or []], inputs, image),
+                      edition=str(spec.get("edition") or "v2"), reports_dir=svc.settings.reports_dir, priority=0,
+                      requested_by=f"record {row.model} release {version}")
+
+
+def _diff(record: dict[str, Any], bom: Any) -> dict[str, Any]:
+    """The SBOM's component diff against the release registered before it (null lists for the first)."""
+    previous = (record.get("releases") or [None])[-1]
+    if previous is None:
+        return sbom_diff(None, bom)
+    return sbom_diff(previous.get("sbom"), bom, against=previous.get("version"))
+
+
+def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_name: str | None, sbom: bytes,
+                released_on: str | None) -> dict[str, Any]:
+    """Register a firmware release (its manufacturer): image kept and its signature checked against the
+    record's IXIT key, SBOM validated and diffed against the previous release's, re-test queued."""
+    row = _managed(svc, who, model)
+    day = _released_on(released_on)
+    try:
+        bom = read_sbom(sbom)
+    except SbomError as exc:
+        raise Invalid(["body", "sbom", *exc.loc], exc.msg) from None
+    path, sha256, size, (version, signature, detail) = _store_image(svc, image, model, _ixit_of(row))
+    last = store.last_revision(svc.store, model)
+    if last is not None and doc.release_of(last["record"], version) is not None:
+        raise Conflict(f"release {version} of {model} is registered already; a release is registered once")
+    queued_id = _queue_retest(svc, row, version, path)
+    registered = _stamp(_now())
+
+    def change(record: dict[str, Any] | None) -> Change:
+        if record is None:
+            raise NotFound("record", model, f"no record of model {model}")
+        if doc.release_of(record, version) is not None:
+            raise Conflict(f"release {version} of {model} is registered already; a release is registered once")
+        release = {"version": version, "released_on": day, "registered_at": registered,
+                   "filename": Path(image_name or f"{model}-{version}").name, "sha256": sha256, "size": size,
+                   "signature": signature, "signature_detail": detail, "sbom": bom.as_json(),
+                   "sbom_diff": _diff(record, bom), "retest": doc.new_retest(queued_id)}
+        return Change("release", f"release {version} registered (signature {signature}); re-test queued "
+                                 f"(queue {queued_id})", doc.add_release(record, release))
+
+    try:
+        revision_doc = _append(svc, model, _by(who), change)
+    except ActionError:
+        cancel_queued_run(svc.store, queued_id=queued_id)  # the release was not recorded: no re-test of it
+        raise
+    release = doc.release_of(revision_doc["record"], version)
+    return {"release": release, "retest": {"queued_id": queued_id}, "revision": _revision_ref(revision_doc)}
+
+
+def add_advisory(svc: Services, who: Caller, model: str, csaf: bytes) -> dict[str, Any]:
+    """Register a CSAF 2.0 advisory (its manufacturer); the same id with a later tracking date replaces it."""
+    _managed(svc, who, model)
+    try:
+        advisory = read_advisory(csaf, model=model).as_json()
+    except CsafError as exc:
+        raise Invalid(["body", "csaf", *exc.loc], exc.msg) from None
+    registered = _stamp(_now())
+
+    def change(record: dict[str, Any] | None) -> Change:
+        if record is None:
+            raise NotFound("record", model, f"no record of model {model}")
+        how = doc.advisory_change(record, advisory)
+        if how == "same":
+            raise Conflict(f"advisory {advisory['id']} is in the record already, as sent")
+        if how == "not newer":
+            raise Conflict(f"advisory {advisory['id']} is in the record with a tracking date not older than "
+                           f"{advisory['updated']}; fix: send its newer revision (document.tracking.current_release_date)")
+        verb = "updated" if how == "newer" else "registered"
+        return Change("advisory", f"advisory {advisory['id']} {verb}: {advisory['title']}",
+                      doc.put_advisory(record, advisory, registered))
+
+    revision_doc = _append(svc, model, _by(who), change)
+    kept = next(a for a in revision_doc["record"]["advisories"] if a["id"] == advisory["id"])
+    return {"advisory": kept, "revision": _revision_ref(revision_doc)}
+
+
+def requeue_retest(svc: Services, who: Caller, model: str, version: str) -> dict[str, Any]:
+    """Queue release `version`'s re-test again (engineers), e.g. after a lab fault."""
+    if not who.is_engineer:
+        raise Forbidden("only lab engineers queue a re-test again")
+    row = store.product_record(svc.store, model)
+    last = store.last_revision(svc.store, model)
+    if row is None or last is None:
+        raise NotFound("record", model, f"no record of model {model}")
+    release = doc.release_of(last["record"], version)
+    if release is None:
+        raise NotFound("release", version, f"record {model} has no release {version}")
+    state = (release.get("retest") or {}).get("state")
+    if state in doc.PENDING_RETESTS:
+        raise Conflict(f"release {version}'s re-test is {state} already (queue {release['retest'].get('queued_id')})")
+    path = stored_path(svc.settings.firmware_dir, release["sha256"])
+    if not path.is_file():
+        raise Unavailable(f"release {version}: its stored image {path} is missing; the re-test cannot install it")
+    queued_id = _queue_retest(svc, row, version, path)
+
+    def change(record: dict[str, Any] | None) -> Change:
+        current = doc.release_of(record or {}, version) or {}
+        if (current.get("retest") or {}).get("state") in doc.PENDING_RETESTS:
+            raise Conflict(f"release {version}'s re-test is queued already")
+        return Change("retest-queued", f"re-test of {version} queued again (queue {queued_id})",
+                      doc.set_retest(record or {}, version, doc.new_retest(queued_id)))
+
+    try:
+        revision_doc = _append(svc, model, _by(who), change)
+    except ActionError:
+        cancel_queued_run(svc.store, queued_id=queued_id)
+        raise
+    return {"release": doc.release_of(revision_doc["record"], version), "retest": {"queued_id": queued_id},
+            "revision": _revision_ref(revision_doc)}
+
+
+# --- the keeper: re-tests followed to their verdict delta -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def keeper_turn(data_dir: Path) -> Iterator[bool]:
+    """True for the one process whose turn it is (a non-blocking flock in the data dir), else False."""
+    folder = private_dir(Path(data_dir) / RECORDS_DIR)
+    fd = os.open(folder / KEEPER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _keeper_audit(svc: Services, path: str, detail: str, status: int = 200) -> None:
+    audit(svc.store, caller=KeeperCaller(), method="EVENT", path=path, status=status, detail=detail[:2000])
+
+
+def _queue_row(svc: Services, queued_id: int | None) -> QueuedRun | None:
+    if queued_id is None:
+        return None
+    with reading(svc.store) as s:
+        return s.get(QueuedRun, queued_id)
+
+
+def _queue_error(svc: Services, queued_id: int) -> str | None:
+    with reading(svc.store) as s:
+        message = s.scalar(select(Event.message).where(Event.message.like(f"queued run {queued_id}: %"))
+                           .order_by(Event.id.desc()).limit(1))
+    return message.split(": ", 1)[1] if message else None
+
+
+def retest_signatory(svc: Services) -> tuple[str, str] | None:
+    """(name, role) approving re-test reports: CERTLAB_RETEST_SIGNATORY (its role from the lab
+    profile), else the profile's first signatory; None when nobody is configured."""
+    args = report_actions._profile_args(svc)
+    people = []
+    if args:
+        try:
+            people = [(p.name, p.role) for p in load_profile(args[1]).signatories]
+        except CertlabError:
+            people = []
+    wanted = svc.settings.retest_signatory
+    if wanted:
+        named = next(((n, r) for n, r in people if n.casefold() == wanted.strip().casefold()), None)
+        return named or (wanted.strip(), RETEST_SIGNATORY_ROLE)
+    return people[0] if people else None
+
+
+def _report(svc: Services, run_dir: Path) -> str | None:
+    """Make and approve the re-test's report as the lab does by hand; why it is not approved, or None."""
+    if not (run_dir / JSON_FILE).is_file():
+        report_actions._certlab_report(svc, run_dir, str(run_dir.resolve()), *report_actions._profile_args(svc))
+    if report_actions.is_approved(run_dir):
+        return None
+    signatory = retest_signatory(svc)
+    if signatory is None:
+        return "the report is not approved: no signatory for re-tests (set CERTLAB_RETEST_SIGNATORY)"
+    try:
+        report_actions._certlab_report(svc, run_dir, "approve", str(run_dir.resolve()), "--by", signatory[0],
+                                       "--role", signatory[1], *report_actions._profile_args(svc))
+    except ActionError as exc:
+        return f"the report is not approved: {exc}"
+    return None
+
+
+def _finished(svc: Services, record: dict[str, Any], release: dict[str, Any], row: QueuedRun) -> dict[str, Any]:
+    """The re-test's outcome once its queued run ended: the verdict delta, or failed with why."""
+    retest = dict(release.get("retest") or {})
+    retest.update(run_id=row.run_id, ended_at=_stamp(_now()))
+
+    def failed(reason: str) -> dict[str, Any]:
+        return {**retest, "state": "failed", "verdict": doc.INCONCLUSIVE, "delta": None, "flagged": False,
+                "reason": reason}
+
+    if row.state != "done":
+        return failed(f"the queued run {row.id} {row.state}: {_queue_error(svc, row.id) or 'no reason recorded'}")
+    if not row.run_id:
+        return failed(f"the queued run {row.id} ended without a run")
+    run_dir = report_actions.run_dir_of(svc, row.run_id)
+    if not (run_dir / "verdicts.json").is_file():
+        return failed(f"run {row.run_id} left no verdicts in {run_dir}")
+    try:
+        unapproved = _report(svc, run_dir)
+    except ActionError as exc:
+        return failed(f"the re-test's report could not be made: {exc}")
+    path = run_dir / JSON_FILE
+    try:
+        raw = path.read_bytes()
+        conformance = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        return failed(f"run {row.run_id}: conformance.json unreadable ({exc})")
+    verdicts = provision_verdicts(conformance)
+    if not any(v != "NOT_ASSESSED" for v in verdicts.values()):
+        return failed(f"run {row.run_id} assessed no provision")
+    delta = verdict_delta((record.get("baseline") or {}).get("provisions") or {}, verdicts)
+    return {**retest, "state": "done", "verdict": (conformance.get("summary") or {}).get("overall") or doc.INCONCLUSIVE,
+            "delta": delta, "flagged": bool(delta.get("flagged")), "report_url": f"/reports/{row.run_id}",
+            "conformance_sha256": hashlib.sha256(raw).hexdigest(), "reason": unapproved}
+
+
+def _notify_flagged(svc: Services, model: str, version: str, retest: dict[str, Any], revision_doc: dict) -> None:
+    """A release that turned a provision from PASS to FAIL: the audit log and the lab's webhook."""
+    failing = list((retest.get("delta") or {}).get("newly_failing") or [])
+    where = f"{_head(model)}/revisions/{revision_doc['seq']}"
+    _keeper_audit(svc, where, f"record.flagged: {model} release {version} newly failing {', '.join(failing)}")
+    url = svc.settings.record_webhook_url
+    if not url:
+        return
+    payload = {"event": "record.flagged", "model": model, "version": version, "newly_failing": failing,
+               "record_url": _head(model), "revision": {"seq": revision_doc["seq"], "hash": revision_doc["hash"]}}
+    delivery = post_json(url, payload, secret=svc.settings.record_webhook_secret)
+    _keeper_audit(svc, where, f"record.flagged webhook {delivery.describe()}", 200 if delivery.ok else 502)
+
+
+def _settle_one(svc: Services, model: str, release: dict[str, Any]) -> str | None:
+    """Move one release's re-test on if its queued run moved; a line saying what changed, or None."""
+    version = release["version"]
+    retest = release.get("retest") or {}
+    row = _queue_row(svc, retest.get("queued_id"))
+    if row is None:
+        outcome: dict[str, Any] | None = {**retest, "state": "failed", "verdict": doc.INCONCLUSIVE,
+                                          "reason": f"queued run {retest.get('queued_id')} is not in the queue",
+                                          "ended_at": _stamp(_now())}
+    elif row.state == "pending":
+        return None
+    elif row.state == "claimed":
+        if retest.get("state") == "running" and retest.get("run_id") == row.run_id:
+            return None
+        outcome = {**retest, "state": "running", "run_id": row.run_id}
+    else:
+        outcome = None
+    last = store.last_revision(svc.store, model)
+    if outcome is None:
+        outcome = _finished(svc, last["record"] if last else {}, release, row)
+    queued_id = retest.get("queued_id")
+    summary = {"running": f"re-test of {version} running (run {outcome.get('run_id')})",
+               "done": f"re-test of {version}: {outcome.get('verdict')}"
+                       + (" - FLAGGED: newly failing " + ", ".join((outcome.get("delta") or {}).get("newly_failing")
+                                                                   or []) if outcome.get("flagged") else ""),
+               "failed": f"re-test of {version} failed: INCONCLUSIVE ({outcome.get('reason')})"}[outcome["state"]]
+
+    def change(record: dict[str, Any] | None) -> Change:
+        current = (doc.release_of(record or {}, version) or {}).get("retest") or {}
+        if current.get("queued_id") != queued_id or current.get("state") not in doc.PENDING_RETESTS:
+            raise Conflict(f"release {version}'s re-test changed meanwhile")  # an engineer re-queued it
+        return Change("retest", summary, doc.set_retest(record or {}, version, outcome))
+
+    try:
+        revision_doc = _append(svc, model, KEEPER, change)
+    except Conflict:
+        return None
+    _keeper_audit(svc, f"{_head(model)}/revisions/{revision_doc['seq']}", summary)
+    if outcome.get("flagged"):
+        _notify_flagged(svc, model, version, outcome, revision_doc)
+    return f"{model}: {summary}"
+
+
+def settle_retests(svc: Services) -> list[str]:
+    """The keeper's round: every pending re-test whose queued run moved is written into its record.
+    Only one process settles at a time (another's round is skipped, not waited for)."""
+    done: list[str] = []
+    with keeper_turn(svc.settings.data_dir) as mine:
+        if not mine:
+            return done
+        for head in store.heads(svc.store, limit=INDEX_LIMIT):
+            if head.last is None:
+                continue
+            for release in doc.pending_retests(head.last["record"]):
+                line = _settle_one(svc, head.record.model, release)
+                if line:
+                    done.append(line)
+    return done
+
+
+@dataclass
+class RecordKeeper:
+    """One thread per app that calls `settle_retests` every `period` seconds until stopped."""
+
+    svc: Services
+    period: float = 5.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="certlab-record-keeper", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                settle_retests(self.svc)
+            except Exception:  # noqa: BLE001 - a store hiccup must not end the keeper; the next round retries
+                continue
