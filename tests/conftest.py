@@ -38,6 +38,7 @@ E2E_MODULES = frozenset({
 })
 E2E_TESTS = frozenset({
     "test_cli_lab.py::test_up_check_run_down", "test_cli_lab.py::test_check_reports_a_lab_fault_and_exits_1",
+    "test_install.py::test_run_with_a_release_tests_the_installed_releases_software",
     "test_drivers.py::test_scans_and_capture_through_a_veth_into_a_namespace",
     "test_strategy.py::test_simulated_bench_goes_off_to_provisioned_with_the_example_playbook",
     "test_ssh_readiness.py::test_ssh_after_the_shell_prompt_is_waited_for_and_5_1_detects_the_universal_password",

@@ -177,3 +177,99 @@ def test_the_runs_inputs_record_the_release_and_the_samples_version(release_file
     reduced = load_inventory(tmp_path / "run" / "inputs" / "inventory.yaml")
     assert reduced.benches[bench].dut.firmware == "1.5.0"
     assert json.loads((tmp_path / "run" / "inputs" / "inputs.json").read_text())["release"]["file"] == release_file.name
+
+
+# --- end to end: a private one-bench simulated lab (e2e: run under flock /tmp/certlab-e2e.lock) ---------
+
+
+def test_run_with_a_release_tests_the_installed_releases_software(tmp_path):
+    """`certlab run --release` installs each release first; the debug service its software starts FAILs
+    5.6-1, the conforming release PASSes it, and the run records the release it tested; a release the
+    DUT refuses leaves the bench's tests INCONCLUSIVE with the DUT's reason."""
+    import os
+    import subprocess
+    import sys
+
+    from simlab import simulated  # tests/simlab.py: a private simulated lab for one test
+
+    from lab.sim.genlab import write_sim_inventory
+    from lab.sim.netns import unavailable_reason
+
+    flawed, fixed = tmp_path / "rel" / "TH-100-1.5.0.clfw", tmp_path / "rel" / "TH-100-1.4.1.clfw"
+    fixed.parent.mkdir()
+    flawed.write_bytes(vendor.build_release("TH-100", "1.5.0", 4, manifest=FirmwareManifest(
+        frozenset({"open_debug_service"}), vendor.firmware_components("1.5.0"))))
+    fixed.write_bytes(vendor.build_release("TH-100", "1.4.1", 4, manifest=FirmwareManifest(
+        frozenset(), vendor.firmware_components("1.4.1"))))
+    older = tmp_path / "rel" / "TH-100-1.3.9.clfw"
+    older.write_bytes(vendor.build_release("TH-100", "1.3.9", 1))
+    inventory = write_sim_inventory(tmp_path / "lab", "tinst", 1, scpi_port=17980, subnet=229,
+                                    netns=unavailable_reason() is None, ssh_base_port=17985)
+    reports = tmp_path / "reports"
+
+    def run(release: Path) -> tuple[subprocess.CompletedProcess, Path, dict[str, dict]]:
+        before = set(reports.glob("*")) if reports.exists() else set()
+        proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", "-i", str(inventory), "--provision", "5.6-1",
+                               "--release", str(release), "--out", str(reports)], capture_output=True, text=True,
+                              timeout=150, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+        (run_dir,) = [p for p in reports.glob("*") if p not in before and p.is_dir()]
+        doc = json.loads((run_dir / "verdicts.json").read_text())
+        return proc, run_dir, {r["test_case"]: r for r in doc["results"]}
+
+    with simulated(inventory):
+        proc, run_dir, got = run(flawed)
+        assert got["5.6-1-2"]["verdict"] == "FAIL", (proc.stdout[-3000:], proc.stderr[-2000:])
+        assert "2323" in got["5.6-1-2"]["reason"], got["5.6-1-2"]["reason"]  # the debug service's port
+        assert got["5.6-1-2"]["firmware"] == "1.5.0"
+        assert "INSTALLED: the DUT runs 1.5.0" in (run_dir / "evidence" / "b1" / "release-install.txt").read_text()
+        inputs = json.loads((run_dir / "inputs" / "inputs.json").read_text())
+        assert inputs["release"]["sha256"] == read_release(flawed).sha256
+
+        proc, run_dir, got = run(fixed)
+        assert got["5.6-1-2"]["verdict"] == "PASS", (got["5.6-1-2"], proc.stdout[-3000:], proc.stderr[-2000:])
+        assert got["5.6-1-2"]["firmware"] == "1.4.1"
+        assert "FAIL" not in {r["verdict"] for r in got.values()}, got
+
+        # an image the DUT refuses (older security version: rollback): nothing about the release was tested
+        proc, run_dir, got = run(older)
+        case = got["5.6-1-2"]
+        assert (case["verdict"], case["cause"]) == ("INCONCLUSIVE", "sample-unusable"), case
+        assert "release 1.3.9 (TH-100-1.3.9.clfw) not installed: the DUT refused it" in case["reason"], case
+        assert "rollback" in case["reason"]
+
+
+# --- the queue worker that runs re-tests at any hour ------------------------------------------------
+
+
+def test_queue_work_follow_keeps_serving_until_sigterm(tmp_path):
+    """`certlab queue work --follow` waits on an empty queue instead of exiting, and stops on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lab.sim.genlab import write_sim_inventory
+
+    inventory = write_sim_inventory(tmp_path / "lab", "tfollow", 1, scpi_port=17990, subnet=230, netns=False,
+                                    ssh_base_port=17995)  # never brought up: the queue stays empty
+    log = tmp_path / "worker.log"
+    env = {**os.environ, "CERTLAB_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "queue", "work", "-i", str(inventory), "--follow"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "serving the queue" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        assert "serving the queue" in log.read_text(), log.read_text()
+        time.sleep(2.0)  # longer than an idle worker without --follow takes to exit
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        assert "dispatched 0 run(s)" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
