@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from inputs_lab import caller
-from webui import make_app
+from webui import WebClient, make_app
 
 from lab.actions.context import Caller, Services
 from lab.reports.approval import write_approval
@@ -38,6 +38,7 @@ BASELINE = {"5.1-1": "PASS", "5.3-2": "PASS", "5.5-1": "FAIL", "5.6-1": "PASS", 
 @dataclass
 class World:
     app: FastAPI
+    client: WebClient  # anonymous; `client.bearer(name)` is a user's API header
 
     @property
     def svc(self) -> Services:
@@ -57,7 +58,7 @@ def records_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: o
     init_keys(tmp_path / "keys")
     client = make_app(tmp_path, **settings)
     client.app.state.services.settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    return World(client.app)  # type: ignore[arg-type]
+    return World(client.app, client)  # type: ignore[arg-type]
 
 
 def conformance(run_id: str, provisions: dict[str, str], *, firmware: str = "1.4.0", model: str = MODEL,

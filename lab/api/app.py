@@ -19,6 +19,7 @@ from lab.api.routes import (
     bookings,
     firmware,
     products,
+    records,
     reports,
     reviews,
     runs,
@@ -26,6 +27,7 @@ from lab.api.routes import (
     slots,
     system,
 )
+from lab.actions.records import RecordKeeper
 from lab.actions.runs import RunFollower, RunLauncher
 from lab.api.settings import ApiSettings
 from lab.api.validation import refuse_unusable_json, safe_text, validation_errors
@@ -43,6 +45,7 @@ from lab.webui.pages import bookings as booking_pages
 from lab.webui.pages import benches as bench_pages
 from lab.webui.pages import queue as queue_pages
 from lab.webui.pages import runs as run_pages
+from lab.webui.pages import records as record_pages
 
 PREFIX = "/api/v1"
 DESCRIPTION = """Book IoT security tests against ETSI EN 303 645 (per TS 103 701) at a certlab lab.
@@ -71,6 +74,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     install_pages(app)  # pages: templates, /static, CSRF on every page POST, error pages (lab/webui)
     for router in _routers():
         app.include_router(router, prefix=PREFIX)
+    app.include_router(records.public)  # product records, public JSON: /records, /feed (no account)
     app.include_router(auth_pages.router)  # web pages (lab/webui/pages): one line per page module
     app.include_router(sample_pages.router)
     app.include_router(firmware_pages.router)
@@ -80,6 +84,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     app.include_router(run_pages.router)
     app.include_router(bench_pages.router)
     app.include_router(queue_pages.router)
+    app.include_router(record_pages.router)
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(request: Request, exc: StoreUnavailable) -> Response:
@@ -116,15 +121,19 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
 
 @asynccontextmanager
 async def _follow_runs(app: FastAPI) -> AsyncIterator[None]:
-    """While the app serves: its run follower settles bookings whose run process ended (lab.actions.runs)."""
+    """While the app serves: its run follower settles bookings whose run process ended (lab.actions.runs),
+    its record keeper writes ended re-tests into their product records (lab.actions.records)."""
     follower = RunFollower(app.state.services)
+    keeper = RecordKeeper(app.state.services, period=app.state.services.settings.keeper_period)
     follower.start()
+    keeper.start()
     try:
         yield
     finally:
+        keeper.stop()
         follower.stop()
 
 
 def _routers() -> list:
     return [system.router, products.router, bookings.router, slots.router, samples.router, firmware.router,
-            assessments.router, runs.router, reports.router, reviews.router]
+            assessments.router, runs.router, reports.router, reviews.router, records.router]

@@ -37,11 +37,15 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 ANONYMOUS_POSTS = {"/login"}
 API = "/api/"
 STATIC = "/static/"
+PUBLIC_JSON = ("/records", "/feed/")  # product records' public JSON and feeds (lab/api/routes/records.py)
 
 
 def is_page(path: str) -> bool:
-    """Whether a path belongs to the web app (its errors are pages, its POSTs carry a CSRF token)."""
-    return not path.startswith(API) and path != API.rstrip("/")
+    """Whether a path belongs to the web app (its errors are pages, its POSTs carry a CSRF token); the
+    API and the product records' public JSON are not pages."""
+    if path.startswith(API) or path == API.rstrip("/"):
+        return False
+    return not (path == PUBLIC_JSON[0] or path.startswith(PUBLIC_JSON[0] + "/") or path.startswith(PUBLIC_JSON[1]))
 
 
 def cookie_of(scope: Scope, name: str) -> str | None:

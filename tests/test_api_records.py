@@ -1,0 +1,162 @@
+"""Product records over HTTP: the public JSON and feeds answer without a token (JSON errors, never
+pages; rate-limited per client address), the chain served is what verify_chain accepts, and the
+writes answer as the API does: 201, 401 without a token, 403 for the wrong role, 404 for another
+manufacturer, 422 with the field path inside a bad SBOM or CSAF document."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from records_lab import BASELINE, CERT_RUN, MODEL, World, booking_with_run, certifying_run, csaf, records_world, \
+    release_files
+
+from lab.records.chain import verify_chain
+
+API = "/api/v1"
+
+
+def _world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: object) -> Iterator[World]:
+    world = records_world(tmp_path, monkeypatch, **settings)
+    with world.client:
+        yield world
+    world.svc.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    yield from _world(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def opened(world: World) -> World:
+    certifying_run(world.reports, CERT_RUN, BASELINE)
+    booking_with_run(world, CERT_RUN)
+    r = world.client.post(f"{API}/records", json={"run_id": CERT_RUN}, headers=world.client.bearer("lab"))
+    assert r.status_code == 201, r.text
+    return world
+
+
+def post_release(world: World, version: str, who: str = "maker", sbom: bytes | None = None, **data: str):  # type: ignore[no-untyped-def]
+    image, bom = release_files(version)
+    return world.client.post(f"{API}/records/{MODEL}/releases", headers=world.client.bearer(who), data=data,
+                             files={"image": (f"{MODEL}-{version}.clfw", io.BytesIO(image)),
+                                    "sbom": (f"{MODEL}-{version}.cdx.json", io.BytesIO(sbom or bom))})
+
+
+def test_opening_takes_an_engineer_and_an_approved_run(world: World) -> None:
+    certifying_run(world.reports, CERT_RUN, BASELINE, approved=False)
+    booking_with_run(world, CERT_RUN)
+    c = world.client
+    assert c.post(f"{API}/records", json={"run_id": CERT_RUN}).status_code == 401
+    assert c.post(f"{API}/records", json={"run_id": CERT_RUN}, headers=c.bearer("maker")).status_code == 403
+    r = c.post(f"{API}/records", json={"run_id": CERT_RUN}, headers=c.bearer("lab"))
+    assert r.status_code == 409 and "not approved" in r.json()["detail"]
+    r = c.post(f"{API}/records", json={"run_id": "../etc"}, headers=c.bearer("lab"))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "run_id"]
+
+
+def test_the_public_json_needs_no_token_and_its_chain_verifies(opened: World) -> None:
+    c = opened.client
+    assert post_release(opened, "1.5.0").status_code == 201
+    view = c.get(f"/records/{MODEL}")
+    assert view.status_code == 200 and view.headers["content-type"].startswith("application/json")
+    body = view.json()
+    assert body["schema"] == "certlab.record-view/1" and body["revision"]["seq"] == 2
+    assert body["figures"]["support_end"] == "2030-12-31" and body["record"]["releases"][0]["version"] == "1.5.0"
+    assert body["links"] == {"revisions": f"/records/{MODEL}/revisions", "page": f"/public/records/{MODEL}",
+                             "feed": "/feed/records.json"}
+    assert [r["model"] for r in c.get("/records").json()] == [MODEL]
+    chain = c.get(body["links"]["revisions"]).json()
+    assert chain["schema"] == "certlab.record/1" and verify_chain(chain).ok
+    assert c.get(f"/records/{MODEL}/revisions/1").json() == chain["revisions"][0]
+    missing = c.get(f"/records/{MODEL}/revisions/7")
+    assert missing.status_code == 404 and missing.json() == {"detail": f"record {MODEL} has no revision 7"}
+    assert c.get("/records/NOPE-1").status_code == 404 and "json" in c.get("/records/NOPE-1").headers["content-type"]
+    bad = c.get("/records/..%2Fx")
+    assert bad.status_code in (404, 422) and "json" in bad.headers["content-type"]
+
+
+def test_the_feed_pages_by_id_and_the_atom_feed_links_each_revision(opened: World) -> None:
+    c = opened.client
+    post_release(opened, "1.5.0")
+    c.post(f"{API}/records/{MODEL}/advisories", headers=c.bearer("maker"),
+           files={"csaf": ("sa.json", io.BytesIO(csaf("SA-1", affected=["1.4.0"], fixed=["1.5.0"])))})
+    items = c.get("/feed/records.json").json()
+    assert [(i["seq"], i["kind"]) for i in items] == [(1, "opened"), (2, "release"), (3, "advisory")]
+    assert [i["seq"] for i in c.get("/feed/records.json", params={"after": items[0]["id"]}).json()] == [2, 3]
+    assert c.get("/feed/records.json", params={"after": -1}).json()["detail"][0]["loc"] == ["query", "after"]
+    atom = c.get("/feed/records.atom")
+    assert atom.headers["content-type"].startswith("application/atom+xml")
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    entries = ElementTree.fromstring(atom.content).findall("a:entry", ns)
+    assert [e.find("a:link", ns).get("href") for e in entries][0] == f"http://testserver/records/{MODEL}/revisions/3"
+
+
+def test_a_release_answers_201_and_its_refusals_name_the_field(opened: World) -> None:
+    c = opened.client
+    r = post_release(opened, "1.5.0", released_on="2026-12-01")
+    assert r.status_code == 201, r.text
+    assert r.json()["release"]["signature"] == "valid" and r.json()["retest"]["queued_id"] >= 1
+    assert post_release(opened, "1.5.0").status_code == 409
+    assert post_release(opened, "1.6.0", who="rival").status_code == 404
+    assert post_release(opened, "1.6.0", who="lab").status_code == 403
+    assert c.post(f"{API}/records/{MODEL}/releases").status_code == 401
+    _, bom = release_files("1.6.0")
+    doc = json.loads(bom)
+    del doc["components"][0]["name"]
+    r = post_release(opened, "1.6.0", sbom=json.dumps(doc).encode())
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][:4] == ["body", "sbom", "components", 0], r.json()
+    r = post_release(opened, "1.6.0", released_on="someday")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "released_on"]
+    r = c.post(f"{API}/records/{MODEL}/releases", headers=c.bearer("maker"),
+               files={"sbom": ("s.json", io.BytesIO(bom))})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image"]
+
+
+def test_an_advisory_refused_names_the_path_inside_the_csaf(opened: World) -> None:
+    c = opened.client
+    doc = json.loads(csaf("SA-1", affected=["1.4.0"], fixed=["1.5.0"]))
+    doc["document"]["tracking"]["status"] = "almost"
+    r = c.post(f"{API}/records/{MODEL}/advisories", headers=c.bearer("maker"),
+               files={"csaf": ("sa.json", io.BytesIO(json.dumps(doc).encode()))})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "csaf", "document", "tracking", "status"], r.json()
+    good = csaf("SA-1", affected=["1.4.0"], fixed=["1.5.0"])
+    for who, status in (("rival", 404), ("cert", 403), ("maker", 201), ("maker", 409)):
+        r = c.post(f"{API}/records/{MODEL}/advisories", headers=c.bearer(who), files={"csaf": ("sa.json", io.BytesIO(good))})
+        assert r.status_code == status, (who, r.text)
+
+
+def test_requeue_is_for_engineers(opened: World) -> None:
+    c = opened.client
+    post_release(opened, "1.5.0")
+    url = f"{API}/records/{MODEL}/releases/1.5.0/retest"
+    assert c.post(url, headers=c.bearer("maker")).status_code == 403
+    assert c.post(url, headers=c.bearer("lab")).status_code == 409  # queued already
+    assert c.post(f"{API}/records/{MODEL}/releases/9.9/retest", headers=c.bearer("lab")).status_code == 404
+
+
+def test_the_public_json_is_rate_limited_per_client_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for world in _world(tmp_path, monkeypatch, rate_per_second=0.001, rate_burst=3):
+        answers = [world.client.get("/records").status_code for _ in range(5)]
+        assert answers[:3] == [200, 200, 200] and answers[3:] == [429, 429]
+        late = world.client.get("/feed/records.json")
+        assert late.status_code == 429 and int(late.headers["retry-after"]) >= 1
+        assert "json" in late.headers["content-type"]
+
+
+def test_the_openapi_document_describes_the_public_and_the_written_routes(world: World) -> None:
+    doc = world.client.get(f"{API}/openapi.json").json()
+    for path in ("/records", "/records/{model}", "/records/{model}/revisions", "/records/{model}/revisions/{seq}",
+                 "/feed/records.json", "/feed/records.atom", f"{API}/records", f"{API}/records/{{model}}/releases",
+                 f"{API}/records/{{model}}/advisories", f"{API}/records/{{model}}/releases/{{version}}/retest"):
+        assert path in doc["paths"], path
+    public = doc["paths"]["/records/{model}"]["get"]
+    assert "401" not in public["responses"] and "429" in public["responses"]
+    assert "security" not in public
