@@ -501,23 +501,42 @@ def demo(
         report = build_report(outcome.run_dir, profile=find_profile(outcome.run_dir), data_dir=default_data_dir())
     print_report_paths(report)
     out.print(f"evidence:            {outcome.run_dir / 'evidence'}", highlight=False)
-    _demo_web()
+    record = _demo_record(outcome.run_dir, inv)
+    _demo_web(record)
     raise typer.Exit(_exit_code(counts))
 
 
-def _demo_web() -> None:
-    """Point the newcomer at the web app, with an account per role in the demo's store."""
+def _demo_record(run_dir: Path, inv: Inventory) -> dict:
+    """The demo's report approved and its product's record opened (lab/webdemo.py)."""
+    from lab.webdemo import certify_demo_run
+
+    with out.status("approving the report and opening the product's record ..."):
+        view = certify_demo_run(run_dir, Path(inv.path))
+    rev = view["revision"]
+    out.print(f"product record:      {view['model']} of {view['manufacturer']}, revision {rev['seq']} "
+              f"({rev['kind']}), signed with the lab key", highlight=False)
+    return view
+
+
+def _demo_web(record: dict) -> None:
+    """Point the newcomer at the web app, with an account per role in the demo's store, and at the
+    product record: a release registered through the API is re-tested while `serve --demo` runs."""
     from rich.markup import escape
 
     from lab.store import open_store
     from lab.store.db import default_data_dir
-    from lab.webdemo import accounts_lines, ensure_demo_accounts
+    from lab.webdemo import ACCOUNTS_FILE, accounts_lines, ensure_demo_accounts, record_lines
 
     with open_store() as store:
         accounts = ensure_demo_accounts(store, default_data_dir())
-    out.print("\n[bold]the lab in a browser:[/bold] .venv/bin/certlab serve --demo (the simulated lab stays up while "
-              "it serves; Ctrl-C stops both)", highlight=False)
-    for line in accounts_lines(accounts, "http://127.0.0.1:8303/"):
+    address = "http://127.0.0.1:8303"
+    out.print("\n[bold]the lab in a browser:[/bold] .venv/bin/certlab serve --demo (the simulated lab and the queue "
+              "worker stay up while it serves; Ctrl-C stops them)", highlight=False)
+    for line in accounts_lines(accounts, f"{address}/"):
+        out.print(escape(line), highlight=False, soft_wrap=True)
+    out.print("\n[bold]after the certificate:[/bold] while it serves, register a release as the manufacturer; "
+              "it is re-tested unprompted and the signed record updated", highlight=False)
+    for line in record_lines(record, address, default_data_dir() / ACCOUNTS_FILE):
         out.print(escape(line), highlight=False, soft_wrap=True)
 
 

@@ -100,3 +100,55 @@ def accounts_lines(accounts: list[DemoAccount], address: str) -> list[str]:
     width = max(len(a.name) for a in accounts)
     return [f"sign in at {address} as:"] + [f"  {a.name:<{width}}  password {a.password}   ({a.role}, {a.org})"
                                             for a in accounts]
+
+
+DEMO_MANUFACTURER = next(a.org for a in DEMO_ACCOUNTS if a.role == "manufacturer")
+
+
+def certify_demo_run(run_dir: Path, inventory: Path) -> dict:
+    """After `certlab demo`: its report approved (the demo plays the lab's authoriser, the lab
+    profile's first signatory) and the product's record opened under the demo manufacturer, so that
+    a release registered through the API is re-tested unprompted. The record's public view."""
+    from lab.actions.context import Services
+    from lab.actions.errors import ActionError
+    from lab.actions.records import open_record_from_run
+    from lab.api.ratelimit import RateLimiter
+    from lab.api.settings import ApiSettings
+    from lab.errors import CertlabError
+    from lab.reports.build import approve_report, find_profile
+    from lab.reports.approval import APPROVAL_FILE
+    from lab.store import open_store
+
+    profile = find_profile(run_dir)
+    if not profile.signatories:
+        raise CertlabError(f"{profile.path}: signatories: the demo approves its report as the lab profile's first "
+                           f"signatory, and it names none; fix: add one")
+    if not (run_dir / APPROVAL_FILE).exists():
+        signatory = profile.signatories[0]
+        approve_report(run_dir, by=signatory.name, role=signatory.role, profile=profile)
+    settings = ApiSettings.from_env(inventory=inventory)
+    with open_store(settings.database_url) as store:
+        svc = Services(store=store, settings=settings, limiter=RateLimiter(1.0, 1.0))
+        try:
+            return open_record_from_run(svc, run_dir, manufacturer=DEMO_MANUFACTURER, product_name=None,
+                                        by="certlab demo")
+        except ActionError as exc:
+            raise CertlabError(f"the demo's product record: {exc}") from None
+
+
+def record_lines(view: dict, address: str, accounts_file: Path) -> list[str]:
+    """What `certlab demo` prints about the product record: where to read it, how to register the
+    next release as the demo manufacturer (its token from the accounts file), how to verify it."""
+    model = view["model"]
+    firmware = (view.get("record") or {}).get("baseline", {}).get("firmware") or "1.4.0"
+    parts = firmware.split(".")
+    version = ".".join(parts[:-1] + [str(int(parts[-1]) + 1)]) if parts[-1].isdigit() else f"{firmware}.1"
+    folder = f"/tmp/certlab-release-{model}-{version}"
+    token = f"$(awk '$1==\"demo-manufacturer\"{{print $3}}' {accounts_file})"
+    return [
+        f"  read it (no account): {address}{view['links']['page']}   JSON: {address}/records/{model}",
+        f"  .venv/bin/certlab sim release {model} {version} --out {folder}",
+        f"  curl -H \"Authorization: Bearer {token}\" -F image=@{folder}/{model}-{version}.clfw "
+        f"-F sbom=@{folder}/{model}-{version}.cdx.json {address}/api/v1/records/{model}/releases",
+        f"  .venv/bin/certlab verify-record {address}/records/{model}/revisions",
+    ]

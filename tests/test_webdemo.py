@@ -51,3 +51,15 @@ def test_each_account_keeps_the_api_token_it_was_made_with(tmp_path):
         path = tmp_path / ACCOUNTS_FILE
         path.write_text(path.read_text().replace(made["demo-engineer"], "clt_not-this-accounts-token"))
         assert {a.name: a.token for a in ensure_demo_accounts(store, tmp_path)}["demo-engineer"] == ""
+
+
+def test_the_record_lines_name_the_next_release_the_token_file_and_the_verification(tmp_path):
+    from lab.webdemo import record_lines
+
+    view = {"model": "TH-100", "record": {"baseline": {"firmware": "1.4.0"}},
+            "links": {"page": "/public/records/TH-100"}}
+    lines = "\n".join(record_lines(view, "http://127.0.0.1:8303", tmp_path / ACCOUNTS_FILE))
+    assert "http://127.0.0.1:8303/public/records/TH-100" in lines
+    assert "certlab sim release TH-100 1.4.1 --out /tmp/certlab-release-TH-100-1.4.1" in lines
+    assert f"{tmp_path / ACCOUNTS_FILE}" in lines and "/api/v1/records/TH-100/releases" in lines
+    assert "certlab verify-record http://127.0.0.1:8303/records/TH-100/revisions" in lines
