@@ -13,6 +13,7 @@ row, then each revision signed with the lab key and chained (lab.records.chain, 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -41,8 +42,13 @@ def _stamp(today: date, ago: int, hour: int = 10) -> str:
     return f"{_day(today, ago)}T{hour:02d}:00:00Z"
 
 
+def _digest(text: str) -> str:
+    """A SHA-256 that looks like one (of a name: the sample documents are not on disk)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _sbom(spec: str, components: list[tuple[str, str]]) -> dict[str, Any]:
-    return {"format": "CycloneDX", "spec_version": spec, "sha256": format(len(components), "064x"),
+    return {"format": "CycloneDX", "spec_version": spec, "sha256": _digest(repr(components)),
             "components": [{"name": n, "version": v, "purl": f"pkg:generic/{n}@{v}"} for n, v in components]}
 
 
@@ -53,7 +59,7 @@ def _retest(queued_id: int, **done: Any) -> dict[str, Any]:
 
 def _release(today: date, version: str, ago: int, sbom: dict[str, Any], diff: dict[str, Any], queued_id: int) -> dict:
     return {"version": version, "released_on": _day(today, ago), "registered_at": _stamp(today, ago, 9),
-            "filename": f"{MODEL}-{version}.clfw", "sha256": version.replace(".", "")[:3].ljust(64, "0"),
+            "filename": f"{MODEL}-{version}.clfw", "sha256": _digest(f"{MODEL}-{version}.clfw"),
             "size": 40960, "signature": "valid", "signature_detail": "Ed25519 under the IXIT 7-UpdMech update key",
             "sbom": sbom, "sbom_diff": diff, "retest": _retest(queued_id)}
 
@@ -61,7 +67,7 @@ def _release(today: date, version: str, ago: int, sbom: dict[str, Any], diff: di
 def _advisory(today: date, ident: str, title: str, ago: int, cves: list[str], affected: list[str],
               fixed: list[str]) -> dict[str, Any]:
     return {"id": ident, "title": title, "published": _stamp(today, ago, 0), "updated": _stamp(today, ago, 0),
-            "cves": cves, "affected": affected, "fixed": fixed, "sha256": ident.encode().hex().ljust(64, "0")[:64],
+            "cves": cves, "affected": affected, "fixed": fixed, "sha256": _digest(ident),
             "registered_at": _stamp(today, ago, 12)}
 
 
@@ -71,7 +77,7 @@ def history(today: date, manufacturer: str = "Acme") -> list[tuple[str, str, dic
         "model": MODEL, "manufacturer": manufacturer, "product": "Smart thermostat", "lab": "certlab demo lab",
         "certification": [{"run_id": CERT_RUN, "report_id": "CL-2026-0042", "issued": _day(today, 30),
                            "edition": "v2", "verdict": "PASS", "firmware": "1.4.0",
-                           "conformance_sha256": "c0" * 32, "report_url": f"/reports/{CERT_RUN}"}],
+                           "conformance_sha256": _digest(f"{CERT_RUN}/conformance.json"), "report_url": f"/reports/{CERT_RUN}"}],
         "baseline": {"run_id": CERT_RUN, "firmware": "1.4.0", "provisions": dict(BASELINE)},
         "support": {"end": _day(today, -1120), "description": "Security updates for at least three years",
                     "source": "IXIT 2-UserInfo.support_period"},
@@ -98,7 +104,7 @@ def history(today: date, manufacturer: str = "Acme") -> list[tuple[str, str, dic
                                                      "unchanged": ["5.1-1", "5.1-2", "5.3-2", "5.6-1"], "changed": [],
                                                      "not_retested": ["5.7-1"], "flagged": False},
                                               report_url="/reports/20261203-100000-rt0001",
-                                              conformance_sha256="d1" * 32, ended_at=_stamp(today, 4, 11))
+                                              conformance_sha256=_digest("rt0001/conformance.json"), ended_at=_stamp(today, 4, 11))
     step("retest", "re-test of 1.5.0: PASS (1 newly passing, none newly failing)", _stamp(today, 4, 11))
     sbom_16 = _sbom("1.6", [("busybox", "1.37.0"), ("openssl", "3.0.13"), ("thermo-app", "1.6.0"), ("debugd", "0.9")])
     record["releases"].append(_release(today, "1.6.0", 2, sbom_16, {
@@ -113,7 +119,7 @@ def history(today: date, manufacturer: str = "Acme") -> list[tuple[str, str, dic
                                                                   "to": "INCONCLUSIVE"}],
                                                      "not_retested": ["5.7-1"], "flagged": True},
                                               flagged=True, report_url="/reports/20261205-100000-rt0002",
-                                              conformance_sha256="d2" * 32, ended_at=_stamp(today, 2, 11))
+                                              conformance_sha256=_digest("rt0002/conformance.json"), ended_at=_stamp(today, 2, 11))
     step("retest", "re-test of 1.6.0: FAIL, FLAGGED: 5.6-1 PASS -> FAIL", _stamp(today, 2, 11))
     record["advisories"].append(_advisory(today, "TH100-2026-002", "Debug service reachable on the network", 6,
                                           ["CVE-2026-22222", "CVE-2026-22223"], ["1.4.0", "1.5.0", "1.6.0"], []))

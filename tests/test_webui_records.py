@@ -133,7 +133,8 @@ def test_the_record_page_is_public_with_the_headline_figures_and_the_flag_first(
     assert "Support days left 1120 security updates until" in shown
     assert "Last re-test FAIL FLAG: a provision went from PASS to FAIL release 1.6.0" in shown
     assert html.index('<dl class="figures">') < html.index('id="cert-h"'), "the figures come first"
-    for seen in ("CL-2026-0042", "c0" * 32, "(sign-in needed)", "security@acme.example",
+    conformance_sha256 = history(TODAY)[0][2]["certification"][0]["conformance_sha256"]
+    for seen in ("CL-2026-0042", conformance_sha256, "(sign-in needed)", "security@acme.example",
                  "Security updates for at least three years", "Release 1.6.0 FLAG", "debugd 0.9",
                  "busybox 1.36.1 → 1.37.0", "1 newly failing : 5.6-1", "1 newly passing : 5.5-1", "2 unchanged",
                  "5.3-2 PASS → INCONCLUSIVE", "open for 6 days", "fixed in 1.5.0", "CVE-2026-22222, CVE-2026-22223",
