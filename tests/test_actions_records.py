@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ from lab.actions import records
 from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound
 from lab.firmware import build_image
 from lab.records.chain import make_revision, revision_from_json, verify_chain
-from lab.reports.keys import load_private_key
+from lab.cli import main
+from lab.reports.keys import KEY_DIR_ENV, init_keys, load_private_key
 from lab.store import records as store
 from lab.store.models import Organisation, Product, QueuedRun
 from lab.store.unit import reading, unit
@@ -292,3 +294,40 @@ def test_an_append_that_lost_the_race_for_its_seq_retries_on_the_new_last_revisi
     assert verify_chain(records.revisions(opened.svc, MODEL)).ok
     with pytest.raises(store.AppendContended):
         store.append_revision(opened.svc.store, MODEL, lambda last: {**last}, tries=2)  # always seq 2: taken
+
+
+# --- certlab record open|list|show ------------------------------------------------------------------------------
+
+
+def certlab(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["certlab", *args])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out = capsys.readouterr()
+    return exited.value.code, out.out, out.err  # type: ignore[return-value]
+
+
+def test_the_record_commands_open_list_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CERTLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CERTLAB_DATABASE_URL", raising=False)
+    monkeypatch.setenv(KEY_DIR_ENV, str(tmp_path / "keys"))
+    init_keys(tmp_path / "keys")
+    assert certlab(monkeypatch, capsys, "record", "list")[:2] == (0, "no product records yet; open one with "
+                                                               "certlab record open RUN_DIR --manufacturer ORG\n")
+    unapproved = certifying_run(tmp_path / "reports", "20261101-090000-draft1", BASELINE, approved=False)
+    code, _, err = certlab(monkeypatch, capsys, "record", "open", str(unapproved), "--manufacturer", "Demo Ltd")
+    assert code == 2 and "not approved" in err and "Traceback" not in err
+    run_dir = certifying_run(tmp_path / "reports", CERT_RUN, BASELINE)
+    code, out, _ = certlab(monkeypatch, capsys, "record", "open", str(run_dir), "--manufacturer", "Demo Ltd",
+                           "--product-name", "Smart thermostat")
+    assert code == 0 and out.startswith(f"record {MODEL}: revision 1 (opened) ")
+    code, out, _ = certlab(monkeypatch, capsys, "record", "list")
+    assert code == 0 and out.startswith(f"{MODEL}\tDemo Ltd\trevision 1\tsupport days left ")
+    code, out, _ = certlab(monkeypatch, capsys, "record", "show", MODEL)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == f"{MODEL} (Smart thermostat) by Demo Ltd" and "open advisories 0" in lines[1]
+    assert lines[2].startswith("  #1 ") and "opened: record opened" in lines[2]
+    code, _, err = certlab(monkeypatch, capsys, "record", "show", "CAM-9")
+    assert code == 2 and "no record of model CAM-9" in err
