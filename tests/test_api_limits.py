@@ -195,8 +195,10 @@ def test_uploads_get_the_upload_limit_declared_or_counted(tmp_path: Path) -> Non
 
 def test_the_upload_routes_are_the_multipart_ones(lab: Lab) -> None:
     paths = {p.pattern for p in upload_paths(lab.app)}
-    assert len(paths) == 2, paths
+    assert len(paths) == 4, paths
     assert any("/firmware" in p for p in paths) and any("/assessments/evidence" in p for p in paths), paths
+    assert any("/records/" in p and p.endswith("/releases$") for p in paths), paths  # product records (issue 20)
+    assert any("/records/" in p and p.endswith("/advisories$") for p in paths), paths
 
 
 def test_max_json_kb_is_a_setting() -> None:

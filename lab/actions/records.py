@@ -268,7 +268,10 @@ def _certify(svc: Services, run_dir: Path, *, org_id: int, product_id: int, manu
     if last is not None and doc.is_certified_by(last["record"], run_id):
         raise Conflict(f"run {run_id} is a certifying report of the {model} record already")
     dest = svc.settings.data_dir / RECORDS_DIR / model / run_id
-    ixit_text = keep_inputs(run_dir, model, dest)
+    try:
+        ixit_text = keep_inputs(run_dir, model, dest)
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"run {run_id}: its inputs cannot be kept in {dest} for the re-tests ({exc})") from None
     run = doc.Certifying(run_id=run_id, conformance=conformance, conformance_sha256=hashlib.sha256(raw).hexdigest(),
                          ixit_text=ixit_text)
     lab = (conformance.get("run") or {}).get("lab")
