@@ -14,7 +14,9 @@ run). The steps are kept as the bench's install transcript (evidence).
     read_release(path)                  # the image file (CertlabError: missing, not an image)
     check_release_models(release, inv, benches)   # preflight: for every bench's model
     with_release(inventory, release)    # the run's view: the benches of its model run that version
+    as_newer_release(ixit, release)     # and the IXIT's newer genuine release is the release under test
     install_release(steps, ixit, release, transcript)   # on one bench (BenchSteps adapts a lab Bench)
+    keep_running(steps, ixit, release, transcript)      # before each test: installed again if a test changed it
 """
 
 from __future__ import annotations
@@ -114,6 +116,21 @@ def with_release(inventory: "Inventory", release: Release) -> "Inventory":
     return inventory.model_copy(update={"benches": benches})
 
 
+def as_newer_release(ixit: "Ixit", release: Release) -> "Ixit":
+    """A re-test's view of the IXIT: the release under test is the manufacturer's newer genuine release.
+
+    5.3-2-2 installs test_facts.update_images["newer"] and crafts its attack images from it; in a
+    re-test that must be the release itself, or the genuine-update test would replace the release
+    with the certified firmware's newer image (possibly of the same version, which the version read
+    cannot tell apart) and every later test would test that instead. The path is absolute, so
+    `firmware_dir / name` (the suites' join) is the release file itself.
+    """
+    if ixit.product.model != release.model or ixit.test_facts is None:
+        return ixit
+    images = {**ixit.test_facts.update_images, "newer": str(release.path)}
+    return ixit.model_copy(update={"test_facts": ixit.test_facts.model_copy(update={"update_images": images})})
+
+
 # --- the install -------------------------------------------------------------------------------
 
 
@@ -208,6 +225,26 @@ def install_release(steps: InstallSteps, ixit: "Ixit", release: Release, transcr
     seconds = clock() - start
     transcript.say(f"INSTALLED: the DUT runs {after} ({seconds:.1f} s)")
     return Installed(release, before, after, seconds)
+
+
+def keep_running(steps: InstallSteps, ixit: "Ixit", release: Release, transcript: Transcript, *,
+                 model: str) -> Installed | None:
+    """Before each test of a re-test: the DUT still runs the release, else it is installed again.
+
+    The suites change the running firmware on purpose (5.3-2-2 installs the lab's genuine newer
+    release, a power cut may leave the other slot running); the tests after them must still test
+    the release. None when it was running; ReleaseNotInstalled when installing it again fails.
+    """
+    facts = ixit.test_facts
+    if facts is None or not facts.version_command:
+        return None  # install_release refused it already, naming the field; nothing ran since
+    steps.ready()
+    running = _version(steps, facts, Transcript(None), lambda why: ReleaseNotInstalled(
+        f"release {release.version} ({release.path.name}): cannot tell whether it still runs: {why}"))
+    if running == release.version:
+        return None
+    transcript.say(f"the DUT runs {running} after an earlier test, not the release under test: installing it again")
+    return install_release(steps, ixit, release, transcript, model=model)
 
 
 def _version(steps: InstallSteps, facts, transcript: Transcript,

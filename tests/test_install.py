@@ -86,6 +86,23 @@ def test_installs_through_the_ixit_delivery_and_checks_the_version(release_file,
     assert "INSTALLED: the DUT runs 1.5.0" in text and read_release(release_file).sha256 in text
 
 
+def test_before_each_test_the_release_is_installed_again_if_a_test_changed_the_firmware(release_file, tmp_path):
+    from lab.install import keep_running
+
+    dut = FakeDut()
+    _, transcript = _install(dut, release_file, tmp_path)
+    release = read_release(release_file)
+    assert keep_running(dut, IXIT, release, transcript, model="TH-100") is None  # still runs: nothing sent
+    assert dut.commands.count("update /tmp/update.clfw") == 1
+    dut.running = "1.4.9"  # e.g. 5.3-2-2 installed the lab's genuine newer release
+    again = keep_running(dut, IXIT, release, transcript, model="TH-100")
+    assert again is not None and again.after == "1.5.0" and dut.commands.count("update /tmp/update.clfw") == 2
+    assert "not the release under test: installing it again" in transcript.path.read_text()
+    dut.running, dut.refuse = "1.6.0", "rejected: security version 4 is older than installed 5 (rollback)"
+    with pytest.raises(ReleaseNotInstalled, match="the DUT refused it"):
+        keep_running(dut, IXIT, release, transcript, model="TH-100")
+
+
 @pytest.mark.parametrize("fake, why", [
     (FakeDut(refuse="rejected: bad signature"), r"the DUT refused it: `update /tmp/update.clfw` exited 1: update: rejected: bad signature"),
     (FakeDut(reboots=False), r"did not reboot within 60 s"),
@@ -207,17 +224,21 @@ def test_run_with_a_release_tests_the_installed_releases_software(tmp_path):
                                     netns=unavailable_reason() is None, ssh_base_port=17985)
     reports = tmp_path / "reports"
 
-    def run(release: Path) -> tuple[subprocess.CompletedProcess, Path, dict[str, dict]]:
+    def run(release: Path, *more: str) -> tuple[subprocess.CompletedProcess, Path, dict[str, dict]]:
         before = set(reports.glob("*")) if reports.exists() else set()
         proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", "-i", str(inventory), "--provision", "5.6-1",
-                               "--release", str(release), "--out", str(reports)], capture_output=True, text=True,
-                              timeout=150, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+                               *more, "--release", str(release), "--out", str(reports)], capture_output=True, text=True,
+                              timeout=240, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
         (run_dir,) = [p for p in reports.glob("*") if p not in before and p.is_dir()]
         doc = json.loads((run_dir / "verdicts.json").read_text())
-        return proc, run_dir, {r["test_case"]: r for r in doc["results"]}
+        results = doc["results"]
+        return proc, run_dir, {r["test_case"]: r for r in results} | {r["test"]: r for r in results}
 
     with simulated(inventory):
-        proc, run_dir, got = run(flawed)
+        # 5.3-2-2 runs first and installs the "newer genuine release": in a re-test that is the release
+        # itself, so the tests after it (5.6-1) still test the release's software
+        proc, run_dir, got = run(flawed, "--provision", "5.3-2", "--power-cuts", "1")
+        assert got["test_5_3_2_2_valid_update_installs"]["verdict"] == "PASS", got["test_5_3_2_2_valid_update_installs"]
         assert got["5.6-1-2"]["verdict"] == "FAIL", (proc.stdout[-3000:], proc.stderr[-2000:])
         assert "2323" in got["5.6-1-2"]["reason"], got["5.6-1-2"]["reason"]  # the debug service's port
         assert got["5.6-1-2"]["firmware"] == "1.5.0"
