@@ -182,6 +182,7 @@ def queue_add(
     ics: Annotated[Optional[Path], typer.Option("--ics", help="ICS file")] = None,
     ixit: Annotated[Optional[Path], typer.Option("--ixit", help="IXIT file")] = None,
     out_dir: Annotated[Path, OutOpt] = DEFAULT_REPORTS,
+    release: Annotated[Optional[Path], typer.Option("--release", help="a firmware release image of MODEL to install on the bench's DUT before the tests (a re-test)")] = None,
 ) -> None:
     """Queue a run for any bench with this DUT model and capabilities."""
     from lab.orchestrator import queued
@@ -201,6 +202,14 @@ def queue_add(
                                "inventory then has them under products/<model>/)")
         check_product(model.strip(), edition, ics_path=ics, ixit_path=ixit)
     extra = _suite_options(edition=edition, ics=ics, ixit=ixit, assessments=None, seed=None, power_cuts=None)
+    if release is not None:
+        from lab.install import RELEASE_OPTION, read_release
+
+        image = read_release(release)
+        if image.model != model.strip():
+            raise CertlabError(f"--release {release}: the image is for model {image.model}, the run is for {model.strip()}; "
+                               "give a release of that model")
+        extra += [RELEASE_OPTION, str(image.path)]
     suites = _suites(suite or [str(resources.assessment_suites())])
     with open_store() as store:
         qid = queued.add(store, model=model.strip(), capabilities=list(capability or []), suites=suites, options=extra,

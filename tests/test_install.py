@@ -294,3 +294,20 @@ def test_queue_work_follow_keeps_serving_until_sigterm(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def test_queue_add_takes_a_release_of_the_model_only(release_file, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lab.cli import app
+    from lab.store import open_store, queued_runs
+
+    monkeypatch.setenv("CERTLAB_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    got = runner.invoke(app, ["queue", "add", "--model", "TH-100", "--release", str(release_file), "--out", str(tmp_path)])
+    assert got.exit_code == 0, got.output
+    with open_store() as store:
+        (entry,) = queued_runs(store, states=("pending",))
+    assert release_path(entry.payload["options"]) == str(release_file.resolve())
+    refused = runner.invoke(app, ["queue", "add", "--model", "TH-10", "--release", str(release_file)])
+    assert isinstance(refused.exception, CertlabError) and "the image is for model TH-100" in str(refused.exception)
