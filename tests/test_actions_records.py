@@ -277,6 +277,18 @@ def test_the_chain_is_append_only_and_verifies_after_every_change(opened: World)
     assert verify_chain(records.revisions(opened.svc, MODEL)).ok
 
 
+def test_a_revision_edited_in_the_database_is_served_as_edited_and_fails_verification(opened: World) -> None:
+    """Whoever gets past the triggers (the database's owner) cannot rewrite the record unseen."""
+    release(opened, "1.5.0")
+    with unit(opened.svc.store) as s:
+        s.execute(text("DROP TRIGGER record_revisions_no_update"))
+        stored = json.loads(s.scalar(text("SELECT document FROM record_revisions WHERE seq = 2")))
+        stored["record"]["releases"][0]["signature"] = "valid, honestly"
+        s.execute(text("UPDATE record_revisions SET document = :d WHERE seq = 2"), {"d": json.dumps(stored)})
+    check = verify_chain(records.revisions(opened.svc, MODEL))
+    assert not check.ok and check.first_bad == 2 and "hash" in check.reason
+
+
 def test_an_append_that_lost_the_race_for_its_seq_retries_on_the_new_last_revision(opened: World) -> None:
     """SQLite serialises writers (BEGIN IMMEDIATE); on PostgreSQL two appends can read the same last
     revision: the loser's insert meets the unique (model, seq) and it builds again on the winner's."""

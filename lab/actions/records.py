@@ -46,7 +46,7 @@ from lab.reports.keys import load_private_key
 from lab.reports.profile import load_profile
 from lab.reports.verify import verification as report_verification
 from lab.store import records as store
-from lab.store.models import Event, QueuedRun
+from lab.store.models import Event, Organisation, Product, QueuedRun
 from lab.store.scheduling import cancel_queued_run
 from lab.store.unit import reading
 
@@ -167,12 +167,12 @@ def public_index(svc: Services, *, today: dt.date | None = None) -> list[dict[st
 
 
 def revisions(svc: Services, model: str) -> dict[str, Any]:
-    """The whole chain document (what `certlab verify-record` reads)."""
+    """The whole chain document (what `certlab verify-record` reads): each revision exactly as
+    stored, never re-made, so whatever happened to a stored revision shows when it is verified."""
     docs = store.chain(svc.store, model)
     if not docs:
         raise NotFound("record", model, f"no record of model {model}")
-    return chain_document(model, [revision_from_json(d, f"record {model}, revision {n}")
-                                  for n, d in enumerate(docs, 1)])
+    return {**chain_document(model, []), "revisions": docs}
 
 
 def revision(svc: Services, model: str, seq: int) -> dict[str, Any]:
@@ -328,8 +328,6 @@ def open_record(svc: Services, who: Caller, run_id: str) -> dict[str, Any]:
         raise Invalid(["body", "run_id"], f"run {run_id} tested model {model}, its booking's product is "
                                           f"{product.model}")
     with reading(svc.store) as s:
-        from lab.store.models import Organisation
-
         manufacturer = s.get(Organisation, booking.org_id).name
     return _certify(svc, run_dir, org_id=booking.org_id, product_id=product.id, manufacturer=manufacturer,
                     product=product.name, by=_by(who), model=model)
@@ -357,8 +355,6 @@ def open_record_from_run(svc: Services, run_dir: Path, *, manufacturer: str, pro
     org_id, product_id = store.organisation_and_product(svc.store, organisation=manufacturer.strip(), model=model,
                                                         name=product_name, vendor=vendor)
     with reading(svc.store) as s:
-        from lab.store.models import Product
-
         product = s.get(Product, product_id).name
     return _certify(svc, run_dir, org_id=org_id, product_id=product_id, manufacturer=manufacturer.strip(),
                     product=product_name or product, by=by, model=model)
