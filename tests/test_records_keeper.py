@@ -138,6 +138,18 @@ def test_a_regressing_release_is_followed_to_a_flagged_delta_audited_and_posted(
     assert records.settle_retests(world.svc) == []  # settled: the keeper leaves it
 
 
+def test_a_retest_run_is_known_as_its_records(world: World) -> None:
+    queued_id = register(world)
+    with reading(world.svc.store) as s:
+        options = s.get(QueuedRun, queued_id).payload["options"]
+    run_dir = world.reports / RETEST_RUN
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"run_id": RETEST_RUN, "options": options}))
+    assert records.retest_run_model(world.svc, RETEST_RUN) == MODEL
+    assert records.retest_run_model(world.svc, CERT_RUN) is None  # the certifying run's --ics is elsewhere
+    assert records.retest_run_model(world.svc, "20990101-000000-nosuch") is None
+
+
 def test_a_release_that_holds_is_done_unflagged_and_nobody_is_called(world: World, hook: Hook) -> None:
     queued_id = register(world)
     finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")

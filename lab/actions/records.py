@@ -207,6 +207,21 @@ def can_manage(svc: Services, who: Caller | None, model: str) -> bool:
     return row is not None and row.org_id == who.org_id
 
 
+def retest_run_model(svc: Services, run_id: str) -> str | None:
+    """The model whose record queued run `run_id` (its --ics is a record's input copy), else None: a
+    re-test run has no booking, so the report pages may ask here who else may read it (the lab, and
+    the record's manufacturer once approved)."""
+    try:
+        spec = json.loads((report_actions.run_dir_of(svc, run_id) / "run.json").read_text(encoding="utf-8"))
+        options = [str(o) for o in spec.get("options") or []]
+        ics = Path(options[options.index("--ics") + 1]).resolve()
+        rel = ics.relative_to((svc.settings.data_dir / RECORDS_DIR).resolve())
+    except (OSError, ValueError, IndexError, TypeError, AttributeError):
+        return None
+    row = store.product_record(svc.store, rel.parts[0]) if len(rel.parts) == 3 else None
+    return row.model if row is not None else None
+
+
 # --- opening a record ------------------------------------------------------------------------------------
 
 
