@@ -7,21 +7,17 @@ releases with their re-tests, the second turning 5.6-1 from PASS to FAIL (flagge
 TH100-2026-001), 1 open advisory (TH100-2026-002, published 6 days ago), the last re-test FAIL and
 flagged. `seed_record` writes them into a store as lab.actions.records does: the record's product
 row, then each revision signed with the lab key and chained (lab.records.chain, lab.store.records).
-`write_certifying_run` writes a run directory with an approved, signed report to open a record from.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from lab.records.chain import Revision, make_revision, revision_from_json
-from lab.reports.approval import write_approval
-from lab.reports.manifest import sign_run
 from lab.store.db import Store
 from lab.store.records import append_revision, new_product_record
 
@@ -77,7 +73,8 @@ def history(today: date, manufacturer: str = "Acme") -> list[tuple[str, str, dic
         "model": MODEL, "manufacturer": manufacturer, "product": "Smart thermostat", "lab": "certlab demo lab",
         "certification": [{"run_id": CERT_RUN, "report_id": "CL-2026-0042", "issued": _day(today, 30),
                            "edition": "v2", "verdict": "PASS", "firmware": "1.4.0",
-                           "conformance_sha256": _digest(f"{CERT_RUN}/conformance.json"), "report_url": f"/reports/{CERT_RUN}"}],
+                           "conformance_sha256": _digest(f"{CERT_RUN}/conformance.json"),
+                           "report_url": f"/reports/{CERT_RUN}"}],
         "baseline": {"run_id": CERT_RUN, "firmware": "1.4.0", "provisions": dict(BASELINE)},
         "support": {"end": _day(today, -1120), "description": "Security updates for at least three years",
                     "source": "IXIT 2-UserInfo.support_period"},
@@ -104,7 +101,8 @@ def history(today: date, manufacturer: str = "Acme") -> list[tuple[str, str, dic
                                                      "unchanged": ["5.1-1", "5.1-2", "5.3-2", "5.6-1"], "changed": [],
                                                      "not_retested": ["5.7-1"], "flagged": False},
                                               report_url="/reports/20261203-100000-rt0001",
-                                              conformance_sha256=_digest("rt0001/conformance.json"), ended_at=_stamp(today, 4, 11))
+                                              conformance_sha256=_digest("rt0001/conformance.json"),
+                                              ended_at=_stamp(today, 4, 11))
     step("retest", "re-test of 1.5.0: PASS (1 newly passing, none newly failing)", _stamp(today, 4, 11))
     sbom_16 = _sbom("1.6", [("busybox", "1.37.0"), ("openssl", "3.0.13"), ("thermo-app", "1.6.0"), ("debugd", "0.9")])
     record["releases"].append(_release(today, "1.6.0", 2, sbom_16, {
@@ -119,7 +117,8 @@ def history(today: date, manufacturer: str = "Acme") -> list[tuple[str, str, dic
                                                                   "to": "INCONCLUSIVE"}],
                                                      "not_retested": ["5.7-1"], "flagged": True},
                                               flagged=True, report_url="/reports/20261205-100000-rt0002",
-                                              conformance_sha256=_digest("rt0002/conformance.json"), ended_at=_stamp(today, 2, 11))
+                                              conformance_sha256=_digest("rt0002/conformance.json"),
+                                              ended_at=_stamp(today, 2, 11))
     step("retest", "re-test of 1.6.0: FAIL, FLAGGED: 5.6-1 PASS -> FAIL", _stamp(today, 2, 11))
     record["advisories"].append(_advisory(today, "TH100-2026-002", "Debug service reachable on the network", 6,
                                           ["CVE-2026-22222", "CVE-2026-22223"], ["1.4.0", "1.5.0", "1.6.0"], []))
@@ -149,25 +148,3 @@ def seed_record(store: Store, *, org_id: int, product_id: int, key: Any, today: 
                                        "seeded"))
     return made
 
-
-def write_certifying_run(reports_dir: Path, run_id: str, key: Any, *, report_id: str = "CL-2026-0099") -> Path:
-    """A finished TH-100 run with an approved, signed report (small contents, as `certlab report` and
-    `certlab report approve` leave it): what an engineer opens a record from."""
-    folder = reports_dir / run_id
-    inputs = folder / "inputs" / "products" / MODEL
-    inputs.mkdir(parents=True)
-    for kind in ("ics", "ixit"):
-        (inputs / f"{kind}.yaml").write_text((PRODUCT_DIR / f"{kind}.yaml").read_text())
-    (folder / "run.json").write_text(json.dumps({"run_id": run_id, "suites": ["examples"], "options": [],
-                                                 "edition": "v2"}))
-    (folder / "verdicts.json").write_text(json.dumps({"results": []}))
-    doc = {"report": {"id": report_id, "issued": "2026-12-01"}, "method": {"edition": "v2"},
-           "summary": {"overall": "PASS", "complete": True, "counts": {"PASS": 2}},
-           "items": [{"model": MODEL, "firmware": "1.4.0", "vendor": "Acme"}],
-           "provisions": [{"id": p, "title": p, "verdict": v} for p, v in BASELINE.items()]}
-    (folder / "conformance.json").write_text(json.dumps(doc))
-    (folder / "conformance.html").write_text("<html><p>the conformance report</p></html>")
-    sign_run(folder, key)
-    write_approval(folder, by="Alex Example", role="Technical Manager", report_id=report_id, key=key)
-    sign_run(folder, key)
-    return folder

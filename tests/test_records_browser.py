@@ -131,7 +131,8 @@ def test_the_manufacturer_is_refused_a_bad_sbom_at_its_field_then_registers_a_re
     image.write_bytes(build_release(MODEL, "1.7.0", next_security_version()))
     bom.write_text(sbom_json(MODEL, "1.7.0", firmware_components("1.7.0")))
     bad = tmp_path / "bad.cdx.json"
-    bad.write_text('{"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": [{"type": "library"}]}')
+    bad.write_text('{"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, '
+                   '"components": [{"type": "library"}]}')
 
     pages.login(served.users["rival"])
     pages.go(PAGE)
@@ -153,5 +154,5 @@ def test_the_manufacturer_is_refused_a_bad_sbom_at_its_field_then_registers_a_re
     notice = pages.el("main .notice").text
     assert notice.startswith("Release 1.7.0 registered (signature valid") and "re-test is queued" in notice, notice
     release = pages.el("#releases article").text
-    assert release.startswith("Release 1.7.0") and "queued (queue entry" in release, release
+    assert release.startswith("Release 1.7.0") and "queued (queued run" in release, release
     pages.check("manufacturer", "record-registered", shot=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import date
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from lab.sim.vendor import build_release, firmware_components, next_security_ver
 from lab.store.models import Booking, Organisation, Product
 from lab.store.unit import unit
 from lab.webui.pages import records as pages
-from tests.recordview import MODEL, PRODUCT_DIR, history, seed_record, write_certifying_run
+from tests.records_lab import certifying_run
+from tests.recordview import MODEL, PRODUCT_DIR, history, seed_record
 from tests.webui import WebClient, login, make_app, post_form
 
 TODAY = date.today()
@@ -55,7 +57,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebClient]:
 
 def text_of(html: str) -> str:
     """The page's words without tags, spaces collapsed (what a reader sees, roughly)."""
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
 def field_error(html: str, name: str) -> str:
@@ -84,7 +86,8 @@ def test_an_sbom_diff_is_summed_up_in_one_line() -> None:
     releases = history(TODAY)[-1][2]["releases"]
     assert pages.sbom_summary(releases[1]["sbom_diff"]) == \
         "1 added, 0 removed, 2 changed, 1 unchanged (against the previous release's SBOM, CycloneDX 1.6)"
-    assert pages.sbom_summary(releases[0]["sbom_diff"]).startswith("3 added, 0 removed, 0 changed, 0 unchanged (the first")
+    assert pages.sbom_summary(releases[0]["sbom_diff"]).startswith(
+        "3 added, 0 removed, 0 changed, 0 unchanged (the first")
     assert pages.sbom_summary(None) == "no SBOM comparison"
 
 
@@ -211,7 +214,7 @@ def test_the_manufacturer_registers_a_release_and_an_advisory_and_reads_them_on_
     assert done.status_code == 303 and done.headers["location"] == f"{PAGE}#releases", done.text
     shown = text_of(maker.get(PAGE).text)
     assert "Release 1.7.0 registered (signature valid" in shown and "Its re-test is queued" in shown
-    assert "Release 1.7.0 Released" in shown and "queued (queue entry" in shown
+    assert "Release 1.7.0 Released" in shown and "queued (queued run" in shown
     csaf = advisory_json(advisory(MODEL, advisory_id="TH100-2026-003", title="Fixed in 1.7.0",
                                   cves=["CVE-2026-33333"], affected=["1.6.0"], fixed=["1.7.0"], published=TODAY))
     done = post_form(maker, f"{PAGE}/advisories", files={"csaf": ("TH100-2026-003.json", csaf.encode())})
@@ -219,6 +222,15 @@ def test_the_manufacturer_registers_a_release_and_an_advisory_and_reads_them_on_
     shown = text_of(maker.get(PAGE).text)
     assert "Advisory TH100-2026-003 registered" in shown and "Revisions (9)" in shown
     assert "Days since the last security update 0 release 1.7.0" in shown, "1.7.0 fixes an advisory"
+    lab = login(app, "lab")
+    page = lab.get(PAGE).text
+    assert f'action="{PAGE}/releases/1.6.0/retest"' in page, "an ended re-test can be queued again by the lab"
+    assert f'action="{PAGE}/releases/1.7.0/retest"' not in page, "a pending one cannot"
+    assert f'action="{PAGE}/releases/1.6.0/retest"' not in maker.get(PAGE).text
+    refused = post_form(lab, f"{PAGE}/releases/1.7.0/retest")
+    assert refused.status_code == 303 and "Not queued: release 1.7.0's re-test is queued already" in \
+        text_of(lab.get(PAGE).text)
+    assert post_form(maker, f"{PAGE}/releases/1.6.0/retest").status_code == 403
 
 
 def test_another_manufacturer_and_a_stale_or_anonymous_form_are_refused(app: WebClient) -> None:
@@ -243,7 +255,8 @@ def test_the_engineer_opens_the_record_from_an_approved_report(app: WebClient) -
         s.add(Booking(org_id=org.id, product_id=product.id, firmware_version="1.4.0", edition="v2",
                       suites=["examples"], ics=(PRODUCT_DIR / "ics.yaml").read_text(),
                       ixit=(PRODUCT_DIR / "ixit.yaml").read_text(), status="reported", run_id=RUN, created_by=1))
-    write_certifying_run(app.app.state.services.settings.reports_dir, RUN, load_private_key())  # type: ignore[attr-defined]
+    reports_dir = app.app.state.services.settings.reports_dir  # type: ignore[attr-defined]
+    certifying_run(reports_dir, RUN, {"5.1-1": "PASS", "5.6-1": "PASS"})
     lab = login(app, "lab")
     report = lab.get(f"/reports/{RUN}").text
     assert "Open the product record" in report and f'action="/reports/{RUN}/open-record"' in report
@@ -252,7 +265,7 @@ def test_the_engineer_opens_the_record_from_an_approved_report(app: WebClient) -
     done = post_form(lab, f"/reports/{RUN}/open-record")
     assert done.status_code == 303 and done.headers["location"] == PAGE
     shown = text_of(lab.get(PAGE).text)
-    assert f"now holds the report of run {RUN}" in shown and "CL-2026-0099" in shown and "Revisions (8)" in shown
+    assert f"now holds the report of run {RUN}" in shown and f"CL-sim-{RUN}" in shown and "Revisions (8)" in shown
     again = post_form(lab, f"/reports/{RUN}/open-record")
     assert again.status_code == 303 and again.headers["location"] == f"/reports/{RUN}"
     assert "already" in text_of(lab.get(f"/reports/{RUN}").text), "the refusal shown as the notice"

@@ -111,6 +111,24 @@ def revision_rows(chain: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["seq"] or 0, reverse=True)
 
 
+def document_path(parts: list[str | int]) -> str:
+    """A field's path inside an uploaded JSON document as its author reads it: `components[3].name`."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def field_errors_of(exc: Invalid, fields: tuple[str, ...], fallback: str) -> dict[str, str]:
+    """The message at the form's field the error names; an error inside an uploaded document at its
+    file input, led by the document's field path (`sbom` at `["body", "sbom", "components", 3, "name"]`)."""
+    loc = exc.loc[1:] if exc.loc[:1] in (["body"], ["query"]) else exc.loc
+    if loc and loc[0] in fields:
+        inner = document_path(list(loc[1:]))
+        return {str(loc[0]): f"{inner}: {exc.msg}" if inner and not exc.msg.startswith(inner) else exc.msg}
+    return {fallback: exc.msg}
+
+
 # --- pages ----------------------------------------------------------------------------------------
 
 
@@ -192,8 +210,8 @@ def add_release(request: Request, svc: SvcDep, who: Viewer, model: Model,
     queued = (done.get("retest") or {}).get("queued_id")
     then = f" Its re-test is queued (queued run {queued}); the record shows its verdict when it ends." if queued else ""
     return see_other(request, page_url(model) + "#releases",
-                     f"Release {release.get('version', '')} registered (signature {release.get('signature', 'unchecked')},"
-                     f" SHA-256 {release.get('sha256', '')}).{then}")
+                     f"Release {release.get('version', '')} registered (signature "
+                     f"{release.get('signature', 'unchecked')}, SHA-256 {release.get('sha256', '')}).{then}")
 
 
 @router.post(INDEX + "/{model}/advisories")
@@ -236,20 +254,3 @@ def open_record(request: Request, svc: SvcDep, who: EngineerView, run_id: RunId)
     return see_other(request, page_url(model), f"The record of {model} now holds the report of run {run_id}; "
                                                f"this page is public.")
 
-
-def document_path(parts: list[str | int]) -> str:
-    """A field's path inside an uploaded JSON document as its author reads it: `components[3].name`."""
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def field_errors_of(exc: Invalid, fields: tuple[str, ...], fallback: str) -> dict[str, str]:
-    """The message at the form's field the error names; an error inside an uploaded document at its
-    file input, led by the document's field path (`sbom` at `["body", "sbom", "components", 3, "name"]`)."""
-    loc = [p for p in exc.loc if p not in ("body", "query", "path")] if exc.loc[:1] in (["body"], ["query"]) else exc.loc
-    if loc and loc[0] in fields:
-        inner = document_path(list(loc[1:]))
-        return {str(loc[0]): f"{inner}: {exc.msg}" if inner and not exc.msg.startswith(inner) else exc.msg}
-    return {fallback: exc.msg}
