@@ -136,7 +136,9 @@ def finished_retest(reports: Path, run_id: str, provisions: dict[str, str], *, f
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "suites": ["testsuites/en303645"]}))
     (run_dir / "verdicts.json").write_text(json.dumps({"run_id": run_id, "results": []}))
-    (run_dir / "conformance.json").write_text(json.dumps(conformance(run_id, provisions, firmware=firmware)))
+    approved = {**conformance(run_id, provisions, firmware=firmware),
+                "approval": {"by": "Alex Example", "role": "Technical Manager", "at": "2026-12-05T12:00:00Z"}}
+    (run_dir / "conformance.json").write_text(json.dumps(approved))
     key = load_private_key()
     sign_run(run_dir, key)
     write_approval(run_dir, by="Alex Example", role="Technical Manager", report_id=f"CL-sim-{run_id}", key=key)

@@ -119,6 +119,7 @@ def test_a_regressing_release_is_followed_to_a_flagged_delta_audited_and_posted(
     assert (got["state"], got["verdict"], got["flagged"], got["run_id"]) == ("done", "FAIL", True, RETEST_RUN)
     assert got["delta"]["newly_failing"] == ["5.6-1"] and got["delta"]["newly_passing"] == ["5.5-1"]
     assert got["report_url"] == f"/reports/{RETEST_RUN}" and got["reason"] is None
+    assert got["approval"]["by"] == "Alex Example" and got["approval"]["automatic"] is False  # approved before
     assert got["conformance_sha256"] == hashlib.sha256((retest / "conformance.json").read_bytes()).hexdigest()
     view = records.public_view(world.svc, MODEL)
     assert view["figures"]["last_retest"]["flagged"] and view["revision"]["kind"] == "retest"
@@ -193,6 +194,9 @@ def test_the_report_is_made_and_approved_by_the_retest_signatory(world: World, m
                                                                   "provisions": [{"id": "5.1-1", "verdict": "PASS"}]}))
         else:
             (run_dir / "approval.json").write_text("{}")
+            made = json.loads((run_dir / "conformance.json").read_text())
+            made["approval"] = {"by": args[3], "role": args[5], "at": "2026-12-05T12:00:00Z"}
+            (run_dir / "conformance.json").write_text(json.dumps(made))
 
     monkeypatch.setattr(report_actions, "_certlab_report", certlab_report)
     assert records.retest_signatory(world.svc) == ("Alex Example", "Technical Manager")  # the profile's first
@@ -209,6 +213,8 @@ def test_the_report_is_made_and_approved_by_the_retest_signatory(world: World, m
     assert calls[1][:5] == ("approve", str(run_dir.resolve()), "--by", "Sam Sample", "--role")
     got = retest_of(world)
     assert (got["state"], got["verdict"], got["reason"]) == ("done", "PASS", None)
+    assert got["approval"] == {"by": "Sam Sample", "role": "Quality Manager", "at": "2026-12-05T12:00:00Z",
+                               "automatic": True}
     assert got["delta"]["not_retested"] and not got["flagged"]
 
 

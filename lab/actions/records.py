@@ -627,21 +627,22 @@ def retest_signatory(svc: Services) -> tuple[str, str] | None:
     return people[0] if people else None
 
 
-def _report(svc: Services, run_dir: Path) -> str | None:
-    """Make and approve the re-test's report as the lab does by hand; why it is not approved, or None."""
+def _report(svc: Services, run_dir: Path) -> tuple[str | None, bool]:
+    """Make and approve the re-test's report as the lab does by hand: (why it is not approved or None,
+    whether the keeper approved it, as the re-test signatory)."""
     if not (run_dir / JSON_FILE).is_file():
         report_actions._certlab_report(svc, run_dir, str(run_dir.resolve()), *report_actions._profile_args(svc))
     if report_actions.is_approved(run_dir):
-        return None
+        return None, False
     signatory = retest_signatory(svc)
     if signatory is None:
-        return "the report is not approved: no signatory for re-tests (set CERTLAB_RETEST_SIGNATORY)"
+        return "the report is not approved: no signatory for re-tests (set CERTLAB_RETEST_SIGNATORY)", False
     try:
         report_actions._certlab_report(svc, run_dir, "approve", str(run_dir.resolve()), "--by", signatory[0],
                                        "--role", signatory[1], *report_actions._profile_args(svc))
     except ActionError as exc:
-        return f"the report is not approved: {exc}"
-    return None
+        return f"the report is not approved: {exc}", False
+    return None, True
 
 
 def _finished(svc: Services, record: dict[str, Any], release: dict[str, Any], row: QueuedRun) -> dict[str, Any]:
@@ -661,7 +662,7 @@ def _finished(svc: Services, record: dict[str, Any], release: dict[str, Any], ro
     if not (run_dir / "verdicts.json").is_file():
         return failed(f"run {row.run_id} left no verdicts in {run_dir}")
     try:
-        unapproved = _report(svc, run_dir)
+        unapproved, automatic = _report(svc, run_dir)
     except ActionError as exc:
         return failed(f"the re-test's report could not be made: {exc}")
     path = run_dir / JSON_FILE
@@ -674,9 +675,12 @@ def _finished(svc: Services, record: dict[str, Any], release: dict[str, Any], ro
     if not any(v != "NOT_ASSESSED" for v in verdicts.values()):
         return failed(f"run {row.run_id} assessed no provision")
     delta = verdict_delta((record.get("baseline") or {}).get("provisions") or {}, verdicts)
+    approval = conformance.get("approval") if isinstance(conformance.get("approval"), dict) else None
     return {**retest, "state": "done", "verdict": (conformance.get("summary") or {}).get("overall") or doc.INCONCLUSIVE,
             "delta": delta, "flagged": bool(delta.get("flagged")), "report_url": f"/reports/{row.run_id}",
-            "conformance_sha256": hashlib.sha256(raw).hexdigest(), "reason": unapproved}
+            "conformance_sha256": hashlib.sha256(raw).hexdigest(), "reason": unapproved,
+            "approval": ({"by": approval.get("by"), "role": approval.get("role"), "at": approval.get("at"),
+                          "automatic": automatic} if approval and not unapproved else None)}
 
 
 def _notify_flagged(svc: Services, model: str, version: str, retest: dict[str, Any], revision_doc: dict) -> None:
