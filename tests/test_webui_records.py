@@ -21,7 +21,7 @@ from lab.sim.vendor import build_release, firmware_components, next_security_ver
 from lab.store.models import Booking, Organisation, Product
 from lab.store.unit import unit
 from lab.webui.pages import records as pages
-from tests.records_lab import certifying_run
+from tests.records_lab import booking_with_run, certifying_run, records_world
 from tests.recordview import MODEL, PRODUCT_DIR, history, seed_record
 from tests.webui import WebClient, login, make_app, post_form
 
@@ -269,3 +269,25 @@ def test_the_engineer_opens_the_record_from_an_approved_report(app: WebClient) -
     again = post_form(lab, f"/reports/{RUN}/open-record")
     assert again.status_code == 303 and again.headers["location"] == f"/reports/{RUN}"
     assert "already" in text_of(lab.get(f"/reports/{RUN}").text), "the refusal shown as the notice"
+
+
+def test_a_record_just_opened_reads_well_with_nothing_registered_yet(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    world = records_world(tmp_path, monkeypatch)
+    with world.client:
+        assert "No product record yet" in world.client.get("/public/records").text
+        booking_with_run(world, RUN)
+        certifying_run(world.reports, RUN, {"5.1-1": "PASS", "5.6-1": "PASS"})
+        lab = login(world.client, "lab")
+        assert post_form(lab, f"/reports/{RUN}/open-record").headers["location"] == PAGE
+        answer = world.client.get(PAGE)
+        assert answer.status_code == 200
+        shown = text_of(answer.text)
+        for seen in ("Days since the last security update none no registered release fixes a published advisory",
+                     "Open advisories 0 no known unfixed vulnerability", "Last re-test none yet",
+                     "No release registered since certification.", "No security advisory registered.",
+                     "Revisions (1)", f"CL-sim-{RUN}"):
+            assert seen in shown, seen
+        assert "security updates until 2030-12-31" in shown and "security@sim-devices.certlab.test" in shown, \
+            "support and contact from the certifying run's IXIT"
+    world.svc.store.close()
