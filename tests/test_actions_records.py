@@ -343,3 +343,48 @@ def test_the_record_commands_open_list_and_show(tmp_path: Path, monkeypatch: pyt
     assert lines[2].startswith("  #1 ") and "opened: record opened" in lines[2]
     code, _, err = certlab(monkeypatch, capsys, "record", "show", "CAM-9")
     assert code == 2 and "no record of model CAM-9" in err
+
+
+# --- the chain's store on both backends -----------------------------------------------------------------------------
+
+
+def test_the_chain_store_is_append_only_and_serialises_concurrent_appends(db_url: str, key_dir: Path) -> None:
+    """SQLite and PostgreSQL alike: appends from several threads at once make one contiguous, verifying
+    chain (a loser of the race for a seq builds again on the winner); UPDATE and DELETE are refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.store import open_store
+
+    init_keys(key_dir)
+    key = load_private_key()
+    with open_store(db_url) as db:
+        org_id, product_id = store.organisation_and_product(db, organisation="Acme", model=MODEL, name="Thermostat",
+                                                            vendor=None)
+
+        def append(n: int) -> int:
+            def make(last: dict | None) -> dict:
+                prev = revision_from_json(last, "last") if last else None
+                return make_revision(prev, kind="note", summary=f"note {n}", by="test",
+                                     record=(last or {}).get("record") or {"model": MODEL},
+                                     at=dt.datetime.now(dt.timezone.utc), key=key).as_json()
+
+            def before(session: object, revision: dict) -> None:
+                if revision["seq"] == 1:
+                    store.new_product_record(session, model=MODEL, org_id=org_id, product_id=product_id,
+                                             baseline_run_id="r1", inputs_dir="/nowhere")
+
+            return store.append_revision(db, MODEL, make, before=before, tries=50)["seq"]
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            seqs = sorted(pool.map(append, range(12), timeout=120))
+        assert seqs == list(range(1, 13))
+        chain = {"schema": "certlab.record/1", "model": MODEL, "revisions": store.chain(db, MODEL)}
+        assert verify_chain(chain).ok
+        assert [h.record.model for h in store.heads(db)] == [MODEL] and store.heads(db)[0].last["seq"] == 12
+        assert [i.seq for i in store.feed(db, after=0, limit=3)] == [1, 2, 3]
+        assert [i.seq for i in store.latest_feed(db, limit=2)] == [11, 12]
+        for statement in ("UPDATE record_revisions SET summary = 'edited'", "DELETE FROM record_revisions"):
+            with pytest.raises(DatabaseError, match="append-only"):
+                with unit(db) as s:
+                    s.execute(text(statement))
+        assert len(store.chain(db, MODEL)) == 12
