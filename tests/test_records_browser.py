@@ -40,9 +40,10 @@ PAGE = f"/public/records/{MODEL}"
 SHOT_SIZE = (DESKTOP[0], 1500)  # the figures, the certification and the flagged release in one picture
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`certlab serve` with TH-100's record seeded into its store, signed with the server's lab key."""
+    """`certlab serve` with TH-100's record seeded into its store, signed with the server's lab key; one
+    per test (a release registered by one test changes the figures another reads)."""
     folder = tmp_path_factory.mktemp("records-web")
     inventory = private_inventory(folder / "lab", "trbr", scpi_port=17970, subnet=244, ssh_base_port=17980)
     with served_app(folder / "server", inventory, USERS) as app:
