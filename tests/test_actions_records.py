@@ -34,7 +34,7 @@ from lab.records.chain import make_revision, revision_from_json, verify_chain
 from lab.cli import main
 from lab.reports.keys import KEY_DIR_ENV, init_keys, load_private_key
 from lab.store import records as store
-from lab.store.models import Organisation, Product, QueuedRun
+from lab.store.models import AuditEntry, Organisation, Product, QueuedRun
 from lab.store.unit import reading, unit
 
 
@@ -127,6 +127,9 @@ def test_a_record_is_opened_from_a_run_directory_without_a_booking(world: World)
         org = s.scalars(select(Organisation).where(Organisation.name == "Demo Thermostats Ltd")).one()
         assert s.scalars(select(Product).where(Product.org_id == org.id)).one().model == MODEL
     assert records.revisions(world.svc, MODEL)["revisions"][0]["by"] == "certlab record open (test)"
+    with reading(world.svc.store) as s:
+        logged = s.scalars(select(AuditEntry).where(AuditEntry.method == "EVENT")).one()
+    assert (logged.user_name, logged.path, logged.status) == ("certlab record open (test)", f"/records/{MODEL}/revisions/1", 201)
     with pytest.raises(Invalid, match="not a run directory"):
         records.open_record_from_run(world.svc, world.reports / "nothing", manufacturer="X", product_name=None, by="t")
 

@@ -61,8 +61,8 @@ RETEST_SIGNATORY_ROLE = "re-test approval (automatic)"  # when the lab profile l
 
 
 @dataclass(frozen=True)
-class KeeperCaller:
-    """Who the audit log names for the keeper's own changes (it is no user)."""
+class LabCaller:
+    """Who the audit log names for a change made by no user: the keeper, `certlab record open`."""
 
     name: str = KEEPER
     role: str = "lab"
@@ -371,8 +371,12 @@ def open_record_from_run(svc: Services, run_dir: Path, *, manufacturer: str, pro
                                                         name=product_name, vendor=vendor)
     with reading(svc.store) as s:
         product = s.get(Product, product_id).name
-    return _certify(svc, run_dir, org_id=org_id, product_id=product_id, manufacturer=manufacturer.strip(),
+    view = _certify(svc, run_dir, org_id=org_id, product_id=product_id, manufacturer=manufacturer.strip(),
                     product=product_name or product, by=by, model=model)
+    audit(svc.store, caller=LabCaller(name=by[:128]), method="EVENT",  # no HTTP request logged it
+          path=f"{_head(model)}/revisions/{view['revision']['seq']}", status=201,
+          detail=f"record {view['revision']['kind']} from run {run_dir.name} ({run_dir})"[:2000])
+    return view
 
 
 # --- the manufacturer's releases and advisories ---------------------------------------------------------------
@@ -593,7 +597,7 @@ def keeper_turn(data_dir: Path) -> Iterator[bool]:
 
 
 def _keeper_audit(svc: Services, path: str, detail: str, status: int = 200) -> None:
-    audit(svc.store, caller=KeeperCaller(), method="EVENT", path=path, status=status, detail=detail[:2000])
+    audit(svc.store, caller=LabCaller(), method="EVENT", path=path, status=status, detail=detail[:2000])
 
 
 def _queue_row(svc: Services, queued_id: int | None) -> QueuedRun | None:
