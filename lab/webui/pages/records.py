@@ -27,7 +27,7 @@ from lab.webui.render import page, see_other
 router = APIRouter(include_in_schema=False)
 
 INDEX = "/public/records"
-Model = Annotated[str, Path(min_length=1, max_length=64)]
+Model = Annotated[str, Path(min_length=1, max_length=128)]  # as lab.actions.records.SAFE_MODEL
 RunId = Annotated[str, Path(min_length=1, max_length=64)]
 Version = Annotated[str, Path(min_length=1, max_length=64)]
 MAX_DOCUMENT = 16 * 1024 * 1024  # an SBOM or a CSAF advisory larger than this is not one a person uploads
