@@ -182,7 +182,8 @@ def test_the_forms_are_shown_to_the_product_s_manufacturer_only(app: WebClient) 
         assert "/login?next=" not in html, "signed in: no sign-in hint"
 
 
-def test_a_bad_sbom_is_refused_at_its_field_with_the_document_s_field_path(app: WebClient) -> None:
+def test_a_bad_sbom_is_refused_at_its_field_with_the_document_s_field_path(app: WebClient,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     maker = login(app, "maker")
     bad = b'{"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": [{"type": "library"}]}'
     answer = post_form(maker, f"{PAGE}/releases", {"released_on": ""},
@@ -195,6 +196,10 @@ def test_a_bad_sbom_is_refused_at_its_field_with_the_document_s_field_path(app: 
     assert missing.status_code == 422 and "CycloneDX" in field_error(missing.text, "sbom")
     no_image = post_form(maker, f"{PAGE}/releases", {}, files={"sbom": ("bom.json", bad)})
     assert no_image.status_code == 422 and "firmware image" in field_error(no_image.text, "image")
+    monkeypatch.setattr(pages, "MAX_DOCUMENT", 16)
+    huge = post_form(maker, f"{PAGE}/releases", {}, files={"image": ("TH-100-1.7.0.clfw", b"firmware"),
+                                                           "sbom": ("bom.json", bad)})
+    assert huge.status_code == 422 and "bom.json: larger than" in field_error(huge.text, "sbom")
 
 
 def test_a_bad_csaf_is_refused_at_its_field(app: WebClient) -> None:

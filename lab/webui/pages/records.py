@@ -153,8 +153,7 @@ def _who(request: Request) -> Caller | None:
 def index_page(request: Request, svc: SvcDep) -> Response:
     if (refused := _throttled(request, svc)) is not None:
         return refused
-    return page(request, "records/index.html", records=actions.public_index(svc), support_text=support_text,
-                when=when)
+    return page(request, "records/index.html", records=actions.public_index(svc), support_text=support_text)
 
 
 def _record_page(request: Request, svc: Services, model: str, *, status: int = 200,
@@ -178,13 +177,14 @@ def record_page(request: Request, svc: SvcDep, model: Model) -> Response:
     return _record_page(request, svc, model)
 
 
-def _read(upload: UploadFile | None) -> bytes | None:
-    """An uploaded document's bytes (None when none was chosen), refused beyond MAX_DOCUMENT."""
+def _read(upload: UploadFile | None, name: str) -> bytes | None:
+    """An uploaded document's bytes (None when none was chosen); beyond MAX_DOCUMENT refused at its field."""
     if upload is None or not upload.filename:
         return None
     data = upload.file.read(MAX_DOCUMENT + 1)
     if len(data) > MAX_DOCUMENT:
-        raise TooLarge(f"{upload.filename}: larger than {MAX_DOCUMENT // (1024 * 1024)} MiB")
+        raise Invalid(["body", name], f"{upload.filename}: larger than {MAX_DOCUMENT // (1024 * 1024)} MiB; "
+                                      f"fix: upload the JSON document itself, not an archive of it")
     return data
 
 
@@ -196,7 +196,7 @@ def add_release(request: Request, svc: SvcDep, who: Viewer, model: Model,
         if image is None or not image.filename:
             raise Invalid(["body", "image"], "image: none chosen; fix: choose the firmware image file "
                                              "(e.g. TH-100-1.5.0.clfw)")
-        sbom_bytes = _read(sbom)
+        sbom_bytes = _read(sbom, "sbom")
         if sbom_bytes is None:
             raise Invalid(["body", "sbom"], "sbom: none chosen; fix: choose the release's CycloneDX JSON SBOM")
         done = actions.add_release(svc, who, model, image.file, image.filename, sbom_bytes,
@@ -218,7 +218,7 @@ def add_release(request: Request, svc: SvcDep, who: Viewer, model: Model,
 def add_advisory(request: Request, svc: SvcDep, who: Viewer, model: Model,
                  csaf: Annotated[UploadFile | None, File()] = None) -> Response:
     try:
-        data = _read(csaf)
+        data = _read(csaf, "csaf")
         if data is None:
             raise Invalid(["body", "csaf"], "csaf: none chosen; fix: choose the CSAF 2.0 advisory (JSON)")
         done = actions.add_advisory(svc, who, model, data)
