@@ -198,7 +198,7 @@ def test_the_report_is_made_and_approved_by_the_retest_signatory(world: World, m
             made["approval"] = {"by": args[3], "role": args[5], "at": "2026-12-05T12:00:00Z"}
             (run_dir / "conformance.json").write_text(json.dumps(made))
 
-    monkeypatch.setattr(report_actions, "_certlab_report", certlab_report)
+    monkeypatch.setattr(report_actions, "certlab_report", certlab_report)
     assert records.retest_signatory(world.svc) == ("Alex Example", "Technical Manager")  # the profile's first
     monkeypatch.setattr(world.svc, "settings", type(world.svc.settings)(**{**world.svc.settings.__dict__,
                                                                             "retest_signatory": "sam sample"}))
@@ -209,7 +209,7 @@ def test_the_report_is_made_and_approved_by_the_retest_signatory(world: World, m
     queued_id = register(world)
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
     records.settle_retests(world.svc)
-    assert calls[0] == (str(run_dir.resolve()), *report_actions._profile_args(world.svc))
+    assert calls[0] == (str(run_dir.resolve()), *report_actions.profile_args(world.svc))
     assert calls[1][:5] == ("approve", str(run_dir.resolve()), "--by", "Sam Sample", "--role")
     got = retest_of(world)
     assert (got["state"], got["verdict"], got["reason"]) == ("done", "PASS", None)

@@ -617,7 +617,7 @@ def _queue_error(svc: Services, queued_id: int) -> str | None:
 def retest_signatory(svc: Services) -> tuple[str, str] | None:
     """(name, role) approving re-test reports: CERTLAB_RETEST_SIGNATORY (its role from the lab
     profile), else the profile's first signatory; None when nobody is configured."""
-    args = report_actions._profile_args(svc)
+    args = report_actions.profile_args(svc)
     people = []
     if args:
         try:
@@ -635,15 +635,15 @@ def _report(svc: Services, run_dir: Path) -> tuple[str | None, bool]:
     """Make and approve the re-test's report as the lab does by hand: (why it is not approved or None,
     whether the keeper approved it, as the re-test signatory)."""
     if not (run_dir / JSON_FILE).is_file():
-        report_actions._certlab_report(svc, run_dir, str(run_dir.resolve()), *report_actions._profile_args(svc))
+        report_actions.certlab_report(svc, run_dir, str(run_dir.resolve()), *report_actions.profile_args(svc))
     if report_actions.is_approved(run_dir):
         return None, False
     signatory = retest_signatory(svc)
     if signatory is None:
         return "the report is not approved: no signatory for re-tests (set CERTLAB_RETEST_SIGNATORY)", False
     try:
-        report_actions._certlab_report(svc, run_dir, "approve", str(run_dir.resolve()), "--by", signatory[0],
-                                       "--role", signatory[1], *report_actions._profile_args(svc))
+        report_actions.certlab_report(svc, run_dir, "approve", str(run_dir.resolve()), "--by", signatory[0],
+                                      "--role", signatory[1], *report_actions.profile_args(svc))
     except ActionError as exc:
         return f"the report is not approved: {exc}", False
     return None, True

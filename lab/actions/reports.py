@@ -178,7 +178,8 @@ def report_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock; the file stays (unlinking it would race a waiter)
 
 
-def _profile_args(svc: Services) -> list[str]:
+def profile_args(svc: Services) -> list[str]:
+    """`--lab-profile PATH` of the lab's inventory for `certlab report`, or none if it names no profile."""
     try:
         inv = load_inventory(svc.settings.inventory)
     except CertlabError:
@@ -195,7 +196,7 @@ def _field_of(error: str) -> list[str]:
     return ["path", "run_id"]
 
 
-def _certlab_report(svc: Services, run_dir: Path, *args: str) -> None:
+def certlab_report(svc: Services, run_dir: Path, *args: str) -> None:
     """`certlab report ...` on the run, under its lock, bounded in time; its one-line error becomes Invalid."""
     with report_lock(run_dir):
         proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "report", *args], cwd=svc.settings.reports_dir,
@@ -223,7 +224,7 @@ def make_report(svc: Services, who: Caller, run_id: str) -> ReportState:
         raise Conflict(f"run {run_id} has not finished; its report comes after")
     if is_approved(run_dir):
         raise Conflict(f"run {run_id}: the report is approved already")
-    _certlab_report(svc, run_dir, str(run_dir.resolve()), *_profile_args(svc))
+    certlab_report(svc, run_dir, str(run_dir.resolve()), *profile_args(svc))
     return report_state(run_dir, run_id)
 
 
@@ -240,8 +241,8 @@ def approve_report(svc: Services, who: Caller, run_id: str, *, by: str, role: st
         raise Conflict(f"run {run_id} has no report yet; make it first (POST /runs/{run_id}/report)")
     if is_approved(run_dir):
         raise Conflict(f"run {run_id}: the report is approved already")
-    _certlab_report(svc, run_dir, "approve", str(run_dir.resolve()), "--by", by, "--role", role,
-                    *_profile_args(svc))
+    certlab_report(svc, run_dir, "approve", str(run_dir.resolve()), "--by", by, "--role", role,
+                   *profile_args(svc))
     service.mark_reported(svc.store, booking_id=booking.id, run_id=run_id)
     return report_state(run_dir, run_id)
 
@@ -250,7 +251,7 @@ def signatories(svc: Services, who: Caller) -> list[tuple[str, str]]:
     """(name, role) of the people the lab profile authorises to approve reports, for the approval
     form; empty when the profile names none (anyone may then approve) or cannot be read."""
     _engineer(who, "approve reports")
-    args = _profile_args(svc)
+    args = profile_args(svc)
     if not args:
         return []
     try:
