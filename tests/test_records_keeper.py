@@ -139,18 +139,6 @@ def test_a_regressing_release_is_followed_to_a_flagged_delta_audited_and_posted(
     assert records.settle_retests(world.svc) == []  # settled: the keeper leaves it
 
 
-def test_a_retest_run_is_known_as_its_records(world: World) -> None:
-    queued_id = register(world)
-    with reading(world.svc.store) as s:
-        options = s.get(QueuedRun, queued_id).payload["options"]
-    run_dir = world.reports / RETEST_RUN
-    run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"run_id": RETEST_RUN, "options": options}))
-    assert records.retest_run_model(world.svc, RETEST_RUN) == MODEL
-    assert records.retest_run_model(world.svc, CERT_RUN) is None  # the certifying run's --ics is elsewhere
-    assert records.retest_run_model(world.svc, "20990101-000000-nosuch") is None
-
-
 def test_a_release_that_holds_is_done_unflagged_and_nobody_is_called(world: World, hook: Hook) -> None:
     queued_id = register(world)
     finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
@@ -181,6 +169,37 @@ def test_a_run_without_verdicts_or_without_assessed_provisions_is_inconclusive(w
     gone, empty = retest_of(world, "1.5.0"), retest_of(world, "1.6.0")
     assert (gone["state"], gone["verdict"]) == ("failed", "INCONCLUSIVE") and "no verdicts" in gone["reason"]
     assert (empty["state"], empty["verdict"]) == ("failed", "INCONCLUSIVE") and "assessed no provision" in empty["reason"]
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    ({"summary": {"overall": "PASS"}, "provisions": {"5.1-1": "PASS"}}, "field 'provisions' must be a list"),
+    ({"summary": "PASS", "provisions": [{"verdict": "PASS"}]}, "provisions[0] has no id"),
+    ({"provisions": [{"id": "5.1-1", "verdict": "GREEN"}]}, "(5.1-1) has verdict 'GREEN'"),
+    (["not", "a", "report"], "field 'provisions' must be a list"),
+    ("{truncated", "conformance.json is unusable (Expecting"),
+])
+def test_a_malformed_conformance_json_makes_the_retest_inconclusive_naming_it(world: World, content: object,
+                                                                              named: str) -> None:
+    """The keeper's round goes on: the re-test fails INCONCLUSIVE with what is wrong, never a traceback."""
+    queued_id = register(world)
+    run_dir = finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
+    (run_dir / "conformance.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
+    [line] = records.settle_retests(world.svc)
+    got = retest_of(world)
+    assert (got["state"], got["verdict"], got["delta"], got["flagged"]) == ("failed", "INCONCLUSIVE", None, False)
+    assert named in got["reason"] and f"run {RETEST_RUN}" in got["reason"] and named in line
+
+
+def test_a_report_without_a_summary_is_done_but_inconclusive(world: World) -> None:
+    queued_id = register(world)
+    run_dir = finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
+    (run_dir / "conformance.json").write_text(json.dumps({"summary": "PASS", "approval": "yes",
+                                                          "provisions": [{"id": "5.1-1", "verdict": "PASS"}]}))
+    finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
+    records.settle_retests(world.svc)
+    got = retest_of(world)
+    assert (got["state"], got["verdict"], got["approval"]) == ("done", "INCONCLUSIVE", None)
 
 
 def test_the_report_is_made_and_approved_by_the_retest_signatory(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,10 @@ An engineer opens a record from an approved, verifying report; the product's man
 registers firmware releases (image + CycloneDX SBOM) and security advisories (CSAF 2.0); each
 release queues a re-test of the certifying run's suites with the release installed first, and the
 record keeper (`settle_retests`, one thread per app) writes its verdict delta into the record when
-it ends. Every change is a new revision, signed with the lab key and chained by hash
-(`lab.records.chain`); anyone reads the record, its revisions and the feed without an account.
+it ends (a re-test run that left verdicts gets a booking of its own, made by the lab for the
+manufacturer, so its report is read by the rules of every report). Every change is a new
+revision, signed with the lab key and chained by hash (`lab.records.chain`); anyone reads the
+record, its revisions and the feed without an account.
 One set of rules for the API (lab/api/routes/records.py), the pages and `certlab record`.
 """
 
@@ -27,6 +29,7 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 
+from lab import resources
 from lab.actions import reports as report_actions
 from lab.actions.context import Caller, Services
 from lab.actions.errors import ActionError, Conflict, Forbidden, Invalid, NotFound, Unavailable
@@ -46,8 +49,10 @@ from lab.reports.keys import load_private_key
 from lab.reports.profile import load_profile
 from lab.reports.verify import verification as report_verification
 from lab.store import records as store
-from lab.store.models import Event, Organisation, Product, QueuedRun
+from lab.store.bookings import booking_of_lab_run
+from lab.store.models import Event, Organisation, Product, QueuedRun, User
 from lab.store.scheduling import cancel_queued_run
+from lab.store.service import mark_reported
 from lab.store.unit import reading
 
 RECORDS_DIR = "records"  # under the service's data dir: each model's re-test inputs
@@ -205,21 +210,6 @@ def can_manage(svc: Services, who: Caller | None, model: str) -> bool:
         return False
     row = store.product_record(svc.store, model)
     return row is not None and row.org_id == who.org_id
-
-
-def retest_run_model(svc: Services, run_id: str) -> str | None:
-    """The model whose record queued run `run_id` (its --ics is a record's input copy), else None: a
-    re-test run has no booking, so the report pages may ask here who else may read it (the lab, and
-    the record's manufacturer once approved)."""
-    try:
-        spec = json.loads((report_actions.run_dir_of(svc, run_id) / "run.json").read_text(encoding="utf-8"))
-        options = [str(o) for o in spec.get("options") or []]
-        ics = Path(options[options.index("--ics") + 1]).resolve()
-        rel = ics.relative_to((svc.settings.data_dir / RECORDS_DIR).resolve())
-    except (OSError, ValueError, IndexError, TypeError, AttributeError):
-        return None
-    row = store.product_record(svc.store, rel.parts[0]) if len(rel.parts) == 3 else None
-    return row.model if row is not None else None
 
 
 # --- opening a record ------------------------------------------------------------------------------------
@@ -453,8 +443,9 @@ def retest_options(options: list[str], inputs: Path, image: Path) -> list[str]:
     return [*out, "--release", str(image)]
 
 
-def _queue_retest(svc: Services, row: Any, version: str, image: Path) -> int:
-    """Queue the certifying run's suites on any bench of the model, the release installed first."""
+def _queue_retest(svc: Services, row: Any, version: str, image: Path, who: Caller) -> int:
+    """Queue the certifying run's suites on any bench of the model, the release installed first; the
+    payload names `who` (the re-test's booking is made in their name when it ends)."""
     from lab.orchestrator import queued  # the orchestrator's queue (heavy imports: only when queueing)
 
     inputs = Path(row.inputs_dir)
@@ -466,7 +457,7 @@ def _queue_retest(svc: Services, row: Any, version: str, image: Path) -> int:
     return queued.add(svc.store, model=row.model, capabilities=[], suites=[str(s) for s in spec.get("suites") or []],
                       options=retest_options([str(o) for o in spec.get("options") or []], inputs, image),
                       edition=str(spec.get("edition") or "v2"), reports_dir=svc.settings.reports_dir, priority=0,
-                      requested_by=f"record {row.model} release {version}")
+                      requested_by=f"record {row.model} release {version}", requested_by_user_id=who.id)
 
 
 def _diff(record: dict[str, Any], bom: Any) -> dict[str, Any]:
@@ -491,7 +482,7 @@ def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_n
     last = store.last_revision(svc.store, model)
     if last is not None and doc.release_of(last["record"], version) is not None:
         raise Conflict(f"release {version} of {model} is registered already; a release is registered once")
-    queued_id = _queue_retest(svc, row, version, path)
+    queued_id = _queue_retest(svc, row, version, path, who)
     registered = _stamp(_now())
 
     def change(record: dict[str, Any] | None) -> Change:
@@ -559,7 +550,7 @@ def requeue_retest(svc: Services, who: Caller, model: str, version: str) -> dict
     path = stored_path(svc.settings.firmware_dir, release["sha256"])
     if not path.is_file():
         raise Unavailable(f"release {version}: its stored image {path} is missing; the re-test cannot install it")
-    queued_id = _queue_retest(svc, row, version, path)
+    queued_id = _queue_retest(svc, row, version, path, who)
 
     def change(record: dict[str, Any] | None) -> Change:
         current = doc.release_of(record or {}, version) or {}
@@ -649,8 +640,59 @@ def _report(svc: Services, run_dir: Path) -> tuple[str | None, bool]:
     return None, True
 
 
-def _finished(svc: Services, record: dict[str, Any], release: dict[str, Any], row: QueuedRun) -> dict[str, Any]:
-    """The re-test's outcome once its queued run ended: the verdict delta, or failed with why."""
+def _option_text(options: list[str], name: str) -> str:
+    """The text of the file option `name` of a queued run names (a record's input copy); "" if none."""
+    if name not in options[:-1]:
+        return ""
+    try:
+        return Path(options[options.index(name) + 1]).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return ""
+
+
+def _suite_names(suites: list[str]) -> list[str]:
+    """A run's suite paths as a booking names them (en303645); any other path as given."""
+    named = {resources.resolve_suite(path).resolve(): name for name, path in resources.NAMED_SUITES.items()}
+    return [named.get(resources.resolve_suite(s).resolve(), s) for s in suites]
+
+
+def _retest_booker(svc: Services, row: QueuedRun, org_id: int) -> int | None:
+    """Whom the re-test's booking names as its author: who registered the release (or queued its
+    re-test again), from the queue payload; for an entry queued without one, the record's
+    organisation's first user; None if there is nobody."""
+    wanted = (row.payload or {}).get("requested_by_user_id")
+    with reading(svc.store) as s:
+        if isinstance(wanted, int) and s.get(User, wanted) is not None:
+            return wanted
+        return s.scalar(select(User.id).where(User.org_id == org_id).order_by(User.id).limit(1))
+
+
+def _retest_booking(svc: Services, model: str, version: str, row: QueuedRun) -> int | None:
+    """The re-test run's booking, made by the lab on the manufacturer's behalf (one per run id, found
+    again by a keeper that stopped half-way), so its report is read by the rules of every report:
+    engineers, the product's manufacturer once approved, certifiers once released to them."""
+    kept = store.product_record(svc.store, model)
+    created_by = _retest_booker(svc, row, kept.org_id) if kept is not None else None
+    if kept is None or created_by is None or not row.run_id:
+        return None
+    payload = row.payload or {}
+    options = [str(o) for o in payload.get("options") or []]
+    booking, made = booking_of_lab_run(
+        svc.store, run_id=row.run_id, org_id=kept.org_id, product_id=kept.product_id, created_by=created_by,
+        firmware_version=version, edition=str(payload.get("edition") or "v2"),
+        suites=_suite_names([str(s) for s in payload.get("suites") or []]),
+        ics=_option_text(options, "--ics"), ixit=_option_text(options, "--ixit"),
+        note=f"Re-test of release {version} for the product record (queued run {row.id}), booked by the lab")
+    if made:
+        _keeper_audit(svc, f"/bookings/{booking.id}", f"booking {booking.id} made for re-test run {row.run_id} of "
+                                                      f"{model} release {version} (queued run {row.id})", 201)
+    return booking.id
+
+
+def _finished(svc: Services, model: str, record: dict[str, Any], release: dict[str, Any],
+              row: QueuedRun) -> dict[str, Any]:
+    """The re-test's outcome once its queued run ended: the verdict delta, or failed with why. A run
+    that left verdicts gets its booking first, then its report made and approved."""
     retest = dict(release.get("retest") or {})
     retest.update(run_id=row.run_id, ended_at=_stamp(_now()))
 
@@ -665,22 +707,26 @@ def _finished(svc: Services, record: dict[str, Any], release: dict[str, Any], ro
     run_dir = report_actions.run_dir_of(svc, row.run_id)
     if not (run_dir / "verdicts.json").is_file():
         return failed(f"run {row.run_id} left no verdicts in {run_dir}")
+    booking_id = _retest_booking(svc, model, release["version"], row)
     try:
         unapproved, automatic = _report(svc, run_dir)
     except ActionError as exc:
         return failed(f"the re-test's report could not be made: {exc}")
+    if booking_id is not None and report_actions.is_approved(run_dir):
+        mark_reported(svc.store, booking_id=booking_id, run_id=row.run_id)  # its manufacturer reads it now
     path = run_dir / JSON_FILE
     try:
         raw = path.read_bytes()
         conformance = json.loads(raw)
+        verdicts = provision_verdicts(conformance)  # ValueError naming the entry of a malformed report
     except (OSError, ValueError) as exc:
-        return failed(f"run {row.run_id}: conformance.json unreadable ({exc})")
-    verdicts = provision_verdicts(conformance)
+        return failed(f"run {row.run_id}: its conformance.json is unusable ({exc})")
     if not any(v != "NOT_ASSESSED" for v in verdicts.values()):
         return failed(f"run {row.run_id} assessed no provision")
     delta = verdict_delta((record.get("baseline") or {}).get("provisions") or {}, verdicts)
     approval = conformance.get("approval") if isinstance(conformance.get("approval"), dict) else None
-    return {**retest, "state": "done", "verdict": (conformance.get("summary") or {}).get("overall") or doc.INCONCLUSIVE,
+    summary = conformance.get("summary") if isinstance(conformance.get("summary"), dict) else {}
+    return {**retest, "state": "done", "verdict": summary.get("overall") or doc.INCONCLUSIVE,
             "delta": delta, "flagged": bool(delta.get("flagged")), "report_url": f"/reports/{row.run_id}",
             "conformance_sha256": hashlib.sha256(raw).hexdigest(), "reason": unapproved,
             "approval": ({"by": approval.get("by"), "role": approval.get("role"), "at": approval.get("at"),
@@ -720,7 +766,7 @@ def _settle_one(svc: Services, model: str, release: dict[str, Any]) -> str | Non
         outcome = None
     last = store.last_revision(svc.store, model)
     if outcome is None:
-        outcome = _finished(svc, last["record"] if last else {}, release, row)
+        outcome = _finished(svc, model, last["record"] if last else {}, release, row)
     queued_id = retest.get("queued_id")
     summary = {"running": f"re-test of {version} running (run {outcome.get('run_id')})",
                "done": f"re-test of {version}: {outcome.get('verdict')}"

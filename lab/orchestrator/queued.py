@@ -33,9 +33,12 @@ from lab.store import QueuedRun, Store, enqueue_run, finish_queued_run, queued_r
 
 
 def add(store: Store, *, model: str, capabilities: list[str], suites: list[str], options: list[str], edition: str,
-        reports_dir: Path, priority: int = 0, requested_by: str | None = None) -> int:
+        reports_dir: Path, priority: int = 0, requested_by: str | None = None,
+        requested_by_user_id: int | None = None) -> int:
     payload = {"suites": suites, "options": options, "edition": edition, "reports_dir": str(reports_dir.resolve()),
                "requested_by": requested_by}
+    if requested_by_user_id is not None:  # the booking service's user it was queued for (a record's re-test)
+        payload["requested_by_user_id"] = requested_by_user_id
     return enqueue_run(store, model=model, capabilities=capabilities, payload=payload, priority=priority)
 
 

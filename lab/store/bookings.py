@@ -134,6 +134,26 @@ def create_booking(target: Target, *, org_id: int, product_id: int, created_by: 
         return booking
 
 
+def booking_of_lab_run(target: Target, *, run_id: str, org_id: int, product_id: int, created_by: int,
+                       firmware_version: str, edition: str, suites: Iterable[str], ics: str, ixit: str,
+                       note: str) -> tuple[Booking, bool]:
+    """(the booking, whether it was made now) of a run the lab made on a manufacturer's behalf (a
+    product record's re-test): made "tested" without a slot the first time, found by its run id
+    after, so a caller that stopped half-way and comes again makes no second one."""
+    with unit(target) as s:
+        found = s.scalars(select(Booking).where(Booking.run_id == run_id).order_by(Booking.id)).first()
+        if found is not None:
+            return found, False
+        now = utcnow()
+        booking = Booking(org_id=org_id, product_id=product_id, created_by=created_by,
+                          firmware_version=firmware_version[:64], edition=edition[:8], suites=list(suites), ics=ics,
+                          ixit=ixit, status="tested", run_id=run_id, note=note, created_at=now, updated_at=now)
+        s.add(booking)
+        s.flush()
+        s.refresh(booking)
+        return booking, True
+
+
 def bookings(target: Target, *, within: Select | None = None, status: str | None = None) -> list[Booking]:
     """Bookings, oldest first; `within` is a SELECT of Booking narrowing them (the caller's view)."""
     query = select(Booking) if within is None else within
