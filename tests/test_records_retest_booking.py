@@ -227,3 +227,21 @@ def test_an_entry_queued_without_a_user_is_booked_for_the_records_organisation(w
     records.settle_retests(world.svc)
     [booking] = bookings_of(world, RETEST_RUN)
     assert booking.created_by == world.who("maker").id  # the organisation's first (only) user
+
+
+def test_a_retest_report_never_becomes_a_certifying_report(world: World) -> None:
+    """Its booking makes the run visible to `open_record`, but its report follows up a certificate:
+    a run whose ICS is a record's input copy is refused as a baseline (409)."""
+    from lab.actions.errors import Conflict
+
+    queued_id = register(world)
+    run_dir = finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
+    kept = Path(world.svc.settings.data_dir) / records.RECORDS_DIR / MODEL / CERT_RUN
+    spec = json.loads((run_dir / "run.json").read_text())
+    spec["options"] = ["--ics", str(kept / "ics.yaml"), "--ixit", str(kept / "ixit.yaml")]
+    (run_dir / "run.json").write_text(json.dumps(spec))
+    finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
+    records.settle_retests(world.svc)
+    assert bookings_of(world, RETEST_RUN)
+    with pytest.raises(Conflict, match="re-test of a product record"):
+        records.open_record(world.svc, world.who("lab"), RETEST_RUN)

@@ -259,6 +259,20 @@ def keep_inputs(run_dir: Path, model: str, dest: Path) -> str | None:
     return ixit.read_text(encoding="utf-8") if ixit.is_file() else None
 
 
+def _refuse_retest(svc: Services, run_dir: Path) -> None:
+    """A run that took its ICS from a record's input copies is one of the record's re-tests: its report
+    follows a certificate up, it never becomes one (Conflict)."""
+    try:
+        options = [str(o) for o in json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("options") or []]
+        ics = Path(options[options.index("--ics") + 1]).resolve()
+        retest = ics.is_relative_to((svc.settings.data_dir / RECORDS_DIR).resolve())
+    except (OSError, ValueError, IndexError, TypeError, AttributeError):
+        retest = False
+    if retest:
+        raise Conflict(f"run {run_dir.name} is a re-test of a product record (its inputs are the record's copies): "
+                       f"its report follows a certificate up, it is not one; open the record from the certifying run")
+
+
 def _certify(svc: Services, run_dir: Path, *, org_id: int, product_id: int, manufacturer: str, product: str,
              by: str, model: str) -> dict[str, Any]:
     """Open the model's record from the run, or add the run as a later certifying report (the new baseline)."""
@@ -321,6 +335,7 @@ def open_record(svc: Services, who: Caller, run_id: str) -> dict[str, Any]:
         raise Forbidden("only lab engineers open product records")
     booking = report_actions.visible_run(svc, who, run_id)
     run_dir = report_actions.run_dir_of(svc, run_id)
+    _refuse_retest(svc, run_dir)
     if not report_actions.is_approved(run_dir):
         raise Conflict(f"run {run_id}: its report is not approved; a record is opened from an approved report")
     check = report_actions.verification(svc, who, run_id)
@@ -346,6 +361,7 @@ def open_record_from_run(svc: Services, run_dir: Path, *, manufacturer: str, pro
     if not (run_dir / "run.json").is_file():
         raise Invalid(["run_dir"], f"{run_dir}: not a run directory (no run.json); fix: give a run "
                                    f"directory made by certlab run")
+    _refuse_retest(svc, run_dir)
     if not report_actions.is_approved(run_dir):
         raise Conflict(f"{run_dir}: its report is not approved; fix: certlab report approve {run_dir} first")
     check = report_verification(run_dir)
