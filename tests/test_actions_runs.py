@@ -19,7 +19,7 @@ from apilib import make_app, seed_booking, serving
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Conflict, Forbidden, NotFound
 from lab.actions.runs import (
-    RunFollower,
+    run_follower,
     RunLauncher,
     booking_runs,
     cancel_run,
@@ -184,10 +184,11 @@ def test_the_launcher_settles_before_it_records_the_exit(world) -> None:
 
 def test_the_follower_thread_stops_when_asked(world) -> None:
     svc, _, _ = world
-    follower = RunFollower(svc, period=0.05)
+    follower = run_follower(svc, period=0.05)
     follower.start()
+    assert follower.running
     follower.stop(timeout=WAIT)
-    assert follower._thread is None
+    assert not follower.running
 
 
 def test_booking_runs_and_recent_runs_by_role(world) -> None:

@@ -20,9 +20,8 @@ import hashlib
 import json
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -31,6 +30,7 @@ from sqlalchemy import select
 
 from lab import resources
 from lab.actions import reports as report_actions
+from lab.actions.periodic import Periodic
 from lab.actions.context import Caller, Services
 from lab.actions.errors import ActionError, Conflict, Forbidden, Invalid, NotFound, Unavailable
 from lab.actions.firmware import check_image, stored_path
@@ -823,29 +823,6 @@ def settle_retests(svc: Services) -> list[str]:
     return done
 
 
-@dataclass
-class RecordKeeper:
-    """One thread per app that calls `settle_retests` every `period` seconds until stopped."""
-
-    svc: Services
-    period: float = 5.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="certlab-record-keeper", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                settle_retests(self.svc)
-            except Exception:  # noqa: BLE001 - a store hiccup must not end the keeper; the next round retries
-                continue
+def record_keeper(svc: Services, period: float = 5.0) -> Periodic:
+    """The app's thread that calls `settle_retests` every `period` seconds until stopped."""
+    return Periodic("certlab-record-keeper", lambda: settle_retests(svc), period)

@@ -9,7 +9,7 @@ known, exit code).
 
 The truth is that launch record and the store's run status, never one server process's memory:
 any worker of `certlab serve --workers N`, or the server after a restart, reads the same. The
-`RunFollower` (one thread per app) moves a booking whose run process is gone from "running" to
+run follower (`run_follower`: one thread per app) moves a booking whose run process is gone from "running" to
 "tested" (verdicts left) or back to "accepted", with a conditional UPDATE, so several workers
 doing it at once is harmless. Reads never write.
 """
@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from lab import resources
 from lab.actions.assessments import ASSESSMENTS_FILE, EVIDENCE_DIR, booking_folder
+from lab.actions.periodic import Periodic
 from lab.actions.context import Caller, Services
 from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound, TimedOut, Unavailable
 from lab.actions.tenancy import booking_for, not_found, run_booking_for, visible_bookings
@@ -658,29 +659,6 @@ def settle_run(svc: Services, booking_id: int, run_id: str) -> None:
     service.finish_run(svc.store, booking_id=booking_id, run_id=run_id, tested=tested)
 
 
-@dataclass
-class RunFollower:
-    """One thread per app that calls `settle_runs` every `period` seconds until stopped."""
-
-    svc: Services
-    period: float = FOLLOW_PERIOD
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="certlab-run-follower", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                settle_runs(self.svc)
-            except Exception:  # noqa: BLE001 - a store hiccup must not end the follower; next round retries
-                continue
+def run_follower(svc: Services, period: float = FOLLOW_PERIOD) -> Periodic:
+    """The app's thread that calls `settle_runs` every `period` seconds until stopped."""
+    return Periodic("certlab-run-follower", lambda: settle_runs(svc), period)

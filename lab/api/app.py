@@ -27,8 +27,8 @@ from lab.api.routes import (
     slots,
     system,
 )
-from lab.actions.records import RecordKeeper
-from lab.actions.runs import RunFollower, RunLauncher
+from lab.actions.records import record_keeper
+from lab.actions.runs import RunLauncher, run_follower
 from lab.api.settings import ApiSettings
 from lab.api.validation import refuse_unusable_json, safe_text, validation_errors
 from lab.errors import CertlabError
@@ -123,8 +123,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
 async def _follow_runs(app: FastAPI) -> AsyncIterator[None]:
     """While the app serves: its run follower settles bookings whose run process ended (lab.actions.runs),
     its record keeper writes ended re-tests into their product records (lab.actions.records)."""
-    follower = RunFollower(app.state.services)
-    keeper = RecordKeeper(app.state.services, period=app.state.services.settings.keeper_period)
+    follower = run_follower(app.state.services)
+    keeper = record_keeper(app.state.services, period=app.state.services.settings.keeper_period)
     follower.start()
     keeper.start()
     try:
