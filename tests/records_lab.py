@@ -144,3 +144,34 @@ def finished_retest(reports: Path, run_id: str, provisions: dict[str, str], *, f
     write_approval(run_dir, by="Alex Example", role="Technical Manager", report_id=f"CL-sim-{run_id}", key=key)
     sign_run(run_dir, key)
     return run_dir
+
+
+def certified_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: object) -> World:
+    """A world whose TH-100 record is open from a booked, approved certifying run (CERT_RUN, BASELINE)."""
+    from lab.actions import records
+
+    made = records_world(tmp_path, monkeypatch, **settings)
+    certifying_run(made.reports, CERT_RUN, BASELINE)
+    booking_with_run(made, CERT_RUN)
+    records.open_record(made.svc, made.who("lab"), CERT_RUN)
+    return made
+
+
+def register(world: World, version: str = "1.5.0") -> int:
+    """The maker registers release `version` (image and SBOM from release_files): the queued re-test's id."""
+    import io
+
+    from lab.actions import records
+
+    image, bom = release_files(version)
+    got = records.add_release(world.svc, world.who("maker"), MODEL, io.BytesIO(image), f"{version}.clfw", bom,
+                              "2026-12-05")
+    return got["retest"]["queued_id"]
+
+
+def retest_of(world: World, version: str = "1.5.0") -> dict:
+    """The release's re-test entry in the record as published now."""
+    from lab.actions import records
+
+    view = records.public_view(world.svc, MODEL)
+    return next(r for r in view["record"]["releases"] if r["version"] == version)["retest"]

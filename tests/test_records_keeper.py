@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import threading
 from collections.abc import Iterator
@@ -17,8 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from records_lab import BASELINE, CERT_RUN, MODEL, World, booking_with_run, certifying_run, finished_retest, \
-    records_world, release_files
+from records_lab import BASELINE, CERT_RUN, MODEL, World, certified_world, finished_retest, register, retest_of
 from sqlalchemy import select
 
 from lab.actions import records
@@ -71,24 +69,11 @@ def hook() -> Iterator[Hook]:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Hook) -> Iterator[World]:
-    made = records_world(tmp_path, monkeypatch, record_webhook_url=hook.url, record_webhook_secret=SECRET)
-    certifying_run(made.reports, CERT_RUN, BASELINE)
-    booking_with_run(made, CERT_RUN)
-    records.open_record(made.svc, made.who("lab"), CERT_RUN)
+    made = certified_world(tmp_path, monkeypatch, record_webhook_url=hook.url, record_webhook_secret=SECRET)
     yield made
     made.svc.store.close()
 
 
-def register(world: World, version: str = "1.5.0") -> int:
-    image, bom = release_files(version)
-    got = records.add_release(world.svc, world.who("maker"), MODEL, io.BytesIO(image), f"{version}.clfw", bom,
-                              "2026-12-05")
-    return got["retest"]["queued_id"]
-
-
-def retest_of(world: World, version: str = "1.5.0") -> dict:
-    view = records.public_view(world.svc, MODEL)
-    return next(r for r in view["record"]["releases"] if r["version"] == version)["retest"]
 
 
 def claim(world: World, queued_id: int, run_id: str = RETEST_RUN) -> None:

@@ -6,14 +6,12 @@ re-test runs are written on disk the way tests/test_records_keeper.py writes the
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from records_lab import BASELINE, CERT_RUN, MODEL, World, booking_with_run, certifying_run, finished_retest, \
-    records_world, release_files
+from records_lab import BASELINE, CERT_RUN, MODEL, World, certified_world, finished_retest, register, retest_of
 from sqlalchemy import func, select
 from webui import login
 
@@ -33,24 +31,11 @@ class Killed(Exception):
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    made = records_world(tmp_path, monkeypatch)
-    certifying_run(made.reports, CERT_RUN, BASELINE)
-    booking_with_run(made, CERT_RUN)
-    records.open_record(made.svc, made.who("lab"), CERT_RUN)
+    made = certified_world(tmp_path, monkeypatch)
     yield made
     made.svc.store.close()
 
 
-def register(world: World, version: str = "1.5.0") -> int:
-    image, bom = release_files(version)
-    got = records.add_release(world.svc, world.who("maker"), MODEL, io.BytesIO(image), f"{version}.clfw", bom,
-                              "2026-12-05")
-    return got["retest"]["queued_id"]
-
-
-def retest_of(world: World, version: str = "1.5.0") -> dict:
-    view = records.public_view(world.svc, MODEL)
-    return next(r for r in view["record"]["releases"] if r["version"] == version)["retest"]
 
 
 def bookings_of(world: World, run_id: str) -> list[Booking]:
