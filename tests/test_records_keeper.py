@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from records_lab import BASELINE, CERT_RUN, MODEL, World, certified_world, finished_retest, register, retest_of
+from records_lab import BASELINE, MODEL, World, certified_world, finished_retest, register, retest_of
 from sqlalchemy import select
 
 from lab.actions import records
