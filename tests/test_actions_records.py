@@ -27,7 +27,7 @@ from records_lab import (
 from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
-from lab.actions import records
+from lab.actions import records, retests
 from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound
 from lab.firmware import build_image
 from lab.records.chain import make_revision, revision_from_json, verify_chain
@@ -251,7 +251,7 @@ def test_only_engineers_queue_a_retest_again_and_not_while_one_is_pending(opened
         records.requeue_retest(opened.svc, opened.who("lab"), MODEL, "9.9.9")
     with unit(opened.svc.store) as s:
         s.get(QueuedRun, first["retest"]["queued_id"]).state = "failed"
-    assert records.settle_retests(opened.svc) == [f"{MODEL}: re-test of 1.5.0 failed: INCONCLUSIVE "
+    assert retests.settle_retests(opened.svc) == [f"{MODEL}: re-test of 1.5.0 failed: INCONCLUSIVE "
                                                   f"(the queued run 1 failed: no reason recorded)"]
     again = records.requeue_retest(opened.svc, opened.who("lab"), MODEL, "1.5.0")
     assert again["retest"]["queued_id"] != first["retest"]["queued_id"]

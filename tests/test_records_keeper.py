@@ -1,4 +1,4 @@
-"""The record keeper (lab.actions.records.settle_retests): a queued re-test followed to its end without
+"""The record keeper (lab.actions.retests.settle_retests): a queued re-test followed to its end without
 anyone starting it. Pending: nothing; claimed: "running" once; done: the verdict delta against the
 baseline with the approved report's link and hash; a release that turns a provision from PASS to FAIL
 is flagged, audited and posted to the lab's webhook (HMAC-signed, received here by a loopback
@@ -19,7 +19,7 @@ import pytest
 from records_lab import BASELINE, MODEL, World, certified_world, finished_retest, register, retest_of
 from sqlalchemy import select
 
-from lab.actions import records
+from lab.actions import records, retests
 from lab.actions import reports as report_actions
 from lab.records.chain import verify_chain
 from lab.records.notify import SIGNATURE_HEADER, post_json
@@ -89,16 +89,16 @@ def audit_rows(world: World) -> list[AuditEntry]:
 
 def test_a_regressing_release_is_followed_to_a_flagged_delta_audited_and_posted(world: World, hook: Hook) -> None:
     queued_id = register(world)
-    assert records.settle_retests(world.svc) == []  # pending: nothing to write
+    assert retests.settle_retests(world.svc) == []  # pending: nothing to write
     claim(world, queued_id)
-    assert records.settle_retests(world.svc) == [f"{MODEL}: re-test of 1.5.0 running (run {RETEST_RUN})"]
-    assert records.settle_retests(world.svc) == []  # no change, no revision
+    assert retests.settle_retests(world.svc) == [f"{MODEL}: re-test of 1.5.0 running (run {RETEST_RUN})"]
+    assert retests.settle_retests(world.svc) == []  # no change, no revision
     assert retest_of(world)["state"] == "running"
 
     retest = finished_retest(world.reports, RETEST_RUN, {**BASELINE, "5.6-1": "FAIL", "5.5-1": "PASS"},
                              firmware="1.5.0")
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    [line] = records.settle_retests(world.svc)
+    [line] = retests.settle_retests(world.svc)
     assert line == f"{MODEL}: re-test of 1.5.0: FAIL - FLAGGED: newly failing 5.6-1"
     got = retest_of(world)
     assert (got["state"], got["verdict"], got["flagged"], got["run_id"]) == ("done", "FAIL", True, RETEST_RUN)
@@ -121,14 +121,14 @@ def test_a_regressing_release_is_followed_to_a_flagged_delta_audited_and_posted(
     assert any("record.flagged" in d and "newly failing 5.6-1" in d and s == 200 for _, s, d in details)
     assert any("webhook delivered" in d for _, _, d in details)
     assert all(row.user_name == records.KEEPER for row in audit_rows(world))
-    assert records.settle_retests(world.svc) == []  # settled: the keeper leaves it
+    assert retests.settle_retests(world.svc) == []  # settled: the keeper leaves it
 
 
 def test_a_release_that_holds_is_done_unflagged_and_nobody_is_called(world: World, hook: Hook) -> None:
     queued_id = register(world)
     finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     got = retest_of(world)
     assert (got["state"], got["flagged"]) == ("done", False)
     assert sorted(got["delta"]["unchanged"]) == sorted(BASELINE) and hook.received == []
@@ -138,7 +138,7 @@ def test_a_failed_queued_run_is_inconclusive_with_its_cause(world: World) -> Non
     queued_id = register(world)
     finish_queued_run(world.svc.store, queued_id=queued_id, state="failed",
                       error="bench1: release install refused: signature invalid")
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     got = retest_of(world)
     assert (got["state"], got["verdict"], got["delta"], got["flagged"]) == ("failed", "INCONCLUSIVE", None, False)
     assert "release install refused: signature invalid" in got["reason"]
@@ -150,7 +150,7 @@ def test_a_run_without_verdicts_or_without_assessed_provisions_is_inconclusive(w
     second = register(world, "1.6.0")
     finished_retest(world.reports, RETEST_RUN, {p: "NOT_ASSESSED" for p in BASELINE}, firmware="1.6.0")
     finish_queued_run(world.svc.store, queued_id=second, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     gone, empty = retest_of(world, "1.5.0"), retest_of(world, "1.6.0")
     assert (gone["state"], gone["verdict"]) == ("failed", "INCONCLUSIVE") and "no verdicts" in gone["reason"]
     assert (empty["state"], empty["verdict"]) == ("failed", "INCONCLUSIVE") and "assessed no provision" in empty["reason"]
@@ -170,7 +170,7 @@ def test_a_malformed_conformance_json_makes_the_retest_inconclusive_naming_it(wo
     run_dir = finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
     (run_dir / "conformance.json").write_text(content if isinstance(content, str) else json.dumps(content))
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    [line] = records.settle_retests(world.svc)
+    [line] = retests.settle_retests(world.svc)
     got = retest_of(world)
     assert (got["state"], got["verdict"], got["delta"], got["flagged"]) == ("failed", "INCONCLUSIVE", None, False)
     assert named in got["reason"] and f"run {RETEST_RUN}" in got["reason"] and named in line
@@ -182,7 +182,7 @@ def test_a_report_without_a_summary_is_done_but_inconclusive(world: World) -> No
     (run_dir / "conformance.json").write_text(json.dumps({"summary": "PASS", "approval": "yes",
                                                           "provisions": [{"id": "5.1-1", "verdict": "PASS"}]}))
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     got = retest_of(world)
     assert (got["state"], got["verdict"], got["approval"]) == ("done", "INCONCLUSIVE", None)
 
@@ -203,16 +203,16 @@ def test_the_report_is_made_and_approved_by_the_retest_signatory(world: World, m
             (run_dir / "conformance.json").write_text(json.dumps(made))
 
     monkeypatch.setattr(report_actions, "certlab_report", certlab_report)
-    assert records.retest_signatory(world.svc) == ("Alex Example", "Technical Manager")  # the profile's first
+    assert retests.retest_signatory(world.svc) == ("Alex Example", "Technical Manager")  # the profile's first
     monkeypatch.setattr(world.svc, "settings", type(world.svc.settings)(**{**world.svc.settings.__dict__,
                                                                             "retest_signatory": "sam sample"}))
-    assert records.retest_signatory(world.svc) == ("Sam Sample", "Quality Manager")
+    assert retests.retest_signatory(world.svc) == ("Sam Sample", "Quality Manager")
     run_dir = world.reports / RETEST_RUN
     run_dir.mkdir()
     (run_dir / "verdicts.json").write_text("{}")
     queued_id = register(world)
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     assert calls[0] == (str(run_dir.resolve()), *report_actions.profile_args(world.svc))
     assert calls[1][:5] == ("approve", str(run_dir.resolve()), "--by", "Sam Sample", "--role")
     got = retest_of(world)
@@ -225,10 +225,10 @@ def test_the_report_is_made_and_approved_by_the_retest_signatory(world: World, m
 def test_only_one_process_keeps_records_at_a_time(world: World) -> None:
     queued_id = register(world)
     claim(world, queued_id)
-    with records.keeper_turn(world.svc.settings.data_dir) as mine:
+    with retests.keeper_turn(world.svc.settings.data_dir) as mine:
         assert mine
-        assert records.settle_retests(world.svc) == []  # another holder's turn: skipped, not waited for
-    assert len(records.settle_retests(world.svc)) == 1
+        assert retests.settle_retests(world.svc) == []  # another holder's turn: skipped, not waited for
+    assert len(retests.settle_retests(world.svc)) == 1
 
 
 def test_the_webhook_is_tried_again_and_its_failure_returned_not_raised(hook: Hook) -> None:

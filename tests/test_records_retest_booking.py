@@ -15,7 +15,7 @@ from records_lab import BASELINE, CERT_RUN, MODEL, World, certified_world, finis
 from sqlalchemy import func, select
 from webui import login
 
-from lab.actions import records
+from lab.actions import records, retests
 from lab.actions import reports as report_actions
 from lab.store.models import AuditEntry, Booking, Product, QueuedRun
 from lab.store.scheduling import finish_queued_run
@@ -57,7 +57,7 @@ def test_a_finished_retest_gets_the_records_booking_reported_once_its_report_is_
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
     with reading(world.svc.store) as s:
         assert s.get(QueuedRun, queued_id).payload["requested_by_user_id"] == world.who("maker").id
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     [booking] = bookings_of(world, RETEST_RUN)
     maker = world.who("maker")
     with reading(world.svc.store) as s:
@@ -89,7 +89,7 @@ def test_a_keeper_that_stopped_half_way_finds_the_booking_it_made(world: World,
 
     monkeypatch.setattr(report_actions, "certlab_report", killed)
     with pytest.raises(Killed):
-        records.settle_retests(world.svc)
+        retests.settle_retests(world.svc)
     [booking] = bookings_of(world, RETEST_RUN)
     assert booking.status == "tested" and retest_of(world)["state"] == "queued"
 
@@ -101,7 +101,7 @@ def test_a_keeper_that_stopped_half_way_finds_the_booking_it_made(world: World,
             (run_dir / "approval.json").write_text("{}")
 
     monkeypatch.setattr(report_actions, "certlab_report", certlab_report)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     assert [(b.id, b.status) for b in bookings_of(world, RETEST_RUN)] == [(booking.id, "reported")]
     assert retest_of(world)["state"] == "done" and report_actions.is_approved(run_dir)
     with reading(world.svc.store) as s:
@@ -121,11 +121,11 @@ def test_an_unapproved_retest_report_is_the_labs_until_an_engineer_approves_it(w
             (run_dir / "approval.json").write_text("{}")
 
     monkeypatch.setattr(report_actions, "certlab_report", certlab_report)
-    monkeypatch.setattr(records, "retest_signatory", lambda svc: None)
+    monkeypatch.setattr(retests, "retest_signatory", lambda svc: None)
     queued_id = register(world)
     unapproved_retest(world)
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     assert "no signatory for re-tests" in retest_of(world)["reason"]
     [booking] = bookings_of(world, RETEST_RUN)
     assert booking.status == "tested"
@@ -142,7 +142,7 @@ def test_the_retest_booking_and_report_read_as_any_others_and_not_by_another_man
     queued_id = register(world)
     finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     [booking] = bookings_of(world, RETEST_RUN)
     api, client = "/api/v1", world.client
 
@@ -187,7 +187,7 @@ def test_the_retest_booking_and_report_read_as_any_others_and_not_by_another_man
 def test_a_retest_queued_again_is_booked_in_the_engineers_name_and_a_runless_one_not_at_all(world: World) -> None:
     first = register(world)
     finish_queued_run(world.svc.store, queued_id=first, state="failed", error="bench1: no bench answered")
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     assert retest_of(world)["state"] == "failed" and not bookings_of(world, RETEST_RUN)
     with reading(world.svc.store) as s:
         assert s.scalar(select(func.count()).select_from(Booking)) == 1  # the certifying run's only
@@ -196,7 +196,7 @@ def test_a_retest_queued_again_is_booked_in_the_engineers_name_and_a_runless_one
     again = records.requeue_retest(world.svc, lab, MODEL, "1.5.0")["retest"]["queued_id"]
     finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
     finish_queued_run(world.svc.store, queued_id=again, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     [booking] = bookings_of(world, RETEST_RUN)
     assert booking.created_by == lab.id and booking.org_id == world.who("maker").org_id
     assert f"(queued run {again})" in booking.note
@@ -209,7 +209,7 @@ def test_an_entry_queued_without_a_user_is_booked_for_the_records_organisation(w
         row.payload = {k: v for k, v in row.payload.items() if k != "requested_by_user_id"}
     finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     [booking] = bookings_of(world, RETEST_RUN)
     assert booking.created_by == world.who("maker").id  # the organisation's first (only) user
 
@@ -226,7 +226,7 @@ def test_a_retest_report_never_becomes_a_certifying_report(world: World) -> None
     spec["options"] = ["--ics", str(kept / "ics.yaml"), "--ixit", str(kept / "ixit.yaml")]
     (run_dir / "run.json").write_text(json.dumps(spec))
     finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
-    records.settle_retests(world.svc)
+    retests.settle_retests(world.svc)
     assert bookings_of(world, RETEST_RUN)
     with pytest.raises(Conflict, match="re-test of a product record"):
         records.open_record(world.svc, world.who("lab"), RETEST_RUN)

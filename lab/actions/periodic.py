@@ -1,7 +1,7 @@
 """One background thread per app that does one round of work every `period` seconds until stopped.
 
 The app's run follower (lab.actions.runs.settle_runs) and record keeper
-(lab.actions.records.settle_retests) are each one of these: their rounds are idempotent and
+(lab.actions.retests.settle_retests) are each one of these: their rounds are idempotent and
 store-backed, so a round that fails (a store hiccup) is simply done again at the next tick.
 """
 

@@ -3,9 +3,7 @@
 An engineer opens a record from an approved, verifying report; the product's manufacturer then
 registers firmware releases (image + CycloneDX SBOM) and security advisories (CSAF 2.0); each
 release queues a re-test of the certifying run's suites with the release installed first, and the
-record keeper (`settle_retests`, one thread per app) writes its verdict delta into the record when
-it ends (a re-test run that left verdicts gets a booking of its own, made by the lab for the
-manufacturer, so its report is read by the rules of every report). Every change is a new
+record keeper (lab/actions/retests.py) writes its verdict delta into the record when it ends. Every change is a new
 revision, signed with the lab key and chained by hash (`lab.records.chain`); anyone reads the
 record, its revisions and the feed without an account.
 One set of rules for the API (lab/api/routes/records.py), the pages and `certlab record`.
@@ -13,24 +11,18 @@ One set of rules for the API (lab/api/routes/records.py), the pages and `certlab
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
-from sqlalchemy import select
-
-from lab import resources
 from lab.actions import reports as report_actions
-from lab.actions.periodic import Periodic
 from lab.actions.context import Caller, Services
 from lab.actions.errors import ActionError, Conflict, Forbidden, Invalid, NotFound, Unavailable
 from lab.actions.firmware import check_image, stored_path
@@ -41,28 +33,21 @@ from lab.ownerfiles import copy_private, private_dir
 from lab.records import record as doc
 from lab.records.chain import chain_document, make_revision, revision_from_json
 from lab.records.csaf import CsafError, read_advisory
-from lab.records.delta import provision_verdicts, verdict_delta
-from lab.records.notify import post_json
 from lab.records.sbom import SbomError, read_sbom, sbom_diff
 from lab.reports.conformance import JSON_FILE
 from lab.reports.keys import load_private_key
-from lab.reports.profile import load_profile
 from lab.reports.verify import verification as report_verification
 from lab.store import records as store
-from lab.store.bookings import booking_of_lab_run
-from lab.store.models import Event, Organisation, Product, QueuedRun, User
+from lab.store.models import Organisation, Product
 from lab.store.scheduling import cancel_queued_run
-from lab.store.service import mark_reported
 from lab.store.unit import reading
 
 RECORDS_DIR = "records"  # under the service's data dir: each model's re-test inputs
 KEEPER = "record keeper"
-KEEPER_LOCK = ".keeper.lock"
 FEED_LIMIT = 100
 INDEX_LIMIT = 1000
 SAFE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 INPUT_KINDS = ("ics", "ixit", "assessments")
-RETEST_SIGNATORY_ROLE = "re-test approval (automatic)"  # when the lab profile lists no signatories
 
 
 @dataclass(frozen=True)
@@ -87,11 +72,11 @@ class Change:
 # --- the chain ---------------------------------------------------------------------------------------
 
 
-def _now() -> dt.datetime:
+def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-def _stamp(at: dt.datetime) -> str:
+def stamp(at: dt.datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -102,7 +87,7 @@ def _lab_key() -> Any:
         raise Unavailable(f"the lab key that signs records cannot be read: {exc}") from None
 
 
-def _append(svc: Services, model: str, by: str, change: Callable[[dict[str, Any] | None], Change],
+def append_revision(svc: Services, model: str, by: str, change: Callable[[dict[str, Any] | None], Change],
             before: Callable[[Any, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Sign and append the revision `change` makes of the record as it stands (re-made on a race)."""
     key = _lab_key()
@@ -111,7 +96,7 @@ def _append(svc: Services, model: str, by: str, change: Callable[[dict[str, Any]
         previous = revision_from_json(last, f"record {model}, last revision") if last is not None else None
         made = change(last["record"] if last is not None else None)
         return make_revision(previous, kind=made.kind, summary=made.summary, by=by, record=made.record,
-                             at=_now(), key=key).as_json()
+                             at=now(), key=key).as_json()
 
     try:
         return store.append_revision(svc.store, model, make, before=before)
@@ -124,7 +109,7 @@ def _by(who: Caller) -> str:
     return f"{who.org} ({who.role})"
 
 
-def _head(model: str) -> str:
+def record_path(model: str) -> str:
     return f"/records/{quote(model, safe='')}"
 
 
@@ -153,7 +138,7 @@ def public_view(svc: Services, model: str, *, today: dt.date | None = None) -> d
     return {"schema": "certlab.record-view/1", "model": model, "manufacturer": record.get("manufacturer"),
             "product": record.get("product"), "revision": _revision_ref(last),
             "figures": doc.figures(record, _today(today)), "record": record,
-            "links": {"revisions": f"{_head(model)}/revisions", "page": f"/public{_head(model)}",
+            "links": {"revisions": f"{record_path(model)}/revisions", "page": f"/public{record_path(model)}",
                       "feed": "/feed/records.json"}}
 
 
@@ -200,8 +185,8 @@ def latest_changes(svc: Services, *, limit: int = FEED_LIMIT) -> list[dict[str, 
 
 
 def _feed_item(item: store.FeedItem) -> dict[str, Any]:
-    return {"id": item.id, "model": item.model, "seq": item.seq, "at": _stamp(item.at), "kind": item.kind,
-            "summary": item.summary, "hash": item.hash, "url": f"{_head(item.model)}/revisions/{item.seq}"}
+    return {"id": item.id, "model": item.model, "seq": item.seq, "at": stamp(item.at), "kind": item.kind,
+            "summary": item.summary, "hash": item.hash, "url": f"{record_path(item.model)}/revisions/{item.seq}"}
 
 
 def can_manage(svc: Services, who: Caller | None, model: str) -> bool:
@@ -312,7 +297,7 @@ def _certify(svc: Services, run_dir: Path, *, org_id: int, product_id: int, manu
         else:
             store.set_baseline(session, model=model, baseline_run_id=run_id, inputs_dir=str(dest))
 
-    _append(svc, model, by, change, before)
+    append_revision(svc, model, by, change, before)
     return public_view(svc, model)
 
 
@@ -380,7 +365,7 @@ def open_record_from_run(svc: Services, run_dir: Path, *, manufacturer: str, pro
     view = _certify(svc, run_dir, org_id=org_id, product_id=product_id, manufacturer=manufacturer.strip(),
                     product=product_name or product, by=by, model=model)
     audit(svc.store, caller=LabCaller(name=by[:128]), method="EVENT",  # no HTTP request logged it
-          path=f"{_head(model)}/revisions/{view['revision']['seq']}", status=201,
+          path=f"{record_path(model)}/revisions/{view['revision']['seq']}", status=201,
           detail=f"record {view['revision']['kind']} from run {run_dir.name} ({run_dir})"[:2000])
     return view
 
@@ -499,7 +484,7 @@ def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_n
     if last is not None and doc.release_of(last["record"], version) is not None:
         raise Conflict(f"release {version} of {model} is registered already; a release is registered once")
     queued_id = _queue_retest(svc, row, version, path, who)
-    registered = _stamp(_now())
+    registered = stamp(now())
 
     def change(record: dict[str, Any] | None) -> Change:
         if record is None:
@@ -514,7 +499,7 @@ def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_n
                                  f"(queue {queued_id})", doc.add_release(record, release))
 
     try:
-        revision_doc = _append(svc, model, _by(who), change)
+        revision_doc = append_revision(svc, model, _by(who), change)
     except ActionError:
         cancel_queued_run(svc.store, queued_id=queued_id)  # the release was not recorded: no re-test of it
         raise
@@ -529,7 +514,7 @@ def add_advisory(svc: Services, who: Caller, model: str, csaf: bytes) -> dict[st
         advisory = read_advisory(csaf, model=model).as_json()
     except CsafError as exc:
         raise Invalid(["body", "csaf", *exc.loc], exc.msg) from None
-    registered = _stamp(_now())
+    registered = stamp(now())
 
     def change(record: dict[str, Any] | None) -> Change:
         if record is None:
@@ -544,7 +529,7 @@ def add_advisory(svc: Services, who: Caller, model: str, csaf: bytes) -> dict[st
         return Change("advisory", f"advisory {advisory['id']} {verb}: {advisory['title']}",
                       doc.put_advisory(record, advisory, registered))
 
-    revision_doc = _append(svc, model, _by(who), change)
+    revision_doc = append_revision(svc, model, _by(who), change)
     kept = next(a for a in revision_doc["record"]["advisories"] if a["id"] == advisory["id"])
     return {"advisory": kept, "revision": _revision_ref(revision_doc)}
 
@@ -576,253 +561,9 @@ def requeue_retest(svc: Services, who: Caller, model: str, version: str) -> dict
                       doc.set_retest(record or {}, version, doc.new_retest(queued_id)))
 
     try:
-        revision_doc = _append(svc, model, _by(who), change)
+        revision_doc = append_revision(svc, model, _by(who), change)
     except ActionError:
         cancel_queued_run(svc.store, queued_id=queued_id)
         raise
     return {"release": doc.release_of(revision_doc["record"], version), "retest": {"queued_id": queued_id},
             "revision": _revision_ref(revision_doc)}
-
-
-# --- the keeper: re-tests followed to their verdict delta -------------------------------------------------------
-
-
-@contextlib.contextmanager
-def keeper_turn(data_dir: Path) -> Iterator[bool]:
-    """True for the one process whose turn it is (a non-blocking flock in the data dir), else False."""
-    folder = private_dir(Path(data_dir) / RECORDS_DIR)
-    fd = os.open(folder / KEEPER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
-
-
-def _keeper_audit(svc: Services, path: str, detail: str, status: int = 200) -> None:
-    audit(svc.store, caller=LabCaller(), method="EVENT", path=path, status=status, detail=detail[:2000])
-
-
-def _queue_row(svc: Services, queued_id: int | None) -> QueuedRun | None:
-    if queued_id is None:
-        return None
-    with reading(svc.store) as s:
-        return s.get(QueuedRun, queued_id)
-
-
-def _queue_error(svc: Services, queued_id: int) -> str | None:
-    with reading(svc.store) as s:
-        message = s.scalar(select(Event.message).where(Event.message.like(f"queued run {queued_id}: %"))
-                           .order_by(Event.id.desc()).limit(1))
-    return message.split(": ", 1)[1] if message else None
-
-
-def retest_signatory(svc: Services) -> tuple[str, str] | None:
-    """(name, role) approving re-test reports: CERTLAB_RETEST_SIGNATORY (its role from the lab
-    profile), else the profile's first signatory; None when nobody is configured."""
-    args = report_actions.profile_args(svc)
-    people = []
-    if args:
-        try:
-            people = [(p.name, p.role) for p in load_profile(args[1]).signatories]
-        except CertlabError:
-            people = []
-    wanted = svc.settings.retest_signatory
-    if wanted:
-        named = next(((n, r) for n, r in people if n.casefold() == wanted.strip().casefold()), None)
-        return named or (wanted.strip(), RETEST_SIGNATORY_ROLE)
-    return people[0] if people else None
-
-
-def _report(svc: Services, run_dir: Path) -> tuple[str | None, bool]:
-    """Make and approve the re-test's report as the lab does by hand: (why it is not approved or None,
-    whether the keeper approved it, as the re-test signatory)."""
-    if not (run_dir / JSON_FILE).is_file():
-        report_actions.certlab_report(svc, run_dir, str(run_dir.resolve()), *report_actions.profile_args(svc))
-    if report_actions.is_approved(run_dir):
-        return None, False
-    signatory = retest_signatory(svc)
-    if signatory is None:
-        return "the report is not approved: no signatory for re-tests (set CERTLAB_RETEST_SIGNATORY)", False
-    try:
-        report_actions.certlab_report(svc, run_dir, "approve", str(run_dir.resolve()), "--by", signatory[0],
-                                      "--role", signatory[1], *report_actions.profile_args(svc))
-    except ActionError as exc:
-        return f"the report is not approved: {exc}", False
-    return None, True
-
-
-def _option_text(options: list[str], name: str) -> str:
-    """The text of the file option `name` of a queued run names (a record's input copy); "" if none."""
-    if name not in options[:-1]:
-        return ""
-    try:
-        return Path(options[options.index(name) + 1]).read_text(encoding="utf-8")
-    except (OSError, ValueError):
-        return ""
-
-
-def _suite_names(suites: list[str]) -> list[str]:
-    """A run's suite paths as a booking names them (en303645); any other path as given."""
-    named = {resources.resolve_suite(path).resolve(): name for name, path in resources.NAMED_SUITES.items()}
-    return [named.get(resources.resolve_suite(s).resolve(), s) for s in suites]
-
-
-def _retest_booker(svc: Services, row: QueuedRun, org_id: int) -> int | None:
-    """Whom the re-test's booking names as its author: who registered the release (or queued its
-    re-test again), from the queue payload; for an entry queued without one, the record's
-    organisation's first user; None if there is nobody."""
-    wanted = (row.payload or {}).get("requested_by_user_id")
-    with reading(svc.store) as s:
-        if isinstance(wanted, int) and s.get(User, wanted) is not None:
-            return wanted
-        return s.scalar(select(User.id).where(User.org_id == org_id).order_by(User.id).limit(1))
-
-
-def _retest_booking(svc: Services, model: str, version: str, row: QueuedRun) -> int | None:
-    """The re-test run's booking, made by the lab on the manufacturer's behalf (one per run id, found
-    again by a keeper that stopped half-way), so its report is read by the rules of every report:
-    engineers, the product's manufacturer once approved, certifiers once released to them."""
-    kept = store.product_record(svc.store, model)
-    created_by = _retest_booker(svc, row, kept.org_id) if kept is not None else None
-    if kept is None or created_by is None or not row.run_id:
-        return None
-    payload = row.payload or {}
-    options = [str(o) for o in payload.get("options") or []]
-    booking, made = booking_of_lab_run(
-        svc.store, run_id=row.run_id, org_id=kept.org_id, product_id=kept.product_id, created_by=created_by,
-        firmware_version=version, edition=str(payload.get("edition") or "v2"),
-        suites=_suite_names([str(s) for s in payload.get("suites") or []]),
-        ics=_option_text(options, "--ics"), ixit=_option_text(options, "--ixit"),
-        note=f"Re-test of release {version} for the product record (queued run {row.id}), booked by the lab")
-    if made:
-        _keeper_audit(svc, f"/bookings/{booking.id}", f"booking {booking.id} made for re-test run {row.run_id} of "
-                                                      f"{model} release {version} (queued run {row.id})", 201)
-    return booking.id
-
-
-def _finished(svc: Services, model: str, record: dict[str, Any], release: dict[str, Any],
-              row: QueuedRun) -> dict[str, Any]:
-    """The re-test's outcome once its queued run ended: the verdict delta, or failed with why. A run
-    that left verdicts gets its booking first, then its report made and approved."""
-    retest = dict(release.get("retest") or {})
-    retest.update(run_id=row.run_id, ended_at=_stamp(_now()))
-
-    def failed(reason: str) -> dict[str, Any]:
-        return {**retest, "state": "failed", "verdict": doc.INCONCLUSIVE, "delta": None, "flagged": False,
-                "reason": reason}
-
-    if row.state != "done":
-        return failed(f"the queued run {row.id} {row.state}: {_queue_error(svc, row.id) or 'no reason recorded'}")
-    if not row.run_id:
-        return failed(f"the queued run {row.id} ended without a run")
-    run_dir = report_actions.run_dir_of(svc, row.run_id)
-    if not (run_dir / "verdicts.json").is_file():
-        return failed(f"run {row.run_id} left no verdicts in {run_dir}")
-    booking_id = _retest_booking(svc, model, release["version"], row)
-    try:
-        unapproved, automatic = _report(svc, run_dir)
-    except ActionError as exc:
-        return failed(f"the re-test's report could not be made: {exc}")
-    if booking_id is not None and report_actions.is_approved(run_dir):
-        mark_reported(svc.store, booking_id=booking_id, run_id=row.run_id)  # its manufacturer reads it now
-    path = run_dir / JSON_FILE
-    try:
-        raw = path.read_bytes()
-        conformance = json.loads(raw)
-        verdicts = provision_verdicts(conformance)  # ValueError naming the entry of a malformed report
-    except (OSError, ValueError) as exc:
-        return failed(f"run {row.run_id}: its conformance.json is unusable ({exc})")
-    if not any(v != "NOT_ASSESSED" for v in verdicts.values()):
-        return failed(f"run {row.run_id} assessed no provision")
-    delta = verdict_delta((record.get("baseline") or {}).get("provisions") or {}, verdicts)
-    approval = conformance.get("approval") if isinstance(conformance.get("approval"), dict) else None
-    summary = conformance.get("summary") if isinstance(conformance.get("summary"), dict) else {}
-    return {**retest, "state": "done", "verdict": summary.get("overall") or doc.INCONCLUSIVE,
-            "delta": delta, "flagged": bool(delta.get("flagged")), "report_url": f"/reports/{row.run_id}",
-            "conformance_sha256": hashlib.sha256(raw).hexdigest(), "reason": unapproved,
-            "approval": ({"by": approval.get("by"), "role": approval.get("role"), "at": approval.get("at"),
-                          "automatic": automatic} if approval and not unapproved else None)}
-
-
-def _notify_flagged(svc: Services, model: str, version: str, retest: dict[str, Any], revision_doc: dict) -> None:
-    """A release that turned a provision from PASS to FAIL: the audit log and the lab's webhook."""
-    failing = list((retest.get("delta") or {}).get("newly_failing") or [])
-    where = f"{_head(model)}/revisions/{revision_doc['seq']}"
-    _keeper_audit(svc, where, f"record.flagged: {model} release {version} newly failing {', '.join(failing)}")
-    url = svc.settings.record_webhook_url
-    if not url:
-        return
-    payload = {"event": "record.flagged", "model": model, "version": version, "newly_failing": failing,
-               "record_url": _head(model), "revision": {"seq": revision_doc["seq"], "hash": revision_doc["hash"]}}
-    delivery = post_json(url, payload, secret=svc.settings.record_webhook_secret)
-    _keeper_audit(svc, where, f"record.flagged webhook {delivery.describe()}", 200 if delivery.ok else 502)
-
-
-def _settle_one(svc: Services, model: str, release: dict[str, Any]) -> str | None:
-    """Move one release's re-test on if its queued run moved; a line saying what changed, or None."""
-    version = release["version"]
-    retest = release.get("retest") or {}
-    row = _queue_row(svc, retest.get("queued_id"))
-    if row is None:
-        outcome: dict[str, Any] | None = {**retest, "state": "failed", "verdict": doc.INCONCLUSIVE,
-                                          "reason": f"queued run {retest.get('queued_id')} is not in the queue",
-                                          "ended_at": _stamp(_now())}
-    elif row.state == "pending":
-        return None
-    elif row.state == "claimed":
-        if retest.get("state") == "running" and retest.get("run_id") == row.run_id:
-            return None
-        outcome = {**retest, "state": "running", "run_id": row.run_id}
-    else:
-        outcome = None
-    last = store.last_revision(svc.store, model)
-    if outcome is None:
-        outcome = _finished(svc, model, last["record"] if last else {}, release, row)
-    queued_id = retest.get("queued_id")
-    summary = {"running": f"re-test of {version} running (run {outcome.get('run_id')})",
-               "done": f"re-test of {version}: {outcome.get('verdict')}"
-                       + (" - FLAGGED: newly failing " + ", ".join((outcome.get("delta") or {}).get("newly_failing")
-                                                                   or []) if outcome.get("flagged") else ""),
-               "failed": f"re-test of {version} failed: INCONCLUSIVE ({outcome.get('reason')})"}[outcome["state"]]
-
-    def change(record: dict[str, Any] | None) -> Change:
-        current = (doc.release_of(record or {}, version) or {}).get("retest") or {}
-        if current.get("queued_id") != queued_id or current.get("state") not in doc.PENDING_RETESTS:
-            raise Conflict(f"release {version}'s re-test changed meanwhile")  # an engineer re-queued it
-        return Change("retest", summary, doc.set_retest(record or {}, version, outcome))
-
-    try:
-        revision_doc = _append(svc, model, KEEPER, change)
-    except Conflict:
-        return None
-    _keeper_audit(svc, f"{_head(model)}/revisions/{revision_doc['seq']}", summary)
-    if outcome.get("flagged"):
-        _notify_flagged(svc, model, version, outcome, revision_doc)
-    return f"{model}: {summary}"
-
-
-def settle_retests(svc: Services) -> list[str]:
-    """The keeper's round: every pending re-test whose queued run moved is written into its record.
-    Only one process settles at a time (another's round is skipped, not waited for)."""
-    done: list[str] = []
-    with keeper_turn(svc.settings.data_dir) as mine:
-        if not mine:
-            return done
-        for head in store.heads(svc.store, limit=INDEX_LIMIT):
-            if head.last is None:
-                continue
-            for release in doc.pending_retests(head.last["record"]):
-                line = _settle_one(svc, head.record.model, release)
-                if line:
-                    done.append(line)
-    return done
-
-
-def record_keeper(svc: Services, period: float = 5.0) -> Periodic:
-    """The app's thread that calls `settle_retests` every `period` seconds until stopped."""
-    return Periodic("certlab-record-keeper", lambda: settle_retests(svc), period)

@@ -27,7 +27,7 @@ from lab.api.routes import (
     slots,
     system,
 )
-from lab.actions.records import record_keeper
+from lab.actions.retests import record_keeper
 from lab.actions.runs import RunLauncher, run_follower
 from lab.api.settings import ApiSettings
 from lab.api.validation import refuse_unusable_json, safe_text, validation_errors
