@@ -377,6 +377,18 @@ def test_claim_next_run_serves_priority_then_age_matching_model_and_capabilities
     assert [q.id for q in queued_runs(store, states=["pending"])] == [ids["other-model"]]
 
 
+def test_a_claimed_entry_names_its_run_while_it_goes(store: Store) -> None:
+    from lab.store.scheduling import finish_queued_run, note_queued_run_id
+
+    qid = enqueue_run(store, model="TH-100")
+    assert not note_queued_run_id(store, queued_id=qid, run_id="r-too-early")  # pending: not linked
+    assert claim_next_run(store, model="TH-100", capabilities=[], holder="h") is not None
+    assert note_queued_run_id(store, queued_id=qid, run_id="r1")
+    assert [(q.state, q.run_id) for q in queued_runs(store) if q.id == qid] == [("claimed", "r1")]
+    finish_queued_run(store, queued_id=qid, state="done", run_id="r1")
+    assert not note_queued_run_id(store, queued_id=qid, run_id="r2")  # done: the run it became stays
+
+
 def test_ten_threads_claim_each_queued_run_exactly_once(db_url: str, store: Store) -> None:
     t0 = utcnow()
     expected = {enqueue_run(store, model="TH-100", priority=i % 4, capabilities=["power"][: i % 2],

@@ -30,6 +30,7 @@ from lab.orchestrator.inputs import record_inputs
 from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id
 from lab.preflight import preflight
 from lab.store import QueuedRun, Store, enqueue_run, finish_queued_run, queued_runs
+from lab.store.scheduling import note_queued_run_id
 
 
 def add(store: Store, *, model: str, capabilities: list[str], suites: list[str], options: list[str], edition: str,
@@ -119,6 +120,7 @@ def work(store: Store, inventory: Inventory, *, max_seconds: float, max_runs: in
                        suites=tuple(p["suites"]), options=tuple(p.get("options") or ()), edition=p["edition"],
                        store=store.url)
         run_dir = create_run_dir(Path(p["reports_dir"]), spec)
+        note_queued_run_id(store, queued_id=queued.id, run_id=spec.run_id)
         record_inputs(run_dir, inventory, benches=spec.benches, edition=spec.edition, options=spec.options)
         console.print(f"queued run {queued.id} (priority {queued.priority}) -> bench {slot.name}: run {spec.run_id}",
                       highlight=False)

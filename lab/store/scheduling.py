@@ -363,6 +363,15 @@ def _match(s: Session, todo: Mapping[str, tuple[str, frozenset[str]]]) -> list[t
     return plan
 
 
+def note_queued_run_id(target: Target, *, queued_id: int, run_id: str) -> bool:
+    """Link a claimed entry to its run as soon as the run directory exists, so whoever follows the
+    entry (a product record's keeper) names the run while it is going; False if no longer claimed."""
+    with unit(target) as s:
+        result = s.execute(update(QueuedRun).where(QueuedRun.id == queued_id, QueuedRun.state == "claimed")
+                           .values(run_id=run_id))
+        return bool(result.rowcount)
+
+
 def finish_queued_run(target: Target, *, queued_id: int, state: str = "done",
                       run_id: str | None = None, error: str | None = None) -> None:
     """Close a claimed queue entry (done / failed / cancelled), linking the run it became.
