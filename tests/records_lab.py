@@ -83,6 +83,9 @@ def certifying_run(reports: Path, run_id: str, provisions: dict[str, str], *, fi
     for kind in ("ics", "ixit", "assessments"):
         (inputs / f"{kind}.yaml").write_text((PRODUCT_DIR / f"{kind}.yaml").read_text(encoding="utf-8"))
         index["products"][model][kind] = {"file": f"inputs/products/{model}/{kind}.yaml"}
+    key = "security-txt-key.asc"  # what the IXIT names beside itself, kept beside its copy as certlab run does
+    (inputs / key).write_bytes((PRODUCT_DIR / key).read_bytes())
+    index["products"][model]["ixit_files"] = [{"ref": key, "file": f"inputs/products/{model}/{key}"}]
     (run_dir / "inputs" / "inputs.json").write_text(json.dumps(index))
     spec = {"run_id": run_id, "suites": ["testsuites/en303645"], "edition": "v2", "benches": ["bench1"],
             "options": options if options is not None else

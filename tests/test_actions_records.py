@@ -97,7 +97,8 @@ def test_opening_keeps_the_inputs_and_a_later_report_becomes_the_baseline(opened
     row = store.product_record(world.svc.store, MODEL)
     kept = Path(row.inputs_dir)
     assert kept == world.svc.settings.data_dir / "records" / MODEL / CERT_RUN
-    assert {p.name for p in kept.iterdir()} >= {"ics.yaml", "ixit.yaml", "assessments.yaml", "run.json"}
+    assert {p.name for p in kept.iterdir()} >= {"ics.yaml", "ixit.yaml", "assessments.yaml", "run.json",
+                                                "security-txt-key.asc"}  # the IXIT's key file beside its copy
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in kept.iterdir())
     with pytest.raises(Conflict, match="already"):
         records.open_record(world.svc, world.who("lab"), CERT_RUN)

@@ -282,7 +282,11 @@ def test_a_run_keeps_a_copy_of_its_inputs(tmp_path: Path) -> None:
     run_dir.mkdir()
     index = record_inputs(run_dir, inv, benches=["bench1", "bench2"], edition="v2", options=options)
     assert index["products"]["TH-100"]["ics"]["source"] == str(ics.resolve())
-    assert set(index["products"]["TH-100"]) == {"ics", "ixit", "assessments"}
+    assert set(index["products"]["TH-100"]) == {"ics", "ixit", "ixit_files", "assessments"}
+    # the file the IXIT names beside itself (security.txt's OpenPGP key) is kept beside its copy
+    [key] = index["products"]["TH-100"]["ixit_files"]
+    assert key["ref"] == "security-txt-key.asc" and key["file"] == "inputs/products/TH-100/security-txt-key.asc"
+    assert (run_dir / key["file"]).read_bytes() == (ROOT / "inventory" / "products" / "TH-100" / key["ref"]).read_bytes()
     kept = load_inventory(run_dir / "inputs" / "inventory.yaml")  # the run's benches only (tests/test_run_confidentiality.py)
     assert set(kept.benches) == {"bench1", "bench2"} and kept.lab == inv.lab and kept.lab_profile == inv.lab_profile
     ics.write_text("changed after the run")  # the run's copy is what the report describes

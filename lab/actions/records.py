@@ -221,8 +221,9 @@ def _safe_relative(ref: str) -> Path | None:
 
 
 def keep_inputs(run_dir: Path, model: str, dest: Path) -> str | None:
-    """Copy the run's ICS, IXIT, assessments (with the assessor's evidence at the paths the record
-    names) and run.json into `dest` (owner-only) for the re-tests; returns the IXIT's text."""
+    """Copy the run's ICS, IXIT (with the files it names beside itself), assessments (with the
+    assessor's evidence at the paths the record names) and run.json into `dest` (owner-only) for the
+    re-tests; returns the IXIT's text."""
     private_dir(dest)
     index_path = run_dir / "inputs" / "inputs.json"
     index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {}
@@ -232,6 +233,11 @@ def keep_inputs(run_dir: Path, model: str, dest: Path) -> str | None:
         source = run_dir / rel
         if source.is_file():
             copy_private(source, dest / f"{kind}.yaml")
+    for item in entry.get("ixit_files") or []:  # what the IXIT names beside itself (security.txt's key)
+        ref, rel = _safe_relative(item.get("ref", "")), item.get("file")
+        if ref is not None and rel and (run_dir / rel).is_file():
+            private_dir((dest / ref).parent)
+            copy_private(run_dir / rel, dest / ref)
     for files in ((index.get("assessor_evidence") or {}).get(model) or {}).values():
         for item in files:
             ref, rel = _safe_relative(item.get("ref", "")), item.get("file")

@@ -79,6 +79,10 @@ def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ..
                 entry[kind] = _copy(source, folder / "products" / model / f"{kind}.yaml", run_dir)
                 if kind == "ixit":
                     named |= _named_releases(source)
+                    beside = [{"ref": ref, **_copy(path, folder / "products" / model / ref, run_dir)}
+                              for ref, path in ixit_companions(source) if path.is_file()]
+                    if beside:
+                        entry["ixit_files"] = beside
                 if kind == "assessments":
                     copied = _assessor_evidence(source, run_dir, model, edition)
                     if copied:
@@ -147,6 +151,21 @@ def _bench_entry(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.capabilities:
         entry["capabilities"] = list(cfg.capabilities)
     return entry
+
+
+def ixit_companions(ixit_file: Path) -> list[tuple[str, Path]]:
+    """The files an IXIT names by a path relative to itself (security.txt's OpenPGP key): (the path
+    as written, where it is). They are inputs of the tests as much as the IXIT: kept beside its copy,
+    at the same relative path, so the copy reads as the original did. An absolute path or one leaving
+    the IXIT's folder is not copied (the copy still names the same file)."""
+    try:
+        sec = load_ixit(ixit_file).user_info.publication.security_txt
+    except (CertlabError, AttributeError):
+        return []
+    ref = sec.openpgp_key if sec is not None else None
+    if not ref or Path(ref).is_absolute() or ".." in Path(ref).parts:
+        return []
+    return [(ref, ixit_file.parent / ref)]
 
 
 def _named_releases(ixit_file: Path) -> set[str]:

@@ -247,7 +247,11 @@ def _input_list(inputs: dict[str, Any]) -> list[dict[str, str]]:
     names = {"ics": "ICS", "ixit": "IXIT", "assessments": "assessor's record (conceptual decisions, hand-performed test cases)"}
     for model, files in sorted((inputs.get("products") or {}).items()):
         for kind, entry in files.items():
-            listed.append({"what": f"{names.get(kind, kind)} of {model}", **entry})
+            if kind == "ixit_files":  # what the IXIT names beside itself, e.g. security.txt's OpenPGP key
+                listed.extend({"what": f"{e['ref']}, named by the IXIT of {model}",
+                               **{k: v for k, v in e.items() if k != "ref"}} for e in entry)
+            else:
+                listed.append({"what": f"{names.get(kind, kind)} of {model}", **entry})
     return listed
 
 
