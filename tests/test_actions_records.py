@@ -7,6 +7,7 @@ every change. No lab: the runs are written on disk (tests/records_lab.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import sys
@@ -28,9 +29,11 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
 from lab.actions import records, retests
-from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound
+from lab.actions.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from lab.firmware import build_image
+from lab.records import record as doc
 from lab.records.chain import make_revision, revision_from_json, verify_chain
+from lab.records.sbom import read_sbom, sbom_diff
 from lab.cli import main
 from lab.reports.keys import KEY_DIR_ENV, init_keys, load_private_key
 from lab.store import records as store
@@ -156,7 +159,13 @@ def test_a_release_is_kept_diffed_and_its_retest_queued_once(opened: World) -> N
     first = release(world, "1.5.0")
     got = first["release"]
     assert (got["version"], got["released_on"], got["signature"]) == ("1.5.0", "2026-12-01", "valid")
-    assert got["sbom"]["format"] == "CycloneDX" and got["sbom_diff"]["against"] is None
+    _, bom = release_files("1.5.0")
+    assert got["sbom"] == {"format": "CycloneDX", "spec_version": json.loads(bom)["specVersion"],
+                           "sha256": hashlib.sha256(bom).hexdigest(), "components": len(json.loads(bom)["components"])}
+    assert got["sbom_diff"]["against"] is None
+    kept = records.sbom_path(world.svc, got["sbom"]["sha256"])
+    assert kept.read_bytes() == bom and kept.stat().st_mode & 0o777 == 0o600
+    assert records.release_sbom(world.svc, MODEL, "1.5.0") == bom
     assert got["retest"]["state"] == "queued" and got["retest"]["queued_id"] == first["retest"]["queued_id"]
     with reading(world.svc.store) as s:
         queued = s.get(QueuedRun, first["retest"]["queued_id"])
@@ -176,6 +185,52 @@ def test_a_release_is_kept_diffed_and_its_retest_queued_once(opened: World) -> N
     assert {"name": "thermostat-app", "from": "1.5.0", "to": "1.6.0"} in second["sbom_diff"]["changed"]
     assert [state for _, state in queue_states(world)] == ["pending", "pending"]  # the refused one queued nothing
     assert verify_chain(records.revisions(world.svc, MODEL)).ok
+
+
+def test_the_diff_reads_the_previous_components_from_the_kept_sbom_named_by_its_hash(opened: World) -> None:
+    first = release(opened, "1.5.0")["release"]
+    kept = records.sbom_path(opened.svc, first["sbom"]["sha256"])
+    kept.write_bytes(kept.read_bytes() + b" ")  # no longer the bytes the record names
+    with pytest.raises(Unavailable, match=f"kept SBOM {kept} does not match the SHA-256"):
+        release(opened, "1.6.0")
+    with pytest.raises(Unavailable, match="does not match"):
+        records.release_sbom(opened.svc, MODEL, "1.5.0")
+    kept.unlink()
+    with pytest.raises(Unavailable, match=f"kept SBOM {kept} cannot be read"):
+        release(opened, "1.6.0")
+    with pytest.raises(NotFound):
+        records.release_sbom(opened.svc, MODEL, "1.6.0")
+    with pytest.raises(NotFound):
+        records.release_sbom(opened.svc, "NOPE-1", "1.5.0")
+
+
+def test_a_record_made_before_sboms_were_kept_apart_still_reads_diffs_and_verifies(opened: World) -> None:
+    """Its release entry lists the components (the old shape); revisions are never rewritten."""
+    _, bom = release_files("1.5.0")
+    whole = read_sbom(bom).as_json()
+
+    def old_release(record: dict | None) -> records.Change:
+        entry = {"version": "1.5.0", "released_on": "2026-11-20", "registered_at": "2026-11-20T10:00:00Z",
+                 "filename": "TH-100-1.5.0.clfw", "sha256": "0" * 64, "size": 1, "signature": "valid",
+                 "signature_detail": "", "sbom": whole, "sbom_diff": sbom_diff(None, whole),
+                 "retest": {**doc.new_retest(None), "state": "done", "verdict": "PASS"}}
+        return records.Change("release", "release 1.5.0 registered", doc.add_release(record or {}, entry))
+
+    records.append_revision(opened.svc, MODEL, "Acme (manufacturer)", old_release)
+    second = release(opened, "1.6.0")["release"]
+    assert second["sbom_diff"]["against"] == "1.5.0"
+    assert {"name": "thermostat-app", "from": "1.5.0", "to": "1.6.0"} in second["sbom_diff"]["changed"]
+    assert isinstance(second["sbom"]["components"], int)
+    view = records.public_view(opened.svc, MODEL)
+    assert [r["version"] for r in view["record"]["releases"]] == ["1.5.0", "1.6.0"]
+    assert view["record"]["releases"][0]["sbom"]["components"] == whole["components"], "never rewritten"
+    with pytest.raises(NotFound, match="components are in the record itself"):
+        records.release_sbom(opened.svc, MODEL, "1.5.0")
+    assert records.release_sbom(opened.svc, MODEL, "1.6.0") == release_files("1.6.0")[1]
+    assert verify_chain(records.revisions(opened.svc, MODEL)).ok
+    listed = records.revision_list(opened.svc, MODEL)
+    chain = records.revisions(opened.svc, MODEL)["revisions"]
+    assert listed == [{k: r[k] for k in ("seq", "at", "kind", "summary", "hash")} for r in reversed(chain)]
 
 
 def test_a_bad_sbom_image_or_date_is_422_naming_the_field(opened: World) -> None:

@@ -5,6 +5,7 @@ manufacturer, 422 with the field path inside a bad SBOM or CSAF document."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -95,6 +96,20 @@ def test_the_feed_pages_by_id_and_the_atom_feed_links_each_revision(opened: Worl
     ns = {"a": "http://www.w3.org/2005/Atom"}
     entries = ElementTree.fromstring(atom.content).findall("a:entry", ns)
     assert [e.find("a:link", ns).get("href") for e in entries][0] == f"http://testserver/records/{MODEL}/revisions/3"
+
+
+def test_a_releases_sbom_is_served_as_uploaded_without_an_account(opened: World) -> None:
+    c = opened.client
+    _, bom = release_files("1.5.0")
+    assert post_release(opened, "1.5.0").status_code == 201
+    summary = c.get(f"/records/{MODEL}").json()["record"]["releases"][0]["sbom"]
+    got = c.get(f"/records/{MODEL}/releases/1.5.0/sbom")
+    assert got.status_code == 200 and got.headers["content-type"] == "application/vnd.cyclonedx+json"
+    assert got.content == bom and hashlib.sha256(got.content).hexdigest() == summary["sha256"]
+    assert summary["components"] == len(json.loads(bom)["components"])
+    for path in (f"/records/{MODEL}/releases/9.9.9/sbom", "/records/NOPE-1/releases/1.5.0/sbom"):
+        missing = c.get(path)
+        assert missing.status_code == 404 and "json" in missing.headers["content-type"], path
 
 
 def test_a_release_answers_201_and_its_refusals_name_the_field(opened: World) -> None:

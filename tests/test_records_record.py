@@ -5,12 +5,15 @@ by pure functions that leave their argument alone, and its headline figures as o
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from lab.records import record as doc
+from lab.records.sbom import SbomError, kept_sbom
 
 ROOT = Path(__file__).resolve().parent.parent
 IXIT = (ROOT / "inventory" / "products" / "TH-100" / "ixit.yaml").read_text(encoding="utf-8")
@@ -147,3 +150,16 @@ def test_the_newest_release_is_by_release_date_then_registration() -> None:
     assert doc.newest_release(record)["version"] == "2.0.0"
     record = doc.add_release(record, release("2.0.1", "2026-12-05"))
     assert doc.current_version(record) == "2.0.1"
+
+
+def test_a_release_keeps_its_sbom_as_a_summary_bound_by_hash_and_reads_the_old_whole_shape_too() -> None:
+    data = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1, "components": [
+        {"type": "library", "name": "busybox", "version": "1.36.1", "purl": "pkg:generic/busybox@1.36.1"},
+        {"type": "library", "name": "openssl", "version": "3.0.13"}]}).encode()
+    kept = kept_sbom(data)
+    assert kept.summary() == {"format": "CycloneDX", "spec_version": "1.5",
+                              "sha256": hashlib.sha256(data).hexdigest(), "components": 2}
+    assert [c.name for c in kept.components] == ["busybox", "openssl"]
+    assert doc.sbom_held_whole(kept.as_json()) and not doc.sbom_held_whole(kept.summary())
+    with pytest.raises(SbomError):
+        kept_sbom(b'{"bomFormat": "SPDX"}')

@@ -85,7 +85,7 @@ def test_when_days_and_support_read_as_people_read_them() -> None:
 def test_an_sbom_diff_is_summed_up_in_one_line() -> None:
     releases = history(TODAY)[-1][2]["releases"]
     assert pages.sbom_summary(releases[1]["sbom_diff"]) == \
-        "1 added, 0 removed, 2 changed, 1 unchanged (against the previous release's SBOM, CycloneDX 1.6)"
+        "1 added, 0 removed, 2 changed, 1 unchanged (against release 1.6's SBOM)"
     assert pages.sbom_summary(releases[0]["sbom_diff"]).startswith(
         "3 added, 0 removed, 0 changed, 0 unchanged (the first")
     assert pages.sbom_summary(None) == "no SBOM comparison"
@@ -115,11 +115,18 @@ def test_an_error_inside_a_document_names_its_field_path_at_the_file_input() -> 
 
 
 def test_revisions_are_listed_newest_first_with_a_short_hash() -> None:
-    chain = {"revisions": [{"seq": n, "at": "x", "kind": "note", "summary": "s", "by": "lab", "hash": f"{n}" * 64,
-                            "record": {"big": "document"}} for n in (1, 2, 3)]}
-    rows = pages.revision_rows(chain)
+    listed = [{"seq": n, "at": "x", "kind": "note", "summary": "s", "hash": f"{n}" * 64} for n in (1, 3, 2)]
+    rows = pages.revision_rows(listed)
     assert [r["seq"] for r in rows] == [3, 2, 1] and rows[0]["short"] == "3" * pages.SHORT_HASH
-    assert "record" not in rows[0]
+
+
+def test_a_release_links_its_kept_sbom_and_one_holding_its_components_does_not() -> None:
+    summary = {"version": "1.5.0", "sbom": {"format": "CycloneDX", "spec_version": "1.5", "sha256": "a" * 64,
+                                            "components": 120}}
+    assert pages.sbom_url("TH-100", summary) == "/records/TH-100/releases/1.5.0/sbom"
+    whole = {"version": "1.4.1", "sbom": {"format": "CycloneDX", "spec_version": "1.5", "sha256": "b" * 64,
+                                          "components": [{"name": "busybox", "version": "1.36.1", "purl": None}]}}
+    assert pages.sbom_url("TH-100", whole) is None
 
 
 # --- the public page ----------------------------------------------------------------------------------
@@ -220,12 +227,21 @@ def test_the_manufacturer_registers_a_release_and_an_advisory_and_reads_them_on_
     shown = text_of(maker.get(PAGE).text)
     assert "Release 1.7.0 registered (signature valid" in shown and "Its re-test is queued" in shown
     assert "Release 1.7.0 Released" in shown and "queued (queued run" in shown
+    page = maker.get(PAGE).text
+    link = f"/records/{MODEL}/releases/1.7.0/sbom"
+    assert f'href="{link}"' in page and f'href="/records/{MODEL}/releases/1.6.0/sbom"' not in page, \
+        "the new release links its kept SBOM; 1.6.0 (its components in the record, the old shape) has none"
+    assert "against release 1.6.0's SBOM" in text_of(page), \
+        "diffed against 1.6.0's components read from the record itself"
+    assert app.get(link).content == bom, "served as uploaded, no account needed"
     csaf = advisory_json(advisory(MODEL, advisory_id="TH100-2026-003", title="Fixed in 1.7.0",
                                   cves=["CVE-2026-33333"], affected=["1.6.0"], fixed=["1.7.0"], published=TODAY))
     done = post_form(maker, f"{PAGE}/advisories", files={"csaf": ("TH100-2026-003.json", csaf.encode())})
     assert done.status_code == 303, done.text
     shown = text_of(maker.get(PAGE).text)
     assert "Advisory TH100-2026-003 registered" in shown and "Revisions (9)" in shown
+    rows = re.findall(r'<th scope="row">(\d+)</th><td>[^<]*</td><td>([a-z-]+)</td>', maker.get(PAGE).text)
+    assert rows[:2] == [("9", "advisory"), ("8", "release")] and len(rows) == 9, rows
     assert "Days since the last security update 0 release 1.7.0" in shown, "1.7.0 fixes an advisory"
     lab = login(app, "lab")
     page = lab.get(PAGE).text

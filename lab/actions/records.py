@@ -29,11 +29,11 @@ from lab.actions.firmware import check_image, stored_path
 from lab.actions.uploads import receive
 from lab.api.audit import record as audit
 from lab.errors import CertlabError
-from lab.ownerfiles import copy_private, private_dir
+from lab.ownerfiles import copy_private, private_dir, write_private
 from lab.records import record as doc
 from lab.records.chain import chain_document, make_revision, revision_from_json
 from lab.records.csaf import CsafError, read_advisory
-from lab.records.sbom import SbomError, read_sbom, sbom_diff
+from lab.records.sbom import Sbom, SbomError, kept_sbom, read_sbom, sbom_diff
 from lab.reports.conformance import JSON_FILE
 from lab.reports.keys import load_private_key
 from lab.reports.verify import verification as report_verification
@@ -43,6 +43,8 @@ from lab.store.scheduling import cancel_queued_run
 from lab.store.unit import reading
 
 RECORDS_DIR = "records"  # under the service's data dir: each model's re-test inputs
+SBOMS_DIR = "sboms"  # under the service's data dir: each release's SBOM as uploaded, named by its SHA-256
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 KEEPER = "record keeper"
 FEED_LIMIT = 100
 INDEX_LIMIT = 1000
@@ -187,6 +189,27 @@ def latest_changes(svc: Services, *, limit: int = FEED_LIMIT) -> list[dict[str, 
 def _feed_item(item: store.FeedItem) -> dict[str, Any]:
     return {"id": item.id, "model": item.model, "seq": item.seq, "at": stamp(item.at), "kind": item.kind,
             "summary": item.summary, "hash": item.hash, "url": f"{record_path(item.model)}/revisions/{item.seq}"}
+
+
+def revision_list(svc: Services, model: str) -> list[dict[str, Any]]:
+    """The record's revisions, newest first, from the store's columns (no revision is loaded or verified:
+    the page lists them, `certlab verify-record` verifies the chain)."""
+    items = store.revision_list(svc.store, model)
+    if not items:
+        raise NotFound("record", model, f"no record of model {model}")
+    return [{"seq": i.seq, "at": stamp(i.at), "kind": i.kind, "summary": i.summary, "hash": i.hash} for i in items]
+
+
+def release_sbom(svc: Services, model: str, version: str) -> bytes:
+    """Release `version`'s SBOM exactly as uploaded: its SHA-256 is the one the signed record names."""
+    release = doc.release_of(_last_or_404(svc, model)["record"], version)
+    if release is None:
+        raise NotFound("release", version, f"record {model} has no release {version}")
+    entry = release.get("sbom") or {}
+    if doc.sbom_held_whole(entry):
+        raise NotFound("sbom", version, f"release {version} of {model} was registered before SBOMs were kept as "
+                                        f"uploaded: its components are in the record itself ({record_path(model)})")
+    return _kept_sbom_bytes(svc, model, version, entry)
 
 
 def can_manage(svc: Services, who: Caller | None, model: str) -> bool:
@@ -467,12 +490,57 @@ def _queue_retest(svc: Services, row: Any, version: str, image: Path, who: Calle
                       requested_by=f"record {row.model} release {version}", requested_by_user_id=who.id)
 
 
-def _diff(record: dict[str, Any], bom: Any) -> dict[str, Any]:
+def sbom_path(svc: Services, sha256: str) -> Path:
+    return svc.settings.data_dir / SBOMS_DIR / f"{sha256}.cdx.json"
+
+
+def _keep_sbom(svc: Services, data: bytes, sha256: str) -> None:
+    """The uploaded SBOM kept by its SHA-256, owner-only (the same bytes twice: kept once)."""
+    path = sbom_path(svc, sha256)
+    try:
+        if not path.is_file():
+            private_dir(path.parent)
+            write_private(path, data)
+    except OSError as exc:
+        raise Unavailable(f"the SBOM cannot be kept in {path.parent} ({exc})") from None
+
+
+def _kept_sbom_bytes(svc: Services, model: str, version: str, entry: dict[str, Any]) -> bytes:
+    """The kept bytes of a release's SBOM, checked against the hash the record names."""
+    sha256 = str(entry.get("sha256") or "")
+    if not SHA256_HEX.match(sha256):
+        raise Unavailable(f"record {model}, release {version}: field 'sbom.sha256' is not a SHA-256 ({sha256[:80]!r})")
+    path = sbom_path(svc, sha256)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise Unavailable(f"record {model}, release {version}: its kept SBOM {path} cannot be read ({exc}); "
+                          f"fix: restore it from the data dir's backup") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise Unavailable(f"record {model}, release {version}: its kept SBOM {path} does not match the SHA-256 "
+                          f"the record names; fix: restore it from the data dir's backup")
+    return data
+
+
+def _previous_sbom(svc: Services, model: str, release: dict[str, Any]) -> Sbom | dict[str, Any]:
+    """A registered release's SBOM components: from the record itself when it was registered before SBOMs
+    were kept apart (those revisions are never rewritten), else from the kept file by its hash."""
+    entry = release.get("sbom") or {}
+    if doc.sbom_held_whole(entry):
+        return entry
+    try:
+        return kept_sbom(_kept_sbom_bytes(svc, model, str(release.get("version")), entry))
+    except SbomError as exc:
+        raise Unavailable(f"record {model}, release {release.get('version')}: its kept SBOM is unreadable "
+                          f"({exc.msg})") from None
+
+
+def _diff(svc: Services, model: str, record: dict[str, Any], bom: Sbom) -> dict[str, Any]:
     """The SBOM's component diff against the release registered before it (null lists for the first)."""
     previous = (record.get("releases") or [None])[-1]
     if previous is None:
         return sbom_diff(None, bom)
-    return sbom_diff(previous.get("sbom"), bom, against=previous.get("version"))
+    return sbom_diff(_previous_sbom(svc, model, previous), bom, against=previous.get("version"))
 
 
 def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_name: str | None, sbom: bytes,
@@ -486,6 +554,7 @@ def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_n
     except SbomError as exc:
         raise Invalid(["body", "sbom", *exc.loc], exc.msg) from None
     path, sha256, size, (version, signature, detail) = _store_image(svc, image, model, _ixit_of(row))
+    _keep_sbom(svc, sbom, bom.sha256)
     last = store.last_revision(svc.store, model)
     if last is not None and doc.release_of(last["record"], version) is not None:
         raise Conflict(f"release {version} of {model} is registered already; a release is registered once")
@@ -499,8 +568,8 @@ def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_n
             raise Conflict(f"release {version} of {model} is registered already; a release is registered once")
         release = {"version": version, "released_on": day, "registered_at": registered,
                    "filename": Path(image_name or f"{model}-{version}").name, "sha256": sha256, "size": size,
-                   "signature": signature, "signature_detail": detail, "sbom": bom.as_json(),
-                   "sbom_diff": _diff(record, bom), "retest": doc.new_retest(queued_id)}
+                   "signature": signature, "signature_detail": detail, "sbom": bom.summary(),
+                   "sbom_diff": _diff(svc, model, record, bom), "retest": doc.new_retest(queued_id)}
         return Change("release", f"release {version} registered (signature {signature}); re-test queued "
                                  f"(queue {queued_id})", doc.add_release(record, release))
 

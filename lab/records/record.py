@@ -159,6 +159,12 @@ def release_of(record: dict[str, Any], version: str) -> dict[str, Any] | None:
     return next((r for r in record.get("releases") or [] if r.get("version") == version), None)
 
 
+def sbom_held_whole(sbom: dict[str, Any]) -> bool:
+    """Whether a release entry's SBOM lists its components (a record made before SBOMs were kept apart)
+    rather than counting them (the document kept by the hash the entry names)."""
+    return isinstance(sbom.get("components"), list)
+
+
 def new_retest(queued_id: int | None) -> dict[str, Any]:
     return {"state": "queued", "queued_id": queued_id, "run_id": None, "verdict": None, "delta": None,
             "flagged": False, "report_url": None, "conformance_sha256": None, "reason": None, "ended_at": None}

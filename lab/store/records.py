@@ -41,6 +41,17 @@ class FeedItem:
 
 
 @dataclass(frozen=True)
+class RevisionItem:
+    """A revision as its row's columns tell it (what a list shows), without its document."""
+
+    seq: int
+    at: datetime
+    kind: str
+    summary: str
+    hash: str
+
+
+@dataclass(frozen=True)
 class RecordHead:
     """A record's product row with its last revision (for the index and the keeper)."""
 
@@ -94,6 +105,15 @@ def chain(target: Target, model: str) -> list[dict[str, Any]]:
         rows = s.scalars(select(RecordRevision.document).where(RecordRevision.model == model)
                          .order_by(RecordRevision.seq))
         return [json.loads(doc) for doc in rows]
+
+
+def revision_list(target: Target, model: str) -> list[RevisionItem]:
+    """The model's revisions newest first, from their columns only (no document is read)."""
+    with reading(target) as s:
+        rows = s.execute(select(RecordRevision.seq, RecordRevision.at, RecordRevision.kind, RecordRevision.summary,
+                                RecordRevision.hash)
+                         .where(RecordRevision.model == model).order_by(RecordRevision.seq.desc())).all()
+    return [RevisionItem(*row) for row in rows]
 
 
 def revision(target: Target, model: str, seq: int) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from lab.api.schemas.records import (
 
 PUBLIC_ERRORS = errors(429, 503, why={429: "Over this address's rate limit (Retry-After says when to retry)"})
 ATOM = "http://www.w3.org/2005/Atom"
+SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 
 async def public_client(request: Request, svc: ServicesDep) -> None:
@@ -74,6 +75,15 @@ def get_revisions(model: ModelPath, svc: ServicesDep) -> dict[str, Any]:
             summary="One revision as it was signed (old revisions stay readable)")
 def get_revision(model: ModelPath, seq: SeqPath, svc: ServicesDep) -> dict[str, Any]:
     return actions.revision(svc, model, seq)
+
+
+@public.get("/records/{model}/releases/{version}/sbom", response_class=Response, responses={
+    **errors(404, 422), 200: {"description": "The release's CycloneDX JSON SBOM, the bytes as uploaded (their SHA-256 "
+                                             "is the one the signed record names)",
+                              "content": {SBOM_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
+    summary="A release's SBOM exactly as its manufacturer uploaded it")
+def get_release_sbom(model: ModelPath, version: VersionPath, svc: ServicesDep) -> Response:
+    return Response(actions.release_sbom(svc, model, version), media_type=SBOM_MEDIA_TYPE)
 
 
 @public.get("/feed/records.json", response_model=list[Change], responses=errors(422),

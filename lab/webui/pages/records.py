@@ -76,13 +76,13 @@ def advisory_state(advisory: dict[str, Any], record: dict[str, Any], figures: di
 
 
 def sbom_summary(diff: dict[str, Any] | None) -> str:
-    """One line of a release's SBOM change: "2 added, 1 removed, 3 changed, 40 unchanged (against 1.6)"."""
+    """One line of a release's SBOM change: "2 added, 1 removed, 3 changed, 40 unchanged (against release 1.6.0's SBOM)"."""
     if not diff:
         return "no SBOM comparison"
     parts = [f"{len(diff.get('added') or [])} added", f"{len(diff.get('removed') or [])} removed",
              f"{len(diff.get('changed') or [])} changed", f"{int(diff.get('unchanged') or 0)} unchanged"]
     against = diff.get("against")
-    return ", ".join(parts) + (f" (against the previous release's SBOM, CycloneDX {against})" if against
+    return ", ".join(parts) + (f" (against release {against}'s SBOM)" if against
                                else " (the first SBOM registered: every component is new)")
 
 
@@ -103,12 +103,18 @@ def support_text(figures: dict[str, Any]) -> str:
     return f"{days} day{'' if days == 1 else 's'} left"
 
 
-def revision_rows(chain: dict[str, Any]) -> list[dict[str, Any]]:
-    """The chain's revisions for the list, newest first, without the record each one carries."""
-    rows = [{"seq": r.get("seq"), "at": r.get("at"), "kind": r.get("kind"), "summary": r.get("summary"),
-             "by": r.get("by"), "hash": r.get("hash") or "", "short": (r.get("hash") or "")[:SHORT_HASH]}
-            for r in chain.get("revisions") or []]
-    return sorted(rows, key=lambda r: r["seq"] or 0, reverse=True)
+def revision_rows(revisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The revisions for the list (seq, at, kind, summary, hash as `actions.revision_list` gives them),
+    newest first, each with its short hash."""
+    rows = [{**r, "hash": r.get("hash") or "", "short": (r.get("hash") or "")[:SHORT_HASH]} for r in revisions]
+    return sorted(rows, key=lambda r: r.get("seq") or 0, reverse=True)
+
+
+def sbom_url(model: str, release: dict[str, Any]) -> str | None:
+    """Where a release's SBOM is served as uploaded; None for one registered before SBOMs were kept apart."""
+    if not isinstance((release.get("sbom") or {}).get("components"), int):
+        return None
+    return f"/records/{quote(model, safe='')}/releases/{quote(str(release.get('version')), safe='')}/sbom"
 
 
 def document_path(parts: list[str | int]) -> str:
@@ -164,10 +170,10 @@ def _record_page(request: Request, svc: Services, model: str, *, status: int = 2
     advisories = [{**a, "state": advisory_state(a, record, figures)} for a in record.get("advisories") or []]
     releases = list(reversed(record.get("releases") or []))  # newest first
     return page(request, "records/record.html", status=status, view=view, record=record, figures=figures,
-                releases=releases, advisories=advisories, revisions=revision_rows(actions.revisions(svc, model)),
+                releases=releases, advisories=advisories, revisions=revision_rows(actions.revision_list(svc, model)),
                 chain_url=chain_url(request, view["model"]), page_url=page_url(view["model"]),
                 can_manage=actions.can_manage(svc, who, view["model"]), errors=errors or {}, form=form,
-                sbom_summary=sbom_summary, support_text=support_text, when=when)
+                sbom_summary=sbom_summary, sbom_url=sbom_url, support_text=support_text, when=when)
 
 
 @router.get(INDEX + "/{model}")
