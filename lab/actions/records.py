@@ -494,7 +494,7 @@ def sbom_path(svc: Services, sha256: str) -> Path:
     return svc.settings.data_dir / SBOMS_DIR / f"{sha256}.cdx.json"
 
 
-def _keep_sbom(svc: Services, data: bytes, sha256: str) -> None:
+def keep_sbom(svc: Services, data: bytes, sha256: str) -> None:
     """The uploaded SBOM kept by its SHA-256, owner-only (the same bytes twice: kept once)."""
     path = sbom_path(svc, sha256)
     try:
@@ -535,7 +535,7 @@ def _previous_sbom(svc: Services, model: str, release: dict[str, Any]) -> Sbom |
                           f"({exc.msg})") from None
 
 
-def _diff(svc: Services, model: str, record: dict[str, Any], bom: Sbom) -> dict[str, Any]:
+def release_sbom_diff(svc: Services, model: str, record: dict[str, Any], bom: Sbom) -> dict[str, Any]:
     """The SBOM's component diff against the release registered before it (null lists for the first)."""
     previous = (record.get("releases") or [None])[-1]
     if previous is None:
@@ -554,7 +554,7 @@ def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_n
     except SbomError as exc:
         raise Invalid(["body", "sbom", *exc.loc], exc.msg) from None
     path, sha256, size, (version, signature, detail) = _store_image(svc, image, model, _ixit_of(row))
-    _keep_sbom(svc, sbom, bom.sha256)
+    keep_sbom(svc, sbom, bom.sha256)
     last = store.last_revision(svc.store, model)
     if last is not None and doc.release_of(last["record"], version) is not None:
         raise Conflict(f"release {version} of {model} is registered already; a release is registered once")
@@ -569,7 +569,7 @@ def add_release(svc: Services, who: Caller, model: str, image: BinaryIO, image_n
         release = {"version": version, "released_on": day, "registered_at": registered,
                    "filename": Path(image_name or f"{model}-{version}").name, "sha256": sha256, "size": size,
                    "signature": signature, "signature_detail": detail, "sbom": bom.summary(),
-                   "sbom_diff": _diff(svc, model, record, bom), "retest": doc.new_retest(queued_id)}
+                   "sbom_diff": release_sbom_diff(svc, model, record, bom), "retest": doc.new_retest(queued_id)}
         return Change("release", f"release {version} registered (signature {signature}); re-test queued "
                                  f"(queue {queued_id})", doc.add_release(record, release))
 
