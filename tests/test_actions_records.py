@@ -195,6 +195,9 @@ def test_the_diff_reads_the_previous_components_from_the_kept_sbom_named_by_its_
         release(opened, "1.6.0")
     with pytest.raises(Unavailable, match="does not match"):
         records.release_sbom(opened.svc, MODEL, "1.5.0")
+    _, bom = release_files("1.5.0")
+    records.keep_sbom(opened.svc, bom, first["sbom"]["sha256"])  # the same SBOM uploaded again: written again
+    assert records.release_sbom(opened.svc, MODEL, "1.5.0") == bom
     kept.unlink()
     with pytest.raises(Unavailable, match=f"kept SBOM {kept} cannot be read"):
         release(opened, "1.6.0")

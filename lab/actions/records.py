@@ -495,14 +495,24 @@ def sbom_path(svc: Services, sha256: str) -> Path:
 
 
 def keep_sbom(svc: Services, data: bytes, sha256: str) -> None:
-    """The uploaded SBOM kept by its SHA-256, owner-only (the same bytes twice: kept once)."""
+    """The uploaded SBOM kept by its SHA-256, owner-only (the same bytes twice: kept once; a damaged copy
+    is written again)."""
     path = sbom_path(svc, sha256)
     try:
-        if not path.is_file():
+        if not _kept_as(path, sha256):
             private_dir(path.parent)
             write_private(path, data)
     except OSError as exc:
+        if _kept_as(path, sha256):
+            return  # another request kept the same bytes meanwhile
         raise Unavailable(f"the SBOM cannot be kept in {path.parent} ({exc})") from None
+
+
+def _kept_as(path: Path, sha256: str) -> bool:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    except OSError:
+        return False
 
 
 def _kept_sbom_bytes(svc: Services, model: str, version: str, entry: dict[str, Any]) -> bytes:
