@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.records.chain import (KINDS, SCHEMA, RecordFormatError, Revision, canonical, chain_document,
+from lab.records.chain import (KINDS, SCHEMA, ChainVerifier, RecordFormatError, Revision, canonical, chain_document,
                                make_revision, public_key_hex, revision_from_json, verify_chain)
 
 T0 = datetime(2026, 12, 7, 10, 0, tzinfo=timezone.utc)
@@ -194,3 +194,68 @@ def test_not_a_chain_document(document: object, why: str):
 def test_revision_from_json_round_trips(revisions: list[Revision]):
     for rev in revisions:
         assert revision_from_json(json.loads(json.dumps(rev.as_json())), "x") == rev
+
+
+def _long_document(key: Ed25519PrivateKey, count: int = 7) -> dict:
+    out: list[Revision] = []
+    for i in range(count):
+        out.append(make_revision(out[-1] if out else None, kind="opened" if i == 0 else "release",
+                                 summary=f"step {i}", by="lab", record=record(i), at=T0 + timedelta(hours=i), key=key))
+    return json.loads(json.dumps(chain_document("TH-100", out)))
+
+
+def _fed_in_pages(document: dict, size: int, key_hex: str | None = None) -> ChainVerifier:
+    verifier = ChainVerifier(document["model"], key_hex=key_hex)
+    items = document["revisions"]
+    for start in range(0, len(items), size):
+        verifier.feed(items[start:start + size])
+    return verifier
+
+
+def _edit_revision_4(doc: dict) -> None:
+    doc["revisions"][3]["summary"] = "edited"
+
+
+def _drop_revision_4(doc: dict) -> None:
+    del doc["revisions"][3]  # a page boundary at 3: the next page does not continue the last
+
+
+def _swap_5_and_6(doc: dict) -> None:
+    doc["revisions"][4], doc["revisions"][5] = doc["revisions"][5], doc["revisions"][4]
+
+
+def _junk_at_4(doc: dict) -> None:
+    doc["revisions"][3] = ["not", "a", "revision"]
+
+
+@pytest.mark.parametrize("mutate", [None, _edit_revision_4, _drop_revision_4, _swap_5_and_6, _junk_at_4])
+@pytest.mark.parametrize("size", [1, 2, 3, 100])
+def test_feeding_in_pages_gives_the_whole_documents_checks(key: Ed25519PrivateKey, mutate, size: int):
+    document = _long_document(key)
+    if mutate is not None:
+        mutate(document)
+    whole = verify_chain(document)
+    paged = _fed_in_pages(document, size).result()
+    assert paged == whole
+    assert whole.ok is (mutate is None)
+    pinned = public_key_hex(key.public_key())
+    assert _fed_in_pages(document, size, pinned).result() == verify_chain(document, key_hex=pinned)
+
+
+def test_feed_answers_the_first_bad_revision_of_its_batch(key: Ed25519PrivateKey):
+    document = _long_document(key)
+    del document["revisions"][3]
+    verifier = ChainVerifier("TH-100")
+    assert verifier.feed(document["revisions"][:3]) is None
+    assert verifier.count == 3 and verifier.last_hash == document["revisions"][2]["hash"]
+    bad = verifier.feed(document["revisions"][3:])
+    assert bad is not None and bad.index == 4
+    assert bad.line == ("revision 4 (release, 2026-12-07T14:00:00Z): seq is 5 where 4 was expected "
+                        "(a revision is missing, added or out of order)")
+
+
+def test_a_verifier_fed_nothing_is_not_a_chain():
+    check = ChainVerifier("TH-100").result()
+    assert not check.ok and check.first_bad is None and check.reason == "not a record chain: no revisions"
+    with pytest.raises(ValueError):
+        ChainVerifier("TH-100", key_hex="zz")

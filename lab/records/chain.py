@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -188,6 +189,73 @@ class ChainCheck:
     checks: tuple[RevisionCheck, ...] = ()  # one per revision, for a line each
 
 
+class ChainVerifier:
+    """Verifies a chain fed in pieces (pages of a URL, or one whole document), keeping only what the
+    next revision is checked against: the previous hash, the next seq and the key (plus one short
+    check per revision, for a line each). Feeding every revision at once or page by page gives the
+    same checks, so a page whose first revision does not continue the previous page is named.
+
+        verifier = ChainVerifier("TH-100", key_hex=None)
+        for page in pages:
+            verifier.feed(page["revisions"])
+        check = verifier.result()
+    """
+
+    def __init__(self, model: str, *, key_hex: str | None = None) -> None:
+        pinned = key_hex.lower() if key_hex is not None else None
+        if pinned is not None and not _KEY.fullmatch(pinned):
+            raise ValueError("key_hex must be a raw Ed25519 public key in hex (64 digits)")
+        self.model = model
+        self._pinned = pinned is not None
+        self._key = pinned
+        self._previous_hash: str | None = None
+        self._checks: list[RevisionCheck] = []
+
+    @property
+    def count(self) -> int:
+        """Revisions fed so far."""
+        return len(self._checks)
+
+    @property
+    def last_hash(self) -> str | None:
+        """The last revision's hash as given (what the next one must name as `prev`)."""
+        return self._previous_hash
+
+    def feed(self, items: Iterable[object]) -> RevisionCheck | None:
+        """Check the next revisions in order; the first of them that fails, else None."""
+        first_bad: RevisionCheck | None = None
+        for item in items:
+            check = self._check(len(self._checks) + 1, item)
+            self._checks.append(check)
+            if check.problem and first_bad is None:
+                first_bad = check
+        return first_bad
+
+    def result(self) -> ChainCheck:
+        """The verdict over every revision fed (none fed: not a record chain)."""
+        if not self._checks:
+            return ChainCheck(False, 0, None, "not a record chain: no revisions", self._key)
+        bad = next((c for c in self._checks if c.problem), None)
+        if bad is None:
+            return ChainCheck(True, len(self._checks), None, "", self._key, tuple(self._checks))
+        return ChainCheck(False, len(self._checks), bad.index, bad.line, self._key, tuple(self._checks))
+
+    def _check(self, index: int, item: object) -> RevisionCheck:
+        kind, at = _label_parts(item)
+        problem = _format_problem(item)
+        if problem:
+            self._previous_hash = (item.get("hash") if isinstance(item, dict) and isinstance(item.get("hash"), str)
+                                   else None)
+            return RevisionCheck(index, kind, at, problem)
+        assert isinstance(item, dict)
+        rev = Revision(**{name: item[name] for name in FIELDS})
+        if self._key is None:
+            self._key = rev.key
+        problem = _revision_problem(rev, index, self.model, self._previous_hash, self._key, self._pinned)
+        self._previous_hash = rev.hash
+        return RevisionCheck(index, kind, at, problem)
+
+
 def verify_chain(document: object, *, key_hex: str | None = None) -> ChainCheck:
     """Check every revision (fields, seq from 1 without gaps, prev = previous hash, the hash
     recomputed, one key throughout, each signature) and name the first that fails.
@@ -196,37 +264,17 @@ def verify_chain(document: object, *, key_hex: str | None = None) -> ChainCheck:
     the one all must share. Later revisions are still checked each against its predecessor as
     stored, so a hand edit in revision 3 of 5 shows as revision 3 alone.
     """
-    problem = _document_problem(document)
+    problem = document_problem(document)
     if problem:
         return ChainCheck(False, 0, None, f"not a record chain: {problem}", key_hex)
     assert isinstance(document, dict)
-    model, items = document["model"], document["revisions"]
-    pinned = key_hex.lower() if key_hex is not None else None
-    if pinned is not None and not _KEY.fullmatch(pinned):
-        raise ValueError("key_hex must be a raw Ed25519 public key in hex (64 digits)")
-    expected_key = pinned
-    previous_hash: str | None = None
-    checks: list[RevisionCheck] = []
-    for index, item in enumerate(items, start=1):
-        kind, at = _label_parts(item)
-        problem = _format_problem(item)
-        if problem:
-            checks.append(RevisionCheck(index, kind, at, problem))
-            previous_hash = item.get("hash") if isinstance(item, dict) and isinstance(item.get("hash"), str) else None
-            continue
-        rev = Revision(**{name: item[name] for name in FIELDS})
-        if expected_key is None:
-            expected_key = rev.key
-        checks.append(RevisionCheck(index, kind, at, _revision_problem(rev, index, model, previous_hash,
-                                                                       expected_key, pinned is not None)))
-        previous_hash = rev.hash
-    bad = next((c for c in checks if c.problem), None)
-    if bad is None:
-        return ChainCheck(True, len(items), None, "", expected_key, tuple(checks))
-    return ChainCheck(False, len(items), bad.index, bad.line, expected_key, tuple(checks))
+    verifier = ChainVerifier(document["model"], key_hex=key_hex)
+    verifier.feed(document["revisions"])
+    return verifier.result()
 
 
-def _document_problem(document: object) -> str | None:
+def document_problem(document: object) -> str | None:
+    """What keeps `document` from being a chain document (or a page of one); None when it is one."""
     if not isinstance(document, dict):
         return f"the document must be a JSON object, not {_json_type(document)}"
     schema = document.get("schema")
