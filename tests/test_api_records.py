@@ -16,6 +16,7 @@ import pytest
 from records_lab import BASELINE, CERT_RUN, MODEL, World, booking_with_run, certifying_run, csaf, records_world, \
     release_files
 
+from lab.actions import records
 from lab.records.chain import verify_chain
 
 API = "/api/v1"
@@ -175,3 +176,71 @@ def test_the_openapi_document_describes_the_public_and_the_written_routes(world:
     public = doc["paths"]["/records/{model}"]["get"]
     assert "401" not in public["responses"] and "429" in public["responses"]
     assert "security" not in public
+
+
+def _with_notes(world: World, count: int) -> None:
+    for n in range(count):
+        records.append_revision(world.svc, MODEL, "lab (test)",
+                                lambda record, n=n: records.Change("note", f"note {n}", record))
+
+
+def _follow(world: World, path: str, pages: int = 20) -> list[dict]:
+    """Every page from `path` on by its `next` links (bounded: a loop of links fails the test)."""
+    out = []
+    for _ in range(pages):
+        answer = world.client.get(path)
+        assert answer.status_code == 200, answer.text
+        out.append(answer.json())
+        if out[-1]["next"] is None:
+            return out
+        path = out[-1]["next"]
+    raise AssertionError(f"more than {pages} pages")
+
+
+def test_the_chain_pages_by_seq_and_links_the_next_page(opened: World) -> None:
+    _with_notes(opened, 11)
+    whole = opened.client.get(f"/records/{MODEL}/revisions").json()
+    assert len(whole["revisions"]) == 12 and whole["after"] == 0 and whole["next"] is None
+    pages = _follow(opened, f"/records/{MODEL}/revisions?limit=5")
+    assert [[r["seq"] for r in p["revisions"]] for p in pages] == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12]]
+    assert [p["after"] for p in pages] == [0, 5, 10]
+    assert [p["next"] for p in pages] == [f"/records/{MODEL}/revisions?after=5&limit=5",
+                                          f"/records/{MODEL}/revisions?after=10&limit=5", None]
+    joined = {**pages[0], "revisions": [r for p in pages for r in p["revisions"]]}
+    assert joined["revisions"] == whole["revisions"] and verify_chain(joined).ok
+    assert pages[1]["schema"] == "certlab.record/1" and pages[1]["model"] == MODEL
+    tail = opened.client.get(f"/records/{MODEL}/revisions?after=10").json()
+    assert [r["seq"] for r in tail["revisions"]] == [11, 12] and tail["next"] is None
+    past = opened.client.get(f"/records/{MODEL}/revisions?after=12").json()
+    assert past["revisions"] == [] and past["next"] is None
+    assert opened.client.get("/records/NOPE-1/revisions?after=0").status_code == 404
+
+
+def test_a_chain_past_the_whole_bound_answers_its_first_page(opened: World,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_notes(opened, 4)
+    monkeypatch.setattr(records, "WHOLE_CHAIN_MAX", 5)
+    assert len(opened.client.get(f"/records/{MODEL}/revisions").json()["revisions"]) == 5  # at the bound: whole
+    _with_notes(opened, 1)
+    monkeypatch.setattr(records, "CHAIN_PAGE", 2)
+    first = opened.client.get(f"/records/{MODEL}/revisions").json()
+    assert [r["seq"] for r in first["revisions"]] == [1, 2]
+    assert first["next"] == f"/records/{MODEL}/revisions?after=2&limit=2"
+    assert sum(len(p["revisions"]) for p in _follow(opened, first["next"])) == 4
+    monkeypatch.setattr(records, "CHAIN_PAGE_MAX", 3)  # the action bounds a page whoever calls it
+    assert len(records.revisions(opened.svc, MODEL, limit=1000)["revisions"]) == 3
+
+
+@pytest.mark.parametrize("query, loc", [("limit=0", "limit"), ("limit=501", "limit"), ("after=-1", "after"),
+                                        ("after=x", "after"), ("limit=1.5", "limit")])
+def test_bad_page_parameters_are_422_naming_the_parameter(opened: World, query: str, loc: str) -> None:
+    answer = opened.client.get(f"/records/{MODEL}/revisions?{query}")
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["query", loc]
+
+
+def test_the_openapi_document_describes_the_chains_pages(world: World) -> None:
+    doc = world.client.get(f"{API}/openapi.json").json()
+    chain = doc["paths"]["/records/{model}/revisions"]["get"]
+    params = {p["name"]: p for p in chain["parameters"]}
+    assert params["after"]["in"] == "query" and params["limit"]["schema"]["anyOf"][0]["maximum"] == 500
+    assert {"after", "next", "revisions"} <= set(doc["components"]["schemas"]["Chain"]["properties"])

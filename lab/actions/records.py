@@ -47,6 +47,9 @@ SBOMS_DIR = "sboms"  # under the service's data dir: each release's SBOM as uplo
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 KEEPER = "record keeper"
 FEED_LIMIT = 100
+CHAIN_PAGE = 100  # revisions per page of the chain when paged without a limit
+CHAIN_PAGE_MAX = 500
+WHOLE_CHAIN_MAX = 200  # the chain served at once (no after/limit) up to this many revisions
 INDEX_LIMIT = 1000
 SAFE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 INPUT_KINDS = ("ics", "ixit", "assessments")
@@ -158,13 +161,27 @@ def public_index(svc: Services, *, today: dt.date | None = None) -> list[dict[st
     return out
 
 
-def revisions(svc: Services, model: str) -> dict[str, Any]:
-    """The whole chain document (what `certlab verify-record` reads): each revision exactly as
-    stored, never re-made, so whatever happened to a stored revision shows when it is verified."""
-    docs = store.chain(svc.store, model)
-    if not docs:
+def revisions(svc: Services, model: str, *, after: int | None = None, limit: int | None = None) -> dict[str, Any]:
+    """A page of the chain document (what `certlab verify-record` reads): each revision exactly as
+    stored, never re-made, so whatever happened to a stored revision shows when it is verified.
+
+    The revisions after seq `after`, at most `limit` (default CHAIN_PAGE, at most CHAIN_PAGE_MAX);
+    `next` is the path of the following page (None at the end). Without either, the whole chain as
+    before, up to WHOLE_CHAIN_MAX revisions: past that (each revision holds the whole record, so the
+    chain grows with the square of the releases) the first page and its `next`. Only the page's
+    revisions are read from the store.
+    """
+    newest = store.last_seq(svc.store, model)
+    if newest is None:
         raise NotFound("record", model, f"no record of model {model}")
-    return {**chain_document(model, []), "revisions": docs}
+    paged = after is not None or limit is not None or newest > WHOLE_CHAIN_MAX
+    start = max(0, after or 0)
+    size = max(1, min(limit or CHAIN_PAGE, CHAIN_PAGE_MAX)) if paged else WHOLE_CHAIN_MAX
+    docs = store.chain_page(svc.store, model, after=start, limit=size + 1)
+    more = len(docs) > size
+    docs = docs[:size]
+    following = f"{record_path(model)}/revisions?after={docs[-1]['seq']}&limit={size}" if more else None
+    return {**chain_document(model, []), "revisions": docs, "after": start, "next": following}
 
 
 def revision(svc: Services, model: str, seq: int) -> dict[str, Any]:

@@ -112,12 +112,12 @@ def record_show(
     with _services() as svc:
         try:
             view = records.public_view(svc, model)
-            chain = records.revisions(svc, model)["revisions"]
+            newest = records.revision_list(svc, model)[:last]  # the store's columns: no revision is loaded
         except ActionError as exc:
             raise _refused(exc) from None
     typer.echo(f"{view['model']} ({view['product']}) by {view['manufacturer']}")
     typer.echo(_figures_line(view["figures"]))
-    for rev in chain[-last:]:
+    for rev in reversed(newest):
         typer.echo(f"  #{rev['seq']} {rev['at']} {rev['kind']}: {rev['summary']} [{rev['hash'][:16]}]")
 
 

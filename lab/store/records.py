@@ -107,6 +107,21 @@ def chain(target: Target, model: str) -> list[dict[str, Any]]:
         return [json.loads(doc) for doc in rows]
 
 
+def chain_page(target: Target, model: str, *, after: int, limit: int) -> list[dict[str, Any]]:
+    """The model's revisions with seq over `after`, first to last, at most `limit` (only those are read)."""
+    with reading(target) as s:
+        rows = s.scalars(select(RecordRevision.document).where(RecordRevision.model == model,
+                                                               RecordRevision.seq > after)
+                         .order_by(RecordRevision.seq).limit(limit))
+        return [json.loads(doc) for doc in rows]
+
+
+def last_seq(target: Target, model: str) -> int | None:
+    """The model's newest revision number (None: no record), from the column alone."""
+    with reading(target) as s:
+        return s.scalar(select(func.max(RecordRevision.seq)).where(RecordRevision.model == model))
+
+
 def revision_list(target: Target, model: str) -> list[RevisionItem]:
     """The model's revisions newest first, from their columns only (no document is read)."""
     with reading(target) as s:

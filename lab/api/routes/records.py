@@ -20,11 +20,13 @@ from lab.api.schemas.errors import AUTHENTICATED, BODY, errors
 from lab.api.schemas.records import (
     AdvisoryOut,
     AfterQuery,
+    AfterSeqQuery,
     Chain,
     Change,
     LimitQuery,
     ModelPath,
     OpenRecordIn,
+    PageLimitQuery,
     RecordSummary,
     RecordView,
     ReleaseOut,
@@ -66,9 +68,12 @@ def get_record(model: ModelPath, svc: ServicesDep) -> dict[str, Any]:
 
 
 @public.get("/records/{model}/revisions", response_model=Chain, responses=errors(404, 422),
-            summary="The record's whole signed chain, as `certlab verify-record URL` reads it")
-def get_revisions(model: ModelPath, svc: ServicesDep) -> dict[str, Any]:
-    return actions.revisions(svc, model)
+            summary="The record's signed chain by pages (?after=SEQ&limit=N, `next` links the following page), "
+                    "as `certlab verify-record URL` reads it; without them the whole chain up to 200 revisions, "
+                    "else its first page")
+def get_revisions(model: ModelPath, svc: ServicesDep, after: AfterSeqQuery = None,
+                  limit: PageLimitQuery = None) -> dict[str, Any]:
+    return actions.revisions(svc, model, after=after, limit=limit)
 
 
 @public.get("/records/{model}/revisions/{seq}", response_model=Revision, responses=errors(404, 422),

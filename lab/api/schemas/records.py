@@ -15,6 +15,10 @@ VersionPath = Annotated[str, Path(min_length=1, max_length=64, description="A re
 SeqPath = Annotated[int, Path(ge=1, le=1_000_000_000, description="The revision number, from 1")]
 AfterQuery = Annotated[int, Query(ge=0, le=2**62, description="Only changes after this feed id")]
 LimitQuery = Annotated[int, Query(ge=1, le=100, description="At most this many changes")]
+AfterSeqQuery = Annotated[int | None, Query(ge=0, le=1_000_000_000, description="Only revisions with a higher "
+                                            "seq (a page of the chain; 0: from the first)")]
+PageLimitQuery = Annotated[int | None, Query(ge=1, le=500, description="At most this many revisions per page "
+                                             "(default 100 when `after` or `limit` is given)")]
 
 
 class OpenRecordIn(BaseModel):
@@ -91,13 +95,15 @@ class Revision(BaseModel):
 
 
 class Chain(BaseModel):
-    """The whole chain (what `certlab verify-record` reads)."""
+    """The chain or a page of it (what `certlab verify-record` reads and follows)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     schema_: str = Field(alias="schema")
     model: str
-    revisions: list[Revision]
+    revisions: list[Revision] = Field(description="the revisions with seq over `after`, oldest first")
+    after: int = Field(0, description="the page starts after this revision (0: at the first)")
+    next: str | None = Field(None, description="the path of the next page (null: this page ends the chain)")
 
 
 class Change(BaseModel):
