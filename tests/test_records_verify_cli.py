@@ -26,9 +26,9 @@ T0 = datetime(2026, 12, 7, 10, 0, tzinfo=timezone.utc)
 KEY = Ed25519PrivateKey.generate()
 
 
-def chain(key: Ed25519PrivateKey = KEY) -> dict:
+def chain(key: Ed25519PrivateKey = KEY, releases: int = 1) -> dict:
     revs: list[Revision] = []
-    for i, kind in enumerate(("opened", "certified", "release")):
+    for i, kind in enumerate(("opened", "certified", *["release"] * releases)):
         revs.append(make_revision(revs[-1] if revs else None, kind=kind, summary=f"step {i}", by="lab",
                                   record={"model": "TH-100", "step": i}, at=T0 + timedelta(days=i), key=key))
     return chain_document("TH-100", revs)
@@ -108,11 +108,36 @@ def test_missing_file_directory_and_other_schemes(monkeypatch, capsys, tmp_path:
 # --- over HTTP ------------------------------------------------------------------------------
 
 
+def _json_route(body: object) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+def head_of(revisions: list[dict], model: str = "TH-100") -> dict:
+    """The record's view as GET /records/{model} publishes it (the fields verify-record reads)."""
+    last = revisions[-1]
+    return {"schema": "certlab.record-view/1", "model": model,
+            "revision": {"seq": last["seq"], "at": last["at"], "kind": last["kind"], "hash": last["hash"]}}
+
+
+def paged(prefix: str, revisions: list[dict], size: int) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    """Routes serving `revisions` as the service pages them: the first page at ?limit=50 (what
+    verify-record asks), each linking the next by a relative path."""
+    base = f"{prefix}/records/TH-100/revisions"
+    routes = {}
+    for start in range(0, len(revisions), size):
+        more = start + size < len(revisions)
+        path = f"{base}?limit=50" if start == 0 else f"{base}?after={start}&limit={size}"
+        routes[path] = _json_route({"schema": "certlab.record/1", "model": "TH-100", "after": start,
+                                    "revisions": revisions[start:start + size],
+                                    "next": f"{base}?after={start + size}&limit={size}" if more else None})
+    return routes
+
+
 class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        if self.path == "/slow":
+        if self.path.split("?", 1)[0] == "/slow":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
             self.end_headers()
@@ -124,7 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 time.sleep(0.1)
             return
-        status, headers, body = self.routes.get(self.path, (404, {}, b"not found"))
+        found = self.routes.get(self.path) or self.routes.get(self.path.split("?", 1)[0])
+        status, headers, body = found or (404, {}, b"not found")
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -141,6 +167,7 @@ def server() -> Iterator[str]:
     good = json.dumps(chain()).encode()
     _Handler.routes = {
         "/records/TH-100/revisions": (200, {"Content-Type": "application/json"}, good),
+        "/records/TH-100": _json_route(head_of(chain()["revisions"])),
         "/moved": (302, {"Location": "/records/TH-100/revisions"}, b""),
         "/to-ftp": (302, {"Location": "ftp://127.0.0.1/records"}, b""),
         "/huge": (200, {"Content-Length": str(64 << 20)}, b""),
@@ -186,3 +213,101 @@ def test_a_refused_connection(monkeypatch, capsys):
         port = probe.getsockname()[1]
     code, _, err = certlab(monkeypatch, capsys, f"http://127.0.0.1:{port}/records/TH-100/revisions")
     assert code == 2 and "cannot connect" in err
+
+
+# --- pages and the head ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seven() -> list[dict]:
+    return json.loads(json.dumps(chain(releases=5)))["revisions"]
+
+
+def serve(prefix: str, revisions: list[dict], size: int, head: list[dict] | None = None) -> str:
+    _Handler.routes.update(paged(prefix, revisions, size))
+    _Handler.routes[f"{prefix}/records/TH-100"] = _json_route(head_of(head if head is not None else revisions))
+    return f"{prefix}/records/TH-100/revisions"
+
+
+def test_a_url_is_verified_over_its_pages_against_the_head(monkeypatch, capsys, server: str, seven: list[dict]):
+    path = serve("/p", seven, 3)
+    code, out, _ = certlab(monkeypatch, capsys, server + path)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 9 and lines[6] == "revision 7 (release, 2026-12-13T10:00:00Z): ok"
+    assert lines[7] == f"head: revision 7 is the record published at {server}/p/records/TH-100"
+    assert lines[8].startswith("verified: 7 revisions of the record of TH-100") and "(read in 3 pages)" in lines[8]
+    whole = verify_source(f"{server}/records/TH-100/revisions")  # a server without pages: one document
+    assert whole.ok and whole.pages == 1 and whole.head is not None and whole.head.seq == 3
+
+
+def test_a_page_that_does_not_continue_the_last_names_its_first_revision(monkeypatch, capsys, server: str,
+                                                                         seven: list[dict]):
+    path = serve("/gap", seven[:3] + seven[4:], 3, head=seven)
+    code, out, _ = certlab(monkeypatch, capsys, server + path)
+    assert code == 1
+    assert out.splitlines()[-1] == ("NOT VERIFIED: revision 4 (release, 2026-12-11T10:00:00Z): seq is 5 where 4 was "
+                                    "expected (a revision is missing, added or out of order) (the first of 6 "
+                                    "revisions that fails) (read in 2 pages)")
+    unlinked = {**seven[3], "prev": "0" * 64}  # page 2 begins with a revision that follows another chain
+    path = serve("/spliced", seven[:3] + [unlinked] + seven[4:], 3)
+    code, out, _ = certlab(monkeypatch, capsys, server + path)
+    assert code == 1 and "revision 4 (release, 2026-12-10T10:00:00Z): prev does not match revision 3's hash" in out
+
+
+def test_a_chain_served_shorter_than_the_head_or_other_than_it_exits_1(monkeypatch, capsys, server: str,
+                                                                      seven: list[dict]):
+    path = serve("/short", seven[:5], 3, head=seven)
+    code, out, _ = certlab(monkeypatch, capsys, server + path)
+    lines = out.splitlines()
+    assert code == 1 and lines[4] == "revision 5 (release, 2026-12-11T10:00:00Z): ok"
+    assert lines[-1] == (f"NOT VERIFIED: the chain served ends at revision 5, but the record's published head "
+                         f"({server}/short/records/TH-100) is revision 7: the chain served is shorter than the "
+                         f"record (5 revisions served verify)")
+    path = serve("/other", seven, 3, head=[*seven[:6], {**seven[6], "hash": "e" * 64}])
+    code, out, _ = certlab(monkeypatch, capsys, server + path)
+    assert code == 1 and "the chain served differs from the record" in out.splitlines()[-1]
+    path = serve("/longer", seven, 3, head=seven[:6])  # appended since the head was read: still the record
+    assert verify_source(server + path).ok
+
+
+def test_a_url_without_a_head_says_it_was_not_compared(server: str):
+    result = verify_source(f"{server}/moved")
+    assert result.ok and result.head is None and result.lines()[-2].startswith("head: not compared")
+
+
+def _page(revisions: list[dict], following: object) -> tuple[int, dict[str, str], bytes]:
+    return _json_route({"schema": "certlab.record/1", "model": "TH-100", "revisions": revisions, "next": following})
+
+
+def test_bad_links_between_pages_exit_2(monkeypatch, capsys, server: str, seven: list[dict]):
+    base = "/records/TH-100/revisions"
+    cases = {"/far": (_page(seven[:3], "http://192.0.2.1/records/TH-100/revisions?after=3"), "on another host"),
+             "/self": (_page(seven[:3], "/self/records/TH-100/revisions?limit=50"), "links itself"),
+             "/empty": (_page([], "/empty/x"), "empty"),
+             "/junk": (_page(seven[:3], 7), "field 'next' must be"),
+             "/model": (_page(seven[:3], "/model/2"), "record of 'TH-200'")}
+    for prefix, (route, words) in cases.items():
+        _Handler.routes[f"{prefix}{base}?limit=50"] = route
+        _Handler.routes[f"{prefix}/records/TH-100"] = _json_route(head_of(seven))
+    _Handler.routes["/model/2"] = _json_route({"schema": "certlab.record/1", "model": "TH-200",
+                                               "revisions": seven[3:], "next": None})
+    for prefix, (_, words) in cases.items():
+        code, out, err = certlab(monkeypatch, capsys, f"{server}{prefix}{base}")
+        assert code == 2 and out == "" and words in err and len(err.strip().splitlines()) == 1, (prefix, err)
+
+
+def test_the_walk_is_bounded_in_pages_and_time(server: str, seven: list[dict]):
+    path = serve("/many", seven, 1)
+    with pytest.raises(CertlabError, match="more than 3 pages"):
+        verify_source(server + path, max_pages=3)
+    with pytest.raises(CertlabError, match="took longer than 0 s"):
+        verify_source(server + path, walk_deadline=0.0)
+
+
+def test_an_unreadable_head_is_unusable_input(monkeypatch, capsys, server: str, seven: list[dict]):
+    _Handler.routes.update(paged("/headless", seven, 3))
+    code, _, err = certlab(monkeypatch, capsys, f"{server}/headless/records/TH-100/revisions")
+    assert code == 2 and "/headless/records/TH-100: HTTP 404" in err
+    _Handler.routes["/headless/records/TH-100"] = _json_route({"schema": "certlab.record-view/1"})
+    code, _, err = certlab(monkeypatch, capsys, f"{server}/headless/records/TH-100/revisions")
+    assert code == 2 and "not a record's view" in err

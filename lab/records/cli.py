@@ -21,7 +21,9 @@ def verify_record(
 ) -> None:
     """Check a record's hash chain and every signature; name the first revision that does not verify.
 
-    Exit 0 when every revision verifies, 1 when one does not, 2 when the input is unusable.
+    A URL is read page by page and compared with the record's published head.
+    Exit 0 when every revision verifies, 1 when one does not (or the chain served is short of the
+    record's head), 2 when the input is unusable.
     """
     from lab.records.verify import verify_source
     from lab.reports.manifest import shown  # the document's text may hold control characters
@@ -29,7 +31,7 @@ def verify_record(
     result = verify_source(source, key_file=key)
     for line in result.lines():
         typer.echo(shown(line))
-    if not result.check.ok:
+    if not result.ok:
         raise typer.Exit(1)
 
 
