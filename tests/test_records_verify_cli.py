@@ -311,3 +311,16 @@ def test_an_unreadable_head_is_unusable_input(monkeypatch, capsys, server: str, 
     _Handler.routes["/headless/records/TH-100"] = _json_route({"schema": "certlab.record-view/1"})
     code, _, err = certlab(monkeypatch, capsys, f"{server}/headless/records/TH-100/revisions")
     assert code == 2 and "not a record's view" in err
+
+
+def test_a_last_page_may_be_empty_but_not_the_first(server: str, seven: list[dict]):
+    base = "/records/TH-100/revisions"
+    _Handler.routes[f"/tail{base}?limit=50"] = _page(seven, "/tail/end")
+    _Handler.routes["/tail/end"] = _page([], None)
+    _Handler.routes["/tail/records/TH-100"] = _json_route(head_of(seven))
+    result = verify_source(f"{server}/tail{base}")
+    assert result.ok and result.pages == 2 and result.check.revisions == 7
+    _Handler.routes[f"/none{base}?limit=50"] = _page([], None)
+    _Handler.routes["/none/records/TH-100"] = _json_route(head_of(seven))
+    with pytest.raises(CertlabError, match="'revisions' is empty"):
+        verify_source(f"{server}/none{base}")

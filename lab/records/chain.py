@@ -273,8 +273,9 @@ def verify_chain(document: object, *, key_hex: str | None = None) -> ChainCheck:
     return verifier.result()
 
 
-def document_problem(document: object) -> str | None:
-    """What keeps `document` from being a chain document (or a page of one); None when it is one."""
+def document_problem(document: object, *, page: bool = False) -> str | None:
+    """What keeps `document` from being a chain document; None when it is one. A later `page` of a
+    chain may hold no revisions (the chain ended where the last page did)."""
     if not isinstance(document, dict):
         return f"the document must be a JSON object, not {_json_type(document)}"
     schema = document.get("schema")
@@ -288,7 +289,7 @@ def document_problem(document: object) -> str | None:
     revisions = document.get("revisions")
     if not isinstance(revisions, list):
         return f"field 'revisions' must be a list, not {_json_type(revisions)}"
-    if not revisions:
+    if not revisions and not page:
         return "field 'revisions' is empty: a record has at least the revision that opened it"
     return None
 

@@ -160,7 +160,7 @@ def _verify_url(source: str, pinned: str | None, *, timeout: float, deadline: fl
         raise CertlabError(f"{head_url}: the published head is of the record of {head[2]!r}, not of "
                            f"{verifier.model!r}")
     check = verifier.result()
-    head_check = HeadCheck(head_url, head[0], head[1], check.revisions, served_hash) if head and head_url else None
+    head_check = HeadCheck(head_url, head[0], head[1], check.revisions, served_hash) if head_url and head else None
     note = None if head_url else ("not compared (the URL does not end in /records/<model>/revisions): a chain "
                                   "cut short after its last revision cannot be seen here")
     return SourceCheck(source, verifier.model, check, pinned is not None, pages, head_check, note)
@@ -168,10 +168,7 @@ def _verify_url(source: str, pinned: str | None, *, timeout: float, deadline: fl
 
 def _page_revisions(page: object, url: str, *, first: bool) -> list:
     """The page's revisions; CertlabError when it is no page of a chain (a later page may be empty)."""
-    if not first and isinstance(page, dict) and page.get("revisions") == [] and page.get("next") is None:
-        problem = document_problem({**page, "revisions": [{}]})
-    else:
-        problem = document_problem(page)
+    problem = document_problem(page, page=not first)
     if problem:
         raise CertlabError(f"{url}: not a record chain: {problem}")
     assert isinstance(page, dict)
