@@ -11,22 +11,28 @@ summary bound by its hash, the document kept apart) and, with `--full-sbom`, als
 were written before (the whole component list in every release entry), side by side with ratios.
 
 Printed per R and shape: chain bytes, revisions, bytes of the newest revision, p50/p95 of
-GET /records/TH-100, GET /records/TH-100/revisions and GET /public/records/TH-100 (FastAPI's
-TestClient on the app `certlab serve` runs, each bounded by `--repeats` and `--max-seconds`) and
-the time verify_chain takes over the served chain, and what the page's revision list costs read
-from the whole chain (as the page did before) and from the store's columns (as it does now).
-Printed, never asserted.
+GET /records/TH-100, GET /records/TH-100/revisions (the whole chain up to 200 revisions, else its
+first page), its first and last page of 50 (what `certlab verify-record URL` asks) and
+GET /public/records/TH-100 (FastAPI's TestClient on the app `certlab serve` runs, each bounded by
+`--repeats` and `--max-seconds`); the time verify_chain takes over the whole chain in memory, and
+`certlab verify-record` side by side: over the URL's pages (the app under uvicorn on loopback,
+head compared, largest page's bytes) and over the chain saved as one file (refused over 32 MiB);
+and what the page's revision list costs read from the whole chain (as the page did before) and
+from the store's columns (as it does now). Printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import uvicorn  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from bench._common import median, pct  # noqa: E402
@@ -42,7 +49,9 @@ from lab.actions import records  # noqa: E402
 from lab.api.app import create_app  # noqa: E402
 from lab.api.settings import ApiSettings  # noqa: E402
 from lab.records import record as doc  # noqa: E402
-from lab.records.chain import canonical, verify_chain  # noqa: E402
+from lab.errors import CertlabError  # noqa: E402
+from lab.records.chain import canonical, chain_document, verify_chain  # noqa: E402
+from lab.records.verify import MAX_RECORD_BYTES, PAGE_LIMIT, verify_source  # noqa: E402
 from lab.records.delta import verdict_delta  # noqa: E402
 from lab.records.sbom import read_sbom  # noqa: E402
 from lab.reports.keys import KEY_DIR_ENV, init_keys  # noqa: E402
@@ -58,7 +67,11 @@ CHANGED_PER_RELEASE = 3  # components whose version moves each release
 ADDED_EVERY = 10  # releases between two new components
 BASELINE = {f"5.{m}-{n}": "PASS" for m in range(1, 14) for n in range(1, 4)}
 SHAPES = ("summary", "full")
-PATHS = {"record": "/records/{model}", "chain": "/records/{model}/revisions", "page": "/public/records/{model}"}
+PATHS = {"record": "/records/{model}", "chain": "/records/{model}/revisions",
+         "first page": f"/records/{{model}}/revisions?limit={PAGE_LIMIT}",
+         "last page": f"/records/{{model}}/revisions?after={{last_after}}&limit={PAGE_LIMIT}",
+         "page": "/public/records/{model}"}
+SERVER_START_S = 20.0  # uvicorn's start on loopback, at most
 
 
 @dataclass
@@ -72,6 +85,10 @@ class Figures:
     latency: dict[str, tuple[float, float, int]]  # PATHS label -> (p50 ms, p95 ms, requests)
     verify_ms: float
     list_ms: tuple[float, float]  # the page's revision list: (the whole chain read, as it was; the store's columns)
+    pages_ms: float  # certlab verify-record URL: every page fetched and verified, the head compared
+    pages: int
+    largest_page: int  # bytes
+    file_ms: float | None  # certlab verify-record FILE over the whole chain saved; None: refused (over 32 MiB)
 
 
 # --- what a product's life writes ------------------------------------------------------------------------
@@ -188,6 +205,38 @@ def timed(call: Callable[[], Any], repeats: int, max_seconds: float) -> tuple[li
     return times, last
 
 
+def whole_chain(svc: Any) -> dict[str, Any]:
+    """The whole chain document, joined from the action's largest pages (the GET answers pages past 200)."""
+    revisions: list[dict[str, Any]] = []
+    after = 0
+    for _ in range(10_000):  # bounded: one page per 500 revisions
+        page = records.revisions(svc, MODEL, after=after, limit=records.CHAIN_PAGE_MAX)
+        revisions += page["revisions"]
+        if page["next"] is None:
+            return chain_document(MODEL, []) | {"revisions": revisions}
+        after = page["revisions"][-1]["seq"]
+    raise SystemExit("the chain has more pages than the bench follows")
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[str]:
+    """The app under uvicorn on a loopback port, for `certlab verify-record URL`; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_S
+    while not server.started:  # bounded by SERVER_START_S
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise SystemExit(f"uvicorn did not start on loopback within {SERVER_START_S:.0f} s")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=SERVER_START_S)
+
+
 def measure(shape: str, releases: int, components: int, repeats: int, max_seconds: float) -> Figures:
     with tempfile.TemporaryDirectory(prefix=f"certlab-bench-records-{shape}-{releases}-") as tmp:
         base = Path(tmp)
@@ -199,11 +248,11 @@ def measure(shape: str, releases: int, components: int, repeats: int, max_second
         t0 = time.monotonic()
         fill(svc, releases=releases, components=components, shape=shape)
         fill_s = time.monotonic() - t0
+        last_after = max(0, (store.last_seq(svc.store, MODEL) or 0) - PAGE_LIMIT)
         latency: dict[str, tuple[float, float, int]] = {}
-        chain_body = b""
         with TestClient(app) as client:
             for label, template in PATHS.items():
-                path = template.format(model=MODEL)
+                path = template.format(model=MODEL, last_after=last_after)
 
                 def get(path: str = path) -> bytes:
                     answer = client.get(path)
@@ -212,20 +261,47 @@ def measure(shape: str, releases: int, components: int, repeats: int, max_second
                     return answer.content
 
                 get()  # warm: the first request of a path builds what later ones reuse
-                times, body = timed(get, repeats, max_seconds)
+                times, _ = timed(get, repeats, max_seconds)
                 latency[label] = (median(times) * 1000, pct(times, 95) * 1000, len(times))
-                if label == "chain":
-                    chain_body = body
-        whole, _ = timed(lambda: records.revisions(svc, MODEL), repeats, max_seconds)
+        whole, _ = timed(lambda: whole_chain(svc), repeats, max_seconds)
         columns, _ = timed(lambda: records.revision_list(svc, MODEL), repeats, max_seconds)
-        chain = json.loads(chain_body)
+        chain = whole_chain(svc)
+        chain_body = json.dumps(chain, ensure_ascii=False).encode()
         revisions = chain["revisions"]
         verify_times, check = timed(lambda: verify_chain(chain), min(repeats, 3), max_seconds)
         if not check.ok:
             raise SystemExit(f"{shape} R={releases}: the chain does not verify: {check.reason}")
+        with served(app) as url:
+            source = f"{url}/records/{MODEL}/revisions"
+            pages_times, walked = timed(lambda: verify_source(source), min(repeats, 3), max_seconds)
+            largest = max(len(client_get(f"{url}{path}")) for path in page_paths(len(revisions)))
+        if not walked.ok:
+            raise SystemExit(f"{shape} R={releases}: verify-record over the pages: {walked.lines()[-1]}")
+        saved = base / "chain.json"
+        saved.write_bytes(chain_body)
+        file_ms = None
+        if len(chain_body) <= MAX_RECORD_BYTES:
+            file_times, _ = timed(lambda: verify_source(str(saved)), min(repeats, 3), max_seconds)
+            file_ms = median(file_times) * 1000
+        else:
+            try:
+                verify_source(str(saved))
+            except CertlabError:
+                pass  # refused as the user would see it: over 32 MiB
         svc.store.close()
         return Figures(shape, releases, fill_s, len(chain_body), len(revisions), len(canonical(revisions[-1])),
-                       latency, median(verify_times) * 1000, (median(whole) * 1000, median(columns) * 1000))
+                       latency, median(verify_times) * 1000, (median(whole) * 1000, median(columns) * 1000),
+                       median(pages_times) * 1000, walked.pages, largest, file_ms)
+
+
+def page_paths(revisions: int) -> list[str]:
+    """The paths of verify-record's pages of the chain."""
+    return [f"/records/{MODEL}/revisions?after={after}&limit={PAGE_LIMIT}" for after in range(0, revisions, PAGE_LIMIT)]
+
+
+def client_get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=60) as answer:  # loopback, the bench's own server
+        return answer.read()
 
 
 # --- printing ----------------------------------------------------------------------------------------------
@@ -240,13 +316,17 @@ def size(n: float) -> str:
 
 
 def show(row: Figures) -> None:
-    lat = "  ".join(f"GET {PATHS[label].format(model=MODEL)}: p50 {p50:.1f} p95 {p95:.1f} ms ({n})"
-                    for label, (p50, p95, n) in row.latency.items())
+    lat = "\n           ".join(f"GET {PATHS[label].format(model=MODEL, last_after='N-50')}: p50 {p50:.1f} "
+                                 f"p95 {p95:.1f} ms ({n})" for label, (p50, p95, n) in row.latency.items())
     print(f"  {row.shape:8} R={row.releases:<4} revisions {row.revisions:<5} chain {size(row.chain_bytes):>10}  "
           f"newest revision {size(row.newest_bytes):>10}  verify {row.verify_ms:.0f} ms  (filled in {row.fill_s:.1f} s)")
     print(f"           {lat}")
     print(f"           the page's revision list: whole chain read {row.list_ms[0]:.1f} ms (before), "
           f"store columns {row.list_ms[1]:.1f} ms (now)")
+    one = (f"{row.file_ms:.0f} ms" if row.file_ms is not None
+           else f"refused (over {MAX_RECORD_BYTES >> 20} MiB)")
+    print(f"           certlab verify-record: URL over {row.pages} pages of {PAGE_LIMIT} (largest "
+          f"{size(row.largest_page)}, head compared) {row.pages_ms:.0f} ms | one document file {one}")
 
 
 def ratio(full: Figures, summary: Figures) -> None:
