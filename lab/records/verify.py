@@ -47,6 +47,16 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
+class PublishedHead:
+    """The record's newest revision as its view (GET /records/<model>) publishes it."""
+
+    url: str
+    model: str
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
 class HeadCheck:
     """The served chain against the record's published head (its view's `revision`)."""
 
@@ -152,16 +162,16 @@ def _verify_url(source: str, pinned: str | None, *, timeout: float, deadline: fl
                                f"give the record's own URL")
         verifier.feed(items)
         if head is not None and served_hash is None:
-            served_hash = next((r["hash"] for r in items if isinstance(r, dict) and r.get("seq") == head[0]
+            served_hash = next((r["hash"] for r in items if isinstance(r, dict) and r.get("seq") == head.seq
                                 and isinstance(r.get("hash"), str)), None)
         url = _next_page(page, url, origin, empty=not items)
     assert verifier is not None
-    if head is not None and head[2] != verifier.model:
-        raise CertlabError(f"{head_url}: the published head is of the record of {head[2]!r}, not of "
+    if head is not None and head.model != verifier.model:
+        raise CertlabError(f"{head.url}: the published head is of the record of {head.model!r}, not of "
                            f"{verifier.model!r}")
     check = verifier.result()
-    head_check = HeadCheck(head_url, head[0], head[1], check.revisions, served_hash) if head_url and head else None
-    note = None if head_url else ("not compared (the URL does not end in /records/<model>/revisions): a chain "
+    head_check = HeadCheck(head.url, head.seq, head.hash, check.revisions, served_hash) if head else None
+    note = None if head else ("not compared (the URL does not end in /records/<model>/revisions): a chain "
                                   "cut short after its last revision cannot be seen here")
     return SourceCheck(source, verifier.model, check, pinned is not None, pages, head_check, note)
 
@@ -210,8 +220,8 @@ def _head_url(source: str) -> str | None:
     return urllib.parse.urlunsplit(parts._replace(path=match["record"], query="", fragment=""))
 
 
-def _read_head(url: str, *, timeout: float, deadline: float) -> tuple[int, str, str]:
-    """(seq, hash, model) of the record's published head."""
+def _read_head(url: str, *, timeout: float, deadline: float) -> PublishedHead:
+    """The record's published head, read from its view."""
     view = _json(fetch(url, timeout=timeout, deadline=deadline, limit=HEAD_BYTES), url)
     revision = view.get("revision") if isinstance(view, dict) else None
     seq = revision.get("seq") if isinstance(revision, dict) else None
@@ -221,7 +231,7 @@ def _read_head(url: str, *, timeout: float, deadline: float) -> tuple[int, str, 
             or not _HASH.fullmatch(digest) or not isinstance(model, str)):
         raise CertlabError(f"{url}: not a record's view (it needs model, revision.seq and revision.hash); the "
                            f"chain served cannot be compared with the record's head")
-    return seq, digest, model
+    return PublishedHead(url, model, seq, digest)
 
 
 def _json(data: bytes, source: str) -> object:
