@@ -479,15 +479,24 @@ class Pages:
             self.findings.append(f"console errors on {where}:\n  " + "\n  ".join(errors))
 
 
+#: what ChromeDriver answers, instead of a stale-element error, when it asks about an element during
+#: the navigation that removes its document (a race the busy machine makes likely)
+GONE_NODE = "does not belong to the document"
+
+
 def _stale(element: Any) -> bool:
     """The page that held `element` has gone (a navigation happened)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     try:
         element.is_enabled()
         return False
     except StaleElementReferenceException:
         return True
+    except WebDriverException as exc:
+        if GONE_NODE in str(exc):
+            return True
+        raise
 
 
 def session_hash(cookie_value: str) -> str:
