@@ -545,7 +545,8 @@ def _demo_web(record: dict) -> None:
         out.print(escape(line), highlight=False, soft_wrap=True)
     out.print("\n[bold]after the certificate:[/bold] while it serves, register a release as the manufacturer; "
               "it is re-tested unprompted and the signed record updated", highlight=False)
-    for line in record_lines(record, address, default_data_dir() / ACCOUNTS_FILE):
+    maker_token = next((a.token for a in accounts if a.role == "manufacturer"), "")
+    for line in record_lines(record, address, default_data_dir() / ACCOUNTS_FILE, token_kept=bool(maker_token)):
         out.print(escape(line), highlight=False, soft_wrap=True)
 
 

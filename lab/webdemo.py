@@ -136,16 +136,20 @@ def certify_demo_run(run_dir: Path, inventory: Path) -> dict:
             raise CertlabError(f"the demo's product record: {exc}") from None
 
 
-def record_lines(view: dict, address: str, accounts_file: Path) -> list[str]:
+def record_lines(view: dict, address: str, accounts_file: Path, *, token_kept: bool = True) -> list[str]:
     """What `certlab demo` prints about the product record: where to read it, how to register the
-    next release as the demo manufacturer (its token from the accounts file), how to verify it."""
+    next release as the demo manufacturer (its token from the accounts file, or, when this data
+    folder's account was made before tokens were kept, how to get one), how to verify it."""
     model = view["model"]
     firmware = (view.get("record") or {}).get("baseline", {}).get("firmware") or "1.4.0"
     parts = firmware.split(".")
     version = ".".join(parts[:-1] + [str(int(parts[-1]) + 1)]) if parts[-1].isdigit() else f"{firmware}.1"
     folder = f"/tmp/certlab-release-{model}-{version}"
-    token = f"$(awk '$1==\"demo-manufacturer\"{{print $3}}' {accounts_file})"
-    return [
+    token = f"$(awk '$1==\"demo-manufacturer\"{{print $3}}' {accounts_file})" if token_kept else "$TOKEN"
+    hint = [] if token_kept else [
+        f"  (demo-manufacturer's API token was not kept in {accounts_file.parent}, made by an older certlab: "
+        f"TOKEN=$(.venv/bin/certlab users add demo-maker-2 --role manufacturer --org '{DEMO_MANUFACTURER}' | tail -1))"]
+    return hint + [
         f"  read it (no account): {address}{view['links']['page']}   JSON: {address}/records/{model}",
         f"  .venv/bin/certlab sim release {model} {version} --out {folder}",
         f"  curl -H \"Authorization: Bearer {token}\" -F image=@{folder}/{model}-{version}.clfw "

@@ -63,3 +63,12 @@ def test_the_record_lines_name_the_next_release_the_token_file_and_the_verificat
     assert "certlab sim release TH-100 1.4.1 --out /tmp/certlab-release-TH-100-1.4.1" in lines
     assert f"{tmp_path / ACCOUNTS_FILE}" in lines and "/api/v1/records/TH-100/releases" in lines
     assert "certlab verify-record http://127.0.0.1:8303/records/TH-100/revisions" in lines
+
+
+def test_without_a_kept_token_the_lines_say_how_to_get_one(tmp_path):
+    from lab.webdemo import record_lines
+
+    view = {"model": "TH-100", "record": {"baseline": {"firmware": "1.4.0"}}, "links": {"page": "/public/records/TH-100"}}
+    lines = "\n".join(record_lines(view, "http://127.0.0.1:8303", tmp_path / ACCOUNTS_FILE, token_kept=False))
+    assert "was not kept" in lines and "certlab users add" in lines and "Bearer $TOKEN" in lines
+    assert "awk" not in lines
