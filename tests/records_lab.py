@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -121,9 +121,11 @@ def booking_with_run(world: World, run_id: str, owner: str = "maker", model: str
 
 
 def release_files(version: str, *, model: str = MODEL) -> tuple[bytes, bytes]:
-    """(image signed with the simulated vendor's key, its CycloneDX SBOM) of a release."""
+    """(image signed with the simulated vendor's key, its CycloneDX SBOM) of a release: the same bytes on
+    every call (the SBOM's timestamp fixed), as a release uploaded twice is."""
     image = build_release(model, version, 3, size=1024)
-    return image, sbom_json(model, version, firmware_components(version)).encode()
+    released = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    return image, sbom_json(model, version, firmware_components(version), released=released).encode()
 
 
 def csaf(advisory_id: str, *, affected: list[str], fixed: list[str], published: date = date(2026, 11, 20),
