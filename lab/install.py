@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from lab.errors import CertlabError, DutError, LabFault, SampleUnusable
 from lab.firmware import parse_image
 from lab.inputfile import sha256_file
+from lab.orchestrator.rundir import option_value
 
 if TYPE_CHECKING:
     from lab.bench import Bench
@@ -90,13 +91,7 @@ def read_release(path: str | Path, option: str = RELEASE_OPTION) -> Release:
 
 def release_path(options: Sequence[str]) -> str | None:
     """The `--release IMAGE` among a run's options (or `--release=IMAGE`)."""
-    opts = list(options)
-    for i, opt in enumerate(opts):
-        if opt == RELEASE_OPTION and i + 1 < len(opts):
-            return opts[i + 1]
-        if opt.startswith(RELEASE_OPTION + "="):
-            return opt.split("=", 1)[1]
-    return None
+    return option_value(options, RELEASE_OPTION)
 
 
 def check_release_models(release: Release, inventory: "Inventory", benches: Sequence[str]) -> None:

@@ -322,3 +322,13 @@ def test_a_conceptual_and_functional_case_needs_both_units(tmp_path: Path) -> No
     assert p["verdict"] == "NOT_ASSESSED" and [m["unit"] for m in p["missing"]] == ["functional"], p
     assert "5.3-10-1 (functional unit) on" in p["reason"]
     assert p["test_cases"][0]["decided_by"] == ["conceptual decision"]
+
+
+def test_a_runs_option_is_read_in_either_form_and_the_last_one_counts() -> None:
+    from lab.orchestrator.rundir import option_value
+
+    assert option_value(["--ics", "a.yaml", "-k", "x"], "--ics") == "a.yaml"
+    assert option_value(["--ics=b.yaml"], "--ics") == "b.yaml"
+    assert option_value(["--ics", "a.yaml", "--ics=b.yaml"], "--ics") == "b.yaml"  # as pytest takes it
+    assert option_value(["--ics"], "--ics") is None and option_value(["--icsx", "c"], "--ics") is None
+    assert explicit_files(["--ixit=i.yaml", "--assessments", "d.yaml"]) == {"ixit": "i.yaml", "assessments": "d.yaml"}

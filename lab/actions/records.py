@@ -29,6 +29,7 @@ from lab.actions.firmware import check_image, stored_path
 from lab.actions.uploads import receive
 from lab.api.audit import record as audit
 from lab.errors import CertlabError
+from lab.orchestrator.rundir import option_value
 from lab.ownerfiles import copy_private, private_dir, write_private
 from lab.records import record as doc
 from lab.records.chain import chain_document, make_revision, revision_from_json
@@ -295,8 +296,8 @@ def _refuse_retest(svc: Services, run_dir: Path) -> None:
     follows a certificate up, it never becomes one (Conflict)."""
     try:
         options = [str(o) for o in json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("options") or []]
-        ics = Path(options[options.index("--ics") + 1]).resolve()
-        retest = ics.is_relative_to((svc.settings.data_dir / RECORDS_DIR).resolve())
+        ics = option_value(options, "--ics")
+        retest = ics is not None and Path(ics).resolve().is_relative_to((svc.settings.data_dir / RECORDS_DIR).resolve())
     except (OSError, ValueError, IndexError, TypeError, AttributeError):
         retest = False
     if retest:

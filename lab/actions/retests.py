@@ -33,6 +33,7 @@ from lab.actions.records import INDEX_LIMIT, KEEPER, RECORDS_DIR, Change, LabCal
     record_path, stamp
 from lab.api.audit import record as audit
 from lab.errors import CertlabError
+from lab.orchestrator.rundir import option_value
 from lab.ownerfiles import private_dir
 from lab.records import record as doc
 from lab.records.delta import provision_verdicts, verdict_delta
@@ -121,10 +122,11 @@ def _report(svc: Services, run_dir: Path) -> tuple[str | None, bool]:
 
 def _option_text(options: list[str], name: str) -> str:
     """The text of the file option `name` of a queued run names (a record's input copy); "" if none."""
-    if name not in options[:-1]:
+    path = option_value(options, name)
+    if path is None:
         return ""
     try:
-        return Path(options[options.index(name) + 1]).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, ValueError):
         return ""
 

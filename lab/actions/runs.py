@@ -44,6 +44,7 @@ from lab.actions.tenancy import booking_for, not_found, run_booking_for, visible
 from lab.errors import CertlabError
 from lab.inventory import load_inventory
 from lab.ownerfiles import UMASK, copy_private, open_private, private_dir, write_private
+from lab.orchestrator.rundir import option_value
 from lab.preflight import preflight
 from lab.store import service
 from lab.store.models import Booking, Evidence, Run, TestResult
@@ -121,8 +122,7 @@ def _booking_id_from_run_dir(svc: Services, run_id: str) -> int | None:
     """An earlier run of a booking: its run.json names the booking's launch folder (--ics)."""
     try:
         spec = json.loads((svc.settings.reports_dir / run_id / "run.json").read_text(encoding="utf-8"))
-        options = list(spec.get("options") or [])
-        ics = Path(options[options.index("--ics") + 1])
+        ics = Path(option_value([str(o) for o in spec.get("options") or []], "--ics") or "")
         rel = ics.resolve().relative_to((svc.settings.data_dir / "bookings").resolve())
         return int(rel.parts[0])
     except (OSError, ValueError, IndexError, TypeError, AttributeError):

@@ -31,7 +31,7 @@ from lab.inputfile import sha256_file
 from lab.install import read_release, release_path, with_release
 from lab.inventory import BenchConfig, Inventory
 from lab.ownerfiles import copy_private, private_dir, write_private
-from lab.orchestrator.rundir import write_json
+from lab.orchestrator.rundir import option_value, write_json
 from lab.products import KINDS, find_product_file, product_folder
 
 INPUTS_DIR = "inputs"
@@ -42,15 +42,8 @@ MAX_RELEASE_BYTES = 512 << 20  # a release file larger than this is not read (no
 
 def explicit_files(options: tuple[str, ...] | list[str]) -> dict[str, str]:
     """`--ics F`, `--ixit F`, `--assessments F` among a run's pytest options."""
-    found: dict[str, str] = {}
-    opts = list(options)
-    for i, opt in enumerate(opts):
-        for kind in KINDS:
-            if opt == f"--{kind}" and i + 1 < len(opts):
-                found[kind] = opts[i + 1]
-            elif opt.startswith(f"--{kind}="):
-                found[kind] = opt.split("=", 1)[1]
-    return found
+    given = {kind: option_value(options, f"--{kind}") for kind in KINDS}
+    return {kind: value for kind, value in given.items() if value is not None}
 
 
 def record_inputs(run_dir: Path, inventory: Inventory, *, benches: tuple[str, ...] | list[str], edition: str,

@@ -27,7 +27,7 @@ from lab.orchestrator.launch import check_labhosts, make_executor
 from lab.labhost.broker import BrokerSettings
 from lab.orchestrator.orchestrator import Orchestrator
 from lab.orchestrator.inputs import record_inputs
-from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id
+from lab.orchestrator.rundir import RunSpec, create_run_dir, new_run_id, option_value
 from lab.preflight import preflight
 from lab.store import QueuedRun, Store, enqueue_run, finish_queued_run, queued_runs
 from lab.store.scheduling import note_queued_run_id
@@ -44,7 +44,8 @@ def add(store: Store, *, model: str, capabilities: list[str], suites: list[str],
 
 
 def _option(options: list[str], name: str) -> Path | None:
-    return Path(options[options.index(name) + 1]) if name in options[:-1] else None
+    value = option_value(options, name)
+    return Path(value) if value is not None else None
 
 
 def check_payload(inventory: Inventory, benches: list[str], payload: dict) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,3 +71,16 @@ def load_spec(run_dir: Path) -> RunSpec:
 def write_json(path: Path, data: object) -> None:
     """Write atomically (a reader, or a crash, never sees half a file), owner-only."""
     write_private(path, json.dumps(data, indent=2))
+
+
+def option_value(options: Sequence[str], name: str) -> str | None:
+    """The value of option `name` (e.g. "--ics") among a run's pytest options, given as `--ics F` or
+    `--ics=F`; the last one when given twice, as pytest takes it; None when absent."""
+    found = None
+    opts = list(options)
+    for i, opt in enumerate(opts):
+        if opt == name and i + 1 < len(opts):
+            found = opts[i + 1]
+        elif opt.startswith(name + "="):
+            found = opt.split("=", 1)[1]
+    return found
