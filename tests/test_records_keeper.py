@@ -242,3 +242,31 @@ def test_the_webhook_is_tried_again_and_its_failure_returned_not_raised(hook: Ho
     assert not failed.ok and failed.attempts == 3 and "HTTP 500" in failed.describe()
     closed = post_json("http://127.0.0.1:9/none", {"event": "x"}, timeout=1.0, tries=2, sleep=slept.append)
     assert not closed.ok and closed.attempts == 2
+
+
+def test_a_keeper_reads_again_only_the_records_with_a_new_revision_or_a_pending_retest(world: World,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.store import records as record_store
+
+    read: list[list[str]] = []
+    heads = record_store.heads
+
+    def counting(target, **kw):
+        got = heads(target, **kw)
+        read.append([h.record.model for h in got if h.last is not None])
+        return got
+
+    monkeypatch.setattr(record_store, "heads", counting)
+    quiet: dict[str, int] = {}
+    assert retests.settle_retests(world.svc, quiet) == [] and quiet == {MODEL: 1}  # opened, nothing pending
+    assert retests.settle_retests(world.svc, quiet) == [] and read[-1] == []  # not read again
+    queued_id = register(world)  # a new revision: read again, and followed while pending
+    assert retests.settle_retests(world.svc, quiet) == [] and read[-1] == [MODEL] and MODEL not in quiet
+    claim(world, queued_id)
+    assert retests.settle_retests(world.svc, quiet) == [f"{MODEL}: re-test of 1.5.0 running (run {RETEST_RUN})"]
+    finished_retest(world.reports, RETEST_RUN, BASELINE, firmware="1.5.0")
+    finish_queued_run(world.svc.store, queued_id=queued_id, state="done", run_id=RETEST_RUN)
+    [line] = retests.settle_retests(world.svc, quiet)
+    assert "re-test of 1.5.0" in line and retest_of(world)["state"] == "done"
+    retests.settle_retests(world.svc, quiet)  # the settled revision: read once more, then quiet
+    assert retests.settle_retests(world.svc, quiet) == [] and read[-1] == [] and MODEL in quiet

@@ -271,17 +271,26 @@ def _settle_one(svc: Services, model: str, release: dict[str, Any]) -> str | Non
     return f"{model}: {summary}"
 
 
-def settle_retests(svc: Services) -> list[str]:
+def settle_retests(svc: Services, quiet: dict[str, int] | None = None) -> list[str]:
     """The keeper's round: every pending re-test whose queued run moved is written into its record.
-    Only one process settles at a time (another's round is skipped, not waited for)."""
+    Only one process settles at a time (another's round is skipped, not waited for). `quiet`, kept
+    by the caller from round to round, holds the models whose last revision (by seq) had no pending
+    re-test: their documents are not read again until a new revision comes (only a revision starts
+    a re-test), so a round reads the records with work, not every record's whole text."""
     done: list[str] = []
+    quiet = {} if quiet is None else quiet
     with keeper_turn(svc.settings.data_dir) as mine:
         if not mine:
             return done
-        for head in store.heads(svc.store, limit=INDEX_LIMIT):
+        for head in store.heads(svc.store, limit=INDEX_LIMIT, unchanged=quiet):
             if head.last is None:
                 continue
-            for release in doc.pending_retests(head.last["record"]):
+            pending = doc.pending_retests(head.last["record"])
+            if not pending:
+                quiet[head.record.model] = int(head.last["seq"])
+                continue
+            quiet.pop(head.record.model, None)
+            for release in pending:
                 line = _settle_one(svc, head.record.model, release)
                 if line:
                     done.append(line)
@@ -290,4 +299,5 @@ def settle_retests(svc: Services) -> list[str]:
 
 def record_keeper(svc: Services, period: float = 5.0) -> Periodic:
     """The app's thread that calls `settle_retests` every `period` seconds until stopped."""
-    return Periodic("certlab-record-keeper", lambda: settle_retests(svc), period)
+    quiet: dict[str, int] = {}  # what this keeper's rounds need not read again (settle_retests)
+    return Periodic("certlab-record-keeper", lambda: settle_retests(svc, quiet), period)

@@ -10,7 +10,7 @@ updates or deletes a revision (the database's triggers would refuse it anyway).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -161,15 +161,23 @@ def product_record(target: Target, model: str) -> ProductRecord | None:
         return s.scalars(select(ProductRecord).where(ProductRecord.model == model)).first()
 
 
-def heads(target: Target, *, limit: int = 1000) -> list[RecordHead]:
-    """Every record (by model) with its last revision: two queries, whatever the count."""
+def heads(target: Target, *, limit: int = 1000, unchanged: Mapping[str, int] | None = None) -> list[RecordHead]:
+    """Every record (by model) with its last revision: three queries, whatever the count. A model whose
+    last seq is the one `unchanged` gives is returned without its document (`last` None): the caller
+    has read that revision already, and a document is the record's whole text."""
+    skip = dict(unchanged or {})
     with reading(target) as s:
         records = list(s.scalars(select(ProductRecord).order_by(ProductRecord.model).limit(limit)))
         newest = (select(RecordRevision.model, func.max(RecordRevision.seq).label("seq"))
                   .group_by(RecordRevision.model).subquery())
+        rows = s.execute(select(RecordRevision.model, RecordRevision.seq)
+                         .join(newest, (newest.c.model == RecordRevision.model)
+                               & (newest.c.seq == RecordRevision.seq))).all()
+        wanted = [model for model, seq in rows if skip.get(model) != seq]
         docs = dict(s.execute(select(RecordRevision.model, RecordRevision.document)
                               .join(newest, (newest.c.model == RecordRevision.model)
-                                    & (newest.c.seq == RecordRevision.seq))).all())
+                                    & (newest.c.seq == RecordRevision.seq))
+                              .where(RecordRevision.model.in_(wanted))).all()) if wanted else {}
     return [RecordHead(r, json.loads(docs[r.model]) if r.model in docs else None) for r in records]
 
 
